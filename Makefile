@@ -1,0 +1,46 @@
+# The two front-door commands: `make demo` and `make check`.
+# Both install missing Debian packages, configure CMake and build with all cores.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+DEMO_OUT   ?= demo-output
+JOBS       := $(shell nproc 2>/dev/null || echo 2)
+CMAKE_ARGS ?=
+# The sanitizer pass over the unit tests is skipped with SANITIZE=0.
+SANITIZE   ?= 1
+
+.PHONY: all deps configure build demo check test sanitize bench fuzz clean
+
+all: build
+
+deps:
+	@sh scripts/install-deps.sh
+
+configure: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD) -j $(JOBS)
+
+demo: build
+	@sh scripts/demo.sh $(BUILD) $(DEMO_OUT)
+
+test: build
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
+
+sanitize: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIFFEOFLOW_SANITIZE=ON \
+	  -DDIFFEOFLOW_BUILD_APPS=OFF -DDIFFEOFLOW_BUILD_EXAMPLES=OFF -DDIFFEOFLOW_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j $(JOBS) --timeout 1200 -LE slow
+
+check: test
+	@if [ "$(SANITIZE)" = "1" ]; then $(MAKE) --no-print-directory sanitize; fi
+
+bench: build
+	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b; done
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,63 @@
+// The `diffeoflow` command line: one binary, subcommands from the registry (apps/command.h).
+#include <unistd.h>
+
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <map>
+#include <memory>
+
+#include "apps/command.h"
+#include "solvers/errors.h"
+
+namespace diffeoflow::app {
+
+std::vector<Command>& CommandRegistry() {
+  static std::vector<Command> registry;
+  return registry;
+}
+
+bool CommonFlags::ShowProgress() const { return !quiet && isatty(fileno(stderr)) != 0; }
+
+}  // namespace diffeoflow::app
+
+int main(int argc, char** argv) {
+  using namespace diffeoflow::app;
+  CLI::App app{"diffeoflow: neural ODEs and LDDMM registration on one ODE engine", "diffeoflow"};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Show the help of every subcommand");
+
+  std::vector<std::unique_ptr<CommonFlags>> flags;
+  std::map<CLI::App*, std::function<int()>> runners;
+  for (const Command& command : CommandRegistry()) {
+    CLI::App* sub = app.add_subcommand(command.name, command.description);
+    flags.push_back(std::make_unique<CommonFlags>());
+    CommonFlags& common = *flags.back();
+    sub->add_flag("--quiet,-q", common.quiet, "No progress output");
+    sub->add_option("--threads", common.threads, "Worker threads (0: all cores)")
+        ->check(CLI::NonNegativeNumber);
+    sub->add_option("--seed", common.seed, "Random seed");
+    runners[sub] = command.setup(*sub, common);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, run] : runners) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const diffeoflow::InputError& e) {
+    std::cerr << "diffeoflow: error: " << e.what() << "\n";
+    return 2;
+  } catch (const diffeoflow::NumericalError& e) {
+    std::cerr << "diffeoflow: numerical failure: " << e.what() << "\n";
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "diffeoflow: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 1;
+}

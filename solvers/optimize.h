@@ -1,0 +1,84 @@
+// Optimisers over one contiguous parameter vector: Ceres L-BFGS (ceres::GradientProblem), plain
+// gradient descent, and Adam (Kingma & Ba 2015). Options in, Summary out.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "solvers/dynamics.h"
+
+namespace diffeoflow {
+
+// An objective with its gradient. Evaluate returns the value and fills `gradient` (sized like x)
+// when it is non-null. Throwing from Evaluate aborts the optimisation and propagates.
+class Objective {
+ public:
+  virtual ~Objective() = default;
+  virtual Eigen::Index num_parameters() const = 0;
+  virtual double Evaluate(const Vector& x, Vector* gradient) = 0;
+};
+
+// Adapts a lambda.
+class FunctionObjective : public Objective {
+ public:
+  using Function = std::function<double(const Vector& x, Vector* gradient)>;
+  FunctionObjective(Eigen::Index n, Function fn) : n_(n), fn_(std::move(fn)) {}
+  Eigen::Index num_parameters() const override { return n_; }
+  double Evaluate(const Vector& x, Vector* gradient) override { return fn_(x, gradient); }
+
+ private:
+  Eigen::Index n_;
+  Function fn_;
+};
+
+enum class Optimizer { kLbfgs, kGradientDescent, kAdam };
+Optimizer ParseOptimizer(const std::string& name, const std::string& argument = "--optimizer");
+std::string OptimizerName(Optimizer o);
+
+struct IterationReport {
+  int iteration = 0;
+  double cost = 0.0;
+  double gradient_norm = 0.0;
+  double step_size = 0.0;
+  double elapsed_seconds = 0.0;
+};
+
+struct OptimizerOptions {
+  Optimizer optimizer = Optimizer::kLbfgs;
+  int max_iterations = 100;
+  double max_seconds = 1e9;
+  // Stop when |Δcost| / cost < function_tolerance (L-BFGS: Ceres' function_tolerance).
+  double function_tolerance = 1e-6;
+  double gradient_tolerance = 1e-10;   // on ‖∇‖∞ (Ceres) / ‖∇‖₂ (GD, Adam)
+  double parameter_tolerance = 1e-10;
+  int lbfgs_rank = 10;                  // Ceres max_lbfgs_rank
+  // Gradient descent and Adam: step size (GD uses a backtracking line search starting from it).
+  double learning_rate = 1e-2;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  // Called after every iteration; return false to stop (e.g. on SIGINT).
+  std::function<bool(const IterationReport&)> callback;
+
+  void Validate() const;
+};
+
+struct OptimizerSummary {
+  Optimizer optimizer = Optimizer::kLbfgs;
+  int iterations = 0;
+  int evaluations = 0;
+  double initial_cost = 0.0;
+  double final_cost = 0.0;
+  std::vector<double> cost_history;  // cost after each iteration (index 0: initial)
+  std::string termination;           // "converged: ...", "max iterations", "time limit", ...
+  bool converged = false;
+  double wall_seconds = 0.0;
+  std::string BriefReport() const;
+  std::string FullReport() const;
+};
+
+// Minimises objective starting from x (updated in place).
+OptimizerSummary Minimize(Objective& objective, Vector& x, const OptimizerOptions& options);
+
+}  // namespace diffeoflow
