@@ -1,0 +1,30 @@
+#include "solvers/kinetic_energy.h"
+
+namespace diffeoflow {
+
+KineticEnergyAugmented::KineticEnergyAugmented(Dynamics& inner, double weight)
+    : inner_(inner), weight_(weight), f_(inner.state_dim()), a_inner_(inner.state_dim()) {}
+
+void KineticEnergyAugmented::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) {
+  const Eigen::Index n = inner_.state_dim();
+  inner_.f(t, x.head(n), theta, f_);
+  dxdt.head(n) = f_;
+  dxdt[n] = weight_ * f_.squaredNorm();
+}
+
+void KineticEnergyAugmented::vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
+                                 VectorRef a_x, VectorRef a_theta) {
+  const Eigen::Index n = inner_.state_dim();
+  inner_.f(t, x.head(n), theta, f_);
+  a_inner_ = a.head(n) + (2.0 * weight_ * a[n]) * f_;
+  inner_.vjp(t, x.head(n), theta, a_inner_, a_x.head(n), a_theta);
+  a_x[n] = 0.0;  // e does not feed back into the dynamics
+}
+
+Vector KineticEnergyAugmented::Augment(const Vector& x0) const {
+  Vector z(x0.size() + 1);
+  z << x0, 0.0;
+  return z;
+}
+
+}  // namespace diffeoflow
