@@ -71,7 +71,9 @@ struct OptimizerSummary {
   double initial_cost = 0.0;
   double final_cost = 0.0;
   std::vector<double> cost_history;  // cost after each iteration (index 0: initial)
-  std::string termination;           // "converged: ...", "max iterations", "time limit", ...
+  // "converged: ...", "max iterations", "time limit", "stopped by callback", "interrupted"
+  // (SIGINT/SIGTERM, see solvers/interrupt.h; x holds the last accepted iterate), "failed: ..."
+  std::string termination;
   bool converged = false;
   double wall_seconds = 0.0;
   std::string BriefReport() const;
