@@ -15,6 +15,7 @@
 #include <string>
 
 #include <Eigen/Core>
+#include <Eigen/LU>
 
 namespace diffeoflow::registration {
 
