@@ -39,6 +39,18 @@ sanitize: deps
 check: test
 	@if [ "$(SANITIZE)" = "1" ]; then $(MAKE) --no-print-directory sanitize; fi
 
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 60
+
+# libFuzzer over the NIfTI, PNG, .npy, IDX and HDF5 readers (clang), FUZZ_SECONDS per target.
+fuzz: deps
+	@sh scripts/install-deps.sh clang
+	@cmake -S . -B $(FUZZ_BUILD) -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+	  -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIFFEOFLOW_FUZZ=ON -DDIFFEOFLOW_BUILD_TESTS=OFF \
+	  -DDIFFEOFLOW_BUILD_APPS=OFF -DDIFFEOFLOW_BUILD_EXAMPLES=OFF -DDIFFEOFLOW_BUILD_BENCH=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS)
+	@sh scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_SECONDS)
+
 bench: build
 	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b; done
 

@@ -7,6 +7,11 @@ PACKAGES="build-essential cmake pkg-config libboost-dev libeigen3-dev libceres-d
 libfftw3-dev libnifti2-dev libpng-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
 libcli11-dev nlohmann-json3-dev libcairo2-dev fonts-dejavu-core mricron-data dataset-fashion-mnist"
 
+# `install-deps.sh clang` adds the fuzzing toolchain (make fuzz).
+if [ "${1:-}" = "clang" ]; then
+  PACKAGES="clang libclang-rt-14-dev"
+fi
+
 missing=""
 for p in $PACKAGES; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
