@@ -8,6 +8,8 @@ JOBS       := $(shell nproc 2>/dev/null || echo 2)
 CMAKE_ARGS ?=
 # The sanitizer pass over the unit tests is skipped with SANITIZE=0.
 SANITIZE   ?= 1
+# Tests too slow under ASan on 2 cores (they train to an accuracy); the Release pass runs them.
+ASAN_EXCLUDE ?= OdeNetLearnsTwoSpirals
 
 .PHONY: all deps configure build demo check test sanitize bench fuzz clean
 
@@ -34,7 +36,7 @@ sanitize: deps
 	@cmake --build $(ASAN_BUILD) -j $(JOBS)
 	@cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  ctest --output-on-failure -j $(JOBS) --timeout 1200 -LE slow
+	  ctest --output-on-failure -j $(JOBS) --timeout 1200 -LE slow -E '$(ASAN_EXCLUDE)'
 
 check: test
 	@if [ "$(SANITIZE)" = "1" ]; then $(MAKE) --no-print-directory sanitize; fi

@@ -1,0 +1,375 @@
+#include "flows/classifier.h"
+
+#include <algorithm>
+#include <random>
+
+#include "flows/conv.h"
+#include "solvers/errors.h"
+
+namespace diffeoflow::flows {
+
+std::string ModelKindName(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::kOdeNet: return "odenet";
+    case ModelKind::kAnode: return "anode";
+    case ModelKind::kResNet: return "resnet";
+    case ModelKind::kC2: return "c2";
+    case ModelKind::kMlp: return "mlp";
+  }
+  return "?";
+}
+
+ModelKind ParseModelKind(const std::string& name, const std::string& argument) {
+  for (ModelKind k : {ModelKind::kOdeNet, ModelKind::kAnode, ModelKind::kResNet, ModelKind::kC2,
+                      ModelKind::kMlp}) {
+    if (name == ModelKindName(k)) return k;
+  }
+  throw InputError(argument + ": unknown model '" + name +
+                   "' (expected odenet, anode, resnet, c2 or mlp)");
+}
+
+Index ModelSpec::input_size() const {
+  Index n = 1;
+  for (std::int64_t d : input_shape) n *= d;
+  return n;
+}
+
+bool ModelSpec::convolutional() const { return kind == ModelKind::kOdeNet && input_shape.size() == 3; }
+
+namespace {
+// The down-sampled grid of the convolutional ODE-Net: two 3 × 3 convolutions of stride 2, padding 1.
+Index Halved(Index n) { return (n - 1) / 2 + 1; }
+Index GroupsFor(Index channels) {
+  const Index g = std::min<Index>(32, channels);
+  return channels % g == 0 ? g : 1;
+}
+}  // namespace
+
+Index ModelSpec::state_size() const {
+  if (convolutional()) {
+    return width * Halved(Halved(input_shape[1])) * Halved(Halved(input_shape[2]));
+  }
+  switch (kind) {
+    case ModelKind::kOdeNet: return width > 0 ? width : input_size();
+    case ModelKind::kAnode: return input_size() + augment;
+    default: return width;
+  }
+}
+
+void ModelSpec::Validate() const {
+  if (input_shape.empty() || input_size() < 1) throw InputError("model: empty input shape");
+  if (classes < 2) throw InputError("model: at least 2 classes are needed");
+  if (width < 0 || ((!continuous() || convolutional()) && width < 1)) {
+    throw InputError("--channels must be ≥ 1 for " + ModelKindName(kind) + " (got " +
+                     std::to_string(width) + ")");
+  }
+  if (hidden < 1) throw InputError("--hidden must be ≥ 1 (got " + std::to_string(hidden) + ")");
+  if (augment < 0) throw InputError("--augment must be ≥ 0 (got " + std::to_string(augment) + ")");
+  if (depth < 1) throw InputError("--steps (layers) must be ≥ 1 (got " + std::to_string(depth) + ")");
+  if (continuous()) {
+    solver.Validate();
+    gradient.Validate();
+  }
+}
+
+Classifier::Classifier(const ModelSpec& spec, int threads) : spec_(spec), threads_(threads) {
+  spec_.Validate();
+  const Index in = spec_.input_size(), W = spec_.state_size(), H = spec_.hidden;
+  const bool embed = spec_.kind != ModelKind::kAnode && !(spec_.kind == ModelKind::kOdeNet &&
+                                                          spec_.width == 0);
+  if (spec_.convolutional()) {
+    // Chen et al. (2018)'s ODE-Net: down-sampling convolutions, an ODE block of
+    // GroupNorm–ReLU–ConcatConv stages, GroupNorm–ReLU–pool–linear read-out.
+    const Index C = spec_.width, G = GroupsFor(C);
+    const ImageShape image{spec_.input_shape[0], spec_.input_shape[1], spec_.input_shape[2]};
+    auto first = std::make_unique<Conv2d>(image, C, 3, 2, 1);
+    const ImageShape half = first->output_shape();
+    embed_.Add(std::move(first));
+    embed_.Add(std::make_unique<GroupNorm>(half, G));
+    embed_.Add(std::make_unique<ActivationLayer>(Activation::kRelu, half.size()));
+    auto second = std::make_unique<Conv2d>(half, C, 3, 2, 1);
+    const ImageShape grid = second->output_shape();
+    embed_.Add(std::move(second));
+    for (int stage = 0; stage < 2; ++stage) {
+      field_.Add(std::make_unique<GroupNorm>(grid, G));
+      field_.Add(std::make_unique<ActivationLayer>(Activation::kRelu, grid.size()));
+      field_.Add(std::make_unique<Conv2d>(grid, C, 3, 1, 1, /*concat_time=*/true));
+    }
+    field_.Add(std::make_unique<GroupNorm>(grid, G));
+    readout_.Add(std::make_unique<GroupNorm>(grid, G));
+    readout_.Add(std::make_unique<ActivationLayer>(Activation::kRelu, grid.size()));
+    readout_.Add(std::make_unique<GlobalAveragePool>(grid));
+    readout_.Add(std::make_unique<Linear>(C, spec_.classes));
+  } else {
+    if (embed) embed_.Add(std::make_unique<Linear>(in, W));
+    readout_.Add(std::make_unique<Linear>(W, spec_.classes));
+  }
+  if (spec_.continuous() && !spec_.convolutional()) {
+    field_ = MlpField(W, {H}, spec_.activation);
+  } else if (!spec_.continuous()) {
+    for (int l = 0; l < spec_.depth; ++l) {
+      Sequential block;
+      if (spec_.kind == ModelKind::kMlp) {
+        block.Add(std::make_unique<Linear>(W, W));
+        block.Add(std::make_unique<ActivationLayer>(spec_.activation, W));
+      } else {
+        block.Add(std::make_unique<Linear>(W, H));
+        block.Add(std::make_unique<ActivationLayer>(spec_.activation, H));
+        block.Add(std::make_unique<Linear>(H, W));
+      }
+      blocks_.push_back(std::move(block));
+    }
+  }
+  embed_offset_ = 0;
+  flow_offset_ = embed_.param_dim();
+  Index flow = field_.param_dim();
+  for (const Sequential& b : blocks_) flow += b.param_dim();
+  readout_offset_ = flow_offset_ + flow;
+  param_dim_ = readout_offset_ + readout_.param_dim();
+}
+
+Vector Classifier::Initialize(unsigned seed) const {
+  std::mt19937 rng(seed);
+  Vector theta(param_dim_);
+  embed_.Initialize(rng, theta.data() + embed_offset_);
+  field_.Initialize(rng, theta.data() + flow_offset_);
+  Index offset = flow_offset_;
+  for (const Sequential& b : blocks_) {
+    b.Initialize(rng, theta.data() + offset);
+    offset += b.param_dim();
+  }
+  readout_.Initialize(rng, theta.data() + readout_offset_);
+  return theta;
+}
+
+Matrix Classifier::Embed(const Vector& theta, const Matrix& x) {
+  if (x.rows() != spec_.input_size()) {
+    throw InputError("model expects " + std::to_string(spec_.input_size()) +
+                     " input features per sample, got " + std::to_string(x.rows()));
+  }
+  if (embed_.size() > 0) {
+    return embed_.Forward(0.0, theta.data() + embed_offset_, ConstMatrixView(x.data(), x.rows(), x.cols()));
+  }
+  Matrix h = Matrix::Zero(spec_.state_size(), x.cols());
+  h.topRows(x.rows()) = x;
+  return h;
+}
+
+NetworkField& Classifier::FieldFor(Index batch) {
+  auto it = fields_.find(batch);
+  if (it == fields_.end()) {
+    // Keep a few batch sizes (a training batch, the last partial batch, evaluation batches).
+    if (fields_.size() >= 4) fields_.erase(fields_.begin());
+    // Splitting the batch pays once a field evaluation is some tens of µs of work.
+    const int threads = batch * spec_.hidden >= 16384 ? threads_ : 1;
+    it = fields_.emplace(batch, std::make_unique<NetworkField>(field_, batch, threads)).first;
+  }
+  return *it->second;
+}
+
+double Classifier::ReadOut(const Vector& theta, const Matrix& h, const int* labels,
+                           Index* correct, Matrix* h_bar, double* theta_bar) {
+  const Index B = h.cols();
+  const double* th = theta.data() + readout_offset_;
+  ConstMatrixView logits = readout_.Forward(0.0, th, ConstMatrixView(h.data(), h.rows(), B));
+  if (h_bar == nullptr) return SoftmaxCrossEntropy(logits, labels, nullptr, correct);
+  Matrix z_bar(spec_.classes, B);
+  MatrixView z_bar_view(z_bar.data(), z_bar.rows(), B);
+  const double loss = SoftmaxCrossEntropy(logits, labels, &z_bar_view, correct);
+  h_bar->resize(h.rows(), B);
+  readout_.Backward(0.0, th, ConstMatrixView(h.data(), h.rows(), B),
+                    ConstMatrixView(z_bar.data(), z_bar.rows(), B),
+                    MatrixView(h_bar->data(), h.rows(), B), theta_bar);
+  return loss;
+}
+
+BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int* labels,
+                                 Vector* gradient) {
+  if (theta.size() != param_dim_) {
+    throw InputError("model has " + std::to_string(param_dim_) + " parameters, θ has " +
+                     std::to_string(theta.size()));
+  }
+  BatchResult result;
+  const Index B = x.cols(), W = spec_.state_size();
+  const double delta = 1.0 / spec_.depth;
+  Matrix h0 = Embed(theta, x);
+  Matrix h0_bar;
+  if (gradient != nullptr) gradient->setZero(param_dim_);
+  double* grad = gradient != nullptr ? gradient->data() : nullptr;
+
+  if (spec_.continuous()) {
+    NetworkField& field = FieldFor(B);
+    const Vector theta_f = theta.segment(flow_offset_, field_.param_dim());
+    const Vector z0 = Eigen::Map<const Vector>(h0.data(), h0.size());
+    const std::vector<double> times = {1.0};
+    if (gradient == nullptr) {
+      const Solution s = Integrate(field, z0, theta_f, times, spec_.solver);
+      result.loss = ReadOut(theta, Eigen::Map<const Matrix>(s.states[0].data(), W, B), labels,
+                            &result.correct, nullptr, nullptr);
+      result.nfe_forward = s.summary.nfe_forward;
+      return result;
+    }
+    const TrajectoryLoss loss = [&](const std::vector<Vector>& states, std::vector<Vector>& grads) {
+      Matrix h_bar;
+      const double l = ReadOut(theta, Eigen::Map<const Matrix>(states[0].data(), W, B), labels,
+                               &result.correct, &h_bar, grad + readout_offset_);
+      grads[0] = Eigen::Map<const Vector>(h_bar.data(), h_bar.size());
+      return l;
+    };
+    const GradientResult g = Gradient(field, z0, theta_f, times, loss, spec_.solver, spec_.gradient);
+    result.loss = g.loss;
+    result.nfe_forward = g.summary.nfe_forward;
+    result.nfe_backward = g.summary.nfe_backward;
+    gradient->segment(flow_offset_, field_.param_dim()) = g.grad_theta;
+    h0_bar = Eigen::Map<const Matrix>(g.grad_x0.data(), W, B);
+  } else {
+    const int L = spec_.depth;
+    std::vector<Matrix> hs(static_cast<std::size_t>(L) + 1);
+    hs[0] = std::move(h0);
+    std::vector<Index> offsets;
+    Index offset = flow_offset_;
+    for (int l = 0; l < L; ++l) {
+      Sequential& block = blocks_[static_cast<std::size_t>(l)];
+      offsets.push_back(offset);
+      const Matrix& h = hs[static_cast<std::size_t>(l)];
+      ConstMatrixView g =
+          block.Forward(l * delta, theta.data() + offset, ConstMatrixView(h.data(), W, B));
+      Matrix& next = hs[static_cast<std::size_t>(l) + 1];
+      switch (spec_.kind) {
+        case ModelKind::kResNet: next = h + delta * g; break;
+        case ModelKind::kC2:
+          next = 2.0 * h - hs[static_cast<std::size_t>(std::max(l - 1, 0))] + delta * delta * g;
+          break;
+        default: next = g; break;
+      }
+      offset += block.param_dim();
+    }
+    Matrix hL_bar;
+    result.loss = ReadOut(theta, hs.back(), labels, &result.correct,
+                          gradient != nullptr ? &hL_bar : nullptr,
+                          grad != nullptr ? grad + readout_offset_ : nullptr);
+    if (gradient == nullptr) return result;
+    // Back-propagation through the layers; a[l] = ∂L/∂h_l, a_prev for h_{−1} (c2).
+    std::vector<Matrix> a(static_cast<std::size_t>(L) + 1, Matrix::Zero(W, B));
+    Matrix a_before = Matrix::Zero(W, B);
+    a.back() = hL_bar;
+    Matrix y_bar(W, B), x_bar(W, B);
+    for (int l = L - 1; l >= 0; --l) {
+      const auto k = static_cast<std::size_t>(l);
+      Sequential& block = blocks_[k];
+      const Matrix& u = a[k + 1];
+      const double scale = spec_.kind == ModelKind::kResNet ? delta
+                           : spec_.kind == ModelKind::kC2   ? delta * delta
+                                                            : 1.0;
+      y_bar = scale * u;
+      block.Backward(l * delta, theta.data() + offsets[k], ConstMatrixView(hs[k].data(), W, B),
+                     ConstMatrixView(y_bar.data(), W, B), MatrixView(x_bar.data(), W, B),
+                     grad + offsets[k]);
+      switch (spec_.kind) {
+        case ModelKind::kResNet: a[k] += u + x_bar; break;
+        case ModelKind::kC2:
+          a[k] += 2.0 * u + x_bar;
+          (l >= 1 ? a[k - 1] : a_before) -= u;
+          break;
+        default: a[k] += x_bar; break;
+      }
+    }
+    h0_bar = a[0] + a_before;
+  }
+  if (embed_.size() > 0) {
+    Matrix x_bar(x.rows(), B);
+    embed_.Backward(0.0, theta.data() + embed_offset_, ConstMatrixView(x.data(), x.rows(), B),
+                    ConstMatrixView(h0_bar.data(), W, B), MatrixView(x_bar.data(), x.rows(), B),
+                    grad + embed_offset_);
+  }
+  return result;
+}
+
+std::vector<double> Classifier::PathTimes(int points) const {
+  std::vector<double> times;
+  if (spec_.continuous()) {
+    for (int k = 0; k < points; ++k) times.push_back(static_cast<double>(k) / (points - 1));
+  } else {
+    for (int l = 0; l <= spec_.depth; ++l) times.push_back(static_cast<double>(l) / spec_.depth);
+  }
+  return times;
+}
+
+std::vector<Matrix> Classifier::Paths(const Vector& theta, const Matrix& x, int points) {
+  if (points < 2) throw InputError("paths: at least 2 points are needed");
+  const Index B = x.cols(), W = spec_.state_size();
+  Matrix h0 = Embed(theta, x);
+  std::vector<Matrix> out;
+  if (spec_.continuous()) {
+    NetworkField& field = FieldFor(B);
+    const Vector theta_f = theta.segment(flow_offset_, field_.param_dim());
+    const Solution s = Integrate(field, Eigen::Map<const Vector>(h0.data(), h0.size()), theta_f,
+                                 PathTimes(points), spec_.solver);
+    for (const Vector& state : s.states) out.push_back(Eigen::Map<const Matrix>(state.data(), W, B));
+    return out;
+  }
+  const double delta = 1.0 / spec_.depth;
+  out.push_back(h0);
+  Index offset = flow_offset_;
+  for (int l = 0; l < spec_.depth; ++l) {
+    Sequential& block = blocks_[static_cast<std::size_t>(l)];
+    const Matrix h = out.back();
+    ConstMatrixView g =
+        block.Forward(l * delta, theta.data() + offset, ConstMatrixView(h.data(), W, B));
+    switch (spec_.kind) {
+      case ModelKind::kResNet: out.push_back(h + delta * g); break;
+      case ModelKind::kC2:
+        out.push_back(2.0 * h - out[static_cast<std::size_t>(std::max(l - 1, 0))] +
+                      delta * delta * g);
+        break;
+      default: out.push_back(g); break;
+    }
+    offset += block.param_dim();
+  }
+  return out;
+}
+
+Matrix Classifier::Logits(const Vector& theta, const Matrix& x, Index batch) {
+  Matrix logits(spec_.classes, x.cols());
+  for (Index start = 0; start < x.cols(); start += batch) {
+    const Index n = std::min(batch, x.cols() - start);
+    const Matrix chunk = x.middleCols(start, n);
+    const Matrix h = Paths(theta, chunk, 2).back();
+    logits.middleCols(start, n) =
+        readout_.Forward(0.0, theta.data() + readout_offset_, ConstMatrixView(h.data(), h.rows(), n));
+  }
+  return logits;
+}
+
+std::vector<Classifier::Block> Classifier::Blocks() const {
+  std::vector<Block> blocks;
+  auto add = [&](const std::string& prefix, const Sequential& net, Index base) {
+    for (std::size_t i = 0; i < net.size(); ++i) {
+      const auto* linear = dynamic_cast<const Linear*>(&net.layer(i));
+      const Index offset = base + net.param_offset(i);
+      if (linear == nullptr) {
+        const Layer& layer = net.layer(i);
+        if (layer.param_dim() > 0) {
+          blocks.push_back({prefix + "/" + std::to_string(i) + "/" + layer.name(), offset,
+                            layer.param_dim(), 1});
+        }
+        continue;
+      }
+      const Index out = linear->output_size(), in = linear->input_size() + linear->concat_time();
+      const std::string name = prefix + "/" + std::to_string(i);
+      blocks.push_back({name + "/weight", offset, out, in});
+      blocks.push_back({name + "/bias", offset + out * in, out, 1});
+    }
+  };
+  add("embed", embed_, embed_offset_);
+  if (spec_.continuous()) add("field", field_, flow_offset_);
+  Index offset = flow_offset_;
+  for (std::size_t l = 0; l < blocks_.size(); ++l) {
+    add("block" + std::to_string(l), blocks_[l], offset);
+    offset += blocks_[l].param_dim();
+  }
+  add("readout", readout_, readout_offset_);
+  return blocks;
+}
+
+}  // namespace diffeoflow::flows

@@ -1,0 +1,109 @@
+// Classifiers whose hidden layers are a flow of the features:
+//
+//   odenet  h(0) = E x (a linear embedding; none when width = 0), dh/dt = g(t, h; θ) on [0, 1]
+//           (an MLP field, Chen et al. 2018), logits = R h(1).  Gradients by the engine's
+//           discrete or continuous adjoint (solvers/integrate.h).
+//   anode   the same with h(0) = [x; 0_K]: K extra zero dimensions and no embedding (Dupont et al.
+//           2019, augmented neural ODEs), so the flow is not confined to a homeomorphism of the
+//           input space.
+//   resnet  h_{l+1} = h_l + Δ g_l(h_l), Δ = 1/L: residual blocks, forward Euler steps of an ODE
+//           whose field changes per layer (a C¹ network in the depth variable; He et al. 2016).
+//   c2      h_{l+1} = 2h_l − h_{l−1} + Δ² g_l(h_l), h_{−1} = h_0: second-order differences of
+//           d²h/dt² = g (a C² network; zero initial velocity).
+//   mlp     h_{l+1} = σ(W_l h_l + b_l): no skip connection (C⁰).
+// Each g / g_l is Linear(W → H), σ, Linear(H → W) (time-concatenated at the input for odenet /
+// anode). The read-out R is linear; the loss the mean softmax cross-entropy. θ is one contiguous
+// vector: [embedding | flow | read-out].
+// On images (input_shape {channels, height, width}) odenet is Chen et al.'s convolutional ODE-Net
+// with C = width channels: Conv 3×3 stride 2 → GroupNorm → ReLU → Conv 3×3 stride 2 (a grid of
+// ¼ the size), the field GN → ReLU → ConcatConv 3×3 → GN → ReLU → ConcatConv 3×3 → GN, and the
+// read-out GN → ReLU → global average pool → Linear(C → classes). Other models take the flattened
+// image.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "flows/field.h"
+#include "flows/network.h"
+#include "solvers/integrate.h"
+
+namespace diffeoflow::flows {
+
+enum class ModelKind { kOdeNet, kAnode, kResNet, kC2, kMlp };
+std::string ModelKindName(ModelKind kind);
+ModelKind ParseModelKind(const std::string& name, const std::string& argument = "--model");
+
+struct ModelSpec {
+  ModelKind kind = ModelKind::kOdeNet;
+  std::vector<std::int64_t> input_shape = {2};  // of one sample
+  int classes = 2;
+  int width = 16;    // features of the hidden flow (odenet: 0 = no embedding, the input itself)
+  int hidden = 32;   // hidden units of each field / block
+  int augment = 0;   // anode: extra zero dimensions
+  int depth = 10;    // resnet, c2, mlp: number of layers L
+  Activation activation = Activation::kTanh;
+  SolverOptions solver;      // odenet, anode: integration of the ODE block on [0, 1]
+  GradientOptions gradient;  // odenet, anode
+
+  Index input_size() const;
+  Index state_size() const;  // features of the hidden flow h
+  bool continuous() const { return kind == ModelKind::kOdeNet || kind == ModelKind::kAnode; }
+  // odenet on images (input_shape = {channels, height, width}): the convolutional ODE-Net.
+  bool convolutional() const;
+  void Validate() const;     // InputError naming the flag
+};
+
+struct BatchResult {
+  double loss = 0.0;
+  Index correct = 0;
+  long nfe_forward = 0;
+  long nfe_backward = 0;
+};
+
+class Classifier {
+ public:
+  explicit Classifier(const ModelSpec& spec, int threads = 1);
+  const ModelSpec& spec() const { return spec_; }
+  Index param_dim() const { return param_dim_; }
+  Vector Initialize(unsigned seed) const;
+
+  // Mean cross-entropy of the batch (x: input_size × B) and the number of correct arg-max
+  // predictions; the gradient with respect to θ when `gradient` is non-null.
+  BatchResult Evaluate(const Vector& theta, const Matrix& x, const int* labels, Vector* gradient);
+  // Logits (classes × N), in batches of at most `batch` samples.
+  Matrix Logits(const Vector& theta, const Matrix& x, Index batch = 1024);
+  // The hidden state h at `points` equally spaced depths t ∈ [0, 1] (odenet, anode) or after every
+  // layer (resnet, c2, mlp: L + 1 states); each state_size × N.
+  std::vector<Matrix> Paths(const Vector& theta, const Matrix& x, int points = 21);
+  std::vector<double> PathTimes(int points = 21) const;
+
+  // The parts of θ, for the model file: name → (offset, rows, cols) of each weight and bias.
+  struct Block {
+    std::string name;
+    Index offset, rows, cols;
+  };
+  std::vector<Block> Blocks() const;
+
+ private:
+  Matrix Embed(const Vector& theta, const Matrix& x);
+  NetworkField& FieldFor(Index batch);
+  // Read-out and loss of the final state; writes ∂L/∂h into h_bar and the read-out's θ̄ into
+  // theta_bar when they are non-null.
+  double ReadOut(const Vector& theta, const Matrix& h, const int* labels, Index* correct,
+                 Matrix* h_bar, double* theta_bar);
+
+  ModelSpec spec_;
+  int threads_;
+  Sequential embed_;               // empty when the flow starts at the input (or its padding)
+  Sequential field_;               // odenet, anode
+  std::vector<Sequential> blocks_; // resnet, c2, mlp
+  Sequential readout_;
+  Index embed_offset_ = 0, flow_offset_ = 0, readout_offset_ = 0, param_dim_ = 0;
+  std::map<Index, std::unique_ptr<NetworkField>> fields_;  // by batch size
+};
+
+}  // namespace diffeoflow::flows

@@ -1,0 +1,97 @@
+// Image layers with hand-written VJPs (flows/layers.h conventions). One sample's features are its
+// channels × height × width values (channel-major, rows contiguous), so a sample of C channels
+// over an H × W grid is a column of C·H·W entries; for one sample that memory is the column-major
+// (H·W) × C matrix the GEMMs below use.
+//
+// Conv2d (cross-correlation, as PyTorch): y[o, i, j] = b_o + Σ_{c, u, v} W[o, c, u, v]
+//   x[c, s·i − p + u, s·j − p + v] (zero outside the image), by im2col + GEMM:
+//   Yᵀ = P Wᵀ with the patch matrix P ((H'W') × (C·k·k)); VJP: W̄ᵀ = Pᵀ Ȳᵀ, b̄ = Σ Ȳ,
+//   P̄ = Ȳᵀ W scattered back (col2im) into x̄. With concat_time, an extra input channel holds t
+//   everywhere (Chen et al. 2018, ConcatConv2d); θ = [W (C_out × C_in' × k × k), b (C_out)], the
+//   layout of nn.Conv2d(C_in', C_out, k).
+// GroupNorm (Wu & He 2018): per sample and group g of channels, x̂ = (x − μ_g)/√(σ_g² + ε),
+//   y = γ_c x̂ + β_c; θ = [γ (C), β (C)];  x̄ = (ĝ − mean ĝ − x̂ mean(ĝ x̂)) / √(σ_g² + ε), ĝ = γ ȳ.
+// GlobalAveragePool: y_c = mean over the grid of x_c; x̄ = ȳ_c / (H·W).
+#pragma once
+
+#include <vector>
+
+#include "flows/layers.h"
+
+namespace diffeoflow::flows {
+
+struct ImageShape {
+  Index channels = 1, height = 1, width = 1;
+  Index size() const { return channels * height * width; }
+  Index pixels() const { return height * width; }
+};
+
+class Conv2d : public Layer {
+ public:
+  Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride, Index padding,
+         bool concat_time = false);
+  std::string name() const override { return concat_time_ ? "concat_conv2d" : "conv2d"; }
+  Index input_size() const override { return in_.size(); }
+  Index output_size() const override { return out_.size(); }
+  Index param_dim() const override { return out_.channels * patch_ + out_.channels; }
+  ImageShape output_shape() const { return out_; }
+  Index in_channels_total() const { return in_.channels + concat_time_; }
+  Index kernel() const { return kernel_; }
+  void Initialize(std::mt19937& rng, double* theta) const override;
+  void Reserve(Index batch) override;
+  void Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) override;
+  void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) override;
+  std::unique_ptr<Layer> Clone() const override { return std::make_unique<Conv2d>(*this); }
+
+ private:
+  void Im2col(const double* x, double t, double* patches) const;
+  void Col2im(const double* patches, double* x_bar) const;
+
+  ImageShape in_, out_;
+  Index kernel_, stride_, padding_;
+  bool concat_time_;
+  Index patch_;        // C_in' · k · k
+  Matrix patches_;     // (H'W') × patch_
+  Matrix patches_bar_;
+};
+
+class GroupNorm : public Layer {
+ public:
+  GroupNorm(ImageShape shape, Index groups, double epsilon = 1e-5);
+  std::string name() const override { return "group_norm"; }
+  Index input_size() const override { return shape_.size(); }
+  Index output_size() const override { return shape_.size(); }
+  Index param_dim() const override { return 2 * shape_.channels; }
+  void Initialize(std::mt19937& rng, double* theta) const override;  // γ = 1, β = 0
+  void Reserve(Index batch) override;
+  void Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) override;
+  void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) override;
+  std::unique_ptr<Layer> Clone() const override { return std::make_unique<GroupNorm>(*this); }
+
+ private:
+  ImageShape shape_;
+  Index groups_;
+  double epsilon_;
+  Matrix mean_, inv_std_;  // groups × batch, from the last Forward
+};
+
+class GlobalAveragePool : public Layer {
+ public:
+  explicit GlobalAveragePool(ImageShape shape) : shape_(shape) {}
+  std::string name() const override { return "global_average_pool"; }
+  Index input_size() const override { return shape_.size(); }
+  Index output_size() const override { return shape_.channels; }
+  void Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) override;
+  void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) override;
+  std::unique_ptr<Layer> Clone() const override {
+    return std::make_unique<GlobalAveragePool>(*this);
+  }
+
+ private:
+  ImageShape shape_;
+};
+
+}  // namespace diffeoflow::flows

@@ -1,0 +1,166 @@
+#include "flows/field.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "solvers/errors.h"
+
+namespace diffeoflow::flows {
+
+struct NetworkField::Shard {
+  Sequential network;
+  Index begin = 0, count = 0;  // samples [begin, begin + count)
+  Vector theta_bar;            // this shard's θ̄ (summed over shards)
+};
+
+// Persistent workers for shards 1..n−1 (the calling thread runs shard 0). Work is handed over
+// with a generation counter under one mutex; the caller waits until every worker finished.
+class NetworkField::Pool {
+ public:
+  explicit Pool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { Loop(i + 1); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    start_.notify_all();
+    for (auto& thread : threads_) thread.join();
+  }
+  void Run(const std::function<void(int)>& job) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &job;
+      pending_ = static_cast<int>(threads_.size());
+      ++generation_;
+    }
+    start_.notify_all();
+    job(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void Loop(int index) {
+    long seen = 0;
+    for (;;) {
+      const std::function<void(int)>* job = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        start_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+      }
+      (*job)(index);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (--pending_ == 0) done_.notify_one();
+      }
+    }
+  }
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable start_, done_;
+  const std::function<void(int)>* job_ = nullptr;
+  long generation_ = 0;
+  int pending_ = 0;
+  bool stop_ = false;
+};
+
+NetworkField::NetworkField(const Sequential& network, Index batch, int threads)
+    : features_(network.input_size()), batch_(batch), param_dim_(network.param_dim()) {
+  if (network.size() == 0 || network.output_size() != network.input_size()) {
+    throw InputError("vector field: the network must map its " +
+                     std::to_string(network.input_size()) + " features to as many outputs");
+  }
+  if (batch < 1) throw InputError("vector field: the batch must hold at least one sample");
+  const Index shards = std::clamp<Index>(threads, 1, batch);
+  for (Index s = 0; s < shards; ++s) {
+    auto shard = std::make_unique<Shard>();
+    shard->begin = batch * s / shards;
+    shard->count = batch * (s + 1) / shards - shard->begin;
+    shard->network = network;
+    shard->network.Reserve(shard->count);
+    shard->theta_bar.resize(param_dim_);
+    shards_.push_back(std::move(shard));
+  }
+  if (shards > 1) pool_ = std::make_unique<Pool>(static_cast<int>(shards) - 1);
+  cached_x_.resize(state_dim());
+  cached_theta_.resize(param_dim_);
+}
+
+NetworkField::~NetworkField() = default;
+
+template <typename Fn>
+void NetworkField::RunShards(Fn&& fn) {
+  if (!pool_) {
+    fn(*shards_[0]);
+    return;
+  }
+  const std::function<void(int)> job = [&](int i) { fn(*shards_[i]); };
+  pool_->Run(job);
+}
+
+void NetworkField::EnsureForward(double t, ConstVectorRef x, ConstVectorRef theta) {
+  const std::size_t x_bytes = sizeof(double) * static_cast<std::size_t>(x.size());
+  const std::size_t theta_bytes = sizeof(double) * static_cast<std::size_t>(theta.size());
+  if (cached_ && t == cached_t_ && std::memcmp(x.data(), cached_x_.data(), x_bytes) == 0 &&
+      std::memcmp(theta.data(), cached_theta_.data(), theta_bytes) == 0) {
+    return;
+  }
+  RunShards([&](Shard& shard) {
+    shard.network.Forward(
+        t, theta.data(),
+        ConstMatrixView(x.data() + shard.begin * features_, features_, shard.count));
+  });
+  cached_ = true;
+  cached_t_ = t;
+  std::memcpy(cached_x_.data(), x.data(), x_bytes);
+  std::memcpy(cached_theta_.data(), theta.data(), theta_bytes);
+}
+
+void NetworkField::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) {
+  EnsureForward(t, x, theta);
+  RunShards([&](Shard& shard) {
+    const Index n = features_ * shard.count;
+    std::memcpy(dxdt.data() + shard.begin * features_, shard.network.output().data(),
+                sizeof(double) * static_cast<std::size_t>(n));
+  });
+}
+
+void NetworkField::vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
+                       VectorRef a_x, VectorRef a_theta) {
+  EnsureForward(t, x, theta);
+  RunShards([&](Shard& shard) {
+    const Index offset = shard.begin * features_;
+    shard.network.Backward(t, theta.data(),
+                           ConstMatrixView(x.data() + offset, features_, shard.count),
+                           ConstMatrixView(a.data() + offset, features_, shard.count),
+                           MatrixView(a_x.data() + offset, features_, shard.count),
+                           shard.theta_bar.data());
+  });
+  a_theta = shards_[0]->theta_bar;
+  for (std::size_t s = 1; s < shards_.size(); ++s) a_theta += shards_[s]->theta_bar;
+}
+
+Sequential MlpField(Index dim, const std::vector<Index>& hidden, Activation activation) {
+  if (hidden.empty()) throw InputError("MLP field: at least one hidden layer is needed");
+  Sequential net;
+  Index in = dim;
+  for (std::size_t i = 0; i < hidden.size(); ++i) {
+    net.Add(std::make_unique<Linear>(in, hidden[i], i == 0));
+    net.Add(std::make_unique<ActivationLayer>(activation, hidden[i]));
+    in = hidden[i];
+  }
+  net.Add(std::make_unique<Linear>(in, dim));
+  return net;
+}
+
+}  // namespace diffeoflow::flows

@@ -1,0 +1,56 @@
+// Vector fields made of networks, as Dynamics (solvers/dynamics.h).
+//
+// A batch of B samples of D features is one state of size B·D (row-major B × D, i.e. each sample's
+// features contiguous); the field applies the network to every sample:
+//     dx_b/dt = g(t, x_b; θ),  b = 1..B,
+// so ∂f/∂x is block diagonal and the vjp is the network's back-propagation with a as ȳ.
+// The MLP field of Chen et al. (2018) is g(t, x) = W_L σ(… σ(W_1 [x; t] + b_1) …) + b_L.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "flows/network.h"
+#include "solvers/dynamics.h"
+
+namespace diffeoflow::flows {
+
+class NetworkField : public Dynamics {
+ public:
+  // `network` maps D features to D features. The batch is split over `threads` workers (≥ 1).
+  NetworkField(const Sequential& network, Index batch, int threads = 1);
+  ~NetworkField() override;
+  NetworkField(const NetworkField&) = delete;
+  NetworkField& operator=(const NetworkField&) = delete;
+
+  Index state_dim() const override { return features_ * batch_; }
+  Index param_dim() const override { return param_dim_; }
+  Index batch() const { return batch_; }
+  Index features() const { return features_; }
+  int threads() const { return static_cast<int>(shards_.size()); }
+
+  void f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
+  void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
+           VectorRef a_theta) override;
+
+ private:
+  struct Shard;  // one worker's slice of the batch, its network copy and workspaces
+  class Pool;
+  // Runs the network forward on x unless the last forward pass was at the same (t, x, θ): the
+  // adjoint asks for f and vjp at the same point.
+  void EnsureForward(double t, ConstVectorRef x, ConstVectorRef theta);
+  template <typename Fn>
+  void RunShards(Fn&& fn);
+
+  Index features_, batch_, param_dim_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+  std::unique_ptr<Pool> pool_;
+  bool cached_ = false;
+  double cached_t_ = 0.0;
+  Vector cached_x_, cached_theta_;
+};
+
+// Layers of an MLP field on D features: ConcatLinear(D→H₁), σ, Linear(H₁→H₂), σ, …, Linear(H_k→D).
+Sequential MlpField(Index dim, const std::vector<Index>& hidden, Activation activation);
+
+}  // namespace diffeoflow::flows

@@ -1,0 +1,40 @@
+// Dense kernels the layers run on: a column-major GEMM and vectorised activations.
+//
+// Each kernel exists three times, compiled for the x86-64 baseline (SSE2), for AVX2+FMA and for
+// AVX-512 (flows/kernels_{generic,avx2,avx512}.cc); the first call picks the widest one the CPU
+// supports. The wide variants compile their own copy of Eigen under a private namespace, so no
+// Eigen symbol or alignment assumption crosses into code built for the baseline; every argument is a
+// raw pointer with an explicit leading dimension (BLAS convention).
+//
+// tanh is our own: with a = min(|x|, 20) (tanh 20 rounds to 1), 2a = k ln2 + r (|r| ≤ ln2/2,
+// Cody–Waite), e^r − 1 by its Taylor polynomial of degree 13, expm1(2a) = 2^k(e^r − 1) + 2^k − 1 and
+// tanh(a) = expm1(2a) / (expm1(2a) + 2): no cancellation for small a; relative error ≤ 5·2⁻⁵²
+// (4 ulp the worst measured over 4·10⁶ arguments; tested).
+// exp and log1p come from SLEEF (Shibata & Petrogalli 2020, 1-ulp variants):
+//   tanh(x)                                  (≤ 5·2⁻⁵² relative),
+//   σ(x) = ½(1 + tanh(x/2))                  (absolute error ≤ 4 ulp of max(σ, ¼): a tiny σ
+//                                             loses relative accuracy),
+//   softplus(x) = max(x, 0) + log1p(e^{−|x|}) (≤ 4 ulp).
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace diffeoflow::flows::kernels {
+
+using Index = std::ptrdiff_t;
+
+// C = α op(A) op(B) + β C with op(A) m×k and op(B) k×n, all column-major with leading dimensions
+// lda, ldb, ldc. β = 0 overwrites C without reading it. C must not alias A or B.
+void Gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, double alpha, const double* a,
+          Index lda, const double* b, Index ldb, double beta, double* c, Index ldc);
+
+// y_i = f(x_i) for i < n; y may equal x.
+void Tanh(const double* x, double* y, Index n);
+void Sigmoid(const double* x, double* y, Index n);
+void Softplus(const double* x, double* y, Index n);
+
+// "avx512", "avx2" or "sse2": the variant in use.
+std::string InstructionSet();
+
+}  // namespace diffeoflow::flows::kernels

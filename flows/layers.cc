@@ -1,0 +1,138 @@
+#include "flows/layers.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "flows/kernels.h"
+#include "solvers/errors.h"
+
+namespace diffeoflow::flows {
+
+Linear::Linear(Index in, Index out, bool concat_time)
+    : in_(in), out_(out), concat_time_(concat_time) {
+  if (in < 1 || out < 1) throw InputError("Linear layer: sizes must be positive");
+  shift_.resize(out);
+}
+
+void Linear::Initialize(std::mt19937& rng, double* theta) const {
+  const double bound = 1.0 / std::sqrt(static_cast<double>(in_ + concat_time_));
+  std::uniform_real_distribution<double> u(-bound, bound);
+  for (Index i = 0; i < param_dim(); ++i) theta[i] = u(rng);
+}
+
+void Linear::Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) {
+  const Index in_total = in_ + concat_time_;
+  const Index batch = x.cols();
+  // θ's row-major W (out × in') is the column-major Wᵀ (in' × out).
+  kernels::Gemm(true, false, out_, batch, in_, 1.0, theta, in_total, x.data(), in_, 0.0, y.data(),
+                out_);
+  Eigen::Map<const Vector> b(theta + in_total * out_, out_);
+  if (concat_time_) {
+    Eigen::Map<const Vector, 0, Eigen::InnerStride<>> w_t(theta + in_, out_,
+                                                          Eigen::InnerStride<>(in_total));
+    shift_ = b + t * w_t;
+    y.colwise() += shift_;
+  } else {
+    y.colwise() += b;
+  }
+}
+
+void Linear::Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView /*y*/,
+                      ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) {
+  const Index in_total = in_ + concat_time_;
+  const Index batch = x.cols();
+  kernels::Gemm(false, false, in_, batch, out_, 1.0, theta, in_total, y_bar.data(), out_, 0.0,
+                x_bar.data(), in_);
+  // W̄ᵀ (in' × out, column-major) = x ȳᵀ; the time row is t Σ_b ȳ.
+  kernels::Gemm(false, true, in_, out_, batch, 1.0, x.data(), in_, y_bar.data(), out_, 0.0,
+                theta_bar, in_total);
+  Eigen::Map<Vector> b_bar(theta_bar + in_total * out_, out_);
+  b_bar.noalias() = y_bar.rowwise().sum();
+  if (concat_time_) {
+    Eigen::Map<Vector, 0, Eigen::InnerStride<>> w_t_bar(theta_bar + in_, out_,
+                                                        Eigen::InnerStride<>(in_total));
+    w_t_bar = t * b_bar;
+  }
+}
+
+std::string ActivationName(Activation a) {
+  switch (a) {
+    case Activation::kTanh: return "tanh";
+    case Activation::kRelu: return "relu";
+    case Activation::kSoftplus: return "softplus";
+    case Activation::kSigmoid: return "sigmoid";
+  }
+  return "?";
+}
+
+Activation ParseActivation(const std::string& name, const std::string& argument) {
+  for (Activation a : {Activation::kTanh, Activation::kRelu, Activation::kSoftplus,
+                       Activation::kSigmoid}) {
+    if (name == ActivationName(a)) return a;
+  }
+  throw InputError(argument + ": unknown activation '" + name +
+                   "' (expected tanh, relu, softplus or sigmoid)");
+}
+
+void ActivationLayer::Forward(double /*t*/, const double* /*theta*/, ConstMatrixView x,
+                              MatrixView y) {
+  const Index n = x.size();
+  switch (activation_) {
+    case Activation::kTanh: kernels::Tanh(x.data(), y.data(), n); break;
+    case Activation::kSigmoid: kernels::Sigmoid(x.data(), y.data(), n); break;
+    case Activation::kSoftplus: kernels::Softplus(x.data(), y.data(), n); break;
+    case Activation::kRelu: y = x.cwiseMax(0.0); break;
+  }
+}
+
+void ActivationLayer::Backward(double /*t*/, const double* /*theta*/, ConstMatrixView x,
+                               ConstMatrixView y, ConstMatrixView y_bar, MatrixView x_bar,
+                               double* /*theta_bar*/) {
+  const Index n = x.size();
+  auto xb = x_bar.array();
+  switch (activation_) {
+    case Activation::kTanh:
+      xb = y_bar.array() * (1.0 - y.array().square());
+      break;
+    case Activation::kSigmoid:
+      xb = y_bar.array() * y.array() * (1.0 - y.array());
+      break;
+    case Activation::kSoftplus:
+      kernels::Sigmoid(x.data(), x_bar.data(), n);
+      xb *= y_bar.array();
+      break;
+    case Activation::kRelu:
+      xb = (x.array() > 0.0).select(y_bar.array(), 0.0);
+      break;
+  }
+}
+
+double SoftmaxCrossEntropy(ConstMatrixView logits, const int* labels, MatrixView* z_bar,
+                           Index* correct) {
+  const Index classes = logits.rows(), batch = logits.cols();
+  double loss = 0.0;
+  Index hits = 0;
+  for (Index b = 0; b < batch; ++b) {
+    const int label = labels[b];
+    if (label < 0 || label >= classes) {
+      throw InputError("label " + std::to_string(label) + " of sample " + std::to_string(b) +
+                       " is outside [0, " + std::to_string(classes) + ")");
+    }
+    Index arg_max = 0;
+    const double z_max = logits.col(b).maxCoeff(&arg_max);
+    hits += (arg_max == label);
+    double sum = 0.0;
+    for (Index c = 0; c < classes; ++c) sum += std::exp(logits(c, b) - z_max);
+    loss += std::log(sum) + z_max - logits(label, b);
+    if (z_bar != nullptr) {
+      for (Index c = 0; c < classes; ++c) {
+        (*z_bar)(c, b) = std::exp(logits(c, b) - z_max) / sum / static_cast<double>(batch);
+      }
+      (*z_bar)(label, b) -= 1.0 / static_cast<double>(batch);
+    }
+  }
+  if (correct != nullptr) *correct = hits;
+  return batch > 0 ? loss / static_cast<double>(batch) : 0.0;
+}
+
+}  // namespace diffeoflow::flows

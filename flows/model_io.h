@@ -1,0 +1,30 @@
+// Classifier model files (HDF5, readable by h5py). Schema (docs/flows.md, "Models (model.h5)"):
+//   /theta                    (P)        float64, all parameters, the order the model uses
+//   /weights/<block>/<i>/weight (out, in) float64, views of θ in PyTorch nn.Linear layout
+//   /weights/<block>/<i>/bias   (out)
+//   / attributes: format = "diffeoflow-classifier", version = 1, model, input_shape, classes,
+//     width, hidden, augment, depth, activation, solver, steps, rtol, atol, gradient, parameters,
+//     and any extra string attributes given (e.g. dataset).
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "flows/classifier.h"
+
+namespace diffeoflow::flows {
+
+struct ModelFile {
+  ModelSpec spec;
+  Vector theta;
+  std::map<std::string, std::string> attributes;  // extra string attributes
+};
+
+// Writes atomically.
+void WriteModel(const std::string& path, const Classifier& model, const Vector& theta,
+                const std::map<std::string, std::string>& attributes = {});
+// Throws InputError naming the file when it is missing, not HDF5, not a classifier, or θ does not
+// match the architecture.
+ModelFile ReadModel(const std::string& path);
+
+}  // namespace diffeoflow::flows

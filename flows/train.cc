@@ -1,0 +1,271 @@
+#include "flows/train.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <sstream>
+
+#include "solvers/errors.h"
+#include "solvers/hdf5.h"
+
+namespace diffeoflow::flows {
+namespace {
+
+constexpr double kPi = 3.14159265358979323846;
+
+using Clock = std::chrono::steady_clock;
+double Seconds(Clock::time_point since) {
+  return std::chrono::duration<double>(Clock::now() - since).count();
+}
+
+struct OptimizerState {
+  Vector m, v;     // Adam moments / SGD velocity (m)
+  long step = 0;
+  int epoch = 0;   // completed epochs
+};
+
+void WriteCheckpoint(const std::string& path, const Vector& theta, const OptimizerState& s) {
+  h5::Writer out(path);
+  const auto n = static_cast<std::uint64_t>(theta.size());
+  out.WriteDoubles("theta", theta.data(), {n});
+  out.WriteDoubles("optimizer/m", s.m.data(), {n});
+  out.WriteDoubles("optimizer/v", s.v.data(), {n});
+  out.SetAttribute("/", "format", "diffeoflow-checkpoint");
+  out.SetAttribute("/", "epoch", static_cast<std::int64_t>(s.epoch));
+  out.SetAttribute("/", "step", static_cast<std::int64_t>(s.step));
+  out.Commit();
+}
+
+bool ReadCheckpoint(const std::string& path, Vector& theta, OptimizerState& s) {
+  if (!std::filesystem::exists(path)) return false;
+  h5::Reader in(path);
+  if (!in.HasAttribute("/", "format") ||
+      in.StringAttribute("/", "format") != "diffeoflow-checkpoint") {
+    throw InputError(path + ": not a diffeoflow checkpoint (attribute format)");
+  }
+  const std::vector<double> th = in.ReadDoubles("theta");
+  if (static_cast<Index>(th.size()) != theta.size()) {
+    throw InputError(path + ": checkpoint has " + std::to_string(th.size()) +
+                     " parameters, the model " + std::to_string(theta.size()) +
+                     " (different architecture?)");
+  }
+  const std::vector<double> m = in.ReadDoubles("optimizer/m"), v = in.ReadDoubles("optimizer/v");
+  if (m.size() != th.size() || v.size() != th.size()) {
+    throw InputError(path + ": optimizer state does not match θ");
+  }
+  theta = Eigen::Map<const Vector>(th.data(), theta.size());
+  s.m = Eigen::Map<const Vector>(m.data(), theta.size());
+  s.v = Eigen::Map<const Vector>(v.data(), theta.size());
+  s.epoch = static_cast<int>(in.IntAttribute("/", "epoch"));
+  s.step = in.IntAttribute("/", "step");
+  return true;
+}
+
+}  // namespace
+
+void TrainOptions::Validate() const {
+  if (epochs < 1) throw InputError("--epochs must be ≥ 1 (got " + std::to_string(epochs) + ")");
+  if (batch < 1) throw InputError("--batch must be ≥ 1 (got " + std::to_string(batch) + ")");
+  if (!(learning_rate > 0.0)) throw InputError("--lr must be > 0");
+  if (!(momentum >= 0.0 && momentum < 1.0)) throw InputError("--momentum must be in [0, 1)");
+  if (!(weight_decay >= 0.0)) throw InputError("--weight-decay must be ≥ 0");
+  if (!(time_budget_seconds >= 0.0)) throw InputError("--time-budget must be ≥ 0");
+  if (resume && checkpoint.empty()) throw InputError("--resume needs a checkpoint path");
+}
+
+std::string TrainSummary::BriefReport() const {
+  std::ostringstream s;
+  s << "epochs " << epochs << ", train accuracy " << train_accuracy << ", test accuracy "
+    << test_accuracy << ", " << samples_per_second << " samples/s, NFE " << nfe_forward << " + "
+    << nfe_backward << " per batch, " << wall_seconds << " s (" << termination << ")";
+  return s.str();
+}
+
+std::pair<double, double> Accuracy(Classifier& model, const Vector& theta, const Dataset& data,
+                                   Index batch) {
+  double loss = 0.0;
+  Index correct = 0;
+  for (Index start = 0; start < data.size(); start += batch) {
+    const Index n = std::min(batch, data.size() - start);
+    const BatchResult r = model.Evaluate(theta, data.features.middleCols(start, n),
+                                         data.labels.data() + start, nullptr);
+    loss += r.loss * static_cast<double>(n);
+    correct += r.correct;
+  }
+  const auto total = static_cast<double>(std::max<Index>(data.size(), 1));
+  return {loss / total, static_cast<double>(correct) / total};
+}
+
+TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const Dataset& test,
+                   const TrainOptions& options) {
+  options.Validate();
+  if (train.size() < 1) throw InputError("training set is empty");
+  if (theta.size() != model.param_dim()) throw InputError("θ does not match the model");
+  const Index P = theta.size();
+  TrainSummary summary;
+  summary.parameters = P;
+  OptimizerState state;
+  state.m = Vector::Zero(P);
+  state.v = Vector::Zero(P);
+  if (options.resume && ReadCheckpoint(options.checkpoint, theta, state)) {
+    summary.start_epoch = state.epoch;
+  }
+  const auto start = Clock::now();
+  double train_seconds = 0.0;
+  long samples = 0, batches = 0, nfe_f = 0, nfe_b = 0;
+  const bool budget = options.time_budget_seconds > 0.0;
+  summary.termination = "epochs";
+  summary.epochs = state.epoch;
+
+  auto report = [&](int epoch, double loss, double accuracy, long epoch_batches, long ef,
+                    long eb) {
+    EpochReport r;
+    r.epoch = epoch;
+    r.train_loss = loss;
+    r.train_accuracy = accuracy;
+    std::tie(r.test_loss, r.test_accuracy) =
+        test.size() > 0 ? Accuracy(model, theta, test, options.eval_batch)
+                        : std::pair<double, double>{0.0, 0.0};
+    r.nfe_forward = epoch_batches ? static_cast<double>(ef) / epoch_batches : 0.0;
+    r.nfe_backward = epoch_batches ? static_cast<double>(eb) / epoch_batches : 0.0;
+    r.samples_per_second = train_seconds > 0 ? samples / train_seconds : 0.0;
+    r.elapsed_seconds = Seconds(start);
+    summary.history.push_back(r);
+    if (options.progress) options.progress(r);
+  };
+
+  if (options.optimizer == Optimizer::kLbfgs) {
+    // Full batch: the objective is the mean loss over the whole training set.
+    long evaluations = 0;
+    FunctionObjective objective(P, [&](const Vector& th, Vector* gradient) {
+      double loss = 0.0;
+      Vector g;
+      if (gradient != nullptr) gradient->setZero(P);
+      for (Index s = 0; s < train.size(); s += options.batch) {
+        const Index n = std::min<Index>(options.batch, train.size() - s);
+        const BatchResult r = model.Evaluate(th, train.features.middleCols(s, n),
+                                             train.labels.data() + s, gradient ? &g : nullptr);
+        const double w = static_cast<double>(n) / train.size();
+        loss += w * r.loss;
+        if (gradient != nullptr) *gradient += w * g;
+        nfe_f += r.nfe_forward;
+        nfe_b += r.nfe_backward;
+        ++batches;
+      }
+      loss += 0.5 * options.weight_decay * th.squaredNorm();
+      if (gradient != nullptr) *gradient += options.weight_decay * th;
+      samples += train.size();
+      ++evaluations;
+      return loss;
+    });
+    OptimizerOptions o;
+    o.optimizer = Optimizer::kLbfgs;
+    o.max_iterations = options.epochs;
+    o.max_seconds = budget ? options.time_budget_seconds : 1e9;
+    o.function_tolerance = 1e-12;
+    o.gradient_tolerance = 1e-12;
+    o.callback = [&](const IterationReport& it) {
+      train_seconds = Seconds(start);
+      ++state.epoch;
+      report(state.epoch, it.cost, std::numeric_limits<double>::quiet_NaN(), batches, nfe_f, nfe_b);
+      return true;
+    };
+    const OptimizerSummary os = Minimize(objective, theta, o);
+    summary.termination = os.termination;
+    (void)evaluations;
+  } else {
+    for (int epoch = state.epoch; epoch < options.epochs; ++epoch) {
+      const double rate =
+          options.schedule == LearningRateSchedule::kCosine
+              ? options.learning_rate * 0.5 * (1.0 + std::cos(kPi * epoch / options.epochs))
+              : options.learning_rate;
+      std::vector<Index> order(static_cast<std::size_t>(train.size()));
+      std::iota(order.begin(), order.end(), 0);
+      std::mt19937 rng(options.seed + static_cast<unsigned>(epoch));
+      std::shuffle(order.begin(), order.end(), rng);
+      double epoch_loss = 0.0;
+      Index epoch_correct = 0, epoch_samples = 0;
+      long epoch_batches = 0, ef = 0, eb = 0;
+      bool out_of_time = false;
+      Matrix x;
+      std::vector<int> labels;
+      Vector g;
+      const auto epoch_start = Clock::now();
+      for (Index s = 0; s < train.size(); s += options.batch) {
+        const Index n = std::min<Index>(options.batch, train.size() - s);
+        x.resize(train.feature_count(), n);
+        labels.resize(static_cast<std::size_t>(n));
+        for (Index j = 0; j < n; ++j) {
+          const Index i = order[static_cast<std::size_t>(s + j)];
+          x.col(j) = train.features.col(i);
+          labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];
+        }
+        const BatchResult r = model.Evaluate(theta, x, labels.data(), &g);
+        if (!std::isfinite(r.loss)) {
+          throw NumericalError("training diverged: the loss is " + std::to_string(r.loss) +
+                               " in epoch " + std::to_string(epoch + 1) + " (try a smaller --lr)");
+        }
+        if (options.weight_decay > 0.0) g += options.weight_decay * theta;
+        ++state.step;
+        if (options.optimizer == Optimizer::kAdam) {
+          const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+          state.m = b1 * state.m + (1.0 - b1) * g;
+          state.v = b2 * state.v + (1.0 - b2) * g.cwiseAbs2();
+          const double c1 = 1.0 - std::pow(b1, static_cast<double>(state.step));
+          const double c2 = 1.0 - std::pow(b2, static_cast<double>(state.step));
+          theta.array() -=
+              rate * (state.m.array() / c1) / ((state.v.array() / c2).sqrt() + eps);
+        } else {
+          state.m = options.momentum * state.m + g;
+          theta -= rate * state.m;
+        }
+        epoch_loss += r.loss * static_cast<double>(n);
+        epoch_correct += r.correct;
+        epoch_samples += n;
+        ++epoch_batches;
+        ef += r.nfe_forward;
+        eb += r.nfe_backward;
+        if (budget && train_seconds + Seconds(epoch_start) >= options.time_budget_seconds) {
+          out_of_time = true;
+          break;
+        }
+      }
+      train_seconds += Seconds(epoch_start);
+      samples += epoch_samples;
+      batches += epoch_batches;
+      nfe_f += ef;
+      nfe_b += eb;
+      state.epoch = epoch + 1;
+      report(state.epoch, epoch_loss / std::max<Index>(epoch_samples, 1),
+             static_cast<double>(epoch_correct) / std::max<Index>(epoch_samples, 1),
+             epoch_batches, ef, eb);
+      if (!options.checkpoint.empty()) WriteCheckpoint(options.checkpoint, theta, state);
+      if (out_of_time) {
+        summary.termination = "time budget";
+        break;
+      }
+    }
+  }
+  summary.epochs = state.epoch;
+  summary.wall_seconds = train_seconds;
+  summary.samples_per_second = train_seconds > 0 ? samples / train_seconds : 0.0;
+  summary.nfe_forward = batches ? static_cast<double>(nfe_f) / batches : 0.0;
+  summary.nfe_backward = batches ? static_cast<double>(nfe_b) / batches : 0.0;
+  if (options.max_eval_train > 0 && train.size() > options.max_eval_train) {
+    std::vector<Index> first(static_cast<std::size_t>(options.max_eval_train));
+    std::iota(first.begin(), first.end(), 0);
+    summary.train_accuracy = Accuracy(model, theta, Subset(train, first), options.eval_batch).second;
+  } else {
+    summary.train_accuracy = Accuracy(model, theta, train, options.eval_batch).second;
+  }
+  if (test.size() > 0) {
+    std::tie(summary.test_loss, summary.test_accuracy) =
+        Accuracy(model, theta, test, options.eval_batch);
+  }
+  return summary;
+}
+
+}  // namespace diffeoflow::flows

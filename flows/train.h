@@ -1,0 +1,78 @@
+// Training a classifier (flows/classifier.h): mini-batch Adam (Kingma & Ba 2015) or SGD with
+// momentum, a learning-rate schedule, L2 weight decay, or full-batch L-BFGS through Ceres
+// (solvers/optimize.h); evaluation each epoch, a wall-clock budget, and checkpoints to resume from.
+//
+//   Adam:  m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  θ ← θ − η_e m̂ / (√v̂ + ε)   (bias-corrected)
+//   SGD:   v ← μv + g,  θ ← θ − η_e v                                           (heavy ball)
+//   g = ∇L_batch + λθ (weight decay);  cosine schedule η_e = η ½(1 + cos(π e / E)) over E epochs.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "flows/classifier.h"
+#include "flows/datasets.h"
+#include "solvers/optimize.h"
+
+namespace diffeoflow::flows {
+
+enum class LearningRateSchedule { kConstant, kCosine };
+
+struct TrainOptions {
+  Optimizer optimizer = Optimizer::kAdam;  // kAdam, kGradientDescent (SGD + momentum), kLbfgs
+  int epochs = 100;                         // L-BFGS: iterations
+  int batch = 128;
+  double learning_rate = 1e-2;
+  double momentum = 0.9;                    // SGD
+  double weight_decay = 0.0;
+  LearningRateSchedule schedule = LearningRateSchedule::kCosine;
+  double time_budget_seconds = 0.0;         // > 0: stop training when it is used up
+  unsigned seed = 1;                        // batch order (epoch e uses seed + e)
+  std::string checkpoint;                   // HDF5 path written after every epoch; empty: none
+  bool resume = false;                      // continue from `checkpoint` when it exists
+  Index eval_batch = 1024;
+  // The final training accuracy is measured on at most this many training samples (0: all).
+  Index max_eval_train = 10000;
+  std::function<void(const struct EpochReport&)> progress;
+
+  void Validate() const;  // InputError naming the flag
+};
+
+struct EpochReport {
+  int epoch = 0;                 // 1-based
+  double train_loss = 0.0;       // mean over the epoch's batches
+  double train_accuracy = 0.0;   // of the epoch's batches, as they were seen
+  double test_loss = 0.0;
+  double test_accuracy = 0.0;
+  double nfe_forward = 0.0;      // per batch, on average
+  double nfe_backward = 0.0;
+  double samples_per_second = 0.0;  // training samples processed per second of training
+  double elapsed_seconds = 0.0;     // since the start of this run
+};
+
+struct TrainSummary {
+  std::vector<EpochReport> history;
+  int epochs = 0;              // completed (including those before a resume)
+  int start_epoch = 0;         // epochs already done when this run started (resume)
+  double train_accuracy = 0.0; // of the final θ over (up to max_eval_train of) the training set
+  double test_accuracy = 0.0;
+  double test_loss = 0.0;
+  double samples_per_second = 0.0;
+  double nfe_forward = 0.0;    // per batch, on average over the run
+  double nfe_backward = 0.0;
+  double wall_seconds = 0.0;   // training time of this run
+  Index parameters = 0;
+  std::string termination;     // "epochs", "time budget", "converged: ..."
+  std::string BriefReport() const;
+};
+
+// Mean loss and accuracy of θ on a data set.
+std::pair<double, double> Accuracy(Classifier& model, const Vector& theta, const Dataset& data,
+                                   Index batch = 1024);
+
+// Trains θ in place.
+TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const Dataset& test,
+                   const TrainOptions& options);
+
+}  // namespace diffeoflow::flows

@@ -1,0 +1,132 @@
+// `diffeoflow train`: the files and metrics.json keys of ../shared/CLI.md on a small 2-D run,
+// resuming from the checkpoint, and bad arguments that exit non-zero naming the flag or file.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "solvers/hdf5.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct TrainRun {
+  int status = -1;
+  std::string out, err;
+};
+
+class TrainCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("diffeoflow_train_cli_" + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  TrainRun Run(const std::string& args) {
+    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    const std::string command = std::string(DIFFEOFLOW_CLI) + " train " + args + " > " +
+                                out.string() + " 2> " + err.string();
+    TrainRun run;
+    const int raw = std::system(command.c_str());
+    run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    std::stringstream o, e;
+    o << std::ifstream(out).rdbuf();
+    e << std::ifstream(err).rdbuf();
+    run.out = o.str();
+    run.err = e.str();
+    return run;
+  }
+
+  nlohmann::json Metrics(const fs::path& dir) {
+    std::ifstream in(dir / "metrics.json");
+    return nlohmann::json::parse(in);
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(TrainCli, WritesModelMetricsTrajectoriesAndFigure) {
+  const fs::path out = dir_ / "run";
+  const TrainRun run = Run("--dataset moons --out " + out.string() +
+                           " --samples 300 --epochs 5 --steps 4 --channels 8 --hidden 16 --quiet");
+  ASSERT_EQ(run.status, 0) << run.err;
+  for (const char* file : {"model.h5", "metrics.json", "trajectories.h5", "summary.png"}) {
+    EXPECT_TRUE(fs::exists(out / file)) << file;
+  }
+  const auto m = Metrics(out);
+  for (const char* key : {"train_accuracy", "test_accuracy", "epochs", "samples_per_second",
+                          "nfe_forward", "nfe_backward", "wall_seconds", "parameters"}) {
+    EXPECT_TRUE(m.contains(key)) << key;
+  }
+  EXPECT_EQ(m["epochs"].get<int>(), 5);
+  EXPECT_EQ(m["nfe_forward"].get<double>(), 16.0);  // RK4, 4 steps
+  EXPECT_GT(m["test_accuracy"].get<double>(), 0.5);
+  diffeoflow::h5::Reader model((out / "model.h5").string());
+  EXPECT_EQ(model.StringAttribute("/", "model"), "odenet");
+  EXPECT_EQ(static_cast<long>(model.ReadDoubles("theta").size()), m["parameters"].get<long>());
+  diffeoflow::h5::Reader paths((out / "trajectories.h5").string());
+  diffeoflow::h5::Shape shape = paths.DatasetShape("states");
+  ASSERT_EQ(shape.size(), 3u);
+  EXPECT_EQ(shape[1], 60u);  // the 20% test split of 300 points
+  EXPECT_EQ(shape[2], 8u);
+}
+
+TEST_F(TrainCli, EveryModelTrains) {
+  for (const char* model : {"resnet", "c2", "mlp", "anode"}) {
+    const fs::path out = dir_ / model;
+    const TrainRun run = Run(std::string("--dataset circles --model ") + model + " --out " +
+                             out.string() + " --samples 200 --epochs 2 --steps 3 --quiet");
+    ASSERT_EQ(run.status, 0) << model << ": " << run.err;
+    EXPECT_EQ(Metrics(out)["model"], model);
+  }
+}
+
+TEST_F(TrainCli, ResumesFromTheCheckpoint) {
+  const fs::path out = dir_ / "run";
+  const std::string common = "--dataset spirals --out " + out.string() +
+                             " --samples 200 --steps 2 --channels 4 --hidden 8 --quiet";
+  ASSERT_EQ(Run(common + " --epochs 3").status, 0);
+  const TrainRun run = Run(common + " --epochs 5 --resume");
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto m = Metrics(out);
+  EXPECT_EQ(m["resumed_from_epoch"].get<int>(), 3);
+  EXPECT_EQ(m["epochs"].get<int>(), 5);
+}
+
+TEST_F(TrainCli, BadArgumentsExitNonZeroNamingTheFlag) {
+  struct Case {
+    std::string args, fragment;
+  };
+  const std::string out = (dir_ / "o").string();
+  const Case cases[] = {
+      {"--dataset cifar --out " + out, "--dataset"},
+      {"--dataset spirals", "--out"},
+      {"--dataset spirals --out " + out + " --model transformer", "--model"},
+      {"--dataset spirals --out " + out + " --solver leapfrog", "--solver"},
+      {"--dataset spirals --out " + out + " --gradient magic", "--gradient"},
+      {"--dataset spirals --out " + out + " --optimizer rmsprop", "--optimizer"},
+      {"--dataset spirals --out " + out + " --batch 0", "--batch"},
+      {"--dataset spirals --out " + out + " --model resnet --channels 0", "--channels"},
+      {"--dataset fashion-mnist --out " + out + " --data-dir " + (dir_ / "nowhere").string(),
+       "nowhere"},
+  };
+  for (const Case& c : cases) {
+    const TrainRun run = Run(c.args);
+    EXPECT_NE(run.status, 0) << c.args;
+    EXPECT_NE(run.err.find(c.fragment), std::string::npos) << c.args << " -> " << run.err;
+  }
+}
+
+}  // namespace

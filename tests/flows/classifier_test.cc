@@ -1,0 +1,156 @@
+// Whole-model gradients of every classifier against central finite differences.
+#include "flows/classifier.h"
+
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "solvers/errors.h"
+#include "solvers/gradient_check.h"
+#include "tests/flows/test_util.h"
+
+namespace diffeoflow::flows {
+namespace {
+
+using testing::RandomVector;
+using testing::RelativeMaxError;
+
+ModelSpec SmallSpec(ModelKind kind) {
+  ModelSpec spec;
+  spec.kind = kind;
+  spec.input_shape = {2};
+  spec.classes = 3;
+  spec.width = 4;
+  spec.hidden = 5;
+  spec.augment = 2;
+  spec.depth = 3;
+  spec.solver.method = Method::kRk4;
+  spec.solver.steps = 4;
+  spec.gradient.mode = GradientMode::kDiscrete;
+  return spec;
+}
+
+void CheckModelGradient(const ModelSpec& spec, double tolerance) {
+  Classifier model(spec);
+  Vector theta = model.Initialize(3);
+  std::mt19937 rng(8);
+  const Index batch = 6;
+  const Vector xv = RandomVector(2 * batch, rng);
+  const Matrix x = Eigen::Map<const Matrix>(xv.data(), 2, batch);
+  const int labels[] = {0, 1, 2, 2, 1, 0};
+  Vector gradient;
+  const BatchResult r = model.Evaluate(theta, x, labels, &gradient);
+  ASSERT_EQ(gradient.size(), model.param_dim());
+  EXPECT_GT(r.loss, 0.0);
+  const Vector numeric = NumericalGradient(
+      [&](const Vector& th) { return model.Evaluate(th, x, labels, nullptr).loss; }, theta);
+  EXPECT_LT(RelativeMaxError(gradient, numeric), tolerance) << ModelKindName(spec.kind);
+  // The loss without the gradient is the same number.
+  EXPECT_NEAR(model.Evaluate(theta, x, labels, nullptr).loss, r.loss, 1e-14);
+}
+
+TEST(Classifier, OdeNetGradientMatchesFiniteDifferences) {
+  CheckModelGradient(SmallSpec(ModelKind::kOdeNet), 1e-7);
+}
+
+TEST(Classifier, OdeNetWithoutEmbeddingGradientMatchesFiniteDifferences) {
+  ModelSpec spec = SmallSpec(ModelKind::kOdeNet);
+  spec.width = 0;
+  CheckModelGradient(spec, 1e-7);
+}
+
+TEST(Classifier, AnodeGradientMatchesFiniteDifferences) {
+  CheckModelGradient(SmallSpec(ModelKind::kAnode), 1e-7);
+}
+
+TEST(Classifier, AdaptiveBacksolveGradientIsCloseToFiniteDifferences) {
+  ModelSpec spec = SmallSpec(ModelKind::kOdeNet);
+  spec.solver.method = Method::kDopri5;
+  spec.solver.rtol = 1e-10;
+  spec.solver.atol = 1e-10;
+  spec.gradient.mode = GradientMode::kBacksolve;
+  CheckModelGradient(spec, 1e-5);
+}
+
+TEST(Classifier, ResNetGradientMatchesFiniteDifferences) {
+  CheckModelGradient(SmallSpec(ModelKind::kResNet), 1e-7);
+}
+
+TEST(Classifier, C2GradientMatchesFiniteDifferences) {
+  CheckModelGradient(SmallSpec(ModelKind::kC2), 1e-7);
+}
+
+TEST(Classifier, MlpGradientMatchesFiniteDifferences) {
+  CheckModelGradient(SmallSpec(ModelKind::kMlp), 1e-7);
+}
+
+TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
+  ModelSpec spec;
+  spec.kind = ModelKind::kOdeNet;
+  spec.input_shape = {1, 6, 5};
+  spec.classes = 3;
+  spec.width = 4;
+  spec.solver.method = Method::kRk4;
+  spec.solver.steps = 2;
+  spec.gradient.mode = GradientMode::kDiscrete;
+  Classifier model(spec);
+  EXPECT_EQ(spec.state_size(), 4 * 2 * 2);  // 6×5 → 3×3 → 2×2
+  Vector theta = model.Initialize(5);
+  std::mt19937 rng(3);
+  const Index batch = 3;
+  const Vector xv = RandomVector(30 * batch, rng);
+  const Matrix x = Eigen::Map<const Matrix>(xv.data(), 30, batch);
+  const int labels[] = {2, 0, 1};
+  Vector gradient;
+  model.Evaluate(theta, x, labels, &gradient);
+  const Vector numeric = NumericalGradient(
+      [&](const Vector& th) { return model.Evaluate(th, x, labels, nullptr).loss; }, theta);
+  EXPECT_LT(RelativeMaxError(gradient, numeric), 1e-6);
+}
+
+TEST(Classifier, ShapesAndPaths) {
+  for (ModelKind kind : {ModelKind::kOdeNet, ModelKind::kAnode, ModelKind::kResNet,
+                         ModelKind::kC2, ModelKind::kMlp}) {
+    const ModelSpec spec = SmallSpec(kind);
+    Classifier model(spec);
+    const Vector theta = model.Initialize(1);
+    const Matrix x = Matrix::Random(2, 7);
+    const Matrix logits = model.Logits(theta, x, 3);
+    EXPECT_EQ(logits.rows(), 3);
+    EXPECT_EQ(logits.cols(), 7);
+    const std::vector<Matrix> paths = model.Paths(theta, x, 5);
+    EXPECT_EQ(paths.size(), model.PathTimes(5).size());
+    EXPECT_EQ(paths.front().rows(), spec.state_size());
+    if (kind == ModelKind::kAnode) {
+      EXPECT_EQ(paths.front().topRows(2), x);
+      EXPECT_TRUE(paths.front().bottomRows(2).isZero());
+    }
+  }
+}
+
+TEST(Classifier, C2StartsWithZeroVelocity) {
+  // h_1 = h_0 + Δ² g(h_0): with g ≡ 0 (all weights 0) every layer keeps h_0.
+  ModelSpec spec = SmallSpec(ModelKind::kC2);
+  Classifier model(spec);
+  Vector theta = model.Initialize(2);
+  const auto blocks = model.Blocks();
+  for (const auto& b : blocks) {
+    if (b.name.rfind("block", 0) == 0) theta.segment(b.offset, b.rows * b.cols).setZero();
+  }
+  const Matrix x = Matrix::Random(2, 3);
+  const std::vector<Matrix> paths = model.Paths(theta, x);
+  for (const Matrix& h : paths) EXPECT_LT((h - paths.front()).norm(), 1e-15);
+}
+
+TEST(Classifier, RejectsBadSpecs) {
+  EXPECT_THROW(ParseModelKind("transformer"), InputError);
+  ModelSpec spec = SmallSpec(ModelKind::kResNet);
+  spec.width = 0;
+  EXPECT_THROW(Classifier{spec}, InputError);
+  spec = SmallSpec(ModelKind::kOdeNet);
+  spec.classes = 1;
+  EXPECT_THROW(Classifier{spec}, InputError);
+}
+
+}  // namespace
+}  // namespace diffeoflow::flows
