@@ -1,0 +1,38 @@
+// `diffeoflow register`: one pairwise registration (CLI.md).
+#include <iostream>
+#include <memory>
+
+#include "apps/command.h"
+#include "apps/registration_flags.h"
+#include "registration/image_io.h"
+#include "registration/register.h"
+
+namespace diffeoflow::app {
+namespace {
+
+CommandRegistration registration{
+    "register", "One pairwise registration: geodesic shooting (default) or LDDMM on v_t",
+    [](CLI::App& sub, const CommonFlags& common) -> std::function<int()> {
+      auto flags = std::make_shared<RegistrationFlags>();
+      flags->Add(sub, true);
+      return [flags, &common]() {
+        const registration::RegistrationOptions options = flags->Resolve(common);
+        const registration::ImageFormat fixed_format =
+            registration::FormatFromPath(flags->fixed, "--fixed");
+        registration::FormatFromPath(flags->moving, "--moving");
+        const registration::Image fixed = registration::ReadImage(flags->fixed, {true, "--fixed"});
+        const registration::Image moving =
+            registration::ReadImage(flags->moving, {true, "--moving"});
+        const registration::RegistrationResult result =
+            registration::Register(moving, fixed, options);
+        EndProgressLine(common);
+        registration::WriteRegistrationOutputs(flags->out, result, moving, fixed, fixed_format);
+        if (!common.quiet) {
+          std::cout << result.BriefReport() << "\n" << "wrote " << flags->out << "/\n";
+        }
+        return 0;
+      };
+    }};
+
+}  // namespace
+}  // namespace diffeoflow::app

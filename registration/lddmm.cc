@@ -1,0 +1,459 @@
+#include "registration/lddmm.h"
+
+#include <algorithm>
+
+#include <Eigen/LU>
+
+#include "solvers/errors.h"
+
+namespace diffeoflow::registration {
+
+namespace {
+
+template <int D>
+void GatherPosition(const double* positions, Eigen::Index count, Eigen::Index i, double* x) {
+  for (int k = 0; k < D; ++k) x[k] = positions[k * count + i];
+}
+
+template <int D>
+void SampleScalarImpl(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
+                      bool clamp, double* samples, double* gradient) {
+  const Eigen::Index count = positions.size() / D;
+  MultilinearStencil<D> s;
+  double x[D];
+  for (Eigen::Index i = 0; i < count; ++i) {
+    GatherPosition<D>(positions.data(), count, i, x);
+    s.Set(grid.size, x, clamp);
+    double value = 0.0;
+    double g[D] = {};
+    for (int c = 0; c < MultilinearStencil<D>::kCorners; ++c) {
+      if (s.index[c] < 0) continue;
+      const double vc = values[s.index[c]];
+      value += s.weight[c] * vc;
+      for (int a = 0; a < D; ++a) g[a] += s.gradient[c][a] * vc;
+    }
+    samples[i] = value;
+    if (gradient != nullptr) {
+      for (int a = 0; a < D; ++a) gradient[a * count + i] = g[a];
+    }
+  }
+}
+
+}  // namespace
+
+Eigen::VectorXd IdentityPositions(const Grid& grid) {
+  const Eigen::Index n = grid.voxels();
+  Eigen::VectorXd q(grid.dim * n);
+  for (int k = 0; k < grid.size[2]; ++k) {
+    for (int j = 0; j < grid.size[1]; ++j) {
+      for (int i = 0; i < grid.size[0]; ++i) {
+        const Eigen::Index p = grid.index(i, j, k);
+        q[p] = i;
+        q[n + p] = j;
+        if (grid.dim == 3) q[2 * n + p] = k;
+      }
+    }
+  }
+  return q;
+}
+
+void SampleScalar(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
+                  bool clamp, double* samples, double* gradient) {
+  if (grid.dim == 2) {
+    SampleScalarImpl<2>(grid, values, positions, clamp, samples, gradient);
+  } else {
+    SampleScalarImpl<3>(grid, values, positions, clamp, samples, gradient);
+  }
+}
+
+Eigen::VectorXd JacobianDeterminantOfPositions(const Grid& grid,
+                                               const Eigen::VectorXd& positions) {
+  const Eigen::Index n = grid.voxels();
+  const int dim = grid.dim;
+  Eigen::VectorXd det(n);
+  for (int k = 0; k < grid.size[2]; ++k) {
+    for (int j = 0; j < grid.size[1]; ++j) {
+      for (int i = 0; i < grid.size[0]; ++i) {
+        const int idx[3] = {i, j, k};
+        Eigen::Matrix3d J = Eigen::Matrix3d::Identity();
+        for (int a = 0; a < dim; ++a) {  // derivative along axis a
+          int lo[3] = {i, j, k};
+          int hi[3] = {i, j, k};
+          if (grid.size[a] > 1) {
+            lo[a] = std::max(idx[a] - 1, 0);
+            hi[a] = std::min(idx[a] + 1, grid.size[a] - 1);
+          }
+          const double span = hi[a] - lo[a];
+          const Eigen::Index plo = grid.index(lo[0], lo[1], lo[2]);
+          const Eigen::Index phi = grid.index(hi[0], hi[1], hi[2]);
+          for (int c = 0; c < dim; ++c) {
+            J(c, a) = span > 0 ? (positions[c * n + phi] - positions[c * n + plo]) / span
+                               : (c == a ? 1.0 : 0.0);
+          }
+        }
+        det[grid.index(i, j, k)] = dim == 2 ? J.topLeftCorner<2, 2>().determinant()
+                                            : J.determinant();
+      }
+    }
+  }
+  return det;
+}
+
+double SsdTerm(const Image& moving, const Image& fixed, double sigma, double voxel_volume,
+               const Eigen::VectorXd& positions, Eigen::VectorXd* gradient,
+               Eigen::VectorXd* warped) {
+  const Eigen::Index n = fixed.grid.voxels();
+  const int dim = fixed.grid.dim;
+  thread_local Eigen::VectorXd samples;
+  samples.resize(n);
+  if (gradient != nullptr) gradient->resize(dim * n);
+  SampleScalar(moving.grid, moving.data.data(), positions, true, samples.data(),
+               gradient != nullptr ? gradient->data() : nullptr);
+  const double scale = voxel_volume / (sigma * sigma);
+  double sum = 0.0;
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const double r = samples[i] - fixed.data[i];
+    sum += r * r;
+    if (gradient != nullptr) {
+      for (int c = 0; c < dim; ++c) (*gradient)[c * n + i] *= scale * r;
+    }
+  }
+  if (warped != nullptr) *warped = samples;
+  return 0.5 * scale * sum;
+}
+
+MetricPowers MakeMetricPowers(const Grid& grid, const MetricOptions& options) {
+  if (options.padding_voxels != 0) {
+    throw InputError("metric padding: the flows need exact powers of K; use padding_voxels = 0");
+  }
+  MetricOptions half_options = options;
+  half_options.gamma = 0.5 * options.gamma;
+  half_options.gaussian_sigma_mm = options.gaussian_sigma_mm / std::sqrt(2.0);
+  auto full = std::make_shared<MetricOperator>(grid, options);
+  auto half = std::make_shared<MetricOperator>(grid, half_options);
+  const Eigen::Index block = full->field_size();
+  const Eigen::Index voxels = grid.voxels();
+  const int dim = grid.dim;
+  auto apply = [block, voxels, dim](const std::shared_ptr<MetricOperator>& op, bool inverse) {
+    return [op, inverse, block, voxels, dim](double* field, int components) {
+      int c = 0;
+      for (; c + dim <= components; c += dim) {
+        Eigen::Map<Eigen::VectorXd> f(field + c * voxels, block);
+        if (inverse) {
+          op->ApplyL(f, f);
+        } else {
+          op->ApplyK(f, f);
+        }
+      }
+      for (; c < components; ++c) {
+        Eigen::Map<Eigen::VectorXd> f(field + c * voxels, voxels);
+        if (inverse) {
+          op->ApplyLScalar(f, f);
+        } else {
+          op->ApplyKScalar(f, f);
+        }
+      }
+    };
+  };
+  MetricPowers powers;
+  powers.smooth = apply(full, false);
+  powers.half = apply(half, false);
+  powers.inverse_half = apply(half, true);
+  powers.voxel_volume = grid.spacing_mm[0] * grid.spacing_mm[1] * (dim == 3 ? grid.spacing_mm[2] : 1.0);
+  return powers;
+}
+
+MeshToImageMap::MeshToImageMap(const Grid& mesh, const Grid& image) : mesh_(mesh), image_(image) {
+  identity_ = mesh.SameShape(image);
+  if (identity_) return;
+  const int dim = image.dim;
+  taps_ = 1 << dim;
+  const Eigen::Index n = image.voxels();
+  index_.resize(taps_ * n);
+  weight_.resize(taps_ * n);
+  for (int a = 0; a < dim; ++a) ratio_[a] = mesh.spacing_mm[a] / image.spacing_mm[a];
+  mesh_identity_ = IdentityPositions(mesh);
+  image_identity_ = IdentityPositions(image);
+  double x[3];
+  for (Eigen::Index i = 0; i < n; ++i) {
+    for (int a = 0; a < dim; ++a) {
+      x[a] = (image_identity_[a * n + i] + 0.5) / ratio_[a] - 0.5;
+    }
+    if (dim == 2) {
+      MultilinearStencil<2> s;
+      s.Set(mesh.size, x, true);
+      for (int t = 0; t < 4; ++t) {
+        index_[t * n + i] = s.index[t] < 0 ? 0 : s.index[t];
+        weight_[t * n + i] = s.index[t] < 0 ? 0.0 : s.weight[t];
+      }
+    } else {
+      MultilinearStencil<3> s;
+      s.Set(mesh.size, x, true);
+      for (int t = 0; t < 8; ++t) {
+        index_[t * n + i] = s.index[t] < 0 ? 0 : s.index[t];
+        weight_[t * n + i] = s.index[t] < 0 ? 0.0 : s.weight[t];
+      }
+    }
+  }
+}
+
+void MeshToImageMap::Positions(const Eigen::VectorXd& mesh_positions,
+                               Eigen::VectorXd* image_positions) const {
+  if (identity_) {
+    *image_positions = mesh_positions;
+    return;
+  }
+  const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
+  image_positions->resize(image_.dim * n);
+  for (int c = 0; c < image_.dim; ++c) {
+    const double* q = mesh_positions.data() + c * nm;
+    const double* x = mesh_identity_.data() + c * nm;
+    for (Eigen::Index i = 0; i < n; ++i) {
+      double u = 0.0;
+      for (int t = 0; t < taps_; ++t) {
+        const Eigen::Index p = index_[t * n + i];
+        u += weight_[t * n + i] * (q[p] - x[p]);
+      }
+      (*image_positions)[c * n + i] = image_identity_[c * n + i] + ratio_[c] * u;
+    }
+  }
+}
+
+void MeshToImageMap::PullBack(const Eigen::VectorXd& image_gradient,
+                              Eigen::VectorXd* mesh_gradient) const {
+  if (identity_) {
+    *mesh_gradient = image_gradient;
+    return;
+  }
+  const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
+  mesh_gradient->setZero(image_.dim * nm);
+  for (int c = 0; c < image_.dim; ++c) {
+    double* g = mesh_gradient->data() + c * nm;
+    for (Eigen::Index i = 0; i < n; ++i) {
+      const double value = ratio_[c] * image_gradient[c * n + i];
+      for (int t = 0; t < taps_; ++t) g[index_[t * n + i]] += weight_[t * n + i] * value;
+    }
+  }
+}
+
+Eigen::VectorXd MeshToImageMap::Interpolate(const Eigen::VectorXd& mesh_field) const {
+  if (identity_) return mesh_field;
+  const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
+  Eigen::VectorXd out(image_.dim * n);
+  for (int c = 0; c < image_.dim; ++c) {
+    for (Eigen::Index i = 0; i < n; ++i) {
+      double value = 0.0;
+      for (int t = 0; t < taps_; ++t) {
+        value += weight_[t * n + i] * mesh_field[c * nm + index_[t * n + i]];
+      }
+      out[c * n + i] = value;
+    }
+  }
+  return out;
+}
+
+double MeshSsdTerm(const Image& moving, const Image& fixed, double sigma,
+                   const MeshToImageMap& map, const Eigen::VectorXd& mesh_positions,
+                   Eigen::VectorXd* mesh_gradient, double* ssd) {
+  thread_local Eigen::VectorXd positions, gradient, warped;
+  map.Positions(mesh_positions, &positions);
+  const double dx = fixed.grid.spacing_mm[0] * fixed.grid.spacing_mm[1] *
+                    (fixed.grid.dim == 3 ? fixed.grid.spacing_mm[2] : 1.0);
+  const double value = SsdTerm(moving, fixed, sigma, dx, positions,
+                               mesh_gradient != nullptr ? &gradient : nullptr, &warped);
+  if (ssd != nullptr) *ssd = (warped - fixed.data).squaredNorm();
+  if (mesh_gradient != nullptr) map.PullBack(gradient, mesh_gradient);
+  return value;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+VelocityFieldFlow::VelocityFieldFlow(const Grid& grid, int time_steps)
+    : grid_(grid), dim_(grid.dim), voxels_(grid.voxels()), time_steps_(time_steps) {
+  if (time_steps < 1) throw InputError("--steps: expected at least 1 time step");
+}
+
+void VelocityFieldFlow::TimeSlot(double t, int* k, double* lambda) const {
+  const double s = std::clamp(t, 0.0, 1.0) * time_steps_;
+  int slot = static_cast<int>(std::floor(s));
+  if (slot >= time_steps_) slot = time_steps_ - 1;
+  *k = slot;
+  *lambda = s - slot;
+}
+
+template <int D>
+void VelocityFieldFlow::F(double t, const double* x, const double* theta, double* dxdt) const {
+  int k;
+  double lambda;
+  TimeSlot(t, &k, &lambda);
+  const Eigen::Index n = voxels_;
+  const double* v0 = theta + static_cast<Eigen::Index>(k) * D * n;
+  const double* v1 = v0 + D * n;
+  MultilinearStencil<D> s;
+  double q[D];
+  double inv_h[D];
+  for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / grid_.spacing_mm[c];
+  for (Eigen::Index i = 0; i < n; ++i) {
+    GatherPosition<D>(x, n, i, q);
+    s.Set(grid_.size, q, false);
+    double out[D] = {};
+    for (int c = 0; c < MultilinearStencil<D>::kCorners; ++c) {
+      const Eigen::Index p = s.index[c];
+      if (p < 0) continue;
+      for (int d = 0; d < D; ++d) {
+        out[d] += s.weight[c] * ((1.0 - lambda) * v0[d * n + p] + lambda * v1[d * n + p]);
+      }
+    }
+    for (int d = 0; d < D; ++d) dxdt[d * n + i] = out[d] * inv_h[d];
+  }
+}
+
+template <int D>
+void VelocityFieldFlow::Vjp(double t, const double* x, const double* theta, const double* a,
+                            double* a_x, double* a_theta) const {
+  int k;
+  double lambda;
+  TimeSlot(t, &k, &lambda);
+  const Eigen::Index n = voxels_;
+  const double* v0 = theta + static_cast<Eigen::Index>(k) * D * n;
+  const double* v1 = v0 + D * n;
+  double* g0 = a_theta + static_cast<Eigen::Index>(k) * D * n;
+  double* g1 = g0 + D * n;
+  MultilinearStencil<D> s;
+  double q[D];
+  double inv_h[D];
+  for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / grid_.spacing_mm[c];
+  for (Eigen::Index i = 0; i < n; ++i) {
+    GatherPosition<D>(x, n, i, q);
+    s.Set(grid_.size, q, false);
+    double ad[D];
+    for (int d = 0; d < D; ++d) ad[d] = a[d * n + i] * inv_h[d];
+    double ax[D] = {};
+    for (int c = 0; c < MultilinearStencil<D>::kCorners; ++c) {
+      const Eigen::Index p = s.index[c];
+      if (p < 0) continue;
+      double av = 0.0;  // Σ_d a_d v_d at this corner
+      for (int d = 0; d < D; ++d) {
+        av += ad[d] * ((1.0 - lambda) * v0[d * n + p] + lambda * v1[d * n + p]);
+        const double splat = s.weight[c] * ad[d];
+        g0[d * n + p] += (1.0 - lambda) * splat;
+        g1[d * n + p] += lambda * splat;
+      }
+      for (int e = 0; e < D; ++e) ax[e] += s.gradient[c][e] * av;
+    }
+    for (int e = 0; e < D; ++e) a_x[e * n + i] = ax[e];
+  }
+}
+
+void VelocityFieldFlow::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) {
+  if (dim_ == 2) {
+    F<2>(t, x.data(), theta.data(), dxdt.data());
+  } else {
+    F<3>(t, x.data(), theta.data(), dxdt.data());
+  }
+}
+
+void VelocityFieldFlow::vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
+                            VectorRef a_x, VectorRef a_theta) {
+  a_theta.setZero();
+  if (dim_ == 2) {
+    Vjp<2>(t, x.data(), theta.data(), a.data(), a_x.data(), a_theta.data());
+  } else {
+    Vjp<3>(t, x.data(), theta.data(), a.data(), a_x.data(), a_theta.data());
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+SolverOptions FlowSolverOptions(const FlowProblemOptions& options) {
+  SolverOptions solver;
+  solver.method = options.solver;
+  solver.t0 = 0.0;
+  solver.steps = options.solver_steps > 0 ? options.solver_steps : options.time_steps;
+  solver.check_finite = true;
+  return solver;
+}
+
+VelocityFieldObjective::VelocityFieldObjective(const Image& moving, const Image& fixed,
+                                               const Grid& mesh, const MetricPowers& metric,
+                                               const FlowProblemOptions& options)
+    : moving_(moving),
+      fixed_(fixed),
+      metric_(metric),
+      options_(options),
+      mesh_(mesh),
+      map_(mesh, fixed.grid),
+      flow_(mesh, options.time_steps),
+      identity_(IdentityPositions(mesh)) {}
+
+std::vector<double> VelocityFieldObjective::OutputTimes() const {
+  std::vector<double> times(options_.time_steps + 1);
+  for (int k = 0; k <= options_.time_steps; ++k) {
+    times[k] = static_cast<double>(k) / options_.time_steps;
+  }
+  return times;
+}
+
+Vector VelocityFieldObjective::Velocities(const Vector& w) const {
+  Vector v = w;
+  metric_.half(v.data(), (options_.time_steps + 1) * mesh_.dim);
+  return v;
+}
+
+double VelocityFieldObjective::Evaluate(const Vector& w, Vector* gradient) {
+  ++evaluations_;
+  const int T = options_.time_steps;
+  const Eigen::Index block = mesh_.dim * mesh_.voxels();
+  const double dx = metric_.voxel_volume;
+  v_ = w;
+  metric_.half(v_.data(), (T + 1) * mesh_.dim);
+
+  double kinetic = 0.0;
+  for (int k = 0; k <= T; ++k) {
+    const double tau = (k == 0 || k == T) ? 0.5 / T : 1.0 / T;
+    kinetic += 0.5 * tau * w.segment(k * block, block).squaredNorm() * dx;
+  }
+
+  const SolverOptions solver = FlowSolverOptions(options_);
+  double data = 0.0;
+  double ssd = 0.0;
+  auto loss = [&](const std::vector<Vector>& states, std::vector<Vector>& grads) {
+    data = MeshSsdTerm(moving_, fixed_, options_.sigma, map_, states.back(), &grads.back(), &ssd);
+    return data;
+  };
+  if (gradient == nullptr) {
+    Solution solution = Integrate(flow_, identity_, v_, {1.0}, solver);
+    data = MeshSsdTerm(moving_, fixed_, options_.sigma, map_, solution.states.back(), nullptr,
+                       &ssd);
+  } else {
+    GradientOptions gopt;
+    gopt.mode = options_.gradient_mode;
+    GradientResult result = Gradient(flow_, identity_, v_, {1.0}, loss, solver, gopt);
+    Vector& g = result.grad_theta;
+    metric_.half(g.data(), (T + 1) * mesh_.dim);
+    for (int k = 0; k <= T; ++k) {
+      const double tau = (k == 0 || k == T) ? 0.5 / T : 1.0 / T;
+      g.segment(k * block, block) += tau * dx * w.segment(k * block, block);
+    }
+    *gradient = std::move(g);
+  }
+  last_ = {kinetic + data, kinetic, data, ssd};
+  return kinetic + data;
+}
+
+std::vector<Vector> VelocityFieldObjective::Path(const Vector& w) {
+  const Vector v = Velocities(w);
+  Solution solution = Integrate(flow_, identity_, v, OutputTimes(), FlowSolverOptions(options_));
+  return solution.states;
+}
+
+std::vector<double> VelocityFieldObjective::VelocityNorms(const Vector& w) const {
+  const Eigen::Index block = mesh_.dim * mesh_.voxels();
+  std::vector<double> norms(options_.time_steps + 1);
+  for (int k = 0; k <= options_.time_steps; ++k) {
+    norms[k] = std::sqrt(w.segment(k * block, block).squaredNorm() * metric_.voxel_volume);
+  }
+  return norms;
+}
+
+}  // namespace diffeoflow::registration

@@ -1,0 +1,257 @@
+// Velocity-field LDDMM (Beg, Miller, Trouvé & Younes, IJCV 61(2), 2005) as a Dynamics on the
+// shared engine, and the pieces both registration methods share: multilinear particle–mesh
+// transfer and the SSD data term on a flowed grid.
+//
+// The map. Particles start on the voxel centres x of the FIXED image and move by
+//     dq/dt = v_t(q),   q(0) = x,   t ∈ [0, 1],
+// so φ = q(1) maps the fixed grid into the moving image and the warped image is I_m ∘ φ (the
+// moving image resampled on the fixed grid). This is Beg's characteristic flow with time reversed
+// (v_t here is −v_{1−t} there); the energy below is the same.
+//
+// The energy (units: intensities, mm, unit time; ⟨f, g⟩ = Σ_voxels f·g·Δx, Δx = voxel volume):
+//     E(v) = ½ ∫₀¹ ‖v_t‖²_V dt + 1/(2σ²) ‖I_m ∘ φ − I_f‖²,     ‖v‖²_V = ⟨L v, v⟩,
+// with L = (I − αΔ)^γ and K = L⁻¹ (registration/metric.h). v is stored at T + 1 equally spaced
+// time points and interpolated linearly in time; the time integral is the trapezoidal rule.
+//
+// Free variables (preconditioning by K): v_k = K^{1/2} w_k, so ‖v_k‖²_V = ‖w_k‖² and the
+// Euclidean gradient in w is the V-gradient of Beg et al. (∇_V E = v + K ∇_{L²} E) seen through
+// K^{1/2}. Gradient descent on w is their algorithm; L-BFGS on w is its quasi-Newton version.
+//
+// Positions q are in voxel coordinates (index units); velocities are in mm per unit time along
+// the image axes, so dq_c/dt = v_c(q) / h_c with h the spacing.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "registration/image.h"
+#include "registration/metric.h"
+#include "solvers/dynamics.h"
+#include "solvers/integrate.h"
+#include "solvers/optimize.h"
+
+namespace diffeoflow::registration {
+
+// ---------------------------------------------------------------------------------------------
+// Multilinear particle–mesh transfer.
+//
+// Sampling a grid function g at a position x (voxel coordinates) is g(x) = Σ_c w_c(x) g[i_c] over
+// the 2^D corners of the cell holding x, w_c = Π_k (1 − f_k or f_k). Splatting a value s carried
+// by a particle at x adds w_c(x)·s to g[i_c]: it is the adjoint (transpose) of sampling, which is
+// what makes the particle–mesh Hamiltonian of shooting exact and the VJPs below transposes.
+// Corners outside the grid hold zero (velocity, momentum), or positions are clamped to the grid
+// (images: border extension, zero derivative where clamped).
+template <int D>
+struct MultilinearStencil {
+  static constexpr int kCorners = 1 << D;
+  Eigen::Index index[kCorners];  // flat voxel index; −1 when the corner lies outside the grid
+  double weight[kCorners];
+  double gradient[kCorners][D];  // ∂ weight / ∂ x_a
+
+  // x: D coordinates. clamp: move x into [0, n − 1] first (border extension).
+  void Set(const std::array<int, 3>& n, const double* x, bool clamp) {
+    Eigen::Index base[D];
+    double frac[D];
+    double sign[D];
+    bool interior = true;
+    for (int k = 0; k < D; ++k) {
+      double xk = x[k];
+      sign[k] = 1.0;
+      if (clamp) {
+        if (!(xk > 0.0)) {
+          xk = 0.0;
+          sign[k] = 0.0;
+        } else if (xk >= n[k] - 1) {
+          xk = n[k] - 1;
+          sign[k] = 0.0;
+        }
+      }
+      const double fl = std::floor(xk);
+      base[k] = static_cast<Eigen::Index>(fl);
+      frac[k] = xk - fl;
+      interior = interior && base[k] >= 0 && base[k] + 1 < n[k];
+    }
+    const Eigen::Index sx = 1, sy = n[0], sz = static_cast<Eigen::Index>(n[0]) * n[1];
+    const Eigen::Index flat = base[0] * sx + base[1] * sy + (D == 3 ? base[2] * sz : 0);
+    const double w0[3] = {1.0 - frac[0], 1.0 - frac[1], D == 3 ? 1.0 - frac[2] : 1.0};
+    const double w1[3] = {frac[0], frac[1], D == 3 ? frac[2] : 1.0};
+    for (int c = 0; c < kCorners; ++c) {
+      const int bx = c & 1, by = (c >> 1) & 1, bz = (c >> 2) & 1;
+      const double wx = bx ? w1[0] : w0[0];
+      const double wy = by ? w1[1] : w0[1];
+      const double wz = D == 3 ? (bz ? w1[2] : w0[2]) : 1.0;
+      index[c] = flat + bx * sx + by * sy + (D == 3 ? bz * sz : 0);
+      weight[c] = wx * wy * wz;
+      gradient[c][0] = (bx ? sign[0] : -sign[0]) * wy * wz;
+      gradient[c][1] = (by ? sign[1] : -sign[1]) * wx * wz;
+      if constexpr (D == 3) gradient[c][2] = (bz ? sign[2] : -sign[2]) * wx * wy;
+      if (!interior) {
+        const Eigen::Index b[3] = {base[0] + bx, base[1] + by, D == 3 ? base[2] + bz : 0};
+        for (int k = 0; k < D; ++k) {
+          if (b[k] < 0 || b[k] >= n[k]) index[c] = -1;
+        }
+      }
+    }
+  }
+};
+
+// The voxel centres of `grid` in voxel coordinates, component-major (dim × voxels).
+Eigen::VectorXd IdentityPositions(const Grid& grid);
+
+// g(q_i) for every particle i; positions component-major (dim × P). `gradient` (optional, dim × P,
+// component-major) receives ∂g/∂q in voxel units. clamp: border extension, else zero outside.
+void SampleScalar(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
+                  bool clamp, double* samples, double* gradient = nullptr);
+
+// A vector field in voxel coordinates `positions`: the map φ(x) = x + u(x) stored as positions.
+// Central differences in the interior, one-sided at the border; det Dφ is dimensionless.
+Eigen::VectorXd JacobianDeterminantOfPositions(const Grid& grid, const Eigen::VectorXd& positions);
+
+// An operator applied to a component-major vector field in place (K, K^{1/2}, K^{−1/2}).
+using FieldOperator = std::function<void(double* field, int components)>;
+
+// The metric as the flows use it: K^s for s = 1, ½, −½, applied per component by FFT, plus the
+// voxel volume that turns sums into integrals.
+struct MetricPowers {
+  FieldOperator smooth;       // K
+  FieldOperator half;         // K^{1/2}
+  FieldOperator inverse_half; // K^{−1/2}
+  double voxel_volume = 1.0;  // Δx in mm^dim
+};
+
+// K^s from registration/metric.h: K^{±1/2} is the metric of exponent γ/2 (Gaussian: σ/√2), which
+// has the same eigenvectors, so (K^{1/2})² = K to round-off. Needs padding_voxels = 0 (InputError
+// otherwise: padded operators are not exact powers of each other).
+MetricPowers MakeMetricPowers(const Grid& grid, const MetricOptions& options);
+
+// The SSD data term of a flowed grid: D(q) = 1/(2σ²) Σ_i (I_m(q_i) − I_f[i])² Δx, with I_m sampled
+// by clamped multilinear interpolation. Returns D; fills ∂D/∂q (dim × voxels) when non-null and the
+// warped image I_m(q) when non-null.
+double SsdTerm(const Image& moving, const Image& fixed, double sigma, double voxel_volume,
+               const Eigen::VectorXd& positions, Eigen::VectorXd* gradient,
+               Eigen::VectorXd* warped);
+
+// The flow may run on a mesh coarser than the images (the velocities are smooth on the scale √α,
+// so a mesh of spacing ~√α/2 represents them; cf. the band-limited velocities of FLASH, Zhang &
+// Fletcher 2019). The map on the image grid is the mesh map's displacement interpolated
+// (multilinear, by physical position, clamped at the border):
+//     q_img,c(x) = x_c + (h_mesh,c / h_img,c) Σ_t w_t(x) (q_mesh,c − x_mesh,c)[t]
+// and gradients go back through the transpose (a splat). Identity when the grids coincide.
+class MeshToImageMap {
+ public:
+  MeshToImageMap(const Grid& mesh, const Grid& image);
+  bool identity() const { return identity_; }
+  // Positions of the image voxels (image voxel coordinates) from mesh positions.
+  void Positions(const Eigen::VectorXd& mesh_positions, Eigen::VectorXd* image_positions) const;
+  // ∂D/∂q_mesh from ∂D/∂q_img (the transpose of Positions' linear part).
+  void PullBack(const Eigen::VectorXd& image_gradient, Eigen::VectorXd* mesh_gradient) const;
+  // A vector field in mm on the mesh, interpolated onto the image grid (same weights).
+  Eigen::VectorXd Interpolate(const Eigen::VectorXd& mesh_field) const;
+  const Grid& mesh() const { return mesh_; }
+  const Grid& image() const { return image_; }
+
+ private:
+  Grid mesh_, image_;
+  bool identity_ = true;
+  int taps_ = 4;
+  Eigen::Matrix<Eigen::Index, Eigen::Dynamic, 1> index_;  // taps × image voxels
+  Eigen::VectorXd weight_;
+  Eigen::VectorXd mesh_identity_, image_identity_;
+  double ratio_[3] = {1.0, 1.0, 1.0};
+};
+
+// ---------------------------------------------------------------------------------------------
+// The flow of the fixed grid through a velocity field stored at T + 1 time points.
+//   state  x: particle positions q (voxel coordinates), dim × voxels
+//   θ       : v_0, …, v_T, each dim × voxels (mm per unit time), component-major
+//   f       : dq_c/dt = v_t,c(q) / h_c,  v_t = (1 − λ) v_k + λ v_{k+1},  t T = k + λ
+//   vjp     : a_q,c = Σ_d (a_d / h_d) ∂_c v_t,d(q);   a_θ = splat of a_d / h_d with weights
+//             (1 − λ) into v_k and λ into v_{k+1}.
+class VelocityFieldFlow : public Dynamics {
+ public:
+  VelocityFieldFlow(const Grid& grid, int time_steps);
+  Eigen::Index state_dim() const override { return dim_ * voxels_; }
+  Eigen::Index param_dim() const override { return (time_steps_ + 1) * dim_ * voxels_; }
+  void f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
+  void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
+           VectorRef a_theta) override;
+  int time_steps() const { return time_steps_; }
+
+ private:
+  template <int D>
+  void F(double t, const double* x, const double* theta, double* dxdt) const;
+  template <int D>
+  void Vjp(double t, const double* x, const double* theta, const double* a, double* a_x,
+           double* a_theta) const;
+  void TimeSlot(double t, int* k, double* lambda) const;
+
+  Grid grid_;
+  int dim_;
+  Eigen::Index voxels_;
+  int time_steps_;
+};
+
+// Options shared by both methods at one resolution level.
+struct FlowProblemOptions {
+  double sigma = 0.05;          // SSD weight 1/σ² (intensity units)
+  int time_steps = 8;           // T: velocity grids / output time points − 1
+  Method solver = Method::kRk4;  // fixed-step scheme for the flow
+  int solver_steps = 0;         // integration steps (0: = time_steps)
+  GradientMode gradient_mode = GradientMode::kDiscrete;
+};
+
+// The SSD data term of mesh positions through a MeshToImageMap; fills ∂D/∂q_mesh and the warped
+// image (on the image grid) when non-null. `ssd` receives Σ (I_m∘φ − I_f)².
+double MeshSsdTerm(const Image& moving, const Image& fixed, double sigma,
+                   const MeshToImageMap& map, const Eigen::VectorXd& mesh_positions,
+                   Eigen::VectorXd* mesh_gradient, double* ssd);
+
+// What one evaluation of an objective leaves behind (for reports and figures).
+struct FlowEvaluation {
+  double energy = 0.0;    // E
+  double kinetic = 0.0;   // ½ ∫ ‖v_t‖²_V dt
+  double data = 0.0;      // 1/(2σ²)‖I_m∘φ − I_f‖²
+  double ssd = 0.0;       // Σ (I_m∘φ − I_f)² over voxels (no weights)
+};
+
+// E(w) of velocity-field LDDMM at one resolution, w = the whitened velocities (T + 1 fields).
+class VelocityFieldObjective : public Objective {
+ public:
+  // The flow runs on `mesh` (same extent as the images; the metric is built for the mesh).
+  VelocityFieldObjective(const Image& moving, const Image& fixed, const Grid& mesh,
+                         const MetricPowers& metric, const FlowProblemOptions& options);
+  Eigen::Index num_parameters() const override { return flow_.param_dim(); }
+  double Evaluate(const Vector& w, Vector* gradient) override;
+
+  // v = K^{1/2} w.
+  Vector Velocities(const Vector& w) const;
+  // Mesh positions q(t_k) at the T + 1 time points of the velocity grids.
+  std::vector<Vector> Path(const Vector& w);
+  const MeshToImageMap& map() const { return map_; }
+  // ‖v_k‖_V at each time point.
+  std::vector<double> VelocityNorms(const Vector& w) const;
+  const FlowEvaluation& last() const { return last_; }
+  long function_evaluations() const { return evaluations_; }
+  std::vector<double> OutputTimes() const;
+
+ private:
+  const Image& moving_;
+  const Image& fixed_;
+  MetricPowers metric_;
+  FlowProblemOptions options_;
+  Grid mesh_;
+  MeshToImageMap map_;
+  VelocityFieldFlow flow_;
+  Vector identity_;
+  Vector v_;
+  FlowEvaluation last_;
+  long evaluations_ = 0;
+};
+
+SolverOptions FlowSolverOptions(const FlowProblemOptions& options);
+
+}  // namespace diffeoflow::registration

@@ -1,0 +1,151 @@
+// Pairwise registration by velocity-field LDDMM (lddmm.h) or geodesic shooting (shooting.h):
+// the common driver behind `diffeoflow register` and `diffeoflow compare`.
+//
+//  - Multi-resolution: a Gaussian pyramid (image_ops.h Downsample) of `levels` levels, coarse to
+//    fine. The metric keeps α in mm², so every level discretises the same energy. The solution is
+//    carried up as a velocity (v = K^{1/2} w, linear interpolation in mm) and whitened again on the
+//    finer grid, w = K^{−1/2} v; for shooting that is the initial velocity v_0 = K m_0.
+//  - Optimiser: Ceres L-BFGS (default) or gradient descent on the whitened variable w, through
+//    solvers/optimize.h. Gradients by the engine's discrete adjoint (exact for the fixed-step RK4
+//    map, so the line searches see consistent derivatives).
+//  - Stopping: per level, when the relative decrease of E over an iteration falls below
+//    `relative_decrease` (looser on coarse levels, see coarse_tolerance_factor), after
+//    `iterations` iterations, or when the total time limit is reached.
+//  - The fixed and moving images must have the same grid size (the map is defined on the fixed
+//    grid and samples the moving image in its voxel coordinates).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "registration/image.h"
+#include "registration/image_io.h"
+#include "registration/image_ops.h"
+#include "registration/lddmm.h"
+#include "registration/metric.h"
+#include "solvers/optimize.h"
+
+namespace diffeoflow::registration {
+
+enum class RegistrationMethod { kShooting, kLddmm };
+std::string RegistrationMethodName(RegistrationMethod method);  // "shooting", "lddmm"
+RegistrationMethod ParseRegistrationMethod(const std::string& name,
+                                           const std::string& argument = "--method");
+
+struct RegistrationProgress {
+  int level = 0;        // 0 = coarsest
+  int levels = 1;
+  int iteration = 0;    // within the level
+  double energy = 0.0;
+  double elapsed_seconds = 0.0;
+};
+
+struct RegistrationOptions {
+  RegistrationMethod method = RegistrationMethod::kShooting;
+  // L = (I − αΔ)^γ; α in mm². Default α = 64 mm² (length scale 8 mm), γ = 2.
+  MetricOptions metric = DefaultMetric();
+  static MetricOptions DefaultMetric() {
+    MetricOptions m;
+    m.alpha_mm2 = 64.0;
+    m.gamma = 2.0;
+    return m;
+  }
+  // Similarity weight 1/σ² on ½‖I_m∘φ − I_f‖² (σ in units of the normalised intensity, [0, 1]).
+  double sigma = 0.0075;
+  int time_steps = 8;           // T: time points 0, 1/T, …, 1 (velocity grids, recorded path)
+  Method solver = Method::kRk4;
+  int levels = 3;               // pyramid levels; reduced so that the coarsest axis keeps ≥ 16 voxels
+  int iterations = 100;         // per level
+  double max_seconds = 0.0;     // total time limit, 0: none
+  double relative_decrease = 2e-4;
+  // Level l of L stops at relative_decrease · factor^(L − 1 − l) (coarse levels only prepare).
+  double coarse_tolerance_factor = 4.0;
+  Optimizer optimizer = Optimizer::kLbfgs;
+  double gd_learning_rate = 1.0;  // initial step of gradient descent (whitened variable)
+  // Band limit B (FLASH-style, Zhang & Fletcher 2019): the whitened variable — hence v_0 and m_0
+  // for shooting, every v_k for LDDMM — keeps only the Fourier modes with |k_d| ≤ B cycles per
+  // field of view (the same physical band at every level). It keeps m_0 = K^{−1/2} w free of
+  // grid-scale oscillations that the particle–mesh flow would alias. 0: off.
+  int band_limit = 16;
+  // The flow runs on a mesh coarser than the image when the velocity's length scale allows it:
+  // the image grid is halved while the mesh spacing stays ≤ fraction · √α (and ≥ 16 voxels an
+  // axis). 0: the mesh is the image grid.
+  double mesh_spacing_fraction = 0.5;
+  bool normalize_intensity = true;  // min/max normalise both images to [0, 1]
+  std::function<void(const RegistrationProgress&)> progress;
+
+  // Throws InputError naming the command-line flag of the first invalid field.
+  void Validate() const;
+};
+
+struct RegistrationResult {
+  RegistrationMethod method = RegistrationMethod::kShooting;
+  Grid grid;                          // the fixed image's grid
+  Grid mesh;                          // the grid the flow ran on (finest level)
+  Image warped;                       // moving ∘ φ on the fixed grid (original intensities)
+  VectorField displacement;           // u in mm, φ(x) = x + u(x)
+  Image jacobian;                     // det Dφ
+  Eigen::VectorXd phi;                // φ on the fixed grid, voxel coordinates (dim × voxels)
+  std::vector<double> times;          // T + 1 time points
+  // The path on the mesh, dim × mesh voxels each:
+  std::vector<Eigen::VectorXd> positions;   // φ_t in mesh voxel coordinates
+  std::vector<Eigen::VectorXd> velocities;  // v_t (mm per unit time)
+  std::vector<Eigen::VectorXd> momenta;     // shooting: mesh momentum S_t; empty for lddmm
+  std::vector<Eigen::VectorXf> images;      // normalised I_m ∘ φ_t on the fixed grid
+  std::vector<double> velocity_norms;       // ‖v_t‖_V
+  double ssd_initial = 0.0;   // Σ (I_m − I_f)² (normalised intensities)
+  double ssd_final = 0.0;     // Σ (I_m ∘ φ − I_f)²
+  double kinetic_energy = 0.0;  // ½ ∫ ‖v_t‖²_V dt
+  double energy = 0.0;          // kinetic + data term at the end
+  double min_jacobian = 0.0;
+  double max_jacobian = 0.0;
+  int iterations = 0;           // summed over levels
+  int evaluations = 0;
+  double wall_seconds = 0.0;
+  long parameters = 0;          // free variables at the finest level
+  std::vector<double> loss_history;   // E after each iteration (all levels, index 0: initial)
+  std::vector<int> level_starts;      // index into loss_history where each level starts
+  std::string termination;
+  RegistrationOptions options;
+
+  double ssd_reduction() const { return ssd_initial > 0 ? 1.0 - ssd_final / ssd_initial : 0.0; }
+  // Relative spread (max − min) / mean of ‖v_t‖_V.
+  double velocity_norm_spread() const;
+  std::string BriefReport() const;
+};
+
+RegistrationResult Register(const Image& moving, const Image& fixed,
+                            const RegistrationOptions& options);
+
+// The mesh the flow runs on for an image grid (see RegistrationOptions::mesh_spacing_fraction).
+Grid MeshFor(const Grid& image, const RegistrationOptions& options);
+
+// metrics.json: the keys of CLI.md (method, ssd_initial, ssd_final, ssd_reduction, kinetic_energy,
+// velocity_norm_per_time, min_jacobian, max_jacobian, iterations, wall_seconds, parameters) and a
+// few more (velocity_norm_spread, energy, loss_history, termination, grid, options).
+nlohmann::json MetricsJson(const RegistrationResult& result);
+
+// Writes everything `register` promises into `dir` (created if missing, each file atomically):
+// warped.<ext of fixed_format>, displacement.nii.gz, jacobian.nii.gz, trajectory.h5, metrics.json,
+// summary.png.
+void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& result,
+                              const Image& moving, const Image& fixed, ImageFormat fixed_format);
+
+// trajectory.h5 alone (schema in docs/registration.md).
+void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& result);
+
+// summary.png: moving, fixed, warped, deformed grid, Jacobian map (mid slice in 3-D).
+void WriteSummaryFigure(const std::string& path, const RegistrationResult& result,
+                        const Image& moving, const Image& fixed);
+
+// A 2-D slice (the mid z-slice of a 3-D image) as a matrix: rows = y, cols = x.
+Eigen::MatrixXd MidSlice(const Grid& grid, const double* values);
+
+// The transform a `register` run left in `dir`, applied to `image` (on the moving grid):
+// image ∘ φ on the fixed grid. Nearest keeps label values and the source element type.
+Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation);
+
+}  // namespace diffeoflow::registration

@@ -1,0 +1,141 @@
+// The `register`, `apply`, `compare` and `shapes` subcommands against CLI.md: every promised file,
+// the metrics.json keys, and clear errors without output on bad input.
+#include <gtest/gtest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int status = -1;
+  std::string output;  // stdout and stderr
+};
+
+CliRun RunCli(const std::string& arguments) {
+  const fs::path log = fs::path(::testing::TempDir()) / "diffeoflow_register_cli.log";
+  const std::string command =
+      std::string(DIFFEOFLOW_CLI) + " " + arguments + " > " + log.string() + " 2>&1";
+  CliRun run;
+  const int raw = std::system(command.c_str());
+  run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  run.output = text.str();
+  return run;
+}
+
+class RegisterCliTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = fs::path(::testing::TempDir()) / ("diffeoflow_register_cli_" + std::to_string(::getpid()));
+    fs::remove_all(root_);
+    const CliRun small = RunCli("shapes --out " + (root_ / "pair").string() + " --size 32 --quiet");
+    ASSERT_EQ(small.status, 0) << small.output;
+    const CliRun other = RunCli("shapes --out " + (root_ / "pair40").string() + " --size 40 --quiet");
+    ASSERT_EQ(other.status, 0) << other.output;
+  }
+  static void TearDownTestSuite() { fs::remove_all(root_); }
+  static std::string Pair(const std::string& name) { return (root_ / "pair" / name).string(); }
+  static inline fs::path root_;
+  static constexpr const char* kFast = " --levels 1 --iterations 15 --steps 4 --quiet";
+};
+
+TEST_F(RegisterCliTest, RegisterWritesEveryFileWithTheMetricsKeys) {
+  const fs::path out = root_ / "register";
+  const CliRun run = RunCli("register --fixed " + Pair("fixed.png") + " --moving " +
+                         Pair("moving.png") + " --out " + out.string() + kFast);
+  ASSERT_EQ(run.status, 0) << run.output;
+  for (const char* file : {"warped.png", "displacement.nii.gz", "jacobian.nii.gz",
+                           "trajectory.h5", "metrics.json", "summary.png"}) {
+    EXPECT_TRUE(fs::exists(out / file)) << file;
+    EXPECT_GT(fs::file_size(out / file), 0u) << file;
+  }
+  std::ifstream in(out / "metrics.json");
+  const nlohmann::json metrics = nlohmann::json::parse(in);
+  for (const char* key : {"method", "ssd_initial", "ssd_final", "ssd_reduction", "kinetic_energy",
+                          "velocity_norm_per_time", "min_jacobian", "max_jacobian", "iterations",
+                          "wall_seconds", "parameters"}) {
+    EXPECT_TRUE(metrics.contains(key)) << key;
+  }
+  EXPECT_EQ(metrics["method"], "shooting");
+  EXPECT_EQ(metrics["velocity_norm_per_time"].size(), 5u);
+  EXPECT_GT(metrics["ssd_reduction"].get<double>(), 0.5);
+  EXPECT_GT(metrics["min_jacobian"].get<double>(), 0.0);
+  // One initial momentum (2 components) on the flow mesh, at most the image grid.
+  EXPECT_GT(metrics["parameters"].get<long>(), 0);
+  EXPECT_LE(metrics["parameters"].get<long>(), 2 * 32 * 32);
+  // No temporary files are left behind.
+  for (const auto& entry : fs::directory_iterator(out)) {
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos)
+        << entry.path();
+  }
+
+  const fs::path labels = root_ / "apply_nearest.nii.gz";
+  const CliRun apply = RunCli("apply --transform " + out.string() + " --image " + Pair("moving.png") +
+                           " --out " + labels.string() + " --interpolation nearest --quiet");
+  ASSERT_EQ(apply.status, 0) << apply.output;
+  EXPECT_TRUE(fs::exists(labels));
+}
+
+TEST_F(RegisterCliTest, LddmmMethodAndCompareWriteTheirFiles) {
+  const fs::path out = root_ / "compare";
+  const CliRun run = RunCli("compare --fixed " + Pair("fixed.png") + " --moving " +
+                         Pair("moving.png") + " --out " + out.string() + kFast);
+  ASSERT_EQ(run.status, 0) << run.output;
+  for (const char* file : {"comparison.json", "comparison.md", "comparison.png",
+                           "lddmm/metrics.json", "shooting/metrics.json", "lddmm/trajectory.h5",
+                           "shooting/summary.png"}) {
+    EXPECT_TRUE(fs::exists(out / file)) << file;
+  }
+  std::ifstream in(out / "comparison.json");
+  const nlohmann::json comparison = nlohmann::json::parse(in);
+  EXPECT_EQ(comparison["lddmm"]["method"], "lddmm");
+  EXPECT_EQ(comparison["shooting"]["method"], "shooting");
+  // Gradient descent on v_t has T + 1 velocity fields, shooting one momentum.
+  EXPECT_EQ(comparison["lddmm"]["parameters"].get<long>(),
+            5 * comparison["shooting"]["parameters"].get<long>());
+}
+
+TEST_F(RegisterCliTest, BadInputsFailWithAMessageAndLeaveNoOutput) {
+  struct Case {
+    std::string arguments;
+    std::string expected;  // named in the message
+  };
+  const std::string out = (root_ / "bad").string();
+  const Case cases[] = {
+      {"--fixed " + Pair("missing.png") + " --moving " + Pair("moving.png"), "missing.png"},
+      {"--fixed " + Pair("fixed.png") + " --moving " + (root_ / "pair40" / "moving.png").string(),
+       "--moving"},
+      {"--fixed " + Pair("fixed.png") + " --moving " + Pair("moving.png") + " --sigma -1",
+       "--sigma"},
+      {"--fixed " + Pair("fixed.png") + " --moving " + Pair("moving.png") + " --method newton",
+       "--method"},
+      {"--fixed " + Pair("fixed.txt") + " --moving " + Pair("moving.png"), "--fixed"},
+  };
+  for (const Case& c : cases) {
+    const CliRun run = RunCli("register " + c.arguments + " --out " + out + kFast);
+    EXPECT_NE(run.status, 0) << c.arguments;
+    EXPECT_NE(run.output.find(c.expected), std::string::npos)
+        << c.arguments << " -> " << run.output;
+    EXPECT_FALSE(fs::exists(out)) << c.arguments;
+  }
+  const CliRun apply = RunCli("apply --transform " + (root_ / "nothing").string() + " --image " +
+                           Pair("moving.png") + " --out " + (root_ / "x.png").string());
+  EXPECT_NE(apply.status, 0);
+  EXPECT_NE(apply.output.find("--transform"), std::string::npos) << apply.output;
+  EXPECT_FALSE(fs::exists(root_ / "x.png"));
+}
+
+}  // namespace

@@ -1,0 +1,168 @@
+#include "registration/lddmm.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "registration/shooting.h"
+#include "solvers/gradient_check.h"
+
+namespace diffeoflow::registration {
+namespace {
+
+Grid MakeGrid(int dim, int nx, int ny, int nz, double h = 1.0) {
+  Grid g;
+  g.dim = dim;
+  g.size = {nx, ny, dim == 3 ? nz : 1};
+  g.spacing_mm = {h, 1.3 * h, dim == 3 ? 0.8 * h : 1.0};
+  return g;
+}
+
+// A symmetric smoothing (periodic [1 2 1]/4 along each axis, applied twice): a stand-in for K
+// whose only needed property in a VJP test is symmetry.
+FieldOperator TestSmoothing(const Grid& grid) {
+  return [grid](double* field, int components) {
+    const Eigen::Index n = grid.voxels();
+    std::vector<double> tmp(n);
+    for (int c = 0; c < components; ++c) {
+      double* f = field + c * n;
+      for (int pass = 0; pass < 2; ++pass) {
+        for (int a = 0; a < grid.dim; ++a) {
+          for (int k = 0; k < grid.size[2]; ++k) {
+            for (int j = 0; j < grid.size[1]; ++j) {
+              for (int i = 0; i < grid.size[0]; ++i) {
+                int lo[3] = {i, j, k}, hi[3] = {i, j, k};
+                lo[a] = (lo[a] - 1 + grid.size[a]) % grid.size[a];
+                hi[a] = (hi[a] + 1) % grid.size[a];
+                tmp[grid.index(i, j, k)] = 0.5 * f[grid.index(i, j, k)] +
+                                           0.25 * f[grid.index(lo[0], lo[1], lo[2])] +
+                                           0.25 * f[grid.index(hi[0], hi[1], hi[2])];
+              }
+            }
+          }
+          std::copy(tmp.begin(), tmp.end(), f);
+        }
+      }
+    }
+  };
+}
+
+Vector RandomVector(Eigen::Index n, std::mt19937& rng, double scale = 1.0) {
+  std::normal_distribution<double> normal(0.0, scale);
+  Vector v(n);
+  for (Eigen::Index i = 0; i < n; ++i) v[i] = normal(rng);
+  return v;
+}
+
+// ⟨a, ∂f/∂x u⟩ + ⟨a, ∂f/∂θ s⟩ against the central difference of ⟨a, f⟩ along (u, s).
+void ExpectVjpMatchesFiniteDifference(Dynamics& dynamics, double t, const Vector& x,
+                                      const Vector& theta, std::mt19937& rng) {
+  const Vector a = RandomVector(dynamics.state_dim(), rng);
+  const Vector u = RandomVector(dynamics.state_dim(), rng);
+  const Vector s = RandomVector(dynamics.param_dim(), rng);
+  Vector a_x(dynamics.state_dim()), a_theta(dynamics.param_dim());
+  dynamics.vjp(t, x, theta, a, a_x, a_theta);
+  const double analytic = a_x.dot(u) + a_theta.dot(s);
+  const double h = 1e-6;
+  Vector fp(dynamics.state_dim()), fm(dynamics.state_dim());
+  dynamics.f(t, x + h * u, theta + h * s, fp);
+  dynamics.f(t, x - h * u, theta - h * s, fm);
+  const double numeric = a.dot(fp - fm) / (2 * h);
+  EXPECT_NEAR(analytic, numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
+      << "analytic " << analytic << " numeric " << numeric;
+}
+
+class FlowVjpTest : public ::testing::TestWithParam<int> {};
+
+TEST_P(FlowVjpTest, VelocityFieldFlowVjpMatchesFiniteDifferences) {
+  const int dim = GetParam();
+  const Grid grid = dim == 2 ? MakeGrid(2, 9, 7, 1) : MakeGrid(3, 6, 5, 4);
+  std::mt19937 rng(7);
+  VelocityFieldFlow flow(grid, 4);
+  Vector x = IdentityPositions(grid) + RandomVector(flow.state_dim(), rng, 0.7);
+  const Vector theta = RandomVector(flow.param_dim(), rng);
+  for (double t : {0.0, 0.1, 0.37, 0.5, 0.93}) {
+    ExpectVjpMatchesFiniteDifference(flow, t, x, theta, rng);
+  }
+}
+
+TEST_P(FlowVjpTest, EpdiffShootingVjpMatchesFiniteDifferences) {
+  const int dim = GetParam();
+  const Grid grid = dim == 2 ? MakeGrid(2, 9, 7, 1) : MakeGrid(3, 6, 5, 4);
+  std::mt19937 rng(11);
+  EpdiffShooting shooting(grid, TestSmoothing(grid));
+  const Eigen::Index block = dim * grid.voxels();
+  Vector x(2 * block);
+  x.head(block) = IdentityPositions(grid) + RandomVector(block, rng, 0.7);
+  x.tail(block) = RandomVector(block, rng);
+  for (int repeat = 0; repeat < 3; ++repeat) {
+    ExpectVjpMatchesFiniteDifference(shooting, 0.0, x, Vector(), rng);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dimensions, FlowVjpTest, ::testing::Values(2, 3));
+
+TEST(MultilinearTransfer, SplatIsTheTransposeOfSampling) {
+  // Σ_i a_i v(q_i) = ⟨splat(a), v⟩, splat through VelocityFieldFlow's VJP in θ.
+  const Grid grid = MakeGrid(2, 8, 6, 1);
+  std::mt19937 rng(3);
+  VelocityFieldFlow flow(grid, 1);
+  const Vector q = IdentityPositions(grid) + RandomVector(flow.state_dim(), rng, 1.5);
+  const Vector theta = RandomVector(flow.param_dim(), rng, 1.0);
+  const Vector a = RandomVector(flow.state_dim(), rng, 1.0);
+  Vector dq(flow.state_dim()), a_x(flow.state_dim()), a_theta(flow.param_dim());
+  flow.f(0.0, q, theta, dq);
+  flow.vjp(0.0, q, theta, a, a_x, a_theta);
+  EXPECT_NEAR(a.dot(dq), a_theta.dot(theta), 1e-10 * std::max(1.0, std::abs(a.dot(dq))));
+}
+
+TEST(QuadraticBSpline, PartitionOfUnityAndSplatTransposeOfSampling) {
+  const Grid grid = MakeGrid(3, 7, 6, 5);
+  QuadraticBSplineStencil<3> s;
+  const double x[3] = {2.3, 3.61, 1.5};
+  s.Set(grid.size, x);
+  double sum = 0.0, g0 = 0.0, h01 = 0.0;
+  for (int c = 0; c < QuadraticBSplineStencil<3>::kTaps; ++c) {
+    sum += s.weight[c];
+    g0 += s.gradient[c][0];
+    h01 += s.Hessian(c, 0, 1);
+  }
+  EXPECT_NEAR(sum, 1.0, 1e-12);
+  EXPECT_NEAR(g0, 0.0, 1e-12);
+  EXPECT_NEAR(h01, 0.0, 1e-12);
+  // The splat of one particle's momentum holds exactly the weights the stencil samples with.
+  EpdiffShooting shooting(grid, [](double*, int) {});
+  const Eigen::Index n = grid.voxels();
+  Vector state = Vector::Zero(6 * n);
+  state.head(3 * n) = IdentityPositions(grid);
+  const Eigen::Index particle = grid.index(2, 3, 1);
+  for (int k = 0; k < 3; ++k) state[k * n + particle] = x[k];
+  state[3 * n + particle] = 1.0;  // m_x of that particle only
+  Vector momentum, velocity;
+  shooting.Fields(state, &momentum, &velocity);
+  for (int c = 0; c < QuadraticBSplineStencil<3>::kTaps; ++c) {
+    ASSERT_GE(s.index[c], 0);
+    EXPECT_NEAR(momentum[s.index[c]], s.weight[c], 1e-12);
+  }
+  EXPECT_NEAR(momentum.head(n).sum(), 1.0, 1e-12);
+}
+
+TEST(MultilinearTransfer, SamplingReproducesLinearFunctionsAndTheirGradient) {
+  const Grid grid = MakeGrid(3, 5, 6, 7);
+  Vector g(grid.voxels());
+  for (int k = 0; k < 7; ++k)
+    for (int j = 0; j < 6; ++j)
+      for (int i = 0; i < 5; ++i) g[grid.index(i, j, k)] = 1.0 + 2.0 * i - 0.5 * j + 0.25 * k;
+  Vector q(3);
+  q << 1.3, 2.7, 4.1;
+  double value, gradient[3];
+  SampleScalar(grid, g.data(), q, true, &value, gradient);
+  EXPECT_NEAR(value, 1.0 + 2.6 - 1.35 + 1.025, 1e-12);
+  EXPECT_NEAR(gradient[0], 2.0, 1e-12);
+  EXPECT_NEAR(gradient[1], -0.5, 1e-12);
+  EXPECT_NEAR(gradient[2], 0.25, 1e-12);
+}
+
+}  // namespace
+}  // namespace diffeoflow::registration
