@@ -11,6 +11,7 @@
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/model_io.h"
+#include "flows/shooting_classifier.h"
 #include "flows/summary_figure.h"
 #include "flows/train.h"
 #include "solvers/atomic_file.h"
@@ -66,6 +67,26 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
     test = LoadFashionMnist(dir, false, f.max_test);
   }
 
+  if (f.model == "shooting") {
+    // A landmark-type geodesic carries the points (flows/shooting_classifier.h): only the
+    // initial momenta and the read-out are trained, by full-batch optimisation.
+    if (!two_d) throw InputError("--model shooting is for the 2-D data sets (spirals, circles, moons)");
+    ShootingClassifierOptions so;
+    if (f.epochs > 0) so.iterations = f.epochs;
+    so.max_seconds = f.time_budget;
+    so.seed = common.seed;
+    ShootingClassifier shooting;
+    const ShootingClassifierSummary s = TrainShootingClassifier(train, test, so, &shooting);
+    WriteShootingClassifier((std::filesystem::path(f.out) / "model.h5").string(), shooting);
+    nlohmann::json j = ShootingMetricsJson(s, shooting);
+    j["dataset"] = train.name;
+    WriteFileAtomically((std::filesystem::path(f.out) / "metrics.json").string(), j.dump(2) + "\n");
+    if (!common.quiet) {
+      std::cerr << "shooting: test accuracy " << j["test_accuracy"].get<double>() << ", "
+                << j["parameters"] << " parameters, " << j["wall_seconds"].get<double>() << " s\n";
+    }
+    return 0;
+  }
   ModelSpec spec;
   spec.kind = ParseModelKind(f.model, "--model");
   spec.input_shape = train.sample_shape;
@@ -181,7 +202,7 @@ app::CommandRegistration registration{
       sub.add_option("--data-dir", f->data_dir,
                      "Fashion-MNIST IDX files (default " + DefaultFashionMnistDir() + ")");
       sub.add_option("--out", f->out, "Output folder")->required();
-      sub.add_option("--model", f->model, "odenet|resnet|c2|anode|mlp")->capture_default_str();
+      sub.add_option("--model", f->model, "odenet|resnet|c2|anode|mlp|shooting")->capture_default_str();
       sub.add_option("--channels", f->channels,
                      "Width of the hidden flow (odenet: embedding width, 0 = none; default 16 "
                      "for 2-D data, 32 for images)");

@@ -93,6 +93,24 @@ TEST_F(TrainCli, EveryModelTrains) {
   }
 }
 
+TEST_F(TrainCli, ShootingModelTrainsOnlyMomentaAndReadOut) {
+  const fs::path out = dir_ / "shooting";
+  const TrainRun run = Run("--dataset moons --model shooting --out " + out.string() +
+                           " --samples 200 --epochs 15 --quiet");
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_TRUE(fs::exists(out / "model.h5"));
+  const auto m = Metrics(out);
+  for (const char* key : {"train_accuracy", "test_accuracy", "epochs", "samples_per_second",
+                          "nfe_forward", "nfe_backward", "wall_seconds", "parameters"}) {
+    EXPECT_TRUE(m.contains(key)) << key;
+  }
+  EXPECT_GT(m["test_accuracy"].get<double>(), 0.5);
+  const TrainRun images = Run("--dataset fashion-mnist --model shooting --out " +
+                              (dir_ / "x").string() + " --quiet");
+  EXPECT_NE(images.status, 0);
+  EXPECT_NE(images.err.find("--model shooting"), std::string::npos) << images.err;
+}
+
 TEST_F(TrainCli, ResumesFromTheCheckpoint) {
   const fs::path out = dir_ / "run";
   const std::string common = "--dataset spirals --out " + out.string() +
