@@ -49,8 +49,9 @@ bool AllFinite(const State& x, std::size_t count) {
 // seminorm's ignored part).
 class ScaledErrorChecker {
  public:
-  ScaledErrorChecker(double atol, double rtol, ErrorNorm norm, std::size_t counted)
-      : atol_(atol), rtol_(rtol), norm_(norm), counted_(counted) {}
+  ScaledErrorChecker(double atol, double rtol, ErrorNorm norm, std::size_t counted,
+                     long* rejections = nullptr)
+      : atol_(atol), rtol_(rtol), norm_(norm), counted_(counted), rejections_(rejections) {}
 
   template <class Algebra, class S, class Deriv, class Err, class Time>
   double error(Algebra& /*algebra*/, const S& x_old, const Deriv& dxdt_old, Err& x_err,
@@ -70,6 +71,7 @@ class ScaledErrorChecker {
     }
     if (norm_ == ErrorNorm::kRms) acc = n > 0 ? std::sqrt(acc / static_cast<double>(n)) : 0.0;
     if (!std::isfinite(acc)) acc = 1e10;  // reject and shrink: NaN in a trial step
+    if (acc > 1.0 && rejections_ != nullptr) ++*rejections_;
     return acc;
   }
 
@@ -77,6 +79,7 @@ class ScaledErrorChecker {
   double atol_, rtol_;
   ErrorNorm norm_;
   std::size_t counted_;
+  long* rejections_;
 };
 
 struct DriveConfig {
@@ -938,12 +941,84 @@ std::string SolveSummary::FullReport() const {
   return out.str();
 }
 
+// Dopri5 with odeint's dense output: free steps, output times by the continuous extension.
+Solution DenseDopri5(Dynamics& dynamics, const Vector& x0, const Vector& theta,
+                     const std::vector<double>& output_times, const SolverOptions& options) {
+  using Stepper = odeint::runge_kutta_dopri5<State>;
+  using Checker = ScaledErrorChecker;
+  using Adjuster = odeint::default_step_adjuster<double, double>;
+  using Controlled = odeint::controlled_runge_kutta<Stepper, Checker, Adjuster,
+                                                    odeint::initially_resizer,
+                                                    odeint::explicit_error_stepper_fsal_tag>;
+  const std::size_t n = static_cast<std::size_t>(dynamics.state_dim());
+  Solution solution;
+  solution.times = output_times;
+  long nfe = 0, rejected = 0;
+  auto sys = [&](const State& x, State& dxdt, double t) {
+    dynamics.f(t, View(x), theta, View(dxdt));
+    ++nfe;
+  };
+  State x = ToState(x0);
+  DriveConfig cfg = ForwardConfig(options, n);
+  const double t_end = output_times.back();
+  odeint::dense_output_runge_kutta<Controlled, odeint::explicit_controlled_stepper_fsal_tag> dense(
+      Controlled(Checker(options.atol, options.rtol, options.error_norm, n, &rejected),
+                 Adjuster(options.max_dt)));
+  double dt = options.initial_dt > 0.0
+                  ? options.initial_dt
+                  : (t_end > options.t0 ? StartingStep(sys, x, options.t0, t_end - options.t0, 5, cfg)
+                                        : 1.0);
+  if (options.max_dt > 0.0) dt = std::min(dt, options.max_dt);
+  dense.initialize(x, options.t0, dt);
+  State out(n);
+  long accepted = 0;
+  for (double t_out : output_times) {
+    while (dense.current_time() < t_out) {
+      try {
+        dense.do_step(sys);
+      } catch (const odeint::step_adjustment_error&) {
+        throw NumericalError("the forward step size could not be adjusted at t = " +
+                             std::to_string(dense.current_time()) + " (too many rejections)");
+      }
+      ++accepted;
+      if (options.check_finite && !AllFinite(dense.current_state(), n)) {
+        ThrowNotFinite(cfg, dense.current_time());
+      }
+      if (accepted + rejected > options.max_steps) {
+        throw NumericalError("the forward solve exceeded max_steps = " +
+                             std::to_string(options.max_steps));
+      }
+    }
+    if (t_out == options.t0) {
+      out = x;
+    } else {
+      dense.calc_state(t_out, out);
+    }
+    solution.states.push_back(ToVector(out));
+  }
+  solution.summary.nfe_forward = nfe;
+  solution.summary.steps_accepted = accepted;
+  solution.summary.steps_rejected = rejected;
+  solution.summary.states_held_peak =
+      static_cast<long>(output_times.size()) + StepperWorkStates(Method::kDopri5) + 4;
+  return solution;
+}
+
 // ---- public entry points ----------------------------------------------------------------------
 
 Solution Integrate(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                    const std::vector<double>& output_times, const SolverOptions& options) {
   const auto start = Clock::now();
   ValidateCall(dynamics, x0, theta, output_times, options);
+  if (options.dense_output) {
+    if (options.method != Method::kDopri5) {
+      throw InputError("solver option dense_output needs the dopri5 method, got " +
+                       MethodName(options.method));
+    }
+    Solution dense = DenseDopri5(dynamics, x0, theta, output_times, options);
+    dense.summary.wall_seconds = Seconds(start);
+    return dense;
+  }
   Solution solution;
   solution.times = output_times;
   ForwardRecord rec =

@@ -58,6 +58,11 @@ struct SolverOptions {
   int max_steps = 100000;   // accepted + rejected, per solve; exceeding it throws NumericalError
   // Fail with NumericalError as soon as the state holds NaN or Inf.
   bool check_finite = true;
+  // Integrate() with Dopri5 only: step freely and evaluate the output times by the stepper's
+  // dense output (Hairer–Nørsett–Wanner II.6, the 4th-order continuous extension) instead of
+  // shortening steps to land on them. Many output times then cost no extra steps. Gradients
+  // always land on the output times, so Gradient() ignores this flag.
+  bool dense_output = false;
 
   // Throws InputError naming the offending field when the options cannot be used.
   void Validate() const;

@@ -425,3 +425,33 @@ TEST(IntegrateErrors, ParsesEveryMethodName) {
 
 }  // namespace
 }  // namespace diffeoflow
+
+namespace diffeoflow {
+namespace {
+
+TEST(IntegrateDenseOutput, ManyOutputTimesCostNoExtraStepsAndMeetTheTolerance) {
+  testing::LinearDynamics dyn(3);
+  const Matrix A = TestMatrix();
+  const Vector x0 = Vector::LinSpaced(3, 1.0, -1.0);
+  SolverOptions options;
+  options.method = Method::kDopri5;
+  options.rtol = 1e-9;
+  options.atol = 1e-11;
+  std::vector<double> times;
+  for (int i = 0; i <= 200; ++i) times.push_back(2.0 * i / 200);
+  const Solution clamped = Integrate(dyn, x0, Flatten(A), times, options);
+  options.dense_output = true;
+  const Solution dense = Integrate(dyn, x0, Flatten(A), times, options);
+  EXPECT_LT(dense.summary.steps_accepted, clamped.summary.steps_accepted / 2);
+  EXPECT_LT(dense.summary.nfe_forward, clamped.summary.nfe_forward / 2);
+  ASSERT_EQ(dense.states.size(), times.size());
+  EXPECT_EQ(dense.states[0], x0);
+  for (std::size_t i = 0; i < times.size(); ++i) {
+    EXPECT_LT((dense.states[i] - (times[i] * A).exp() * x0).norm(), 1e-7) << "t = " << times[i];
+  }
+  options.method = Method::kRk4;
+  EXPECT_THROW(Integrate(dyn, x0, Flatten(A), times, options), InputError);
+}
+
+}  // namespace
+}  // namespace diffeoflow
