@@ -421,6 +421,9 @@ class TableauStepper {
 
   int NeededStages() const { return static_cast<int>(std::count(needed_.begin(), needed_.end(), true)); }
 
+  // f(t, x) of the last Step(): its first stage (c_1 = 0, y_1 = x), which every method evaluates.
+  const Vector& StartSlope() const { return k_[0]; }
+
   // x_next = Φ_h(x). Returns the number of f evaluations.
   long Step(double t, double h, const Vector& x, Vector& x_next) {
     const int s = tableau_.stages;
@@ -780,14 +783,13 @@ GradientResult CheckpointedGradient(Dynamics& dynamics, const Vector& x0, const 
     for (long m = first; m < last; ++m) {
       const StepRecord& st = rec.steps[m];
       summary.nfe_backward += replay.Step(st.t, st.h, xs[m - first], xs[m + 1 - first]);
+      fs[m - first] = replay.StartSlope();  // the slope at the step's start, already evaluated
       ts[m - first] = st.t;
     }
     ts[len - 1] = rec.steps[last - 1].t + rec.steps[last - 1].h;
-    for (std::size_t j = 0; j < len; ++j) {
-      fs[j].resize(n);
-      dynamics.f(ts[j], xs[j], theta, fs[j]);
-    }
-    summary.nfe_backward += static_cast<long>(len);
+    fs[len - 1].resize(n);
+    dynamics.f(ts[len - 1], xs[len - 1], theta, fs[len - 1]);
+    ++summary.nfe_backward;
     peak = std::max(peak, static_cast<long>(points.size()) + 2 * static_cast<long>(len) +
                               3L * replay.NeededStages() + 2 +
                               StepperWorkStates(options.method) + 2 + fixed_states);

@@ -230,6 +230,26 @@ class Stopping {
   Clock::time_point start_;
 };
 
+// Evaluates the starting point for the first-order loops (GD, Adam) and records it; returns false
+// when there is nothing to iterate (a non-finite start, or already within gradient_tolerance).
+bool EvaluateStart(CountedObjective& objective, const Vector& x, const OptimizerOptions& options,
+                   double& cost, Vector& gradient, OptimizerSummary& result) {
+  cost = objective(x, &gradient);
+  result.initial_cost = cost;
+  result.final_cost = cost;
+  result.cost_history.push_back(cost);
+  if (!std::isfinite(cost) || !gradient.allFinite()) {
+    result.termination = "failed: non-finite cost or gradient at the initial point";
+    return false;
+  }
+  if (gradient.norm() <= options.gradient_tolerance) {
+    result.converged = true;
+    result.termination = "converged: gradient norm <= gradient_tolerance at the initial point";
+    return false;
+  }
+  return true;
+}
+
 // Steepest descent with a backtracking (Armijo) line search: accept t when
 //   f(x − t g) ≤ f(x) − c t ‖g‖²,  c = 1e-4,
 // halving t from the previous accepted step times two (the first trial is learning_rate).
@@ -242,19 +262,8 @@ void MinimizeGradientDescent(CountedObjective& objective, Vector& x,
   Vector gradient(x.size());
   Vector trial_gradient(x.size());
   Vector trial(x.size());
-  double cost = objective(x, &gradient);
-  result.initial_cost = cost;
-  result.final_cost = cost;
-  result.cost_history.push_back(cost);
-  if (!std::isfinite(cost) || !gradient.allFinite()) {
-    result.termination = "failed: non-finite cost or gradient at the initial point";
-    return;
-  }
-  if (gradient.norm() <= options.gradient_tolerance) {
-    result.converged = true;
-    result.termination = "converged: gradient norm <= gradient_tolerance at the initial point";
-    return;
-  }
+  double cost = 0.0;
+  if (!EvaluateStart(objective, x, options, cost, gradient, result)) return;
   double step = options.learning_rate;
   result.termination = "max iterations";
   for (int iteration = 1; iteration <= options.max_iterations; ++iteration) {
@@ -307,19 +316,8 @@ void MinimizeAdam(CountedObjective& objective, Vector& x, const OptimizerOptions
   Vector gradient(x.size());
   Vector first_moment = Vector::Zero(x.size());
   Vector second_moment = Vector::Zero(x.size());
-  double cost = objective(x, &gradient);
-  result.initial_cost = cost;
-  result.final_cost = cost;
-  result.cost_history.push_back(cost);
-  if (!std::isfinite(cost) || !gradient.allFinite()) {
-    result.termination = "failed: non-finite cost or gradient at the initial point";
-    return;
-  }
-  if (gradient.norm() <= options.gradient_tolerance) {
-    result.converged = true;
-    result.termination = "converged: gradient norm <= gradient_tolerance at the initial point";
-    return;
-  }
+  double cost = 0.0;
+  if (!EvaluateStart(objective, x, options, cost, gradient, result)) return;
   Vector previous_x(x.size());
   double beta1_power = 1.0;
   double beta2_power = 1.0;

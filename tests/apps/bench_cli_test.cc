@@ -17,47 +17,20 @@
 #include <nlohmann/json.hpp>
 
 #include "solvers/hdf5.h"
+#include "tests/apps/cli_fixture.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using CliRun = diffeoflow::testing::CliRun;
 
-struct BenchRun {
-  int status = -1;
-  std::string out, err;
-};
-
-class BenchCli : public ::testing::Test {
+class BenchCli : public diffeoflow::testing::CliTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("diffeoflow_bench_cli_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  BenchRun Run(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string command = std::string(DIFFEOFLOW_CLI) + " bench " + args + " > " +
-                                out.string() + " 2> " + err.string();
-    BenchRun run;
-    const int raw = std::system(command.c_str());
-    run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    std::stringstream o, e;
-    o << std::ifstream(out).rdbuf();
-    e << std::ifstream(err).rdbuf();
-    run.out = o.str();
-    run.err = e.str();
-    return run;
-  }
-
-  fs::path dir_;
+  BenchCli() : CliTest("bench", "diffeoflow_bench_cli_") {}
 };
 
 TEST_F(BenchCli, PrintsOneJsonObjectWithTheContractKeys) {
-  const BenchRun run = Run("ode --dim 3 --hidden 8 --batch 16 --solver dopri5 --rtol 1e-6 "
+  const CliRun run = Run("ode --dim 3 --hidden 8 --batch 16 --solver dopri5 --rtol 1e-6 "
                            "--atol 1e-8 --gradient backsolve --repeat 3 --threads 1");
   ASSERT_EQ(run.status, 0) << run.err;
   const auto j = nlohmann::json::parse(run.out);
@@ -90,7 +63,7 @@ TEST_F(BenchCli, WeightsAndOutAreInPyTorchLinearLayout) {
     w.WriteDoubles("x0", &x0[0][0], {B, D});
     w.Commit();
   }
-  const BenchRun run = Run("ode --dim 2 --hidden 3 --batch 2 --solver euler --steps 1 "
+  const CliRun run = Run("ode --dim 2 --hidden 3 --batch 2 --solver euler --steps 1 "
                            "--gradient discrete --repeat 1 --threads 1 --weights " + weights +
                            " --out " + result);
   ASSERT_EQ(run.status, 0) << run.err;
@@ -167,7 +140,7 @@ TEST_F(BenchCli, BadArgumentsExitNonZeroNamingTheFlag) {
       {"", "subcommand"},
   };
   for (const Case& c : cases) {
-    const BenchRun run = Run(c.args);
+    const CliRun run = Run(c.args);
     EXPECT_NE(run.status, 0) << c.args;
     EXPECT_NE(run.err.find(c.flag), std::string::npos) << c.args << " -> " << run.err;
   }

@@ -13,53 +13,26 @@
 #include <nlohmann/json.hpp>
 
 #include "solvers/hdf5.h"
+#include "tests/apps/cli_fixture.h"
 
 namespace {
 
 namespace fs = std::filesystem;
+using CliRun = diffeoflow::testing::CliRun;
 
-struct TrainRun {
-  int status = -1;
-  std::string out, err;
-};
-
-class TrainCli : public ::testing::Test {
+class TrainCli : public diffeoflow::testing::CliTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("diffeoflow_train_cli_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
-  TrainRun Run(const std::string& args) {
-    const fs::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string command = std::string(DIFFEOFLOW_CLI) + " train " + args + " > " +
-                                out.string() + " 2> " + err.string();
-    TrainRun run;
-    const int raw = std::system(command.c_str());
-    run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    std::stringstream o, e;
-    o << std::ifstream(out).rdbuf();
-    e << std::ifstream(err).rdbuf();
-    run.out = o.str();
-    run.err = e.str();
-    return run;
-  }
+  TrainCli() : CliTest("train", "diffeoflow_train_cli_") {}
 
   nlohmann::json Metrics(const fs::path& dir) {
     std::ifstream in(dir / "metrics.json");
     return nlohmann::json::parse(in);
   }
-
-  fs::path dir_;
 };
 
 TEST_F(TrainCli, WritesModelMetricsTrajectoriesAndFigure) {
   const fs::path out = dir_ / "run";
-  const TrainRun run = Run("--dataset moons --out " + out.string() +
+  const CliRun run = Run("--dataset moons --out " + out.string() +
                            " --samples 300 --epochs 5 --steps 4 --channels 8 --hidden 16 --quiet");
   ASSERT_EQ(run.status, 0) << run.err;
   for (const char* file : {"model.h5", "metrics.json", "trajectories.h5", "summary.png"}) {
@@ -86,7 +59,7 @@ TEST_F(TrainCli, WritesModelMetricsTrajectoriesAndFigure) {
 TEST_F(TrainCli, EveryModelTrains) {
   for (const char* model : {"resnet", "c2", "mlp", "anode"}) {
     const fs::path out = dir_ / model;
-    const TrainRun run = Run(std::string("--dataset circles --model ") + model + " --out " +
+    const CliRun run = Run(std::string("--dataset circles --model ") + model + " --out " +
                              out.string() + " --samples 200 --epochs 2 --steps 3 --quiet");
     ASSERT_EQ(run.status, 0) << model << ": " << run.err;
     EXPECT_EQ(Metrics(out)["model"], model);
@@ -95,7 +68,7 @@ TEST_F(TrainCli, EveryModelTrains) {
 
 TEST_F(TrainCli, ShootingModelTrainsOnlyMomentaAndReadOut) {
   const fs::path out = dir_ / "shooting";
-  const TrainRun run = Run("--dataset moons --model shooting --out " + out.string() +
+  const CliRun run = Run("--dataset moons --model shooting --out " + out.string() +
                            " --samples 200 --epochs 15 --quiet");
   ASSERT_EQ(run.status, 0) << run.err;
   EXPECT_TRUE(fs::exists(out / "model.h5"));
@@ -105,7 +78,7 @@ TEST_F(TrainCli, ShootingModelTrainsOnlyMomentaAndReadOut) {
     EXPECT_TRUE(m.contains(key)) << key;
   }
   EXPECT_GT(m["test_accuracy"].get<double>(), 0.5);
-  const TrainRun images = Run("--dataset fashion-mnist --model shooting --out " +
+  const CliRun images = Run("--dataset fashion-mnist --model shooting --out " +
                               (dir_ / "x").string() + " --quiet");
   EXPECT_NE(images.status, 0);
   EXPECT_NE(images.err.find("--model shooting"), std::string::npos) << images.err;
@@ -116,7 +89,7 @@ TEST_F(TrainCli, ResumesFromTheCheckpoint) {
   const std::string common = "--dataset spirals --out " + out.string() +
                              " --samples 200 --steps 2 --channels 4 --hidden 8 --quiet";
   ASSERT_EQ(Run(common + " --epochs 3").status, 0);
-  const TrainRun run = Run(common + " --epochs 5 --resume");
+  const CliRun run = Run(common + " --epochs 5 --resume");
   ASSERT_EQ(run.status, 0) << run.err;
   const auto m = Metrics(out);
   EXPECT_EQ(m["resumed_from_epoch"].get<int>(), 3);
@@ -141,7 +114,7 @@ TEST_F(TrainCli, BadArgumentsExitNonZeroNamingTheFlag) {
        "nowhere"},
   };
   for (const Case& c : cases) {
-    const TrainRun run = Run(c.args);
+    const CliRun run = Run(c.args);
     EXPECT_NE(run.status, 0) << c.args;
     EXPECT_NE(run.err.find(c.fragment), std::string::npos) << c.args << " -> " << run.err;
   }

@@ -1,0 +1,59 @@
+// Shared by the CLI tests: a scratch folder per test and a way to run the `diffeoflow` binary
+// (DIFFEOFLOW_CLI) with a subcommand, capturing exit status, stdout and stderr.
+#pragma once
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace diffeoflow::testing {
+
+struct CliRun {
+  int status = -1;
+  std::string out, err;
+};
+
+class CliTest : public ::testing::Test {
+ protected:
+  // `subcommand` is put before the arguments of every Run; `prefix` names the scratch folder.
+  CliTest(std::string subcommand, std::string prefix)
+      : subcommand_(std::move(subcommand)), prefix_(std::move(prefix)) {}
+
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           (prefix_ + std::to_string(::getpid()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  CliRun Run(const std::string& args) {
+    const std::filesystem::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
+    const std::string command = std::string(DIFFEOFLOW_CLI) + " " + subcommand_ + " " + args +
+                                " > " + out.string() + " 2> " + err.string();
+    CliRun run;
+    const int raw = std::system(command.c_str());
+    run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+    std::stringstream o, e;
+    o << std::ifstream(out).rdbuf();
+    e << std::ifstream(err).rdbuf();
+    run.out = o.str();
+    run.err = e.str();
+    return run;
+  }
+
+  std::filesystem::path dir_;
+
+ private:
+  std::string subcommand_, prefix_;
+};
+
+}  // namespace diffeoflow::testing
