@@ -13,12 +13,31 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/scratch.h"
+
 namespace diffeoflow::testing {
 
 struct CliRun {
   int status = -1;
   std::string out, err;
+  std::string output() const { return out + err; }
 };
+
+// Runs `diffeoflow <args>`; stdout and stderr go through files in `scratch` (which must exist).
+inline CliRun RunDiffeoflow(const std::string& args, const std::filesystem::path& scratch) {
+  const std::filesystem::path out = scratch / "stdout.txt", err = scratch / "stderr.txt";
+  const std::string command = std::string(DIFFEOFLOW_CLI) + " " + args + " > " + out.string() +
+                              " 2> " + err.string();
+  CliRun run;
+  const int raw = std::system(command.c_str());
+  run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
+  std::stringstream o, e;
+  o << std::ifstream(out).rdbuf();
+  e << std::ifstream(err).rdbuf();
+  run.out = o.str();
+  run.err = e.str();
+  return run;
+}
 
 class CliTest : public ::testing::Test {
  protected:
@@ -27,28 +46,13 @@ class CliTest : public ::testing::Test {
       : subcommand_(std::move(subcommand)), prefix_(std::move(prefix)) {}
 
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           (prefix_ + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    dir_ = ScratchPath(prefix_);
     std::filesystem::remove_all(dir_);
     std::filesystem::create_directories(dir_);
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
-  CliRun Run(const std::string& args) {
-    const std::filesystem::path out = dir_ / "stdout.txt", err = dir_ / "stderr.txt";
-    const std::string command = std::string(DIFFEOFLOW_CLI) + " " + subcommand_ + " " + args +
-                                " > " + out.string() + " 2> " + err.string();
-    CliRun run;
-    const int raw = std::system(command.c_str());
-    run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    std::stringstream o, e;
-    o << std::ifstream(out).rdbuf();
-    e << std::ifstream(err).rdbuf();
-    run.out = o.str();
-    run.err = e.str();
-    return run;
-  }
+  CliRun Run(const std::string& args) { return RunDiffeoflow(subcommand_ + " " + args, dir_); }
 
   std::filesystem::path dir_;
 

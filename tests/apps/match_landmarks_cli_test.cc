@@ -1,38 +1,26 @@
 // `diffeoflow match-landmarks`: the files and JSON keys of ../shared/CLI.md, both methods, 3-D
 // input, and bad input that exits non-zero naming the file.
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmath>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "solvers/hdf5.h"
+#include "tests/apps/cli_fixture.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int status = -1;
-  std::string err;
-};
+using diffeoflow::testing::CliRun;
 
-class MatchLandmarksCli : public ::testing::Test {
+class MatchLandmarksCli : public diffeoflow::testing::CliTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("diffeoflow_match_landmarks_" + std::to_string(::getpid()) +
-                                        "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
+  MatchLandmarksCli() : CliTest("match-landmarks", "diffeoflow_match_landmarks_") {}
 
   // n points on the unit circle (optionally lifted to 3-D), and their smooth warp.
   void WriteShapes(int n, int dim, double amplitude) {
@@ -53,22 +41,9 @@ class MatchLandmarksCli : public ::testing::Test {
     }
   }
 
-  CliRun Diffeoflow(const std::string& args) {
-    const fs::path err = dir_ / "stderr.txt";
-    const std::string command =
-        std::string(DIFFEOFLOW_CLI) + " match-landmarks " + args + " --quiet 2> " + err.string();
-    CliRun run;
-    const int raw = std::system(command.c_str());
-    run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-    std::ifstream in(err);
-    std::stringstream text;
-    text << in.rdbuf();
-    run.err = text.str();
-    return run;
-  }
+  CliRun Diffeoflow(const std::string& args) { return Run(args + " --quiet"); }
 
   std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
 };
 
 nlohmann::json ReadJson(const std::string& path) {

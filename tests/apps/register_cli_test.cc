@@ -2,51 +2,38 @@
 // the metrics.json keys, and clear errors without output on bad input.
 #include <gtest/gtest.h>
 
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
+
+#include "tests/apps/cli_fixture.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-struct CliRun {
-  int status = -1;
-  std::string output;  // stdout and stderr
-};
-
-CliRun RunCli(const std::string& arguments) {
-  const fs::path log = fs::path(::testing::TempDir()) / "diffeoflow_register_cli.log";
-  const std::string command =
-      std::string(DIFFEOFLOW_CLI) + " " + arguments + " > " + log.string() + " 2>&1";
-  CliRun run;
-  const int raw = std::system(command.c_str());
-  run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
-  std::ifstream in(log);
-  std::stringstream text;
-  text << in.rdbuf();
-  run.output = text.str();
-  return run;
-}
+using diffeoflow::testing::CliRun;
 
 class RegisterCliTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     root_ = fs::path(::testing::TempDir()) / ("diffeoflow_register_cli_" + std::to_string(::getpid()));
     fs::remove_all(root_);
+    fs::create_directories(root_);
     const CliRun small = RunCli("shapes --out " + (root_ / "pair").string() + " --size 32 --quiet");
-    ASSERT_EQ(small.status, 0) << small.output;
+    ASSERT_EQ(small.status, 0) << small.output();
     const CliRun other = RunCli("shapes --out " + (root_ / "pair40").string() + " --size 40 --quiet");
-    ASSERT_EQ(other.status, 0) << other.output;
+    ASSERT_EQ(other.status, 0) << other.output();
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
+  // Every run of the suite shares one scratch folder (the image pair is drawn once).
+  static CliRun RunCli(const std::string& arguments) {
+    return diffeoflow::testing::RunDiffeoflow(arguments, root_);
+  }
   static std::string Pair(const std::string& name) { return (root_ / "pair" / name).string(); }
   static inline fs::path root_;
   static constexpr const char* kFast = " --levels 1 --iterations 15 --steps 4 --quiet";
@@ -56,7 +43,7 @@ TEST_F(RegisterCliTest, RegisterWritesEveryFileWithTheMetricsKeys) {
   const fs::path out = root_ / "register";
   const CliRun run = RunCli("register --fixed " + Pair("fixed.png") + " --moving " +
                          Pair("moving.png") + " --out " + out.string() + kFast);
-  ASSERT_EQ(run.status, 0) << run.output;
+  ASSERT_EQ(run.status, 0) << run.output();
   for (const char* file : {"warped.png", "displacement.nii.gz", "jacobian.nii.gz",
                            "trajectory.h5", "metrics.json", "summary.png"}) {
     EXPECT_TRUE(fs::exists(out / file)) << file;
@@ -85,7 +72,7 @@ TEST_F(RegisterCliTest, RegisterWritesEveryFileWithTheMetricsKeys) {
   const fs::path labels = root_ / "apply_nearest.nii.gz";
   const CliRun apply = RunCli("apply --transform " + out.string() + " --image " + Pair("moving.png") +
                            " --out " + labels.string() + " --interpolation nearest --quiet");
-  ASSERT_EQ(apply.status, 0) << apply.output;
+  ASSERT_EQ(apply.status, 0) << apply.output();
   EXPECT_TRUE(fs::exists(labels));
 }
 
@@ -93,7 +80,7 @@ TEST_F(RegisterCliTest, LddmmMethodAndCompareWriteTheirFiles) {
   const fs::path out = root_ / "compare";
   const CliRun run = RunCli("compare --fixed " + Pair("fixed.png") + " --moving " +
                          Pair("moving.png") + " --out " + out.string() + kFast);
-  ASSERT_EQ(run.status, 0) << run.output;
+  ASSERT_EQ(run.status, 0) << run.output();
   for (const char* file : {"comparison.json", "comparison.md", "comparison.png",
                            "lddmm/metrics.json", "shooting/metrics.json", "lddmm/trajectory.h5",
                            "shooting/summary.png"}) {
@@ -127,14 +114,14 @@ TEST_F(RegisterCliTest, BadInputsFailWithAMessageAndLeaveNoOutput) {
   for (const Case& c : cases) {
     const CliRun run = RunCli("register " + c.arguments + " --out " + out + kFast);
     EXPECT_NE(run.status, 0) << c.arguments;
-    EXPECT_NE(run.output.find(c.expected), std::string::npos)
-        << c.arguments << " -> " << run.output;
+    EXPECT_NE(run.output().find(c.expected), std::string::npos)
+        << c.arguments << " -> " << run.output();
     EXPECT_FALSE(fs::exists(out)) << c.arguments;
   }
   const CliRun apply = RunCli("apply --transform " + (root_ / "nothing").string() + " --image " +
                            Pair("moving.png") + " --out " + (root_ / "x.png").string());
   EXPECT_NE(apply.status, 0);
-  EXPECT_NE(apply.output.find("--transform"), std::string::npos) << apply.output;
+  EXPECT_NE(apply.output().find("--transform"), std::string::npos) << apply.output();
   EXPECT_FALSE(fs::exists(root_ / "x.png"));
 }
 

@@ -1,7 +1,6 @@
 // Tests of the figure library: PNG size, colour maps, image pixels, ticks, contours, errors.
 #include <cairo.h>
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <Eigen/Core>
 #include <array>
@@ -16,25 +15,16 @@
 
 #include "plot/figure.h"
 #include "solvers/errors.h"
+#include "tests/scratch.h"
 
 namespace diffeoflow::plot {
 namespace {
 
 namespace fs = std::filesystem;
 
-// A fresh folder for one test's files, removed afterwards.
-class PlotTest : public ::testing::Test {
+class PlotTest : public testing::ScratchTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("diffeoflow_plot_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  PlotTest() : ScratchTest("diffeoflow_plot_test_") {}
 };
 
 // A PNG read back with cairo; pixel colours as 0..255 channels.

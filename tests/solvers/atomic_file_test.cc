@@ -1,57 +1,26 @@
 #include "solvers/atomic_file.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <set>
 
 #include "solvers/errors.h"
+#include "tests/scratch.h"
 
 namespace diffeoflow {
 namespace {
 
 namespace fs = std::filesystem;
 
-class AtomicFileTest : public ::testing::Test {
+class AtomicFileTest : public testing::ScratchTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("diffeoflow-atomic-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-  static std::string Contents(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-  std::set<std::string> Files() const {
-    std::set<std::string> names;
-    for (const auto& entry : fs::directory_iterator(dir_)) {
-      names.insert(entry.path().filename().string());
-    }
-    return names;
-  }
-
-  fs::path dir_;
+  AtomicFileTest() : ScratchTest("diffeoflow-atomic-") {}
+  static std::string Contents(const std::string& path) { return ReadBytes(path); }
 };
 
-template <typename Call>
-void ExpectInputError(Call call, const std::vector<std::string>& needles) {
-  try {
-    call();
-    ADD_FAILURE() << "expected InputError";
-  } catch (const InputError& e) {
-    for (const std::string& needle : needles) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-          << "message '" << e.what() << "' does not contain '" << needle << "'";
-    }
-  }
-}
+using testing::ExpectInputError;
 
 TEST_F(AtomicFileTest, TemporaryPathsAreBesideTheDestinationAndUnique) {
   const std::string path = Path("result.json");

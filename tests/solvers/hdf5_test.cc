@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -12,55 +11,25 @@
 #include <random>
 
 #include "solvers/errors.h"
+#include "tests/scratch.h"
 
 namespace diffeoflow::h5 {
 namespace {
 
 namespace fs = std::filesystem;
 
-class Hdf5Test : public ::testing::Test {
+class Hdf5Test : public testing::ScratchTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("diffeoflow-hdf5-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
+  Hdf5Test() : ScratchTest("diffeoflow-hdf5-") {}
   std::vector<std::string> FilesInDir() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(dir_)) {
-      names.push_back(entry.path().filename().string());
-    }
-    return names;
+    const std::set<std::string> names = Files();
+    return {names.begin(), names.end()};
   }
-  void WriteRaw(const std::string& path, const std::string& bytes) const {
-    std::ofstream out(path, std::ios::binary);
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  }
-  std::string ReadRaw(const std::string& path) const {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
-
-  fs::path dir_;
+  static void WriteRaw(const std::string& path, const std::string& bytes) { WriteBytes(path, bytes); }
+  static std::string ReadRaw(const std::string& path) { return ReadBytes(path); }
 };
 
-// Expects `call` to throw InputError whose message contains every string of `needles`.
-template <typename Call>
-void ExpectInputError(Call call, const std::vector<std::string>& needles) {
-  try {
-    call();
-    ADD_FAILURE() << "expected InputError";
-  } catch (const InputError& e) {
-    for (const std::string& needle : needles) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-          << "message '" << e.what() << "' does not contain '" << needle << "'";
-    }
-  }
-}
+using testing::ExpectInputError;
 
 TEST_F(Hdf5Test, DoublesRoundTripBitForBitWithShape) {
   const Shape shape{3, 4, 5};

@@ -1,7 +1,6 @@
 #include "solvers/trajectory.h"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -10,39 +9,19 @@
 
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
+#include "tests/scratch.h"
 
 namespace diffeoflow {
 namespace {
 
 namespace fs = std::filesystem;
 
-class TrajectoryTest : public ::testing::Test {
+class TrajectoryTest : public testing::ScratchTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("diffeoflow-trajectory-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string Path(const std::string& name) const { return (dir_ / name).string(); }
-
-  fs::path dir_;
+  TrajectoryTest() : ScratchTest("diffeoflow-trajectory-") {}
 };
 
-template <typename Call>
-void ExpectInputError(Call call, const std::vector<std::string>& needles) {
-  try {
-    call();
-    ADD_FAILURE() << "expected InputError";
-  } catch (const InputError& e) {
-    for (const std::string& needle : needles) {
-      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
-          << "message '" << e.what() << "' does not contain '" << needle << "'";
-    }
-  }
-}
+using testing::ExpectInputError;
 
 bool SameBits(const Vector& a, const Vector& b) {
   return a.size() == b.size() &&
