@@ -88,6 +88,15 @@ class Classifier {
   };
   std::vector<Block> Blocks() const;
 
+  // The parts of the feature map x ↦ h, for its geometry (flows/geometry.h): the embedding (empty
+  // when h(0) is the input or its zero padding), the ODE block's field (odenet, anode), the layers
+  // (resnet, c2, mlp), and the offsets of their parameters in θ (blocks follow one another).
+  const Sequential& embedding() const { return embed_; }
+  const Sequential& flow_field() const { return field_; }
+  const std::vector<Sequential>& layer_blocks() const { return blocks_; }
+  Index embedding_offset() const { return embed_offset_; }
+  Index flow_offset() const { return flow_offset_; }
+
  private:
   Matrix Embed(const Vector& theta, const Matrix& x);
   NetworkField& FieldFor(Index batch);
