@@ -5,6 +5,7 @@
 
 #include "flows/conv.h"
 #include "solvers/errors.h"
+#include "solvers/tableau.h"
 
 namespace diffeoflow::flows {
 
@@ -155,14 +156,23 @@ Matrix Classifier::Embed(const Vector& theta, const Matrix& x) {
   return h;
 }
 
-NetworkField& Classifier::FieldFor(Index batch) {
-  auto it = fields_.find(batch);
+NetworkField& Classifier::FieldFor(Index batch, bool gradient) {
+  auto it = fields_.find({batch, gradient});
   if (it == fields_.end()) {
-    // Keep a few batch sizes (a training batch, the last partial batch, evaluation batches).
+    // Keep a few (a training batch, the last partial batch, evaluation batches).
     if (fields_.size() >= 4) fields_.erase(fields_.begin());
-    // Splitting the batch pays once a field evaluation is some tens of µs of work.
-    const int threads = batch * spec_.hidden >= 16384 ? threads_ : 1;
-    it = fields_.emplace(batch, std::make_unique<NetworkField>(field_, batch, threads)).first;
+    // Splitting the batch pays once a field evaluation is some tens of µs of work (a convolutional
+    // field is about a megaflop a sample).
+    const int threads =
+        spec_.convolutional() || batch * spec_.hidden >= 16384 ? threads_ : 1;
+    // The discrete adjoint asks for the vjp at every stage of a replayed step.
+    const int cached = gradient && spec_.gradient.mode == GradientMode::kDiscrete
+                           ? TableauFor(spec_.solver.method).stages
+                           : 1;
+    it = fields_
+             .emplace(std::make_pair(batch, gradient),
+                      std::make_unique<NetworkField>(field_, batch, threads, cached))
+             .first;
   }
   return *it->second;
 }
@@ -198,7 +208,7 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
   double* grad = gradient != nullptr ? gradient->data() : nullptr;
 
   if (spec_.continuous()) {
-    NetworkField& field = FieldFor(B);
+    NetworkField& field = FieldFor(B, gradient != nullptr);
     const Vector theta_f = theta.segment(flow_offset_, field_.param_dim());
     const Vector z0 = Eigen::Map<const Vector>(h0.data(), h0.size());
     const std::vector<double> times = {1.0};
@@ -301,7 +311,7 @@ std::vector<Matrix> Classifier::Paths(const Vector& theta, const Matrix& x, int 
   Matrix h0 = Embed(theta, x);
   std::vector<Matrix> out;
   if (spec_.continuous()) {
-    NetworkField& field = FieldFor(B);
+    NetworkField& field = FieldFor(B, false);
     const Vector theta_f = theta.segment(flow_offset_, field_.param_dim());
     const Solution s = Integrate(field, Eigen::Map<const Vector>(h0.data(), h0.size()), theta_f,
                                  PathTimes(points), spec_.solver);

@@ -25,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flows/field.h"
@@ -99,7 +100,8 @@ class Classifier {
 
  private:
   Matrix Embed(const Vector& theta, const Matrix& x);
-  NetworkField& FieldFor(Index batch);
+  // The field for a batch size; for gradients it keeps a forward pass per stage of the method.
+  NetworkField& FieldFor(Index batch, bool gradient);
   // Read-out and loss of the final state; writes ∂L/∂h into h_bar and the read-out's θ̄ into
   // theta_bar when they are non-null.
   double ReadOut(const Vector& theta, const Matrix& h, const int* labels, Index* correct,
@@ -112,7 +114,7 @@ class Classifier {
   std::vector<Sequential> blocks_; // resnet, c2, mlp
   Sequential readout_;
   Index embed_offset_ = 0, flow_offset_ = 0, readout_offset_ = 0, param_dim_ = 0;
-  std::map<Index, std::unique_ptr<NetworkField>> fields_;  // by batch size
+  std::map<std::pair<Index, bool>, std::unique_ptr<NetworkField>> fields_;  // (batch, gradient)
 };
 
 }  // namespace diffeoflow::flows

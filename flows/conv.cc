@@ -1,6 +1,8 @@
 #include "flows/conv.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "flows/kernels.h"
 #include "solvers/errors.h"
@@ -18,8 +20,24 @@ Conv2d::Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride,
   out_.width = (in_.width + 2 * padding - kernel) / stride + 1;
   if (out_.height < 1 || out_.width < 1) throw InputError("Conv2d: kernel larger than the image");
   patch_ = in_channels_total() * kernel * kernel;
-  patches_.resize(out_.pixels(), patch_);
-  patches_bar_.resize(out_.pixels(), patch_);
+  source_.resize(static_cast<std::size_t>(kernel * kernel * out_.pixels()));
+  for (Index u = 0; u < kernel; ++u) {
+    for (Index v = 0; v < kernel; ++v) {
+      for (Index i = 0; i < out_.height; ++i) {
+        for (Index j = 0; j < out_.width; ++j) {
+          const Index row = stride * i - padding + u, col = stride * j - padding + v;
+          const bool inside = row >= 0 && row < in_.height && col >= 0 && col < in_.width;
+          source_[static_cast<std::size_t>(((u * kernel + v) * out_.height + i) * out_.width + j)] =
+              inside ? static_cast<std::int32_t>(row * in_.width + col) : -1;
+        }
+      }
+    }
+  }
+  constexpr Index kChunkRows = 384;
+  chunk_ = std::max<Index>(1, (kChunkRows + out_.pixels() - 1) / out_.pixels());
+  patches_.resize(chunk_ * out_.pixels(), patch_);
+  patches_bar_.resize(chunk_ * out_.pixels(), patch_);
+  y_chunk_.resize(chunk_ * out_.pixels(), out_.channels);
 }
 
 void Conv2d::Initialize(std::mt19937& rng, double* theta) const {
@@ -30,76 +48,77 @@ void Conv2d::Initialize(std::mt19937& rng, double* theta) const {
 
 void Conv2d::Reserve(Index /*batch*/) {}
 
-void Conv2d::Im2col(const double* x, double t, double* patches) const {
-  const Index P = out_.pixels();
+void Conv2d::Im2col(const double* x, Index count, double t) {
+  const Index P = out_.pixels(), ld = patches_.rows(), taps = kernel_ * kernel_;
   for (Index c = 0; c < in_channels_total(); ++c) {
     const bool time = c == in_.channels;
-    for (Index u = 0; u < kernel_; ++u) {
-      for (Index v = 0; v < kernel_; ++v) {
-        double* column = patches + ((c * kernel_ + u) * kernel_ + v) * P;
-        for (Index i = 0; i < out_.height; ++i) {
-          const Index row = stride_ * i - padding_ + u;
-          const bool row_in = row >= 0 && row < in_.height;
-          for (Index j = 0; j < out_.width; ++j) {
-            const Index col = stride_ * j - padding_ + v;
-            const bool in = row_in && col >= 0 && col < in_.width;
-            column[i * out_.width + j] =
-                !in ? 0.0 : time ? t : x[(c * in_.height + row) * in_.width + col];
-          }
+    for (Index tap = 0; tap < taps; ++tap) {
+      const std::int32_t* source = source_.data() + tap * P;
+      double* column = patches_.data() + (c * taps + tap) * ld;
+      for (Index b = 0; b < count; ++b) {
+        double* dst = column + b * P;
+        if (time) {
+          for (Index p = 0; p < P; ++p) dst[p] = source[p] >= 0 ? t : 0.0;
+          continue;
         }
+        kernels::Gather(x + b * in_.size() + c * in_.pixels(), source, dst, P);
       }
     }
   }
 }
 
-void Conv2d::Col2im(const double* patches, double* x_bar) const {
-  const Index P = out_.pixels();
-  for (Index k = 0; k < in_.size(); ++k) x_bar[k] = 0.0;
+void Conv2d::Col2im(Index count, double* x_bar) const {
+  const Index P = out_.pixels(), ld = patches_bar_.rows(), taps = kernel_ * kernel_;
+  std::fill(x_bar, x_bar + count * in_.size(), 0.0);
   for (Index c = 0; c < in_.channels; ++c) {
-    for (Index u = 0; u < kernel_; ++u) {
-      for (Index v = 0; v < kernel_; ++v) {
-        const double* column = patches + ((c * kernel_ + u) * kernel_ + v) * P;
-        for (Index i = 0; i < out_.height; ++i) {
-          const Index row = stride_ * i - padding_ + u;
-          if (row < 0 || row >= in_.height) continue;
-          for (Index j = 0; j < out_.width; ++j) {
-            const Index col = stride_ * j - padding_ + v;
-            if (col < 0 || col >= in_.width) continue;
-            x_bar[(c * in_.height + row) * in_.width + col] += column[i * out_.width + j];
-          }
-        }
+    for (Index tap = 0; tap < taps; ++tap) {
+      const std::int32_t* source = source_.data() + tap * P;
+      const double* column = patches_bar_.data() + (c * taps + tap) * ld;
+      for (Index b = 0; b < count; ++b) {
+        kernels::ScatterAdd(column + b * P, source, x_bar + b * in_.size() + c * in_.pixels(), P);
       }
     }
   }
 }
 
 void Conv2d::Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) {
-  const Index P = out_.pixels(), C = out_.channels;
+  const Index P = out_.pixels(), C = out_.channels, ld = patches_.rows();
   const double* bias = theta + C * patch_;
-  for (Index b = 0; b < x.cols(); ++b) {
-    Im2col(x.col(b).data(), t, patches_.data());
-    double* yb = y.col(b).data();
-    kernels::Gemm(false, false, P, C, patch_, 1.0, patches_.data(), P, theta, patch_, 0.0, yb, P);
-    for (Index o = 0; o < C; ++o) {
-      Eigen::Map<Vector>(yb + o * P, P).array() += bias[o];
+  for (Index b0 = 0; b0 < x.cols(); b0 += chunk_) {
+    const Index count = std::min(chunk_, x.cols() - b0), rows = count * P;
+    Im2col(x.col(b0).data(), count, t);
+    kernels::Gemm(false, false, rows, C, patch_, 1.0, patches_.data(), ld, theta, patch_, 0.0,
+                  y_chunk_.data(), ld);
+    for (Index b = 0; b < count; ++b) {
+      double* yb = y.col(b0 + b).data();
+      for (Index o = 0; o < C; ++o) {
+        Eigen::Map<Vector>(yb + o * P, P) =
+            y_chunk_.col(o).segment(b * P, P).array() + bias[o];
+      }
     }
   }
 }
 
 void Conv2d::Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView /*y*/,
                       ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) {
-  const Index P = out_.pixels(), C = out_.channels;
+  const Index P = out_.pixels(), C = out_.channels, ld = patches_.rows();
   Eigen::Map<Vector>(theta_bar, param_dim()).setZero();
   double* bias_bar = theta_bar + C * patch_;
-  for (Index b = 0; b < x.cols(); ++b) {
-    Im2col(x.col(b).data(), t, patches_.data());
-    const double* yb = y_bar.col(b).data();
-    kernels::Gemm(true, false, patch_, C, P, 1.0, patches_.data(), P, yb, P, 1.0, theta_bar,
-                  patch_);
-    for (Index o = 0; o < C; ++o) bias_bar[o] += Eigen::Map<const Vector>(yb + o * P, P).sum();
-    kernels::Gemm(false, true, P, patch_, C, 1.0, yb, P, theta, patch_, 0.0, patches_bar_.data(),
-                  P);
-    Col2im(patches_bar_.data(), x_bar.col(b).data());
+  for (Index b0 = 0; b0 < x.cols(); b0 += chunk_) {
+    const Index count = std::min(chunk_, x.cols() - b0), rows = count * P;
+    Im2col(x.col(b0).data(), count, t);
+    for (Index b = 0; b < count; ++b) {
+      const double* yb = y_bar.col(b0 + b).data();
+      for (Index o = 0; o < C; ++o) {
+        y_chunk_.col(o).segment(b * P, P) = Eigen::Map<const Vector>(yb + o * P, P);
+      }
+    }
+    kernels::Gemm(true, false, patch_, C, rows, 1.0, patches_.data(), ld, y_chunk_.data(), ld,
+                  1.0, theta_bar, patch_);
+    for (Index o = 0; o < C; ++o) bias_bar[o] += y_chunk_.col(o).head(rows).sum();
+    kernels::Gemm(false, true, rows, patch_, C, 1.0, y_chunk_.data(), ld, theta, patch_, 0.0,
+                  patches_bar_.data(), ld);
+    Col2im(count, x_bar.col(b0).data());
   }
 }
 

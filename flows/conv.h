@@ -6,7 +6,9 @@
 // Conv2d (cross-correlation, as PyTorch): y[o, i, j] = b_o + Σ_{c, u, v} W[o, c, u, v]
 //   x[c, s·i − p + u, s·j − p + v] (zero outside the image), by im2col + GEMM:
 //   Yᵀ = P Wᵀ with the patch matrix P ((H'W') × (C·k·k)); VJP: W̄ᵀ = Pᵀ Ȳᵀ, b̄ = Σ Ȳ,
-//   P̄ = Ȳᵀ W scattered back (col2im) into x̄. With concat_time, an extra input channel holds t
+//   P̄ = Ȳᵀ W scattered back (col2im) into x̄. The samples go through in chunks of a few (about
+//   400 output pixels, so a chunk's patch matrix stays in the L2 cache): one GEMM a chunk, with
+//   the patch rows of its samples stacked. With concat_time, an extra input channel holds t
 //   everywhere (Chen et al. 2018, ConcatConv2d); θ = [W (C_out × C_in' × k × k), b (C_out)], the
 //   layout of nn.Conv2d(C_in', C_out, k).
 // GroupNorm (Wu & He 2018): per sample and group g of channels, x̂ = (x − μ_g)/√(σ_g² + ε),
@@ -14,6 +16,7 @@
 // GlobalAveragePool: y_c = mean over the grid of x_c; x̄ = ȳ_c / (H·W).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "flows/layers.h"
@@ -45,15 +48,22 @@ class Conv2d : public Layer {
   std::unique_ptr<Layer> Clone() const override { return std::make_unique<Conv2d>(*this); }
 
  private:
-  void Im2col(const double* x, double t, double* patches) const;
-  void Col2im(const double* patches, double* x_bar) const;
+  // Patch rows of samples x[0..count) (count ≤ chunk_) into patches_, sample-major.
+  void Im2col(const double* x, Index count, double t);
+  // Adds the patch-matrix adjoint rows of `count` samples back into x_bar (overwritten).
+  void Col2im(Index count, double* x_bar) const;
 
   ImageShape in_, out_;
   Index kernel_, stride_, padding_;
   bool concat_time_;
   Index patch_;        // C_in' · k · k
-  Matrix patches_;     // (H'W') × patch_
+  Index chunk_;        // samples per GEMM
+  // For tap (u, v) and output pixel (i, j): the input pixel s·(i, j) − p + (u, v) as an offset
+  // into a channel, or −1 in the zero padding.
+  std::vector<std::int32_t> source_;
+  Matrix patches_;     // (chunk_ · H'W') × patch_
   Matrix patches_bar_;
+  Matrix y_chunk_;     // (chunk_ · H'W') × C_out
 };
 
 class GroupNorm : public Layer {

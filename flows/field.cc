@@ -12,7 +12,7 @@
 namespace diffeoflow::flows {
 
 struct NetworkField::Shard {
-  Sequential network;
+  std::vector<Sequential> networks;  // one per cached point
   Index begin = 0, count = 0;  // samples [begin, begin + count)
   Vector theta_bar;            // this shard's θ̄ (summed over shards)
 };
@@ -74,26 +74,30 @@ class NetworkField::Pool {
   bool stop_ = false;
 };
 
-NetworkField::NetworkField(const Sequential& network, Index batch, int threads)
+NetworkField::NetworkField(const Sequential& network, Index batch, int threads, int cached_points)
     : features_(network.input_size()), batch_(batch), param_dim_(network.param_dim()) {
   if (network.size() == 0 || network.output_size() != network.input_size()) {
     throw InputError("vector field: the network must map its " +
                      std::to_string(network.input_size()) + " features to as many outputs");
   }
   if (batch < 1) throw InputError("vector field: the batch must hold at least one sample");
+  if (cached_points < 1) throw InputError("vector field: at least one forward pass is cached");
   const Index shards = std::clamp<Index>(threads, 1, batch);
   for (Index s = 0; s < shards; ++s) {
     auto shard = std::make_unique<Shard>();
     shard->begin = batch * s / shards;
     shard->count = batch * (s + 1) / shards - shard->begin;
-    shard->network = network;
-    shard->network.Reserve(shard->count);
+    shard->networks.assign(static_cast<std::size_t>(cached_points), network);
+    for (Sequential& copy : shard->networks) copy.Reserve(shard->count);
     shard->theta_bar.resize(param_dim_);
     shards_.push_back(std::move(shard));
   }
   if (shards > 1) pool_ = std::make_unique<Pool>(static_cast<int>(shards) - 1);
-  cached_x_.resize(state_dim());
-  cached_theta_.resize(param_dim_);
+  cached_.resize(static_cast<std::size_t>(cached_points));
+  for (CachedPoint& point : cached_) {
+    point.x.resize(state_dim());
+    point.theta.resize(param_dim_);
+  }
 }
 
 NetworkField::~NetworkField() = default;
@@ -108,43 +112,53 @@ void NetworkField::RunShards(Fn&& fn) {
   pool_->Run(job);
 }
 
-void NetworkField::EnsureForward(double t, ConstVectorRef x, ConstVectorRef theta) {
+int NetworkField::EnsureForward(double t, ConstVectorRef x, ConstVectorRef theta) {
   const std::size_t x_bytes = sizeof(double) * static_cast<std::size_t>(x.size());
   const std::size_t theta_bytes = sizeof(double) * static_cast<std::size_t>(theta.size());
-  if (cached_ && t == cached_t_ && std::memcmp(x.data(), cached_x_.data(), x_bytes) == 0 &&
-      std::memcmp(theta.data(), cached_theta_.data(), theta_bytes) == 0) {
-    return;
+  int slot = 0;
+  for (int k = 0; k < static_cast<int>(cached_.size()); ++k) {
+    CachedPoint& point = cached_[static_cast<std::size_t>(k)];
+    if (point.valid && point.t == t && std::memcmp(x.data(), point.x.data(), x_bytes) == 0 &&
+        std::memcmp(theta.data(), point.theta.data(), theta_bytes) == 0) {
+      point.last_use = ++uses_;
+      return k;
+    }
+    const CachedPoint& oldest = cached_[static_cast<std::size_t>(slot)];
+    if (!point.valid ? oldest.valid : oldest.valid && point.last_use < oldest.last_use) slot = k;
   }
   RunShards([&](Shard& shard) {
-    shard.network.Forward(
+    shard.networks[static_cast<std::size_t>(slot)].Forward(
         t, theta.data(),
         ConstMatrixView(x.data() + shard.begin * features_, features_, shard.count));
   });
-  cached_ = true;
-  cached_t_ = t;
-  std::memcpy(cached_x_.data(), x.data(), x_bytes);
-  std::memcpy(cached_theta_.data(), theta.data(), theta_bytes);
+  CachedPoint& point = cached_[static_cast<std::size_t>(slot)];
+  point.valid = true;
+  point.t = t;
+  point.last_use = ++uses_;
+  std::memcpy(point.x.data(), x.data(), x_bytes);
+  std::memcpy(point.theta.data(), theta.data(), theta_bytes);
+  return slot;
 }
 
 void NetworkField::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) {
-  EnsureForward(t, x, theta);
+  const auto slot = static_cast<std::size_t>(EnsureForward(t, x, theta));
   RunShards([&](Shard& shard) {
     const Index n = features_ * shard.count;
-    std::memcpy(dxdt.data() + shard.begin * features_, shard.network.output().data(),
+    std::memcpy(dxdt.data() + shard.begin * features_, shard.networks[slot].output().data(),
                 sizeof(double) * static_cast<std::size_t>(n));
   });
 }
 
 void NetworkField::vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
                        VectorRef a_x, VectorRef a_theta) {
-  EnsureForward(t, x, theta);
+  const auto slot = static_cast<std::size_t>(EnsureForward(t, x, theta));
   RunShards([&](Shard& shard) {
     const Index offset = shard.begin * features_;
-    shard.network.Backward(t, theta.data(),
-                           ConstMatrixView(x.data() + offset, features_, shard.count),
-                           ConstMatrixView(a.data() + offset, features_, shard.count),
-                           MatrixView(a_x.data() + offset, features_, shard.count),
-                           shard.theta_bar.data());
+    shard.networks[slot].Backward(t, theta.data(),
+                                  ConstMatrixView(x.data() + offset, features_, shard.count),
+                                  ConstMatrixView(a.data() + offset, features_, shard.count),
+                                  MatrixView(a_x.data() + offset, features_, shard.count),
+                                  shard.theta_bar.data());
   });
   a_theta = shards_[0]->theta_bar;
   for (std::size_t s = 1; s < shards_.size(); ++s) a_theta += shards_[s]->theta_bar;

@@ -18,7 +18,11 @@ namespace diffeoflow::flows {
 class NetworkField : public Dynamics {
  public:
   // `network` maps D features to D features. The batch is split over `threads` workers (≥ 1).
-  NetworkField(const Sequential& network, Index batch, int threads = 1);
+  // The forward passes at the last `cached_points` points (t, x, θ) are kept (each in its own
+  // copy of the network's workspaces): the continuous adjoint asks for f and vjp at the same
+  // point (1 suffices); the discrete adjoint replays a step's stages and then asks for the vjp at
+  // each of them (an RK4 step has 4).
+  NetworkField(const Sequential& network, Index batch, int threads = 1, int cached_points = 1);
   ~NetworkField() override;
   NetworkField(const NetworkField&) = delete;
   NetworkField& operator=(const NetworkField&) = delete;
@@ -34,20 +38,25 @@ class NetworkField : public Dynamics {
            VectorRef a_theta) override;
 
  private:
-  struct Shard;  // one worker's slice of the batch, its network copy and workspaces
+  struct Shard;  // one worker's slice of the batch, its network copies and workspaces
+  struct CachedPoint {
+    bool valid = false;
+    double t = 0.0;
+    long last_use = 0;
+    Vector x, theta;
+  };
   class Pool;
-  // Runs the network forward on x unless the last forward pass was at the same (t, x, θ): the
-  // adjoint asks for f and vjp at the same point.
-  void EnsureForward(double t, ConstVectorRef x, ConstVectorRef theta);
+  // Runs the network forward on x unless a cached pass was at the same (t, x, θ); returns the
+  // slot holding the pass.
+  int EnsureForward(double t, ConstVectorRef x, ConstVectorRef theta);
   template <typename Fn>
   void RunShards(Fn&& fn);
 
   Index features_, batch_, param_dim_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Pool> pool_;
-  bool cached_ = false;
-  double cached_t_ = 0.0;
-  Vector cached_x_, cached_theta_;
+  std::vector<CachedPoint> cached_;
+  long uses_ = 0;
 };
 
 // Layers of an MLP field on D features: ConcatLinear(D→H₁), σ, Linear(H₁→H₂), σ, …, Linear(H_k→D).

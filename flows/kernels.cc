@@ -20,21 +20,36 @@ namespace {
 struct Variant {
   const char* name;
   decltype(&sse2::Gemm) gemm;
+  decltype(&sse2::GemmBias) gemm_bias;
   decltype(&sse2::Tanh) tanh;
   decltype(&sse2::Sigmoid) sigmoid;
   decltype(&sse2::Softplus) softplus;
+  decltype(&sse2::Relu) relu;
+  decltype(&sse2::TanhBackward) tanh_backward;
+  decltype(&sse2::SigmoidBackward) sigmoid_backward;
+  decltype(&sse2::ReluBackward) relu_backward;
+  decltype(&sse2::RowSums) row_sums;
+  decltype(&sse2::Gather) gather;
+  decltype(&sse2::ScatterAdd) scatter_add;
 };
+
+#define DIFFEOFLOW_VARIANT(isa)                                                            \
+  Variant {                                                                                \
+    #isa, &isa::Gemm, &isa::GemmBias, &isa::Tanh, &isa::Sigmoid, &isa::Softplus, &isa::Relu, \
+        &isa::TanhBackward, &isa::SigmoidBackward, &isa::ReluBackward, &isa::RowSums,      \
+        &isa::Gather, &isa::ScatterAdd                                                     \
+  }
 
 // Chosen once from the CPU; immutable afterwards.
 const Variant& Active() {
   static const Variant variant = [] {
     if (CpuHasAvx512()) {
-      return Variant{"avx512", &avx512::Gemm, &avx512::Tanh, &avx512::Sigmoid, &avx512::Softplus};
+      return DIFFEOFLOW_VARIANT(avx512);
     }
     if (CpuHasAvx2()) {
-      return Variant{"avx2", &avx2::Gemm, &avx2::Tanh, &avx2::Sigmoid, &avx2::Softplus};
+      return DIFFEOFLOW_VARIANT(avx2);
     }
-    return Variant{"sse2", &sse2::Gemm, &sse2::Tanh, &sse2::Sigmoid, &sse2::Softplus};
+    return DIFFEOFLOW_VARIANT(sse2);
   }();
   return variant;
 }
@@ -45,9 +60,32 @@ void Gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, double alpha, c
           Index lda, const double* b, Index ldb, double beta, double* c, Index ldc) {
   Active().gemm(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+void GemmBias(bool trans_a, bool trans_b, Index m, Index n, Index k, const double* a, Index lda,
+              const double* b, Index ldb, const double* bias, double* c, Index ldc) {
+  Active().gemm_bias(trans_a, trans_b, m, n, k, a, lda, b, ldb, bias, c, ldc);
+}
 void Tanh(const double* x, double* y, Index n) { Active().tanh(x, y, n); }
 void Sigmoid(const double* x, double* y, Index n) { Active().sigmoid(x, y, n); }
 void Softplus(const double* x, double* y, Index n) { Active().softplus(x, y, n); }
+void Relu(const double* x, double* y, Index n) { Active().relu(x, y, n); }
+void TanhBackward(const double* y, const double* y_bar, double* x_bar, Index n) {
+  Active().tanh_backward(y, y_bar, x_bar, n);
+}
+void SigmoidBackward(const double* y, const double* y_bar, double* x_bar, Index n) {
+  Active().sigmoid_backward(y, y_bar, x_bar, n);
+}
+void ReluBackward(const double* x, const double* y_bar, double* x_bar, Index n) {
+  Active().relu_backward(x, y_bar, x_bar, n);
+}
+void RowSums(const double* y, Index rows, Index cols, double* sums) {
+  Active().row_sums(y, rows, cols, sums);
+}
+void Gather(const double* source, const std::int32_t* index, double* y, Index n) {
+  Active().gather(source, index, y, n);
+}
+void ScatterAdd(const double* x, const std::int32_t* index, double* target, Index n) {
+  Active().scatter_add(x, index, target, n);
+}
 std::string InstructionSet() { return Active().name; }
 
 }  // namespace diffeoflow::flows::kernels

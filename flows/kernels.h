@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace diffeoflow::flows::kernels {
@@ -29,10 +30,27 @@ using Index = std::ptrdiff_t;
 void Gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, double alpha, const double* a,
           Index lda, const double* b, Index ldb, double beta, double* c, Index ldc);
 
+// C = op(A) op(B) + bias 1ᵀ (bias: m entries added to every column), in one pass over C.
+void GemmBias(bool trans_a, bool trans_b, Index m, Index n, Index k, const double* a, Index lda,
+              const double* b, Index ldb, const double* bias, double* c, Index ldc);
+
 // y_i = f(x_i) for i < n; y may equal x.
 void Tanh(const double* x, double* y, Index n);
 void Sigmoid(const double* x, double* y, Index n);
 void Softplus(const double* x, double* y, Index n);
+void Relu(const double* x, double* y, Index n);
+// Back-propagation through them: x̄_i = ȳ_i (1 − y_i²), ȳ_i y_i (1 − y_i), ȳ_i [x_i > 0].
+void TanhBackward(const double* y, const double* y_bar, double* x_bar, Index n);
+void SigmoidBackward(const double* y, const double* y_bar, double* x_bar, Index n);
+void ReluBackward(const double* x, const double* y_bar, double* x_bar, Index n);
+
+// Column-major y (rows × cols): sums = y 1 (the gradient of a bias added to every column).
+void RowSums(const double* y, Index rows, Index cols, double* sums);
+
+// y_i = source[index_i], 0 where index_i < 0 (im2col). ScatterAdd: target[index_i] += x_i where
+// index_i ≥ 0 (col2im); the non-negative indices must be distinct.
+void Gather(const double* source, const std::int32_t* index, double* y, Index n);
+void ScatterAdd(const double* x, const std::int32_t* index, double* target, Index n);
 
 // "avx512", "avx2" or "sse2": the variant in use.
 std::string InstructionSet();

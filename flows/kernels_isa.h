@@ -1,15 +1,26 @@
 // The per-instruction-set variants behind flows/kernels.h (declared here so tests can compare them).
 #pragma once
 
+#include <cstdint>
+
 #include "flows/kernels.h"
 
 #define DIFFEOFLOW_DECLARE_KERNELS(isa)                                                         \
   namespace diffeoflow::flows::kernels::isa {                                                  \
   void Gemm(bool trans_a, bool trans_b, Index m, Index n, Index k, double alpha, const double* a, \
             Index lda, const double* b, Index ldb, double beta, double* c, Index ldc);          \
+  void GemmBias(bool trans_a, bool trans_b, Index m, Index n, Index k, const double* a,          \
+                Index lda, const double* b, Index ldb, const double* bias, double* c, Index ldc); \
   void Tanh(const double* x, double* y, Index n);                                              \
   void Sigmoid(const double* x, double* y, Index n);                                           \
   void Softplus(const double* x, double* y, Index n);                                          \
+  void TanhBackward(const double* y, const double* y_bar, double* x_bar, Index n);             \
+  void SigmoidBackward(const double* y, const double* y_bar, double* x_bar, Index n);          \
+  void Relu(const double* x, double* y, Index n);                                              \
+  void ReluBackward(const double* x, const double* y_bar, double* x_bar, Index n);             \
+  void RowSums(const double* y, Index rows, Index cols, double* sums);                         \
+  void Gather(const double* source, const std::int32_t* index, double* y, Index n);           \
+  void ScatterAdd(const double* x, const std::int32_t* index, double* target, Index n);       \
   }
 
 DIFFEOFLOW_DECLARE_KERNELS(sse2)

@@ -24,17 +24,15 @@ void Linear::Forward(double t, const double* theta, ConstMatrixView x, MatrixVie
   const Index in_total = in_ + concat_time_;
   const Index batch = x.cols();
   // θ's row-major W (out × in') is the column-major Wᵀ (in' × out).
-  kernels::Gemm(true, false, out_, batch, in_, 1.0, theta, in_total, x.data(), in_, 0.0, y.data(),
-                out_);
-  Eigen::Map<const Vector> b(theta + in_total * out_, out_);
+  const double* b = theta + in_total * out_;
   if (concat_time_) {
     Eigen::Map<const Vector, 0, Eigen::InnerStride<>> w_t(theta + in_, out_,
                                                           Eigen::InnerStride<>(in_total));
-    shift_ = b + t * w_t;
-    y.colwise() += shift_;
-  } else {
-    y.colwise() += b;
+    shift_ = Eigen::Map<const Vector>(b, out_) + t * w_t;
+    b = shift_.data();
   }
+  kernels::GemmBias(true, false, out_, batch, in_, theta, in_total, x.data(), in_, b, y.data(),
+                    out_);
 }
 
 void Linear::Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView /*y*/,
@@ -47,7 +45,7 @@ void Linear::Backward(double t, const double* theta, ConstMatrixView x, ConstMat
   kernels::Gemm(false, true, in_, out_, batch, 1.0, x.data(), in_, y_bar.data(), out_, 0.0,
                 theta_bar, in_total);
   Eigen::Map<Vector> b_bar(theta_bar + in_total * out_, out_);
-  b_bar.noalias() = y_bar.rowwise().sum();
+  kernels::RowSums(y_bar.data(), out_, batch, b_bar.data());
   if (concat_time_) {
     Eigen::Map<Vector, 0, Eigen::InnerStride<>> w_t_bar(theta_bar + in_, out_,
                                                         Eigen::InnerStride<>(in_total));
@@ -81,7 +79,7 @@ void ActivationLayer::Forward(double /*t*/, const double* /*theta*/, ConstMatrix
     case Activation::kTanh: kernels::Tanh(x.data(), y.data(), n); break;
     case Activation::kSigmoid: kernels::Sigmoid(x.data(), y.data(), n); break;
     case Activation::kSoftplus: kernels::Softplus(x.data(), y.data(), n); break;
-    case Activation::kRelu: y = x.cwiseMax(0.0); break;
+    case Activation::kRelu: kernels::Relu(x.data(), y.data(), n); break;
   }
 }
 
@@ -89,21 +87,16 @@ void ActivationLayer::Backward(double /*t*/, const double* /*theta*/, ConstMatri
                                ConstMatrixView y, ConstMatrixView y_bar, MatrixView x_bar,
                                double* /*theta_bar*/) {
   const Index n = x.size();
-  auto xb = x_bar.array();
   switch (activation_) {
-    case Activation::kTanh:
-      xb = y_bar.array() * (1.0 - y.array().square());
-      break;
+    case Activation::kTanh: kernels::TanhBackward(y.data(), y_bar.data(), x_bar.data(), n); break;
     case Activation::kSigmoid:
-      xb = y_bar.array() * y.array() * (1.0 - y.array());
+      kernels::SigmoidBackward(y.data(), y_bar.data(), x_bar.data(), n);
       break;
     case Activation::kSoftplus:
       kernels::Sigmoid(x.data(), x_bar.data(), n);
-      xb *= y_bar.array();
+      x_bar.array() *= y_bar.array();
       break;
-    case Activation::kRelu:
-      xb = (x.array() > 0.0).select(y_bar.array(), 0.0);
-      break;
+    case Activation::kRelu: kernels::ReluBackward(x.data(), y_bar.data(), x_bar.data(), n); break;
   }
 }
 

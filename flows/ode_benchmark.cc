@@ -11,6 +11,7 @@
 #include "flows/kernels.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
+#include "solvers/tableau.h"
 
 namespace diffeoflow::flows {
 
@@ -48,7 +49,10 @@ OdeBenchmarkResult RunOdeBenchmark(const OdeBenchmarkOptions& options) {
   options.Validate();
   const Index D = options.dim, H = options.hidden, B = options.batch;
   const Sequential net = MlpField(D, {H}, Activation::kTanh);
-  NetworkField field(net, B, options.threads);
+  const int cached = options.gradient.mode == GradientMode::kDiscrete
+                         ? TableauFor(options.solver.method).stages
+                         : 1;
+  NetworkField field(net, B, options.threads, cached);
   // θ = [W1 (H×(D+1) row-major), b1, W2 (D×H row-major), b2]: the nn.Linear layout.
   const Index w1 = H * (D + 1), b1 = w1, w2 = b1 + H, b2 = w2 + D * H;
   Vector theta(field.param_dim()), x0(field.state_dim());

@@ -108,6 +108,30 @@ TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
   EXPECT_LT(RelativeMaxError(gradient, numeric), 1e-6);
 }
 
+// The convolutional field splits the batch over threads; the gradient must not depend on it.
+TEST(Classifier, ConvolutionalOdeNetGradientIsTheSameWithTwoThreads) {
+  ModelSpec spec;
+  spec.kind = ModelKind::kOdeNet;
+  spec.input_shape = {1, 8, 8};
+  spec.classes = 4;
+  spec.width = 4;
+  spec.solver.method = Method::kRk4;
+  spec.solver.steps = 2;
+  spec.gradient.mode = GradientMode::kDiscrete;
+  Classifier one(spec, 1), two(spec, 2);
+  const Vector theta = one.Initialize(7);
+  std::mt19937 rng(9);
+  const Index batch = 5;
+  const Vector xv = RandomVector(64 * batch, rng);
+  const Matrix x = Eigen::Map<const Matrix>(xv.data(), 64, batch);
+  const int labels[] = {0, 3, 1, 2, 1};
+  Vector g1, g2;
+  const BatchResult r1 = one.Evaluate(theta, x, labels, &g1);
+  const BatchResult r2 = two.Evaluate(theta, x, labels, &g2);
+  EXPECT_NEAR(r1.loss, r2.loss, 1e-14);
+  EXPECT_LT(RelativeMaxError(g2, g1), 1e-13);
+}
+
 TEST(Classifier, ShapesAndPaths) {
   for (ModelKind kind : {ModelKind::kOdeNet, ModelKind::kAnode, ModelKind::kResNet,
                          ModelKind::kC2, ModelKind::kMlp}) {

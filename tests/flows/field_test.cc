@@ -125,6 +125,39 @@ TEST(NetworkField, ForwardCacheNeverServesAStaleState) {
   EXPECT_EQ(out, expected);
 }
 
+// The discrete adjoint replays a step's stages, then asks for the vjp at each in reverse order: with
+// as many cached passes as stages every vjp is served from its own pass, and equals a fresh field's;
+// a fifth point evicts the least recently used pass, which is then recomputed, not served stale.
+TEST(NetworkField, CachedStagePassesGiveTheSameVjpAsAFreshField) {
+  const Sequential net = MlpField(3, {6}, Activation::kTanh);
+  std::mt19937 rng(14);
+  Vector theta(net.param_dim());
+  net.Initialize(rng, theta.data());
+  for (int threads : {1, 2}) {
+    NetworkField field(net, 4, threads, /*cached_points=*/4);
+    std::vector<Vector> xs;
+    for (int k = 0; k < 5; ++k) xs.push_back(RandomVector(field.state_dim(), rng));
+    const Vector a = RandomVector(field.state_dim(), rng);
+    Vector out(field.state_dim());
+    auto check = [&](int k) {
+      NetworkField fresh(net, 4);
+      Vector a_x(field.state_dim()), a_theta(field.param_dim());
+      Vector ex(field.state_dim()), et(field.param_dim());
+      field.vjp(0.1 * k, xs[static_cast<std::size_t>(k)], theta, a, a_x, a_theta);
+      fresh.vjp(0.1 * k, xs[static_cast<std::size_t>(k)], theta, a, ex, et);
+      EXPECT_EQ(a_x, ex) << "point " << k << ", " << threads << " thread(s)";
+      EXPECT_LT(RelativeMaxError(a_theta, et), 1e-15) << "point " << k;
+    };
+    for (int k = 0; k < 4; ++k) field.f(0.1 * k, xs[static_cast<std::size_t>(k)], theta, out);
+    for (int k = 3; k >= 0; --k) check(k);
+    field.f(0.4, xs[4], theta, out);  // evicts point 3, the least recently used
+    check(3);
+    check(4);
+    check(0);
+  }
+  EXPECT_THROW(NetworkField(net, 4, 1, 0), InputError);
+}
+
 TEST(NetworkField, FAndVjpDoNotAllocate) {
   const Sequential net = MlpField(4, {32, 16}, Activation::kTanh);
   std::mt19937 rng(9);

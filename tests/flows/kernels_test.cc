@@ -2,8 +2,10 @@
 #include "flows/kernels.h"
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -40,7 +42,10 @@ std::vector<Variant> Variants() {
 
 TEST(Kernels, GemmMatchesNaiveProductForEveryTransposeAndStride) {
   std::mt19937 rng(3);
-  const Index m = 7, n = 13, pad = 3;
+  const Index pad = 3;
+  // Thin shapes (m or n ≤ 4) take the matrix–vector paths.
+  const std::pair<Index, Index> shapes[] = {{7, 13}, {2, 13}, {7, 3}, {3, 2}};
+  for (const auto& [m, n] : shapes) {
   for (const Variant& v : Variants()) {
     if (!v.available) continue;
     for (Index k : {1, 3, 5, 40}) {
@@ -81,6 +86,43 @@ TEST(Kernels, GemmMatchesNaiveProductForEveryTransposeAndStride) {
         }
       }
     }
+    }
+  }
+  }
+}
+
+// GemmBias = Gemm (β = 0) plus the bias in every column, on every path (thin inner dimension,
+// thin output, general; no inner dimension at all).
+TEST(Kernels, GemmBiasAddsTheBiasToEveryColumn) {
+  std::mt19937 rng(5);
+  const std::pair<Index, Index> shapes[] = {{7, 13}, {2, 13}, {7, 3}};
+  const std::pair<decltype(&kernels::sse2::GemmBias), bool> variants[] = {
+      {&kernels::sse2::GemmBias, true},
+      {&kernels::avx2::GemmBias, kernels::CpuHasAvx2()},
+      {&kernels::avx512::GemmBias, kernels::CpuHasAvx512()},
+      {&kernels::GemmBias, true}};
+  for (const auto& [m, n] : shapes) {
+    for (Index k : {0, 3, 40}) {
+      for (bool ta : {false, true}) {
+        const Index lda = ta ? k : m;
+        const Vector a = testing::RandomVector(std::max<Index>(lda * (ta ? m : k), 1), rng);
+        const Vector b = testing::RandomVector(std::max<Index>(k * n, 1), rng);
+        const Vector bias = testing::RandomVector(m, rng);
+        Vector expected = Vector::Zero(m * n);
+        if (k > 0) {
+          kernels::sse2::Gemm(ta, false, m, n, k, 1.0, a.data(), std::max<Index>(lda, 1), b.data(),
+                              k, 0.0, expected.data(), m);
+        }
+        for (Index j = 0; j < n; ++j) expected.segment(j * m, m) += bias;
+        for (const auto& [gemm_bias, available] : variants) {
+          if (!available) continue;
+          Vector c = Vector::Constant(m * n, std::numeric_limits<double>::quiet_NaN());
+          gemm_bias(ta, false, m, n, k, a.data(), std::max<Index>(lda, 1), b.data(),
+                    std::max<Index>(k, 1), bias.data(), c.data(), m);
+          EXPECT_LT((c - expected).cwiseAbs().maxCoeff(), 1e-12)
+              << "m=" << m << " n=" << n << " k=" << k << " ta=" << ta;
+        }
+      }
     }
   }
 }
@@ -138,6 +180,77 @@ TEST(Kernels, ActivationsMayWorkInPlace) {
   kernels::Tanh(x.data(), y.data(), static_cast<Index>(x.size()));
   kernels::Tanh(x.data(), x.data(), static_cast<Index>(x.size()));
   EXPECT_EQ(x, y);
+}
+
+// Every variant's element-wise backward passes, im2col gather and col2im scatter against plain loops
+// (lengths that are not a multiple of any vector width; negative indices read and write nothing).
+TEST(Kernels, BackwardPassesGatherAndScatterMatchPlainLoops) {
+  struct Elementwise {
+    const char* name;
+    bool available;
+    decltype(&kernels::sse2::TanhBackward) tanh_backward, sigmoid_backward, relu_backward;
+    decltype(&kernels::sse2::Relu) relu;
+    decltype(&kernels::sse2::Gather) gather;
+    decltype(&kernels::sse2::ScatterAdd) scatter_add;
+    decltype(&kernels::sse2::RowSums) row_sums;
+  };
+  const Elementwise variants[] = {
+      {"sse2", true, &kernels::sse2::TanhBackward, &kernels::sse2::SigmoidBackward,
+       &kernels::sse2::ReluBackward, &kernels::sse2::Relu, &kernels::sse2::Gather,
+       &kernels::sse2::ScatterAdd, &kernels::sse2::RowSums},
+      {"avx2", kernels::CpuHasAvx2(), &kernels::avx2::TanhBackward, &kernels::avx2::SigmoidBackward,
+       &kernels::avx2::ReluBackward, &kernels::avx2::Relu, &kernels::avx2::Gather,
+       &kernels::avx2::ScatterAdd, &kernels::avx2::RowSums},
+      {"avx512", kernels::CpuHasAvx512(), &kernels::avx512::TanhBackward,
+       &kernels::avx512::SigmoidBackward, &kernels::avx512::ReluBackward, &kernels::avx512::Relu,
+       &kernels::avx512::Gather, &kernels::avx512::ScatterAdd, &kernels::avx512::RowSums},
+      {"dispatch", true, &kernels::TanhBackward, &kernels::SigmoidBackward, &kernels::ReluBackward,
+       &kernels::Relu, &kernels::Gather, &kernels::ScatterAdd, &kernels::RowSums},
+  };
+  std::mt19937 rng(8);
+  const Index n = 37;
+  const Vector x = testing::RandomVector(n, rng), y = testing::RandomVector(n, rng);
+  const Vector y_bar = testing::RandomVector(n, rng);
+  // A permutation of 0..n−1 with every third entry dropped (−1).
+  std::vector<std::int32_t> index(static_cast<std::size_t>(n));
+  for (Index i = 0; i < n; ++i) index[static_cast<std::size_t>(i)] = static_cast<std::int32_t>((i * 10) % n);
+  for (Index i = 0; i < n; i += 3) index[static_cast<std::size_t>(i)] = -1;
+  for (const Elementwise& v : variants) {
+    if (!v.available) continue;
+    Vector out(n);
+    v.tanh_backward(y.data(), y_bar.data(), out.data(), n);
+    // Wide variants may contract to fused multiply–adds: a few ulp.
+    EXPECT_LT(testing::RelativeMaxError(out, (y_bar.array() * (1.0 - y.array().square())).matrix()),
+              1e-15)
+        << v.name;
+    v.sigmoid_backward(y.data(), y_bar.data(), out.data(), n);
+    EXPECT_LT(
+        testing::RelativeMaxError(out, (y_bar.array() * y.array() * (1.0 - y.array())).matrix()),
+        1e-15)
+        << v.name;
+    v.relu_backward(x.data(), y_bar.data(), out.data(), n);
+    for (Index i = 0; i < n; ++i) EXPECT_EQ(out[i], x[i] > 0.0 ? y_bar[i] : 0.0) << v.name;
+    v.relu(x.data(), out.data(), n);
+    EXPECT_EQ(out, x.cwiseMax(0.0)) << v.name;
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const Vector with_nan = Vector::Constant(9, nan);
+    v.relu(with_nan.data(), out.data(), 9);
+    EXPECT_TRUE(out.head(9).array().isNaN().all()) << v.name << ": a diverged state must show";
+    v.gather(x.data(), index.data(), out.data(), n);
+    Vector target = y, expected = y;
+    v.scatter_add(y_bar.data(), index.data(), target.data(), n);
+    for (Index i = 0; i < n; ++i) {
+      const std::int32_t k = index[static_cast<std::size_t>(i)];
+      EXPECT_EQ(out[i], k >= 0 ? x[k] : 0.0) << v.name << " gather " << i;
+      if (k >= 0) expected[k] += y_bar[i];
+    }
+    EXPECT_EQ(target, expected) << v.name << " scatter";
+    // x's first 35 entries as a 5 × 7 matrix.
+    Vector sums(5);
+    v.row_sums(x.data(), 5, 7, sums.data());
+    const Eigen::Map<const Matrix> m(x.data(), 5, 7);
+    EXPECT_LT((sums - m.rowwise().sum()).cwiseAbs().maxCoeff(), 1e-14) << v.name;
+  }
 }
 
 TEST(Kernels, DispatchPicksTheWidestAvailableVariant) {

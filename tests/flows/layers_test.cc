@@ -94,6 +94,41 @@ TEST(Layers, Conv2dVjpMatchesFiniteDifferences) {
   CheckLayerGradients(unpadded, 3, 0.0, 1e-8);
 }
 
+// Samples go through the GEMMs in chunks; a batch of several chunks and a partial one must give
+// each sample's own output and input adjoint, and the sum of the samples' θ̄.
+TEST(Layers, Conv2dBatchOfManyChunksEqualsOneSampleAtATime) {
+  const ImageShape in{2, 4, 4};
+  Conv2d batched(in, 3, 3, 1, 1, /*concat_time=*/true), single(in, 3, 3, 1, 1, true);
+  const Index batch = 61, n_in = in.size(), n_out = batched.output_size();
+  std::mt19937 rng(12);
+  const Vector theta = RandomVector(batched.param_dim(), rng);
+  const Vector x = RandomVector(n_in * batch, rng), y_bar = RandomVector(n_out * batch, rng);
+  const double t = 0.45;
+  Vector y(n_out * batch), x_bar(n_in * batch), theta_bar(batched.param_dim());
+  batched.Reserve(batch);
+  batched.Forward(t, theta.data(), ConstMatrixView(x.data(), n_in, batch),
+                  MatrixView(y.data(), n_out, batch));
+  batched.Backward(t, theta.data(), ConstMatrixView(x.data(), n_in, batch),
+                   ConstMatrixView(y.data(), n_out, batch),
+                   ConstMatrixView(y_bar.data(), n_out, batch),
+                   MatrixView(x_bar.data(), n_in, batch), theta_bar.data());
+  Vector sum = Vector::Zero(batched.param_dim());
+  Vector one_y(n_out), one_x_bar(n_in), one_theta_bar(batched.param_dim());
+  single.Reserve(1);
+  for (Index b = 0; b < batch; ++b) {
+    single.Forward(t, theta.data(), ConstMatrixView(x.data() + b * n_in, n_in, 1),
+                   MatrixView(one_y.data(), n_out, 1));
+    single.Backward(t, theta.data(), ConstMatrixView(x.data() + b * n_in, n_in, 1),
+                    ConstMatrixView(one_y.data(), n_out, 1),
+                    ConstMatrixView(y_bar.data() + b * n_out, n_out, 1),
+                    MatrixView(one_x_bar.data(), n_in, 1), one_theta_bar.data());
+    EXPECT_LT((y.segment(b * n_out, n_out) - one_y).cwiseAbs().maxCoeff(), 1e-13) << b;
+    EXPECT_LT((x_bar.segment(b * n_in, n_in) - one_x_bar).cwiseAbs().maxCoeff(), 1e-13) << b;
+    sum += one_theta_bar;
+  }
+  EXPECT_LT(RelativeMaxError(theta_bar, sum), 1e-13);
+}
+
 // y[o,i,j] = b_o + Σ W[o,c,u,v] x[c, s i − p + u, s j − p + v], written out directly.
 TEST(Layers, Conv2dIsTheCrossCorrelationOfNnConv2d) {
   const ImageShape in{2, 5, 6};
