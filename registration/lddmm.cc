@@ -159,6 +159,7 @@ MetricPowers MakeMetricPowers(const Grid& grid, const MetricOptions& options) {
   powers.smooth = apply(full, false);
   powers.half = apply(half, false);
   powers.inverse_half = apply(half, true);
+  powers.threads = options.threads;
   powers.voxel_volume = grid.spacing_mm[0] * grid.spacing_mm[1] * (dim == 3 ? grid.spacing_mm[2] : 1.0);
   return powers;
 }

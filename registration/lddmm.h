@@ -121,6 +121,7 @@ struct MetricPowers {
   FieldOperator half;         // K^{1/2}
   FieldOperator inverse_half; // K^{−1/2}
   double voxel_volume = 1.0;  // Δx in mm^dim
+  int threads = 1;            // MetricOptions::threads: also used by the particle loops of shooting
 };
 
 // K^s from registration/metric.h: K^{±1/2} is the metric of exponent γ/2 (Gaussian: σ/√2), which

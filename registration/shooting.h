@@ -28,7 +28,9 @@
 #pragma once
 
 #include <array>
+#include <cstdint>
 #include <cmath>
+#include <thread>
 #include <vector>
 
 #include "registration/lddmm.h"
@@ -112,7 +114,10 @@ struct QuadraticBSplineStencil {
 
 class EpdiffShooting : public Dynamics {
  public:
-  EpdiffShooting(const Grid& grid, FieldOperator smooth);
+  // threads: particles are split into that many contiguous ranges on large meshes (each range
+  // splats into its own buffer; the buffers are summed in a fixed order, so a run is
+  // reproducible for a given thread count).
+  EpdiffShooting(const Grid& grid, FieldOperator smooth, int threads = 1);
   Eigen::Index state_dim() const override { return 2 * dim_ * voxels_; }
   Eigen::Index param_dim() const override { return 0; }
   void f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
@@ -126,13 +131,35 @@ class EpdiffShooting : public Dynamics {
 
  private:
   template <int D>
-  void Splat(const double* q, const double* m, double* field) const;
-  template <int D>
-  void Sample(const double* field, double* out) const;
+  void Splat(const double* q, const double* m, double* field);
+  // fn(begin, end, range) over particle ranges, on threads_ threads when the mesh is large.
+  template <class Fn>
+  void ForRanges(Fn&& fn) const;
+  // The buffer range r splats into: `field` for range 0, a zeroed private one otherwise; then
+  // SumRanges adds the private ones into `field`.
+  double* RangeBuffer(int range, double* field);
+  void SumRanges(double* field, int components);
   template <int D>
   void F(const double* x, double* dxdt);
   template <int D>
   void Vjp(const double* x, const double* a, double* a_x);
+
+  // Evaluations at recent states, keyed by the exact state: the discrete adjoint replays every
+  // step of the forward pass (same stage states, bit for bit) and calls vjp at them, and the
+  // kinetic term evaluates f at the recorded states, so f and K S are computed once per state.
+  // A hit returns exactly what recomputing would.
+  struct Remembered {
+    std::uint64_t key = 0;
+    Vector state;
+    Vector velocity;  // K S
+    Vector rate;      // f
+  };
+  // The entry for state x (hashed to `key`), or nullptr.
+  const Remembered* Recall(const double* x, std::uint64_t key) const;
+  std::uint64_t Key(const double* x) const;
+  // v = K S(q, m) into field_ (recalled when possible).
+  template <int D>
+  void Velocity(const double* x);
 
   Grid grid_;
   int dim_;
@@ -140,6 +167,11 @@ class EpdiffShooting : public Dynamics {
   FieldOperator smooth_;
   Vector field_;    // S, then v = K S
   Vector adjoint_;  // ā_V, then B = K ā_V
+  std::vector<Remembered> remembered_;  // a ring of up to capacity_ entries
+  int capacity_ = 0;
+  int next_remembered_ = 0;
+  int threads_ = 1;
+  std::vector<Vector> range_fields_;  // private splat buffers of ranges 1 … threads − 1
 };
 
 // E(w) of geodesic shooting at one resolution (see above).

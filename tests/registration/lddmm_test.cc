@@ -101,7 +101,55 @@ TEST_P(FlowVjpTest, EpdiffShootingVjpMatchesFiniteDifferences) {
   }
 }
 
+// vjp right after f at the same state reuses that velocity field: it must give exactly what a
+// fresh evaluation gives, and a different state must not be served the remembered one.
+TEST_P(FlowVjpTest, EpdiffShootingVjpAfterFMatchesFreshVjp) {
+  const int dim = GetParam();
+  const Grid grid = dim == 2 ? MakeGrid(2, 9, 7, 1) : MakeGrid(3, 6, 5, 4);
+  std::mt19937 rng(13);
+  EpdiffShooting warm(grid, TestSmoothing(grid));
+  const Eigen::Index block = dim * grid.voxels();
+  Vector x(2 * block);
+  x.head(block) = IdentityPositions(grid) + RandomVector(block, rng, 0.7);
+  x.tail(block) = RandomVector(block, rng);
+  Vector y = x;
+  y.tail(block) *= 1.25;  // same positions, another momentum
+  const Vector a = RandomVector(2 * block, rng);
+  Vector dxdt(2 * block), warm_x(2 * block), warm_y(2 * block), empty;
+  warm.f(0.0, x, Vector(), dxdt);
+  warm.f(0.0, y, Vector(), dxdt);
+  warm.vjp(0.0, x, Vector(), a, warm_x, empty);
+  warm.vjp(0.0, y, Vector(), a, warm_y, empty);
+  EpdiffShooting cold_x(grid, TestSmoothing(grid)), cold_y(grid, TestSmoothing(grid));
+  Vector fresh_x(2 * block), fresh_y(2 * block);
+  cold_x.vjp(0.0, x, Vector(), a, fresh_x, empty);
+  cold_y.vjp(0.0, y, Vector(), a, fresh_y, empty);
+  EXPECT_EQ(warm_x, fresh_x);
+  EXPECT_EQ(warm_y, fresh_y);
+  EXPECT_GT((fresh_x - fresh_y).norm(), 0.0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Dimensions, FlowVjpTest, ::testing::Values(2, 3));
+
+// On a mesh large enough to be split, f and vjp with two threads equal the one-thread results up
+// to the order of the splat sums.
+TEST(EpdiffShootingThreads, TwoThreadsMatchOneThread) {
+  const Grid grid = MakeGrid(2, 192, 180, 1);
+  std::mt19937 rng(17);
+  EpdiffShooting one(grid, TestSmoothing(grid), 1), two(grid, TestSmoothing(grid), 2);
+  const Eigen::Index block = 2 * grid.voxels();
+  Vector x(2 * block);
+  x.head(block) = IdentityPositions(grid) + RandomVector(block, rng, 0.7);
+  x.tail(block) = RandomVector(block, rng);
+  const Vector a = RandomVector(2 * block, rng);
+  Vector f1(2 * block), f2(2 * block), v1(2 * block), v2(2 * block), empty;
+  one.f(0.0, x, Vector(), f1);
+  two.f(0.0, x, Vector(), f2);
+  one.vjp(0.0, x, Vector(), a, v1, empty);
+  two.vjp(0.0, x, Vector(), a, v2, empty);
+  EXPECT_LT((f1 - f2).norm(), 1e-12 * f1.norm());
+  EXPECT_LT((v1 - v2).norm(), 1e-12 * v1.norm());
+}
 
 TEST(MultilinearTransfer, SplatIsTheTransposeOfSampling) {
   // Σ_i a_i v(q_i) = ⟨splat(a), v⟩, splat through VelocityFieldFlow's VJP in θ.
