@@ -12,6 +12,7 @@
 #include "registration/image_io.h"
 #include "registration/register.h"
 #include "solvers/atomic_file.h"
+#include "solvers/interrupt.h"
 
 namespace diffeoflow::app {
 namespace {
@@ -157,17 +158,26 @@ CommandRegistration registration{
         const registration::Image moving =
             registration::ReadImage(flags->moving, {true, "--moving"});
 
+        registration::CheckRegistrationInputs(moving, fixed);
+        PrepareOutputFolder(flags->out);
+        const std::filesystem::path out(flags->out);
+        // One checkpoint per method: a resumed comparison skips what is already done.
+        const std::string lddmm_checkpoint = (out / "checkpoint-lddmm.h5").string();
+        const std::string shooting_checkpoint = (out / "checkpoint-shooting.h5").string();
+        InstallInterruptHandler();
         options.method = registration::RegistrationMethod::kLddmm;
+        options.checkpoint = lddmm_checkpoint;
         if (!common.quiet) std::cerr << "LDDMM (gradient descent on v_t)\n";
         const RegistrationResult gd = registration::Register(moving, fixed, options);
         EndProgressLine(common);
+        if (gd.interrupted) return ReportInterrupted(lddmm_checkpoint);
         options.method = registration::RegistrationMethod::kShooting;
+        options.checkpoint = shooting_checkpoint;
         if (!common.quiet) std::cerr << "geodesic shooting\n";
         const RegistrationResult shoot = registration::Register(moving, fixed, options);
         EndProgressLine(common);
+        if (shoot.interrupted) return ReportInterrupted(shooting_checkpoint);
 
-        const std::filesystem::path out(flags->out);
-        EnsureOutputDirectory(flags->out);
         registration::WriteRegistrationOutputs((out / "lddmm").string(), gd, moving, fixed,
                                                fixed_format);
         registration::WriteRegistrationOutputs((out / "shooting").string(), shoot, moving, fixed,
@@ -179,6 +189,8 @@ CommandRegistration registration{
         const std::string table = ComparisonTable(gd, shoot);
         WriteFileAtomically((out / "comparison.md").string(), table);
         ComparisonFigure((out / "comparison.png").string(), gd, shoot, moving, fixed);
+        RemoveCheckpoint(lddmm_checkpoint);
+        RemoveCheckpoint(shooting_checkpoint);
         if (!common.quiet) {
           std::cout << table << "\n" << gd.BriefReport() << "\n" << shoot.BriefReport() << "\n"
                     << "wrote " << flags->out << "/ (comparison.png, comparison.md, "

@@ -1,4 +1,5 @@
 // `diffeoflow register`: one pairwise registration (CLI.md).
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -6,6 +7,7 @@
 #include "apps/registration_flags.h"
 #include "registration/image_io.h"
 #include "registration/register.h"
+#include "solvers/interrupt.h"
 
 namespace diffeoflow::app {
 namespace {
@@ -23,10 +25,15 @@ CommandRegistration registration{
         const registration::Image fixed = registration::ReadImage(flags->fixed, {true, "--fixed"});
         const registration::Image moving =
             registration::ReadImage(flags->moving, {true, "--moving"});
+        registration::CheckRegistrationInputs(moving, fixed);
+        PrepareOutputFolder(flags->out);
+        InstallInterruptHandler();
         const registration::RegistrationResult result =
             registration::Register(moving, fixed, options);
         EndProgressLine(common);
+        if (result.interrupted) return ReportInterrupted(options.checkpoint);
         registration::WriteRegistrationOutputs(flags->out, result, moving, fixed, fixed_format);
+        RemoveCheckpoint(options.checkpoint);
         if (!common.quiet) {
           std::cout << result.BriefReport() << "\n" << "wrote " << flags->out << "/\n";
         }

@@ -1,5 +1,8 @@
 // `diffeoflow train`: a neural-ODE (or discrete-depth) classifier, as ../shared/CLI.md specifies.
 #include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
@@ -16,6 +19,7 @@
 #include "flows/train.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
+#include "solvers/interrupt.h"
 
 namespace {
 
@@ -34,7 +38,18 @@ struct TrainFlags {
   double noise = 0.02, test_fraction = 0.2;
   long max_train = 0, max_test = 0;
   bool resume = false;
+  // Options whose default depends on other flags: given explicitly, they must be valid.
+  CLI::Option *channels_option = nullptr, *hidden_option = nullptr, *augment_option = nullptr,
+              *epochs_option = nullptr, *lr_option = nullptr;
 };
+
+// InputError naming `flag` unless an explicitly given value satisfies `ok`.
+void CheckGiven(const CLI::Option* option, bool ok, const std::string& expected) {
+  if (option != nullptr && option->count() > 0 && !ok) {
+    throw InputError(option->get_name() + " must be " + expected + ", got '" +
+                     option->as<std::string>() + "'");
+  }
+}
 
 Dataset Generate(const TrainFlags& f, unsigned seed) {
   GeneratorOptions g;
@@ -46,11 +61,26 @@ Dataset Generate(const TrainFlags& f, unsigned seed) {
   return TwoMoons(g);
 }
 
+// Exit status of an interrupted run: 128 + the signal (130 for SIGINT).
+int Interrupted(const std::string& what) {
+  std::cerr << "diffeoflow: interrupted; no results written" << what << "\n";
+  const int signal = InterruptSignal();
+  return 128 + (signal > 0 ? signal : SIGINT);
+}
+
 int Run(const TrainFlags& f, const app::CommonFlags& common) {
   const bool two_d = f.dataset != "fashion-mnist";
   if (!f.data_dir.empty() && two_d) {
     throw InputError("--data-dir is only used with --dataset fashion-mnist");
   }
+  CheckGiven(f.channels_option, f.channels >= 0, ">= 0");
+  CheckGiven(f.hidden_option, f.hidden > 0, ">= 1");
+  CheckGiven(f.augment_option, f.augment >= 0, ">= 0");
+  CheckGiven(f.epochs_option, f.epochs > 0, ">= 1");
+  CheckGiven(f.lr_option, f.lr > 0 && std::isfinite(f.lr), "a finite number > 0");
+  if (!(f.noise >= 0) || !std::isfinite(f.noise)) throw InputError("--noise must be a finite number >= 0");
+  if (!(f.rtol > 0) || !(f.atol > 0)) throw InputError("--rtol and --atol must be > 0");
+  if (f.max_train < 0 || f.max_test < 0) throw InputError("--max-train and --max-test must be >= 0");
   EnsureOutputDirectory(f.out, "--out");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int threads = common.threads > 0 ? common.threads : static_cast<int>(cores);
@@ -76,7 +106,9 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
     so.max_seconds = f.time_budget;
     so.seed = common.seed;
     ShootingClassifier shooting;
+    InstallInterruptHandler();
     const ShootingClassifierSummary s = TrainShootingClassifier(train, test, so, &shooting);
+    if (s.termination == "interrupted") return Interrupted(" (--model shooting keeps no checkpoint)");
     WriteShootingClassifier((std::filesystem::path(f.out) / "model.h5").string(), shooting);
     nlohmann::json j = ShootingMetricsJson(s, shooting);
     j["dataset"] = train.name;
@@ -149,8 +181,26 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
     std::fflush(stderr);
   };
 
+  if (const char* after = std::getenv("DIFFEOFLOW_TEST_SIGNAL_AFTER")) {
+    // Tests: raise the signal through the installed handler after the k-th epoch report.
+    int count = 0, signal = SIGINT;
+    if (std::sscanf(after, "%d:%d", &count, &signal) < 1 || count < 1) {
+      throw InputError("DIFFEOFLOW_TEST_SIGNAL_AFTER: expected k[:signal] with k >= 1");
+    }
+    o.progress = [inner = o.progress, seen = 0, count, signal](const EpochReport& r) mutable {
+      inner(r);
+      if (++seen == count) std::raise(signal);
+    };
+  }
+  InstallInterruptHandler();
   const TrainSummary s = Train(model, theta, train, test, o);
   if (progress) std::fprintf(stderr, "\n");
+  if (s.interrupted) {
+    return Interrupted(o.optimizer == Optimizer::kLbfgs
+                           ? std::string(" (--optimizer lbfgs keeps no checkpoint)")
+                           : "; progress kept in " + o.checkpoint +
+                                 " (rerun the same command with --resume to continue)");
+  }
 
   const std::map<std::string, std::string> attributes = {{"dataset", train.name}};
   WriteModel((std::filesystem::path(f.out) / "model.h5").string(), model, theta, attributes);
@@ -203,11 +253,11 @@ app::CommandRegistration registration{
                      "Fashion-MNIST IDX files (default " + DefaultFashionMnistDir() + ")");
       sub.add_option("--out", f->out, "Output folder")->required();
       sub.add_option("--model", f->model, "odenet|resnet|c2|anode|mlp|shooting")->capture_default_str();
-      sub.add_option("--channels", f->channels,
+      f->channels_option = sub.add_option("--channels", f->channels,
                      "Width of the hidden flow (odenet: embedding width, 0 = none; default 16 "
                      "for 2-D data, 32 for images)");
-      sub.add_option("--hidden", f->hidden, "Hidden units of each field/block (default 32; 64)");
-      sub.add_option("--augment", f->augment, "anode: extra zero dimensions (default 3)");
+      f->hidden_option = sub.add_option("--hidden", f->hidden, "Hidden units of each field/block (default 32; 64)");
+      f->augment_option = sub.add_option("--augment", f->augment, "anode: extra zero dimensions (default 3)");
       sub.add_option("--solver", f->solver, "euler|midpoint|rk4|dopri5")->capture_default_str();
       sub.add_option("--steps", f->steps, "Fixed steps of the ODE block / layers of resnet, c2, mlp")
           ->check(CLI::PositiveNumber)
@@ -216,12 +266,12 @@ app::CommandRegistration registration{
       sub.add_option("--atol", f->atol, "Absolute tolerance (dopri5)")->capture_default_str();
       sub.add_option("--gradient", f->gradient, "discrete|backsolve|checkpointed")
           ->capture_default_str();
-      sub.add_option("--epochs", f->epochs, "Epochs (default 100 for 2-D data, 10 for images)");
+      f->epochs_option = sub.add_option("--epochs", f->epochs, "Epochs (default 100 for 2-D data, 10 for images)");
       sub.add_option("--time-budget", f->time_budget, "Stop training after this many seconds")
           ->check(CLI::NonNegativeNumber);
       sub.add_option("--batch", f->batch, "Mini-batch size")->check(CLI::PositiveNumber)
           ->capture_default_str();
-      sub.add_option("--lr", f->lr, "Learning rate (default adam 0.03 on 2-D data, 0.002 on images; sgd 0.05)");
+      f->lr_option = sub.add_option("--lr", f->lr, "Learning rate (default adam 0.03 on 2-D data, 0.002 on images; sgd 0.05)");
       sub.add_option("--optimizer", f->optimizer, "adam|sgd|lbfgs")->capture_default_str();
       sub.add_option("--momentum", f->momentum, "SGD momentum")->capture_default_str();
       sub.add_option("--weight-decay", f->weight_decay, "L2 weight decay")->capture_default_str();

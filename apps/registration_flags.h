@@ -1,7 +1,16 @@
-// Flags shared by `register` and `compare` (CLI.md), and the progress line they draw.
+// Flags shared by `register` and `compare` (CLI.md), the progress line they draw, and their
+// handling of Ctrl-C (a checkpoint in --out, exit status 128 + signal, resumed with --resume).
+//
+// For tests, DIFFEOFLOW_TEST_SIGNAL_AFTER=k[:signal] raises the signal (default SIGINT) through
+// the installed handler after the k-th optimiser iteration report: a deterministic Ctrl-C.
 #pragma once
 
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -9,7 +18,9 @@
 
 #include "apps/command.h"
 #include "registration/register.h"
+#include "solvers/atomic_file.h"
 #include "solvers/errors.h"
+#include "solvers/interrupt.h"
 
 namespace diffeoflow::app {
 
@@ -21,6 +32,7 @@ struct RegistrationFlags {
   std::string boundary = "periodic";
   registration::RegistrationOptions options;
   bool no_normalize = false;
+  bool resume = false;
 
   void Add(CLI::App& sub, bool with_method) {
     sub.add_option("--fixed", fixed, "Fixed (target) image: .nii, .nii.gz, .png or .npy")
@@ -64,6 +76,11 @@ struct RegistrationFlags {
                    "Flow mesh spacing at most this fraction of sqrt(alpha) (0: image grid)")
         ->capture_default_str();
     sub.add_flag("--no-normalize", no_normalize, "Keep intensities (default: min/max to [0, 1])");
+    sub.add_option("--max-folded-fraction", options.max_folded_fraction,
+                   "Fail (exit 3) when more than this share of voxels has det Dphi <= 0")
+        ->capture_default_str();
+    sub.add_flag("--resume", resume,
+                 "Continue an interrupted run from its checkpoint in --out (same arguments)");
   }
 
   // Fills `options` from the parsed strings; throws InputError naming the flag.
@@ -83,6 +100,8 @@ struct RegistrationFlags {
       throw InputError("--boundary: expected periodic or reflective, got '" + boundary + "'");
     }
     o.normalize_intensity = !no_normalize;
+    o.resume = resume;
+    o.checkpoint = (std::filesystem::path(out) / "checkpoint.h5").string();
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     o.metric.threads = common.threads > 0 ? common.threads : static_cast<int>(cores);
     if (common.ShowProgress()) {
@@ -92,10 +111,39 @@ struct RegistrationFlags {
         std::fflush(stderr);
       };
     }
+    if (const char* after = std::getenv("DIFFEOFLOW_TEST_SIGNAL_AFTER")) {
+      int count = 0, signal = SIGINT;
+      if (std::sscanf(after, "%d:%d", &count, &signal) < 1 || count < 1) {
+        throw InputError("DIFFEOFLOW_TEST_SIGNAL_AFTER: expected k[:signal] with k >= 1");
+      }
+      auto seen = std::make_shared<int>(0);
+      o.progress = [inner = o.progress, seen, count, signal](const registration::RegistrationProgress& p) {
+        if (inner) inner(p);
+        if (++*seen == count) std::raise(signal);
+      };
+    }
     o.Validate();
     return o;
   }
 };
+
+// Checks --out before the work starts (an existing file, a read-only place).
+inline void PrepareOutputFolder(const std::string& out) { EnsureOutputDirectory(out, "--out"); }
+
+// After an interrupted run: one line saying where the checkpoint is and how to resume; the exit
+// status (128 + signal number, 130 for SIGINT).
+inline int ReportInterrupted(const std::string& checkpoint) {
+  std::cerr << "diffeoflow: interrupted; no results written, progress kept in " << checkpoint
+            << " (rerun the same command with --resume to continue)\n";
+  const int signal = InterruptSignal();
+  return 128 + (signal > 0 ? signal : SIGINT);
+}
+
+// Removes a checkpoint once the results it led to are written.
+inline void RemoveCheckpoint(const std::string& checkpoint) {
+  std::error_code ignored;
+  std::filesystem::remove(checkpoint, ignored);
+}
 
 inline void EndProgressLine(const CommonFlags& common) {
   if (common.ShowProgress()) std::fprintf(stderr, "\n");

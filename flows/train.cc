@@ -10,6 +10,7 @@
 
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
+#include "solvers/interrupt.h"
 
 namespace diffeoflow::flows {
 namespace {
@@ -55,6 +56,9 @@ bool ReadCheckpoint(const std::string& path, Vector& theta, OptimizerState& s) {
   const std::vector<double> m = in.ReadDoubles("optimizer/m"), v = in.ReadDoubles("optimizer/v");
   if (m.size() != th.size() || v.size() != th.size()) {
     throw InputError(path + ": optimizer state does not match θ");
+  }
+  if (!Eigen::Map<const Vector>(th.data(), theta.size()).allFinite()) {
+    throw InputError(path + ": the checkpoint's θ holds NaN or Inf");
   }
   theta = Eigen::Map<const Vector>(th.data(), theta.size());
   s.m = Eigen::Map<const Vector>(m.data(), theta.size());
@@ -173,11 +177,29 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
       report(state.epoch, it.cost, std::numeric_limits<double>::quiet_NaN(), batches, nfe_f, nfe_b);
       return true;
     };
-    const OptimizerSummary os = Minimize(objective, theta, o);
+    OptimizerSummary os;
+    try {
+      os = Minimize(objective, theta, o);
+    } catch (const NumericalError& e) {
+      throw NumericalError(std::string("training diverged (full-batch L-BFGS): ") + e.what());
+    }
     summary.termination = os.termination;
     (void)evaluations;
+    if (!std::isfinite(os.final_cost) || !theta.allFinite()) {
+      throw NumericalError("training diverged: the full-batch loss or the parameters became "
+                           "NaN/Inf (try a smaller --lr or --weight-decay)");
+    }
+    if (os.termination == "interrupted") summary.interrupted = true;
   } else {
+    Vector epoch_start_theta;
+    OptimizerState epoch_start_state;
     for (int epoch = state.epoch; epoch < options.epochs; ++epoch) {
+      if (InterruptRequested()) {
+        summary.interrupted = true;
+        break;
+      }
+      epoch_start_theta = theta;
+      epoch_start_state = state;
       const double rate =
           options.schedule == LearningRateSchedule::kCosine
               ? options.learning_rate * 0.5 * (1.0 + std::cos(kPi * epoch / options.epochs))
@@ -203,10 +225,18 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
           x.col(j) = train.features.col(i);
           labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];
         }
-        const BatchResult r = model.Evaluate(theta, x, labels.data(), &g);
+        BatchResult r;
+        try {
+          r = model.Evaluate(theta, x, labels.data(), &g);
+        } catch (const NumericalError& e) {
+          throw NumericalError("training diverged in epoch " + std::to_string(epoch + 1) + ": " +
+                               e.what() + " (try a smaller --lr); the checkpoint keeps the last "
+                               "good epoch");
+        }
         if (!std::isfinite(r.loss)) {
           throw NumericalError("training diverged: the loss is " + std::to_string(r.loss) +
-                               " in epoch " + std::to_string(epoch + 1) + " (try a smaller --lr)");
+                               " in epoch " + std::to_string(epoch + 1) +
+                               " (try a smaller --lr); the checkpoint keeps the last good epoch");
         }
         if (options.weight_decay > 0.0) g += options.weight_decay * theta;
         ++state.step;
@@ -222,6 +252,11 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
           state.m = options.momentum * state.m + g;
           theta -= rate * state.m;
         }
+        if (!theta.allFinite()) {
+          throw NumericalError("training diverged: the parameters became NaN/Inf in epoch " +
+                               std::to_string(epoch + 1) +
+                               " (try a smaller --lr); the checkpoint keeps the last good epoch");
+        }
         epoch_loss += r.loss * static_cast<double>(n);
         epoch_correct += r.correct;
         epoch_samples += n;
@@ -232,6 +267,14 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
           out_of_time = true;
           break;
         }
+        if (InterruptRequested()) break;
+      }
+      if (InterruptRequested() && !out_of_time) {
+        // The partial epoch is dropped: θ and the optimiser state go back to the checkpoint's.
+        theta = epoch_start_theta;
+        state = epoch_start_state;
+        summary.interrupted = true;
+        break;
       }
       train_seconds += Seconds(epoch_start);
       samples += epoch_samples;
@@ -242,6 +285,11 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
       report(state.epoch, epoch_loss / std::max<Index>(epoch_samples, 1),
              static_cast<double>(epoch_correct) / std::max<Index>(epoch_samples, 1),
              epoch_batches, ef, eb);
+      if (!std::isfinite(summary.history.back().test_loss)) {
+        throw NumericalError("training diverged: the test loss is NaN or Inf after epoch " +
+                             std::to_string(state.epoch) +
+                             " (try a smaller --lr); the checkpoint keeps the last good epoch");
+      }
       if (!options.checkpoint.empty()) WriteCheckpoint(options.checkpoint, theta, state);
       if (out_of_time) {
         summary.termination = "time budget";
@@ -251,6 +299,10 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   }
   summary.epochs = state.epoch;
   summary.wall_seconds = train_seconds;
+  if (summary.interrupted) {
+    summary.termination = "interrupted";
+    return summary;
+  }
   summary.samples_per_second = train_seconds > 0 ? samples / train_seconds : 0.0;
   summary.nfe_forward = batches ? static_cast<double>(nfe_f) / batches : 0.0;
   summary.nfe_backward = batches ? static_cast<double>(nfe_b) / batches : 0.0;
@@ -264,6 +316,10 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   if (test.size() > 0) {
     std::tie(summary.test_loss, summary.test_accuracy) =
         Accuracy(model, theta, test, options.eval_batch);
+    if (!std::isfinite(summary.test_loss)) {
+      throw NumericalError("training diverged: the final test loss is NaN or Inf (try a smaller "
+                           "--lr)");
+    }
   }
   return summary;
 }

@@ -2,6 +2,15 @@
 // momentum, a learning-rate schedule, L2 weight decay, or full-batch L-BFGS through Ceres
 // (solvers/optimize.h); evaluation each epoch, a wall-clock budget, and checkpoints to resume from.
 //
+// Interruption (solvers/interrupt.h: SIGINT/SIGTERM): mini-batch training stops after the current
+// batch, puts θ back to the end of the last completed epoch (what the checkpoint holds) and
+// returns with `interrupted` set. The checkpoint stores θ, the Adam moments / SGD velocity, the
+// step count and the epoch, and epoch e shuffles with seed + e, so resuming repeats the
+// interrupted epoch exactly: the result equals an uninterrupted run. Full-batch L-BFGS keeps its
+// memory inside Ceres: it writes no checkpoint, and an interrupted run must start again.
+// Numerical health: a non-finite loss or θ throws NumericalError before the epoch's checkpoint is
+// written, so the last checkpoint on disk is always the last good epoch.
+//
 //   Adam:  m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  θ ← θ − η_e m̂ / (√v̂ + ε)   (bias-corrected)
 //   SGD:   v ← μv + g,  θ ← θ − η_e v                                           (heavy ball)
 //   g = ∇L_batch + λθ (weight decay);  cosine schedule η_e = η ½(1 + cos(π e / E)) over E epochs.
@@ -63,7 +72,8 @@ struct TrainSummary {
   double nfe_backward = 0.0;
   double wall_seconds = 0.0;   // training time of this run
   Index parameters = 0;
-  std::string termination;     // "epochs", "time budget", "converged: ..."
+  std::string termination;     // "epochs", "time budget", "interrupted", "converged: ..."
+  bool interrupted = false;    // SIGINT/SIGTERM: θ is the last checkpointed one; nothing evaluated
   std::string BriefReport() const;
 };
 

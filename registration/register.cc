@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
+#include "solvers/interrupt.h"
 
 namespace diffeoflow::registration {
 
@@ -74,6 +76,119 @@ struct LevelProblem {
   }
   const FlowEvaluation& last() const { return lddmm ? lddmm->last() : shooting->last(); }
 };
+
+// The checkpoint of a registration (see register.h): everything the level loop carries from one
+// level to the next, and the counters that end up in metrics.json.
+struct LevelCheckpoint {
+  int levels_done = 0;
+  Vector carried_velocity;  // v on the last completed level's mesh
+  Vector w;                 // the last completed level's final (projected) whitened iterate
+  int iterations = 0;
+  int evaluations = 0;
+  std::vector<double> loss_history;
+  std::vector<int> level_starts;
+  std::string termination;
+  bool time_up = false;
+};
+
+constexpr const char* kCheckpointFormat = "diffeoflow-registration-checkpoint";
+
+// FNV-1a over the bytes of the image values: resuming with other images is an error.
+std::uint64_t HashValues(const Eigen::VectorXd& values, std::uint64_t hash) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+  const std::size_t count = static_cast<std::size_t>(values.size()) * sizeof(double);
+  for (std::size_t i = 0; i < count; ++i) {
+    hash ^= bytes[i];
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+// The images and every option that changes the result (not threads, progress or the time limit).
+std::string Fingerprint(const Image& moving, const Image& fixed, const RegistrationOptions& o) {
+  nlohmann::json j;
+  std::uint64_t hash = 14695981039346656037ull;
+  hash = HashValues(moving.data, hash);
+  hash = HashValues(fixed.data, hash);
+  j["images"] = {{"moving", ShapeText(moving.grid)}, {"fixed", ShapeText(fixed.grid)},
+                 {"hash", std::to_string(hash)}};
+  j["method"] = RegistrationMethodName(o.method);
+  j["metric"] = {{"kernel", static_cast<int>(o.metric.kernel)},
+                 {"alpha_mm2", o.metric.alpha_mm2},
+                 {"gamma", o.metric.gamma},
+                 {"gaussian_sigma_mm", o.metric.gaussian_sigma_mm},
+                 {"boundary", static_cast<int>(o.metric.boundary)},
+                 {"padding_voxels", o.metric.padding_voxels}};
+  j["sigma"] = o.sigma;
+  j["steps"] = o.time_steps;
+  j["solver"] = MethodName(o.solver);
+  j["levels"] = o.levels;
+  j["iterations"] = o.iterations;
+  j["tolerance"] = o.relative_decrease;
+  j["coarse_tolerance_factor"] = o.coarse_tolerance_factor;
+  j["optimizer"] = OptimizerName(o.optimizer);
+  j["learning_rate"] = o.gd_learning_rate;
+  j["band_limit"] = o.band_limit;
+  j["mesh_fraction"] = o.mesh_spacing_fraction;
+  j["normalize"] = o.normalize_intensity;
+  return j.dump();
+}
+
+void WriteLevelCheckpoint(const std::string& path, const std::string& fingerprint,
+                          const LevelCheckpoint& c) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) EnsureOutputDirectory(parent.string());
+  h5::Writer out(path);
+  out.SetAttribute("/", "format", kCheckpointFormat);
+  out.SetAttribute("/", "version", std::int64_t{1});
+  out.SetAttribute("/", "fingerprint", fingerprint);
+  out.SetAttribute("/", "levels_done", std::int64_t{c.levels_done});
+  out.SetAttribute("/", "iterations", std::int64_t{c.iterations});
+  out.SetAttribute("/", "evaluations", std::int64_t{c.evaluations});
+  out.SetAttribute("/", "termination", c.termination);
+  out.SetAttribute("/", "time_up", std::int64_t{c.time_up ? 1 : 0});
+  out.WriteDoubles("carried_velocity", c.carried_velocity.data(),
+                   {static_cast<std::uint64_t>(c.carried_velocity.size())});
+  out.WriteDoubles("w", c.w.data(), {static_cast<std::uint64_t>(c.w.size())});
+  out.WriteDoubles("loss_history", c.loss_history, {c.loss_history.size()});
+  std::vector<std::int64_t> starts(c.level_starts.begin(), c.level_starts.end());
+  out.WriteInts("level_starts", starts.data(), {starts.size()});
+  out.Commit();
+}
+
+LevelCheckpoint ReadLevelCheckpoint(const std::string& path, const std::string& fingerprint,
+                                    int levels) {
+  const h5::Reader in(path);
+  if (!in.HasAttribute("/", "format") || in.StringAttribute("/", "format") != kCheckpointFormat) {
+    throw InputError(path + ": not a diffeoflow registration checkpoint (attribute format)");
+  }
+  if (!in.HasAttribute("/", "fingerprint") ||
+      in.StringAttribute("/", "fingerprint") != fingerprint) {
+    throw InputError(path + ": the checkpoint was written for other images or options; rerun "
+                     "with the same arguments, or without --resume after removing it");
+  }
+  LevelCheckpoint c;
+  c.levels_done = static_cast<int>(in.IntAttribute("/", "levels_done"));
+  if (c.levels_done < 0 || c.levels_done > levels) {
+    throw InputError(path + ": levels_done " + std::to_string(c.levels_done) + " is not in [0, " +
+                     std::to_string(levels) + "]");
+  }
+  c.iterations = static_cast<int>(in.IntAttribute("/", "iterations"));
+  c.evaluations = static_cast<int>(in.IntAttribute("/", "evaluations"));
+  c.termination = in.StringAttribute("/", "termination");
+  c.time_up = in.IntAttribute("/", "time_up") != 0;
+  const std::vector<double> carried = in.ReadDoubles("carried_velocity");
+  const std::vector<double> w = in.ReadDoubles("w");
+  c.carried_velocity = Eigen::Map<const Vector>(carried.data(), static_cast<Eigen::Index>(carried.size()));
+  c.w = Eigen::Map<const Vector>(w.data(), static_cast<Eigen::Index>(w.size()));
+  c.loss_history = in.ReadDoubles("loss_history");
+  for (std::int64_t s : in.ReadInts("level_starts")) c.level_starts.push_back(static_cast<int>(s));
+  if (static_cast<int>(c.level_starts.size()) != c.levels_done ||
+      (c.levels_done > 0 && (c.carried_velocity.size() == 0 || c.w.size() == 0))) {
+    throw InputError(path + ": inconsistent checkpoint (level_starts / carried_velocity)");
+  }
+  return c;
+}
 
 }  // namespace
 
@@ -137,6 +252,10 @@ void RegistrationOptions::Validate() const {
   if (optimizer == Optimizer::kAdam) {
     throw InputError("--optimizer: registration supports lbfgs or gd");
   }
+  if (!(max_folded_fraction >= 0 && max_folded_fraction <= 1)) {
+    throw InputError("--max-folded-fraction must be in [0, 1]");
+  }
+  if (resume && checkpoint.empty()) throw InputError("--resume needs a checkpoint path");
 }
 
 double RegistrationResult::velocity_norm_spread() const {
@@ -160,16 +279,21 @@ std::string RegistrationResult::BriefReport() const {
   return buffer;
 }
 
+void CheckRegistrationInputs(const Image& moving, const Image& fixed) {
+  if (!moving.grid.SameShape(fixed.grid)) {
+    throw InputError("--moving: image size " + ShapeText(moving.grid) +
+                     " does not match --fixed image size " + ShapeText(fixed.grid) +
+                     " (same grid expected; resample first)");
+  }
+  if (!AllFinite(moving.data)) throw InputError("--moving: image contains NaN or Inf");
+  if (!AllFinite(fixed.data)) throw InputError("--fixed: image contains NaN or Inf");
+}
+
 RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
                             const RegistrationOptions& options) {
   options.Validate();
   const auto start = Clock::now();
-  if (!moving_input.grid.SameShape(fixed_input.grid)) {
-    throw InputError("--moving: image size " + ShapeText(moving_input.grid) +
-                     " does not match --fixed image size " + ShapeText(fixed_input.grid));
-  }
-  if (!AllFinite(moving_input.data)) throw InputError("--moving: image contains NaN or Inf");
-  if (!AllFinite(fixed_input.data)) throw InputError("--fixed: image contains NaN or Inf");
+  CheckRegistrationInputs(moving_input, fixed_input);
 
   Image moving = options.normalize_intensity ? NormalizeIntensity(moving_input) : moving_input;
   Image fixed = options.normalize_intensity ? NormalizeIntensity(fixed_input) : fixed_input;
@@ -205,15 +329,32 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
   result.options = options;
   result.grid = fixed.grid;
 
-  Vector carried_velocity;  // v (mm / unit time) on the previous level's mesh
+  const bool checkpointing = !options.checkpoint.empty();
+  const std::string fingerprint =
+      checkpointing ? Fingerprint(moving_input, fixed_input, options) : std::string();
+  LevelCheckpoint done;  // the state after the last completed level
+  if (checkpointing && options.resume && std::filesystem::exists(options.checkpoint)) {
+    done = ReadLevelCheckpoint(options.checkpoint, fingerprint, levels);
+    result.resumed_from_level = done.levels_done;
+  }
+  Vector carried_velocity = done.carried_velocity;  // v (mm / unit time) on the previous mesh
   Grid carried_grid;
+  if (done.levels_done > 0) carried_grid = MeshFor(fixed_levels[done.levels_done - 1].grid, options);
+  result.iterations = done.iterations;
+  result.evaluations = done.evaluations;
+  result.loss_history = done.loss_history;
+  result.level_starts = done.level_starts;
+  result.termination = done.termination;
+  bool time_up = done.time_up;
+  // A level that is already done is rebuilt only when it is the finest one (for the outputs).
+  const int first_level = std::min(done.levels_done, levels - 1);
+
   Vector w;
   std::unique_ptr<LevelProblem> problem;
   std::unique_ptr<MetricOperator> band_metric;
   MetricPowers metric;
   Grid mesh;
-  bool time_up = false;
-  for (int level = 0; level < levels; ++level) {
+  for (int level = first_level; level < levels; ++level) {
     const Image& m = moving_levels[level];
     const Image& f = fixed_levels[level];
     mesh = MeshFor(f.grid, options);
@@ -227,6 +368,16 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
     } else {
       problem->shooting = std::make_unique<ShootingObjective>(m, f, mesh, metric, flow);
     }
+    if (level < done.levels_done) {
+      // Finished before the checkpoint: its final iterate is stored as it was.
+      w = done.w;
+      if (w.size() != problem->objective().num_parameters()) {
+        throw InputError(options.checkpoint + ": stored iterate has " + std::to_string(w.size()) +
+                         " values, the finest level " +
+                         std::to_string(problem->objective().num_parameters()));
+      }
+      break;
+    }
     const Eigen::Index block = dim * mesh.voxels();
     const int time_points = fields_per_vector / dim;
     w.setZero(time_points * block);
@@ -235,6 +386,11 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
         w = carried_velocity;
       } else {
         const Eigen::Index coarse_block = dim * carried_grid.voxels();
+        if (carried_velocity.size() != time_points * coarse_block) {
+          throw InputError(options.checkpoint + ": carried velocity has " +
+                           std::to_string(carried_velocity.size()) + " values, expected " +
+                           std::to_string(time_points * coarse_block));
+        }
         for (int k = 0; k < time_points; ++k) {
           VectorField coarse{carried_grid,
                              carried_velocity.segment(k * coarse_block, coarse_block)};
@@ -274,15 +430,54 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
       return true;
     };
     result.level_starts.push_back(static_cast<int>(result.loss_history.size()));
+    const char* kinds[] = {"coarsest", "intermediate", "finest"};
+    const std::string where = "level " + std::to_string(level + 1) + "/" +
+                              std::to_string(levels) + " (" +
+                              kinds[level == levels - 1 ? 2 : level == 0 ? 0 : 1] + ")";
+    const std::string advice =
+        " (try a larger --sigma or --alpha, more --steps, or normalised intensities)";
     OptimizerSummary summary;
+    double energy = 0.0;
+    try {
+      if (InterruptRequested()) {
+        summary.termination = "interrupted";
+      } else if (!time_up && options.iterations > 0) {
+        summary = Minimize(*objective, w, opt);
+      } else {
+        energy = objective->Evaluate(w, nullptr);
+      }
+    } catch (const NumericalError& e) {
+      throw NumericalError("registration at " + where + ": " + e.what() + advice);
+    }
+    if (summary.termination == "interrupted") {
+      // The checkpoint keeps the completed levels; this level restarts on --resume.
+      if (checkpointing) WriteLevelCheckpoint(options.checkpoint, fingerprint, done);
+      result.interrupted = true;
+      result.termination = "interrupted";
+      result.iterations = done.iterations + summary.iterations;
+      result.wall_seconds = Seconds(start);
+      return result;
+    }
     if (!time_up && options.iterations > 0) {
-      summary = Minimize(*objective, w, opt);
       result.iterations += summary.iterations;
       result.evaluations += summary.evaluations;
       result.termination = summary.termination;
       for (double c : summary.cost_history) result.loss_history.push_back(c);
     } else {
-      result.loss_history.push_back(objective->Evaluate(w, nullptr));
+      result.loss_history.push_back(energy);
+    }
+    if (w.allFinite() && !std::isfinite(result.loss_history.back())) {
+      // Ceres reports no cost when it stops before its first iteration (e.g. a zero gradient at
+      // the start, or an initial point it cannot evaluate): evaluate E where the level ended.
+      try {
+        result.loss_history.back() = objective->Evaluate(w, nullptr);
+      } catch (const NumericalError& e) {
+        throw NumericalError("registration at " + where + ": " + e.what() + advice);
+      }
+    }
+    if (!w.allFinite() || !std::isfinite(result.loss_history.back())) {
+      throw NumericalError("registration at " + where + ": the energy or the velocity became " +
+                           "NaN or Inf" + advice);
     }
     if (options.max_seconds > 0 && Seconds(start) >= options.max_seconds) {
       time_up = true;
@@ -292,6 +487,16 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
     carried_velocity = w;
     metric.half(carried_velocity.data(), fields_per_vector);
     carried_grid = mesh;
+    done.levels_done = level + 1;
+    done.carried_velocity = carried_velocity;
+    done.w = w;
+    done.iterations = result.iterations;
+    done.evaluations = result.evaluations;
+    done.loss_history = result.loss_history;
+    done.level_starts = result.level_starts;
+    done.termination = result.termination;
+    done.time_up = time_up;
+    if (checkpointing) WriteLevelCheckpoint(options.checkpoint, fingerprint, done);
   }
   if (options.iterations == 0) result.termination = "no iterations requested";
 
@@ -327,7 +532,11 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
       result.positions.push_back(state.head(mesh_block));
     }
   }
-  problem->objective().Evaluate(w, nullptr);
+  try {
+    problem->objective().Evaluate(w, nullptr);
+  } catch (const NumericalError& e) {
+    throw NumericalError(std::string("registration: final evaluation: ") + e.what());
+  }
   result.kinetic_energy = problem->last().kinetic;
   result.energy = problem->last().energy;
   result.parameters = static_cast<long>(w.size());
@@ -366,6 +575,23 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
   result.jacobian.data = JacobianDeterminantOfPositions(grid, phi);
   result.min_jacobian = result.jacobian.data.minCoeff();
   result.max_jacobian = result.jacobian.data.maxCoeff();
+  if (!std::isfinite(result.energy) || !result.phi.allFinite() ||
+      !result.jacobian.data.allFinite()) {
+    throw NumericalError("registration: the final map or energy is NaN or Inf (try a larger "
+                         "--sigma or --alpha, or more --steps)");
+  }
+  const Eigen::Index folded = (result.jacobian.data.array() <= 0.0).count();
+  const double folded_fraction = static_cast<double>(folded) / static_cast<double>(n);
+  if (folded_fraction > options.max_folded_fraction) {
+    char message[512];
+    std::snprintf(message, sizeof(message),
+                  "registration folded the map: det Dphi <= 0 at %ld of %ld voxels (%.3g%%, "
+                  "min det Dphi %.3g; allowed %.3g%%); not a diffeomorphism, no result written "
+                  "(try a larger --alpha or --sigma, or more --steps)",
+                  static_cast<long>(folded), static_cast<long>(n), 100.0 * folded_fraction,
+                  result.min_jacobian, 100.0 * options.max_folded_fraction);
+    throw NumericalError(message);
+  }
   result.wall_seconds = Seconds(start);
   return result;
 }

@@ -12,7 +12,21 @@
 //    `relative_decrease` (looser on coarse levels, see coarse_tolerance_factor), after
 //    `iterations` iterations, or when the total time limit is reached.
 //  - The fixed and moving images must have the same grid size (the map is defined on the fixed
-//    grid and samples the moving image in its voxel coordinates).
+//    grid and samples the moving image in its voxel coordinates); a mismatch is an InputError
+//    (no resampling).
+//  - Checkpoints and interruption: with `checkpoint` set, the state is written (atomically) after
+//    every completed level: the carried velocity, the finest iterate, the loss history and the
+//    counters, plus a fingerprint of the images and options. SIGINT/SIGTERM (solvers/interrupt.h)
+//    stops the optimiser at its next iteration; Register then returns with `interrupted` set and
+//    no result fields filled. `resume` continues from the checkpoint by restarting the
+//    interrupted level from its start: the L-BFGS memory lives inside Ceres and cannot be saved,
+//    and restarting it from a mid-level iterate would change the path, whereas re-running the level
+//    from the same carried velocity repeats it bit for bit. So a resumed run gives the same result
+//    as an uninterrupted one (same threads count; wall time aside), at the cost of redoing the
+//    interrupted level's iterations.
+//  - Numerical health: a non-finite energy or iterate throws NumericalError naming the level;
+//    a final map with more than `max_folded_fraction` of its voxels at det Dφ ≤ 0 (a fold: not a
+//    diffeomorphism) throws NumericalError instead of returning a result.
 #pragma once
 
 #include <functional>
@@ -75,6 +89,12 @@ struct RegistrationOptions {
   // axis). 0: the mesh is the image grid.
   double mesh_spacing_fraction = 0.5;
   bool normalize_intensity = true;  // min/max normalise both images to [0, 1]
+  // Health check of the final map: the largest share of voxels allowed at det Dφ ≤ 0 (0: none).
+  double max_folded_fraction = 0.0;
+  // HDF5 checkpoint written after every level and on interruption (empty: none), and whether to
+  // continue from it when it exists (it must match the images and options: InputError otherwise).
+  std::string checkpoint;
+  bool resume = false;
   std::function<void(const RegistrationProgress&)> progress;
 
   // Throws InputError naming the command-line flag of the first invalid field.
@@ -110,12 +130,20 @@ struct RegistrationResult {
   std::vector<int> level_starts;      // index into loss_history where each level starts
   std::string termination;
   RegistrationOptions options;
+  // True when SIGINT/SIGTERM stopped the run: the checkpoint holds the completed levels and no
+  // other result field is meaningful.
+  bool interrupted = false;
+  int resumed_from_level = -1;  // levels taken from the checkpoint (−1: not resumed)
 
   double ssd_reduction() const { return ssd_initial > 0 ? 1.0 - ssd_final / ssd_initial : 0.0; }
   // Relative spread (max − min) / mean of ‖v_t‖_V.
   double velocity_norm_spread() const;
   std::string BriefReport() const;
 };
+
+// InputError (naming --moving / --fixed) unless the grids have the same size and every value is
+// finite. Register calls it first; the CLI calls it before it creates the output folder.
+void CheckRegistrationInputs(const Image& moving, const Image& fixed);
 
 RegistrationResult Register(const Image& moving, const Image& fixed,
                             const RegistrationOptions& options);
