@@ -6,6 +6,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <string>
 
 #include "apps/command.h"
 #include "solvers/errors.h"
@@ -43,7 +44,15 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and friends print and succeed; every other parse error is bad input: one line
+    // naming the flag, exit status 2, like an InputError from a subcommand.
+    if (e.get_exit_code() == static_cast<int>(CLI::ExitCodes::Success)) return app.exit(e);
+    std::string message = e.what();
+    for (char& c : message) {
+      if (c == '\n') c = ' ';
+    }
+    std::cerr << "diffeoflow: error: " << message << " (see --help)\n";
+    return 2;
   }
   try {
     for (auto& [sub, run] : runners) {

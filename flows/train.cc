@@ -200,10 +200,15 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
       }
       epoch_start_theta = theta;
       epoch_start_state = state;
-      const double rate =
-          options.schedule == LearningRateSchedule::kCosine
-              ? options.learning_rate * 0.5 * (1.0 + std::cos(kPi * epoch / options.epochs))
-              : options.learning_rate;
+      // Cosine schedule over the run's progress: the share of epochs done, or with a time budget
+      // the share of the budget spent if that is larger (then the rate is updated every batch,
+      // so that it reaches zero when the budget ends rather than after --epochs).
+      const auto cosine_rate = [&](double progress) {
+        return options.schedule == LearningRateSchedule::kCosine
+                   ? options.learning_rate * 0.5 * (1.0 + std::cos(kPi * std::min(progress, 1.0)))
+                   : options.learning_rate;
+      };
+      double rate = cosine_rate(static_cast<double>(epoch) / options.epochs);
       std::vector<Index> order(static_cast<std::size_t>(train.size()));
       std::iota(order.begin(), order.end(), 0);
       std::mt19937 rng(options.seed + static_cast<unsigned>(epoch));
@@ -224,6 +229,12 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
           const Index i = order[static_cast<std::size_t>(s + j)];
           x.col(j) = train.features.col(i);
           labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];
+        }
+        if (budget) {
+          const double spent = (train_seconds + Seconds(epoch_start)) / options.time_budget_seconds;
+          const double done = (epoch + static_cast<double>(s) / static_cast<double>(train.size())) /
+                              options.epochs;
+          rate = cosine_rate(std::max(spent, done));
         }
         BatchResult r;
         try {

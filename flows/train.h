@@ -14,6 +14,9 @@
 //   Adam:  m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²,  θ ← θ − η_e m̂ / (√v̂ + ε)   (bias-corrected)
 //   SGD:   v ← μv + g,  θ ← θ − η_e v                                           (heavy ball)
 //   g = ∇L_batch + λθ (weight decay);  cosine schedule η_e = η ½(1 + cos(π e / E)) over E epochs.
+// With a time budget B the schedule follows whichever is further along, epochs or time: before
+// each batch η = η ½(1 + cos(π max(e/E, s/B))) with s the training seconds spent, so the rate
+// anneals to zero when the budget ends (such runs depend on the machine's speed anyway).
 #pragma once
 
 #include <functional>
