@@ -37,6 +37,8 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/geometry.h"
@@ -57,35 +59,6 @@ struct Flags {
   unsigned seed = 1;
   int epochs = 100;
 };
-
-Flags ParseFlags(int argc, char** argv) {
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag != "--out" && flag != "--seed" && flag != "--epochs") {
-      throw InputError("unknown argument '" + flag +
-                       "' (expected --out DIR, --seed S, --epochs E)");
-    }
-    if (i + 1 >= argc) throw InputError(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--out") {
-      f.out = value;
-      continue;
-    }
-    char* end = nullptr;
-    const long v = std::strtol(value.c_str(), &end, 10);
-    if (end == value.c_str() || *end != '\0' || v < (flag == "--seed" ? 0 : 1) || v > 1000000000) {
-      throw InputError(flag + ": expected a " + (flag == "--seed" ? "non-negative" : "positive") +
-                       " integer, got '" + value + "'");
-    }
-    if (flag == "--seed") {
-      f.seed = static_cast<unsigned>(v);
-    } else {
-      f.epochs = static_cast<int>(v);
-    }
-  }
-  return f;
-}
 
 std::string ContinuityClass(ModelKind kind) {
   switch (kind) {
@@ -155,8 +128,13 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
+  Flags flags;
+  CLI::App app{"C0, C1 and C2 networks (and an ODE-Net) untangling two spirals", "example_untangling"};
+  app.add_option("--out", flags.out, "Folder for the figure and tables");
+  app.add_option("--seed", flags.seed, "Data and initialisation seed");
+  app.add_option("--epochs", flags.epochs, "Training epochs")->check(CLI::Range(1, 1000000000));
+  CLI11_PARSE(app, argc, argv);
   try {
-    const Flags flags = ParseFlags(argc, argv);
     EnsureOutputDirectory(flags.out, "--out");
     GeneratorOptions g;
     g.samples = 2000;

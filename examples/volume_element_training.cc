@@ -39,6 +39,8 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/geometry.h"
@@ -60,39 +62,6 @@ struct Flags {
   int epochs = 100;
   int resolution = 140;
 };
-
-Flags ParseFlags(int argc, char** argv) {
-  Flags f;
-  for (int i = 1; i < argc; ++i) {
-    const std::string flag = argv[i];
-    if (flag != "--out" && flag != "--seed" && flag != "--epochs" && flag != "--resolution") {
-      throw InputError("unknown argument '" + flag +
-                       "' (expected --out DIR, --seed S, --epochs E, --resolution R)");
-    }
-    if (i + 1 >= argc) throw InputError(flag + " needs a value");
-    const std::string value = argv[++i];
-    if (flag == "--out") {
-      f.out = value;
-      continue;
-    }
-    char* end = nullptr;
-    const long v = std::strtol(value.c_str(), &end, 10);
-    const long lo = flag == "--seed" ? 0 : flag == "--epochs" ? 2 : 8;
-    const long hi = flag == "--resolution" ? 1000 : 1000000000;
-    if (end == value.c_str() || *end != '\0' || v < lo || v > hi) {
-      throw InputError(flag + ": expected an integer in [" + std::to_string(lo) + ", " +
-                       std::to_string(hi) + "], got '" + value + "'");
-    }
-    if (flag == "--seed") {
-      f.seed = static_cast<unsigned>(v);
-    } else if (flag == "--epochs") {
-      f.epochs = static_cast<int>(v);
-    } else {
-      f.resolution = static_cast<int>(v);
-    }
-  }
-  return f;
-}
 
 double Median(std::vector<double> v) {
   const std::size_t m = v.size() / 2;
@@ -250,8 +219,17 @@ void DrawFigure(const std::string& path, const std::string& dataset,
 }  // namespace
 
 int main(int argc, char** argv) {
+  Flags flags;
+  CLI::App app{"The volume element of trained classifiers at initialisation, mid-training and end",
+               "example_volume_element_training"};
+  app.add_option("--out", flags.out, "Folder for the figures and tables");
+  app.add_option("--seed", flags.seed, "Data and initialisation seed");
+  app.add_option("--epochs", flags.epochs, "Training epochs (mid-training is half of them)")
+      ->check(CLI::Range(2, 1000000000));
+  app.add_option("--resolution", flags.resolution, "Grid points per axis")
+      ->check(CLI::Range(8, 1000));
+  CLI11_PARSE(app, argc, argv);
   try {
-    const Flags flags = ParseFlags(argc, argv);
     EnsureOutputDirectory(flags.out, "--out");
     const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     std::ostringstream table;
