@@ -9,6 +9,7 @@
 
 #include "registration/register.h"
 #include "solvers/errors.h"
+#include "tests/registration/test_images.h"
 #include "solvers/hdf5.h"
 #include "solvers/interrupt.h"
 #include "tests/scratch.h"
@@ -18,19 +19,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-Image Disc(int size, double cx, double cy, double radius) {
-  Image image;
-  image.grid.dim = 2;
-  image.grid.size = {size, size, 1};
-  image.data.resize(image.grid.voxels());
-  for (int j = 0; j < size; ++j) {
-    for (int i = 0; i < size; ++i) {
-      const double r = std::hypot(i - cx, j - cy);
-      image.data[image.grid.index(i, j)] = 0.5 * (1.0 - std::tanh((r - radius) / 2.0));
-    }
-  }
-  return image;
-}
+using testing::SmoothDisc;
 
 RegistrationOptions Small() {
   RegistrationOptions o;
@@ -75,8 +64,8 @@ class RegistrationHealth : public testing::ScratchTest {
     ClearInterrupt();
     ScratchTest::TearDown();
   }
-  const Image fixed_ = Disc(32, 16, 16, 7);
-  const Image moving_ = Disc(32, 13, 17, 5);
+  const Image fixed_ = SmoothDisc(32, 16, 16, 7);
+  const Image moving_ = SmoothDisc(32, 13, 17, 5);
 };
 
 TEST_F(RegistrationHealth, NonFiniteEnergyIsANumericalErrorNamingTheLevel) {
@@ -213,7 +202,7 @@ TEST_F(RegistrationHealth, BadImagesAreInputErrorsNamingTheArgument) {
   inf.data[7] = INFINITY;
   testing::ExpectInputError([&] { Register(moving_, inf, Small()); }, {"--fixed", "NaN or Inf"});
   // Sizes must match (no resampling): 2-D 32x32 against 40x40, and against 3-D.
-  testing::ExpectInputError([&] { Register(Disc(40, 20, 20, 8), fixed_, Small()); },
+  testing::ExpectInputError([&] { Register(SmoothDisc(40, 20, 20, 8), fixed_, Small()); },
                             {"--moving", "40x40", "32x32"});
   Image volume;
   volume.grid.dim = 3;

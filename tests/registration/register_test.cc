@@ -9,23 +9,12 @@
 #include "registration/shapes.h"
 #include "registration/shooting.h"
 #include "solvers/errors.h"
+#include "tests/registration/test_images.h"
 
 namespace diffeoflow::registration {
 namespace {
 
-Image Disc(int size, double cx, double cy, double radius) {
-  Image image;
-  image.grid.dim = 2;
-  image.grid.size = {size, size, 1};
-  image.data.resize(image.grid.voxels());
-  for (int j = 0; j < size; ++j) {
-    for (int i = 0; i < size; ++i) {
-      const double r = std::hypot(i - cx, j - cy);
-      image.data[image.grid.index(i, j)] = 0.5 * (1.0 - std::tanh((r - radius) / 2.0));
-    }
-  }
-  return image;
-}
+using testing::SmoothDisc;
 
 RegistrationOptions SmallOptions(RegistrationMethod method) {
   RegistrationOptions options;
@@ -41,7 +30,7 @@ RegistrationOptions SmallOptions(RegistrationMethod method) {
 class RegisterTest : public ::testing::TestWithParam<RegistrationMethod> {};
 
 TEST_P(RegisterTest, AnImageRegisteredToItselfIsUnchanged) {
-  const Image disc = Disc(32, 15.5, 16.0, 8.0);
+  const Image disc = SmoothDisc(32, 15.5, 16.0, 8.0);
   const RegistrationResult r = Register(disc, disc, SmallOptions(GetParam()));
   EXPECT_LT(r.displacement.data.cwiseAbs().maxCoeff(), 1e-9);
   EXPECT_LT((r.warped.data - disc.data).cwiseAbs().maxCoeff(), 1e-9);
@@ -53,8 +42,8 @@ TEST_P(RegisterTest, AnImageRegisteredToItselfIsUnchanged) {
 TEST_P(RegisterTest, RecoversAKnownTranslation) {
   // moving(x) = fixed(x − s), so the map must be φ(x) = x + s inside the object.
   const double sx = 2.0, sy = -1.5;
-  const Image fixed = Disc(32, 15.0, 16.0, 7.0);
-  const Image moving = Disc(32, 15.0 + sx, 16.0 + sy, 7.0);
+  const Image fixed = SmoothDisc(32, 15.0, 16.0, 7.0);
+  const Image moving = SmoothDisc(32, 15.0 + sx, 16.0 + sy, 7.0);
   // A kernel wider than the disc: the velocity inside is close to uniform.
   RegistrationOptions options = SmallOptions(GetParam());
   options.metric.alpha_mm2 = 100.0;
@@ -148,7 +137,7 @@ TEST(Shooting, ConservesTheVelocityNormAlongTheGeodesic) {
   grid.size = {40, 40, 1};
   MetricOptions metric_options;
   const MetricPowers metric = MakeMetricPowers(grid, metric_options);
-  const Image image = Disc(40, 20.0, 20.0, 10.0);
+  const Image image = SmoothDisc(40, 20.0, 20.0, 10.0);
   FlowProblemOptions options;  // default T and solver
   ShootingObjective objective(image, image, grid, metric, options);
   // A smooth initial velocity of a few voxels: w = K^{−1/2} v0 for v0 = K (random field).
@@ -185,8 +174,8 @@ TEST(RegistrationOptions, InvalidValuesNameTheirFlag) {
 }
 
 TEST(Register, MismatchedSizesAreAnInputError) {
-  const Image a = Disc(32, 16, 16, 8);
-  const Image b = Disc(24, 12, 12, 6);
+  const Image a = SmoothDisc(32, 16, 16, 8);
+  const Image b = SmoothDisc(24, 12, 12, 6);
   try {
     Register(a, b, SmallOptions(RegistrationMethod::kShooting));
     FAIL() << "mismatched sizes accepted";
