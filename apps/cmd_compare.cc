@@ -24,9 +24,19 @@ std::string ComparisonTable(const RegistrationResult& gd, const RegistrationResu
   char line[512];
   s << "# Gradient descent on v_t (LDDMM) against geodesic shooting\n\n";
   s << "Same pair, metric L = (I - " << gd.options.metric.alpha_mm2 << " mm^2 Laplacian)^"
-    << gd.options.metric.gamma << ", SSD weight 1/sigma^2 with sigma = " << gd.options.sigma
-    << ", T = " << gd.options.time_steps << " time steps, " << gd.level_starts.size()
-    << " resolution levels.\n\n";
+    << gd.options.metric.gamma << ", ";
+  if (gd.options.similarity == registration::SimilarityMeasure::kLocalNcc) {
+    s << "local NCC (window radius " << gd.options.ncc_radius << " voxels) with weight "
+      << "(1/25)/sigma^2 on 1/2 sum (cc_ff - cc)";
+  } else {
+    s << "SSD weight 1/sigma^2";
+  }
+  s << " with sigma = " << gd.options.sigma << ", T = " << gd.options.time_steps
+    << " time steps, " << gd.level_starts.size() << " resolution levels.";
+  if (gd.options.similarity != registration::SimilarityMeasure::kSsd) {
+    s << " The SSD rows measure the sum of squared differences all the same.";
+  }
+  s << "\n\n";
   s << "| | LDDMM (GD on v_t) | geodesic shooting |\n|---|---:|---:|\n";
   auto row = [&](const char* name, const char* fmt, double a, double b) {
     char fa[64], fb[64];

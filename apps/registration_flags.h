@@ -30,6 +30,7 @@ struct RegistrationFlags {
   std::string optimizer = "lbfgs";
   std::string solver = "rk4";
   std::string boundary = "periodic";
+  std::string similarity = "ssd";
   registration::RegistrationOptions options;
   bool no_normalize = false;
   bool resume = false;
@@ -49,8 +50,16 @@ struct RegistrationFlags {
         ->capture_default_str();
     sub.add_option("--gamma", options.metric.gamma, "gamma in L = (I - alpha Laplacian)^gamma")
         ->capture_default_str();
+    sub.add_option("--similarity", similarity,
+                   "ssd: sum of squared differences | ncc: local normalised cross-correlation "
+                   "(invariant to affine intensity changes)")
+        ->capture_default_str();
+    sub.add_option("--ncc-radius", options.ncc_radius,
+                   "Local NCC window radius R [voxels]: windows of (2R + 1)^dim voxels")
+        ->capture_default_str();
     sub.add_option("--sigma", options.sigma,
-                   "SSD weight 1/sigma^2 (normalised intensities in [0, 1])")
+                   "Similarity weight 1/sigma^2 (SSD: normalised intensities in [0, 1]; NCC: "
+                   "dimensionless)")
         ->capture_default_str();
     sub.add_option("--steps", options.time_steps, "Time steps T (T + 1 velocity grids / time points)")
         ->capture_default_str();
@@ -89,6 +98,7 @@ struct RegistrationFlags {
     o.method = registration::ParseRegistrationMethod(method, "--method");
     o.optimizer = ParseOptimizer(optimizer, "--optimizer");
     o.solver = ParseMethod(solver, "--solver");
+    o.similarity = registration::ParseSimilarity(similarity, "--similarity");
     if (IsAdaptive(o.solver)) {
       throw InputError("--solver: registration needs a fixed-step scheme (euler, midpoint, rk4)");
     }

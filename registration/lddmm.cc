@@ -1,6 +1,7 @@
 #include "registration/lddmm.h"
 
 #include <algorithm>
+#include <limits>
 
 #include <Eigen/LU>
 
@@ -159,7 +160,6 @@ MetricPowers MakeMetricPowers(const Grid& grid, const MetricOptions& options) {
   powers.smooth = apply(full, false);
   powers.half = apply(half, false);
   powers.inverse_half = apply(half, true);
-  powers.threads = options.threads;
   powers.voxel_volume = grid.spacing_mm[0] * grid.spacing_mm[1] * (dim == 3 ? grid.spacing_mm[2] : 1.0);
   return powers;
 }
@@ -264,6 +264,64 @@ double MeshSsdTerm(const Image& moving, const Image& fixed, double sigma,
                                mesh_gradient != nullptr ? &gradient : nullptr, &warped);
   if (ssd != nullptr) *ssd = (warped - fixed.data).squaredNorm();
   if (mesh_gradient != nullptr) map.PullBack(gradient, mesh_gradient);
+  return value;
+}
+
+DataTerm::DataTerm(const Image& moving, const Image& fixed, const FlowProblemOptions& options)
+    : moving_(moving), fixed_(fixed), sigma_(options.sigma), similarity_(options.similarity) {
+  if (!(sigma_ > 0.0) || !std::isfinite(sigma_)) {
+    throw InputError("--sigma must be a finite number > 0, got " + std::to_string(sigma_));
+  }
+  if (similarity_ == SimilarityMeasure::kLocalNcc) {
+    if (options.ncc_radius < 1) {
+      throw InputError("--ncc-radius must be >= 1, got " + std::to_string(options.ncc_radius));
+    }
+    LocalNccOptions ncc;
+    ncc.radius = options.ncc_radius;
+    ncc.weight = kNccWeightFactor * 0.5 / (sigma_ * sigma_);
+    const double window = std::pow(2.0 * options.ncc_radius + 1.0, fixed.grid.dim);
+    auto variance = [](const Eigen::VectorXd& f) {
+      return f.size() > 0 ? (f.array() - f.mean()).square().mean() : 0.0;
+    };
+    // A constant image has no structure to match: any positive floor gives cc = 0.
+    auto variance_floor = [&](const Image& image) {
+      const double v = kNccVarianceFloor * window * variance(image.data);
+      return v > 0.0 ? v : 1.0;
+    };
+    ncc.epsilon = std::numeric_limits<double>::min();  // the floors keep the denominator > 0
+    // The offset: I_f against itself (floors from I_f), so D does not depend on the moving
+    // image's intensity scale.
+    ncc.moving_variance_floor = variance_floor(fixed);
+    ncc.fixed_variance_floor = variance_floor(fixed);
+    ncc_offset_ = -LocalNcc(fixed.grid, ncc).Energy(fixed.data, fixed.data);
+    ncc.moving_variance_floor = variance_floor(moving);
+    ncc_ = std::make_unique<LocalNcc>(fixed.grid, ncc);
+  }
+}
+
+double DataTerm::Evaluate(const MeshToImageMap& map, const Eigen::VectorXd& mesh_positions,
+                          Eigen::VectorXd* mesh_gradient, double* ssd) {
+  if (similarity_ == SimilarityMeasure::kSsd) {
+    return MeshSsdTerm(moving_, fixed_, sigma_, map, mesh_positions, mesh_gradient, ssd);
+  }
+  const Grid& grid = fixed_.grid;
+  const Eigen::Index n = grid.voxels();
+  const int dim = grid.dim;
+  map.Positions(mesh_positions, &positions_);
+  warped_.resize(n);
+  const bool want_gradient = mesh_gradient != nullptr;
+  if (want_gradient) sample_gradient_.resize(dim * n);
+  SampleScalar(moving_.grid, moving_.data.data(), positions_, true, warped_.data(),
+               want_gradient ? sample_gradient_.data() : nullptr);
+  if (ssd != nullptr) *ssd = (warped_ - fixed_.data).squaredNorm();
+  if (!want_gradient) return ncc_offset_ + ncc_->Energy(warped_, fixed_.data);
+  image_force_.resize(n);
+  const double value = ncc_offset_ + ncc_->EnergyAndGradient(warped_, fixed_.data, image_force_);
+  // ∂D/∂q_c(x) = ∂D/∂I(x) · ∂(I_m∘φ)(x)/∂q_c.
+  for (int c = 0; c < dim; ++c) {
+    sample_gradient_.segment(c * n, n).array() *= image_force_.array();
+  }
+  map.PullBack(sample_gradient_, mesh_gradient);
   return value;
 }
 
@@ -384,6 +442,7 @@ VelocityFieldObjective::VelocityFieldObjective(const Image& moving, const Image&
       options_(options),
       mesh_(mesh),
       map_(mesh, fixed.grid),
+      data_term_(moving, fixed, options),
       flow_(mesh, options.time_steps),
       identity_(IdentityPositions(mesh)) {}
 
@@ -419,13 +478,12 @@ double VelocityFieldObjective::Evaluate(const Vector& w, Vector* gradient) {
   double data = 0.0;
   double ssd = 0.0;
   auto loss = [&](const std::vector<Vector>& states, std::vector<Vector>& grads) {
-    data = MeshSsdTerm(moving_, fixed_, options_.sigma, map_, states.back(), &grads.back(), &ssd);
+    data = data_term_.Evaluate(map_, states.back(), &grads.back(), &ssd);
     return data;
   };
   if (gradient == nullptr) {
     Solution solution = Integrate(flow_, identity_, v_, {1.0}, solver);
-    data = MeshSsdTerm(moving_, fixed_, options_.sigma, map_, solution.states.back(), nullptr,
-                       &ssd);
+    data = data_term_.Evaluate(map_, solution.states.back(), nullptr, &ssd);
   } else {
     GradientOptions gopt;
     gopt.mode = options_.gradient_mode;

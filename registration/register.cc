@@ -120,6 +120,8 @@ std::string Fingerprint(const Image& moving, const Image& fixed, const Registrat
                  {"boundary", static_cast<int>(o.metric.boundary)},
                  {"padding_voxels", o.metric.padding_voxels}};
   j["sigma"] = o.sigma;
+  j["similarity"] = SimilarityName(o.similarity);
+  if (o.similarity == SimilarityMeasure::kLocalNcc) j["ncc_radius"] = o.ncc_radius;
   j["steps"] = o.time_steps;
   j["solver"] = MethodName(o.solver);
   j["levels"] = o.levels;
@@ -226,6 +228,9 @@ void RegistrationOptions::Validate() const {
     }
   };
   positive(sigma, "--sigma");
+  if (ncc_radius < 1) {
+    throw InputError("--ncc-radius must be >= 1 (voxels), got " + std::to_string(ncc_radius));
+  }
   positive(metric.alpha_mm2, "--alpha");
   positive(metric.gamma, "--gamma");
   std::string error;
@@ -317,8 +322,12 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
 
   FlowProblemOptions flow;
   flow.sigma = options.sigma;
+  flow.similarity = options.similarity;
+  flow.ncc_radius = options.ncc_radius;
   flow.time_steps = options.time_steps;
   flow.solver = options.solver;
+  // --threads reaches the particle loops of shooting on every mesh; FFTW is capped below.
+  flow.threads = options.metric.threads;
   const int dim = fixed.grid.dim;
   const int fields_per_vector = options.method == RegistrationMethod::kLddmm
                                     ? (options.time_steps + 1) * dim
@@ -599,6 +608,7 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
 nlohmann::json MetricsJson(const RegistrationResult& r) {
   nlohmann::json j;
   j["method"] = RegistrationMethodName(r.method);
+  j["similarity"] = SimilarityName(r.options.similarity);
   j["ssd_initial"] = r.ssd_initial;
   j["ssd_final"] = r.ssd_final;
   j["ssd_reduction"] = r.ssd_reduction();
@@ -623,6 +633,8 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
                   {"alpha_mm2", o.metric.alpha_mm2},
                   {"gamma", o.metric.gamma},
                   {"sigma", o.sigma},
+                  {"similarity", SimilarityName(o.similarity)},
+                  {"ncc_radius", o.ncc_radius},
                   {"steps", o.time_steps},
                   {"solver", MethodName(o.solver)},
                   {"levels", o.levels},

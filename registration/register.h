@@ -60,6 +60,9 @@ struct RegistrationProgress {
 struct RegistrationOptions {
   RegistrationMethod method = RegistrationMethod::kShooting;
   // L = (I − αΔ)^γ; α in mm². Default α = 64 mm² (length scale 8 mm), γ = 2.
+  // metric.threads is the run's thread count (--threads): the particle loops of shooting use it
+  // on every mesh, FFTW only on meshes of ≥ 65536 voxels (below that its threads cost more than
+  // they save).
   MetricOptions metric = DefaultMetric();
   static MetricOptions DefaultMetric() {
     MetricOptions m;
@@ -67,7 +70,13 @@ struct RegistrationOptions {
     m.gamma = 2.0;
     return m;
   }
-  // Similarity weight 1/σ² on ½‖I_m∘φ − I_f‖² (σ in units of the normalised intensity, [0, 1]).
+  // The data term (lddmm.h DataTerm): SSD, or local NCC over windows of radius ncc_radius voxels
+  // (of each pyramid level's grid), invariant to affine intensity changes within a window.
+  SimilarityMeasure similarity = SimilarityMeasure::kSsd;
+  int ncc_radius = 2;
+  // Similarity weight 1/σ²: on ½‖I_m∘φ − I_f‖² for SSD (σ in units of the normalised intensity,
+  // [0, 1]); on (1/25)·½ Σ_x (cc_ff(x) − cc(x)) Δx for NCC (σ dimensionless; the factor 1/25 is
+  // measured so that one σ suits both, see DataTerm in lddmm.h).
   double sigma = 0.0075;
   int time_steps = 8;           // T: time points 0, 1/T, …, 1 (velocity grids, recorded path)
   Method solver = Method::kRk4;
@@ -153,7 +162,8 @@ Grid MeshFor(const Grid& image, const RegistrationOptions& options);
 
 // metrics.json: the keys of CLI.md (method, ssd_initial, ssd_final, ssd_reduction, kinetic_energy,
 // velocity_norm_per_time, min_jacobian, max_jacobian, iterations, wall_seconds, parameters) and a
-// few more (velocity_norm_spread, energy, loss_history, termination, grid, options).
+// few more (similarity, velocity_norm_spread, energy, loss_history, termination, grid, options).
+// The ssd_* keys are the SSD whatever the similarity the run optimised (comparable across runs).
 nlohmann::json MetricsJson(const RegistrationResult& result);
 
 // Writes everything `register` promises into `dir` (created if missing, each file atomically):

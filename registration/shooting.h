@@ -20,7 +20,8 @@
 //     a_q,i,e = Σ_d (a_q,i,d / h_d) ∂_e v_d(q_i) − Σ_{c,d} ã_i,c m_i,d ∂_e ∂_c v_d(q_i)
 //               + Σ_d m_i,d ∂_e B_d(q_i)
 //
-// The energy and the free variable: E(m_0) = ½ ∫‖v_t‖²_V dt + 1/(2σ²)‖I_m ∘ φ − I_f‖², φ = q(1),
+// The energy and the free variable: E(m_0) = ½ ∫‖v_t‖²_V dt + D(q(1)), D the data term of
+// lddmm.h (SSD 1/(2σ²)‖I_m ∘ φ − I_f‖² or local NCC), φ = q(1),
 // with the kinetic term by the trapezoidal rule over the T + 1 recorded states (on an exact
 // geodesic it equals ½⟨S_0, K S_0⟩; along the computed path it also charges the integrator's
 // energy error, which the optimiser would otherwise exploit). We optimise the whitened w with
@@ -128,6 +129,9 @@ class EpdiffShooting : public Dynamics {
   void Fields(const Vector& state, Vector* momentum, Vector* velocity);
   // ‖v‖_V of a state, √⟨S, K S⟩ (multiply by √Δx for physical units).
   double VelocityNorm(const Vector& state);
+  // Threads the particle loops use: the requested count, capped so that every range keeps
+  // enough stencil taps to be worth a thread (1 on small meshes).
+  int threads() const { return threads_; }
 
  private:
   template <int D>
@@ -203,6 +207,7 @@ class ShootingObjective : public Objective {
   FlowProblemOptions options_;
   Grid mesh_;
   MeshToImageMap map_;
+  DataTerm data_term_;
   EpdiffShooting shooting_;
   Vector x0_;
   Vector rhs_;

@@ -27,6 +27,16 @@ void CheckSigma(double sigma) {
 
 }  // namespace
 
+std::string SimilarityName(SimilarityMeasure similarity) {
+  return similarity == SimilarityMeasure::kSsd ? "ssd" : "ncc";
+}
+
+SimilarityMeasure ParseSimilarity(const std::string& name, const std::string& argument) {
+  if (name == "ssd") return SimilarityMeasure::kSsd;
+  if (name == "ncc") return SimilarityMeasure::kLocalNcc;
+  throw InputError(argument + ": unknown similarity '" + name + "' (expected ssd or ncc)");
+}
+
 double SumOfSquaredDifferences(const Eigen::Ref<const Eigen::VectorXd>& a,
                                const Eigen::Ref<const Eigen::VectorXd>& b) {
   CheckLength(b.size(), a.size(), "SumOfSquaredDifferences");
@@ -141,6 +151,7 @@ struct LocalNcc::Impl {
     BoxSum(s_jj.data());
     BoxSum(s_ij.data());
     const double eps = options.epsilon;
+    const double floor_i = options.moving_variance_floor, floor_j = options.fixed_variance_floor;
     const int nx = grid.size[0], ny = grid.size[1], nz = grid.dim == 3 ? grid.size[2] : 1;
     double total = 0.0;
     Index x = 0;
@@ -152,11 +163,12 @@ struct LocalNcc::Impl {
           const double A = s_ij[x] - s_i[x] * mean_j;
           const double B = s_ii[x] - s_i[x] * mean_i;
           const double C = s_jj[x] - s_j[x] * mean_j;
-          const double denom = B * C + eps;
+          const double C_floored = C + floor_j;
+          const double denom = (B + floor_i) * C_floored + eps;
           total += A * A / denom;
           if (gradient) {
             const double a = 2.0 * A / denom;
-            const double b = 2.0 * A * A * C / (denom * denom);
+            const double b = 2.0 * A * A * C_floored / (denom * denom);
             // Reuse the sums as the four fields whose box sums give the gradient.
             s_i[x] = a;
             s_j[x] = a * mean_j;
@@ -187,6 +199,10 @@ LocalNcc::LocalNcc(const Grid& grid, const LocalNccOptions& options)
   }
   if (!(options.epsilon > 0.0) || !std::isfinite(options.epsilon)) {
     throw InputError("NCC epsilon must be > 0, got " + std::to_string(options.epsilon));
+  }
+  if (!(options.moving_variance_floor >= 0.0) || !std::isfinite(options.moving_variance_floor) ||
+      !(options.fixed_variance_floor >= 0.0) || !std::isfinite(options.fixed_variance_floor)) {
+    throw InputError("NCC variance floors must be finite and >= 0");
   }
   if (!(options.weight > 0.0) || !std::isfinite(options.weight)) {
     throw InputError("NCC weight must be > 0, got " + std::to_string(options.weight));

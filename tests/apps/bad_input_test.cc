@@ -318,6 +318,8 @@ TEST_F(BadInputCli, RegisterAndCompare) {
       {"--solver leapfrog", "--solver"},
       {"--solver dopri5", "--solver"},
       {"--boundary mirror", "--boundary"},
+      {"--similarity bad", "--similarity"},
+      {"--similarity ncc --ncc-radius 0", "--ncc-radius"},
       {"--threads -2", "--threads", Expect::kParse},
   };
   for (const std::string command : {"register", "compare"}) {

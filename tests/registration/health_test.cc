@@ -173,6 +173,21 @@ TEST_F(RegistrationHealth, CheckpointOfOtherInputsOrGarbageIsRefused) {
   other.sigma = 0.05;
   testing::ExpectInputError([&] { Register(moving_, fixed_, other); },
                             {o.checkpoint, "other images or options"});
+  // Another similarity (or, for NCC, another window) is another problem.
+  other = o;
+  other.resume = true;
+  other.similarity = SimilarityMeasure::kLocalNcc;
+  testing::ExpectInputError([&] { Register(moving_, fixed_, other); },
+                            {o.checkpoint, "other images or options"});
+  RegistrationOptions ncc = o;
+  ncc.similarity = SimilarityMeasure::kLocalNcc;
+  ncc.checkpoint = Path("checkpoint_ncc.h5");
+  Register(moving_, fixed_, ncc);
+  ASSERT_TRUE(fs::exists(ncc.checkpoint));
+  ncc.resume = true;
+  ncc.ncc_radius = 3;
+  testing::ExpectInputError([&] { Register(moving_, fixed_, ncc); },
+                            {ncc.checkpoint, "other images or options"});
   other = o;
   other.resume = true;
   Image shifted = moving_;

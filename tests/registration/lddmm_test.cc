@@ -151,6 +151,24 @@ TEST(EpdiffShootingThreads, TwoThreadsMatchOneThread) {
   EXPECT_LT((v1 - v2).norm(), 1e-12 * v1.norm());
 }
 
+// FlowProblemOptions::threads reaches the particle loops (independently of the metric's FFTW
+// threads), capped to one thread on meshes too small for a second one to pay.
+TEST(EpdiffShootingThreads, ShootingObjectiveUsesTheFlowThreadCount) {
+  for (const int size : {192, 64}) {
+    Grid grid = MakeGrid(2, size, size, 1);
+    Image image;
+    image.grid = grid;
+    image.data.setZero(grid.voxels());
+    MetricOptions metric_options;
+    metric_options.threads = 1;
+    const MetricPowers metric = MakeMetricPowers(grid, metric_options);
+    FlowProblemOptions options;
+    options.threads = 2;
+    ShootingObjective objective(image, image, grid, metric, options);
+    EXPECT_EQ(objective.dynamics().threads(), size == 192 ? 2 : 1) << size;
+  }
+}
+
 TEST(MultilinearTransfer, SplatIsTheTransposeOfSampling) {
   // Σ_i a_i v(q_i) = ⟨splat(a), v⟩, splat through VelocityFieldFlow's VJP in θ.
   const Grid grid = MakeGrid(2, 8, 6, 1);

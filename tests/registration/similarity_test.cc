@@ -69,6 +69,31 @@ TEST(LocalNcc, GradientAgainstCentralDifferences) {
   }
 }
 
+TEST(LocalNcc, VarianceFloorsKeepTheGradientExactAndBoundCcByTheFixedImage) {
+  const Grid grid = MakeGrid(2, 11, 9, 1, {1.0, 0.5, 1.0});
+  const Eigen::VectorXd I = Smoothish(grid, 8), J = Smoothish(grid, 9);
+  LocalNccOptions options;
+  options.radius = 2;
+  options.moving_variance_floor = 0.7;
+  options.fixed_variance_floor = 0.3;
+  LocalNcc ncc(grid, options);
+  Eigen::VectorXd gradient(grid.voxels());
+  ncc.EnergyAndGradient(I, J, gradient);
+  auto fn = [&](const Vector& x) { return ncc.Energy(x, J); };
+  const Vector numeric = NumericalGradient(fn, I, 1e-6);
+  EXPECT_LE((numeric - gradient).cwiseAbs().maxCoeff(), 1e-6 * gradient.cwiseAbs().maxCoeff());
+  // A nearly flat fixed image cannot score, however strong the moving one is: cc ≤ C/(C + ε_J).
+  const Eigen::VectorXd flat = 1e-3 * J;
+  const Eigen::VectorXd strong = 1e3 * flat;
+  LocalNccOptions floored = options;
+  floored.epsilon = 1e-300;
+  LocalNcc bounded(grid, floored);
+  EXPECT_GT(bounded.Energy(strong, flat), -1e-3 * grid.voxels() * grid.voxel_volume_mm());
+  LocalNccOptions bad;
+  bad.fixed_variance_floor = -1.0;
+  EXPECT_THROW(LocalNcc(grid, bad), InputError);
+}
+
 TEST(LocalNcc, PerfectForIdenticalImagesAndInvariantToAffineIntensity) {
   const Grid grid = MakeGrid(2, 16, 12, 1);
   const Eigen::VectorXd I = Smoothish(grid, 6);
