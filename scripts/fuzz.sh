@@ -21,6 +21,9 @@ for bin in "$BUILD"/tests/fuzz/fuzz_*; do
   log="$BUILD/fuzz-$name.log"
   echo "fuzz: $name for ${SECONDS_EACH}s (log $log)" >&2
   set +e
+  # Full malloc stacks (libhdf5 has no frame pointers) so the suppressions can match.
+  ASAN_OPTIONS="fast_unwind_on_malloc=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}" \
+  LSAN_OPTIONS="suppressions=$ROOT/tests/fuzz/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}" \
   "$bin" -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     -artifact_prefix="$artifacts/" "$corpus" $seeds $regressions > "$log" 2>&1
   rc=$?
