@@ -13,6 +13,7 @@
 #include "registration/shooting.h"
 #include "solvers/errors.h"
 #include "solvers/gradient_check.h"
+#include "tests/registration/test_images.h"
 #include "tests/scratch.h"
 
 namespace diffeoflow::registration {
@@ -131,15 +132,7 @@ TEST(NccDataTerm, ZeroAtAPerfectMatchAndBlindToAffineIntensityChanges) {
 class NccRegisterTest : public ::testing::TestWithParam<RegistrationMethod> {};
 
 TEST_P(NccRegisterTest, RecoversASmoothWarpBetweenImagesOfDifferentIntensityScaling) {
-  ShapeOptions shape;
-  shape.size = 48;
-  shape.edge_width_px = 2.0;
-  const Image c = CShapeImage(shape);
-  SmoothWarpOptions warp;
-  warp.max_displacement_mm = 2.5;
-  warp.width_fraction = 0.25;
-  warp.seed = 3;
-  const WarpedPair pair = MakeWarpedPair(c, warp);
+  const WarpedPair pair = testing::SmallWarpedCPair();
   const Image& fixed = pair.original;
   Image moving = pair.warped;
   moving.data = 3.0 * moving.data.array() + 5.0;

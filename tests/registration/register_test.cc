@@ -63,15 +63,7 @@ TEST_P(RegisterTest, RecoversAKnownTranslation) {
 }
 
 TEST_P(RegisterTest, RecoversASmallSmoothWarpWithAPositiveJacobian) {
-  ShapeOptions shape;
-  shape.size = 48;
-  shape.edge_width_px = 2.0;
-  const Image c = CShapeImage(shape);
-  SmoothWarpOptions warp;
-  warp.max_displacement_mm = 2.5;
-  warp.width_fraction = 0.25;
-  warp.seed = 3;
-  const WarpedPair pair = MakeWarpedPair(c, warp);
+  const WarpedPair pair = testing::SmallWarpedCPair();
   RegistrationOptions options = SmallOptions(GetParam());
   options.levels = 2;
   const RegistrationResult r = Register(pair.original, pair.warped, options);
@@ -80,7 +72,7 @@ TEST_P(RegisterTest, RecoversASmallSmoothWarpWithAPositiveJacobian) {
   // Only the component along ∇I is determined by the images (the aperture problem): compare it
   // where the image has edges.
   const VectorField gradient = Gradient(pair.warped);
-  const Eigen::Index n = c.grid.voxels();
+  const Eigen::Index n = pair.original.grid.voxels();
   double error = 0.0, size = 0.0;
   for (Eigen::Index i = 0; i < n; ++i) {
     const double gx = gradient.data[i], gy = gradient.data[n + i];

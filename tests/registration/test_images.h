@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "registration/image.h"
+#include "registration/shapes.h"
 
 namespace diffeoflow::testing {
 
@@ -20,6 +21,18 @@ inline registration::Image SmoothDisc(int size, double cx, double cy, double rad
     }
   }
   return image;
+}
+
+// A 48² C shape and its copy under a seeded smooth warp of at most 2.5 mm (original = fixed).
+inline registration::WarpedPair SmallWarpedCPair() {
+  registration::ShapeOptions shape;
+  shape.size = 48;
+  shape.edge_width_px = 2.0;
+  registration::SmoothWarpOptions warp;
+  warp.max_displacement_mm = 2.5;
+  warp.width_fraction = 0.25;
+  warp.seed = 3;
+  return registration::MakeWarpedPair(registration::CShapeImage(shape), warp);
 }
 
 }  // namespace diffeoflow::testing
