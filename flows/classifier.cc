@@ -296,13 +296,7 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
 }
 
 std::vector<double> Classifier::PathTimes(int points) const {
-  std::vector<double> times;
-  if (spec_.continuous()) {
-    for (int k = 0; k < points; ++k) times.push_back(static_cast<double>(k) / (points - 1));
-  } else {
-    for (int l = 0; l <= spec_.depth; ++l) times.push_back(static_cast<double>(l) / spec_.depth);
-  }
-  return times;
+  return UniformTimes(spec_.continuous() ? points - 1 : spec_.depth);
 }
 
 std::vector<Matrix> Classifier::Paths(const Vector& theta, const Matrix& x, int points) {

@@ -126,8 +126,7 @@ Matrix ShootingClassifier::Logits(const Matrix& inputs) const {
 std::vector<Matrix> ShootingClassifier::Paths(const Matrix& inputs) const {
   const Eigen::Index n = inputs.cols();
   CarriedPoints flow(dim, control_points.cols(), n, kernel_width);
-  std::vector<double> times(static_cast<std::size_t>(steps) + 1);
-  for (int k = 0; k <= steps; ++k) times[k] = static_cast<double>(k) / steps;
+  const std::vector<double> times = UniformTimes(steps);
   const Solution sol =
       Integrate(flow, InitialState(*this, momenta, Lift(inputs, dim)), Vector(), times,
                 SolverOf(*this));
@@ -310,8 +309,7 @@ ShootingClassifierSummary TrainShootingClassifier(const Dataset& train, const Da
   {
     const std::vector<Matrix> paths = m.Paths(train.features);
     CarriedPoints carried(static_cast<int>(D), K, n, m.kernel_width);
-    std::vector<double> times(static_cast<std::size_t>(m.steps) + 1);
-    for (int k = 0; k <= m.steps; ++k) times[k] = static_cast<double>(k) / m.steps;
+    const std::vector<double> times = UniformTimes(m.steps);
     LandmarkHamiltonian hamiltonian(static_cast<int>(D), K, m.kernel_width);
     Vector qp0(2 * kd);
     qp0 << Flatten(m.control_points), Flatten(m.momenta);

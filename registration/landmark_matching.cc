@@ -38,13 +38,6 @@ Matrix Unpack(const Vector& packed, int dim) {
   return Eigen::Map<const Matrix>(packed.data(), dim, packed.size() / dim).transpose();
 }
 
-std::vector<double> OutputTimes(int steps) {
-  std::vector<double> times(static_cast<std::size_t>(steps) + 1);
-  for (int k = 0; k <= steps; ++k) times[k] = static_cast<double>(k) / steps;
-  times.back() = 1.0;
-  return times;
-}
-
 double AutomaticWidth(const Matrix& source) {
   double diameter = 0.0;
   for (Eigen::Index i = 0; i < source.rows(); ++i) {
@@ -557,7 +550,7 @@ LandmarkMatchingResult MatchLandmarks(const Matrix& source, const Matrix& target
   SolverOptions solver;
   solver.method = options.solver;
   solver.steps = options.steps;
-  result.times = OutputTimes(options.steps);
+  result.times = UniformTimes(options.steps);
 
   if (options.method == LandmarkMethod::kShooting) {
     ShootingModel model(dim, q0, y, width, solver);

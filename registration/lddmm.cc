@@ -447,11 +447,7 @@ VelocityFieldObjective::VelocityFieldObjective(const Image& moving, const Image&
       identity_(IdentityPositions(mesh)) {}
 
 std::vector<double> VelocityFieldObjective::OutputTimes() const {
-  std::vector<double> times(options_.time_steps + 1);
-  for (int k = 0; k <= options_.time_steps; ++k) {
-    times[k] = static_cast<double>(k) / options_.time_steps;
-  }
-  return times;
+  return UniformTimes(options_.time_steps);
 }
 
 Vector VelocityFieldObjective::Velocities(const Vector& w) const {

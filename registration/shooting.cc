@@ -318,11 +318,7 @@ ShootingObjective::ShootingObjective(const Image& moving, const Image& fixed, co
 }
 
 std::vector<double> ShootingObjective::OutputTimes() const {
-  std::vector<double> times(options_.time_steps + 1);
-  for (int k = 0; k <= options_.time_steps; ++k) {
-    times[k] = static_cast<double>(k) / options_.time_steps;
-  }
-  return times;
+  return UniformTimes(options_.time_steps);
 }
 
 Vector ShootingObjective::InitialMomentum(const Vector& w) const {

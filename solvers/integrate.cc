@@ -15,6 +15,13 @@
 
 namespace diffeoflow {
 
+std::vector<double> UniformTimes(int intervals) {
+  std::vector<double> times(static_cast<std::size_t>(intervals) + 1);
+  for (int k = 0; k <= intervals; ++k) times[k] = static_cast<double>(k) / intervals;
+  return times;
+}
+
+
 namespace odeint = boost::numeric::odeint;
 
 namespace {

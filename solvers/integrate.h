@@ -42,6 +42,9 @@ GradientMode ParseGradientMode(const std::string& name, const std::string& argum
 bool IsAdaptive(Method m);
 int MethodOrder(Method m);  // order of the solution the method propagates
 
+// The output times t_k = k / intervals, k = 0 … intervals: equal intervals of [0, 1].
+std::vector<double> UniformTimes(int intervals);
+
 struct SolverOptions {
   Method method = Method::kRk4;
   double t0 = 0.0;
