@@ -161,15 +161,7 @@ CommandRegistration registration{
       flags->Add(sub, false);
       return [flags, &common]() {
         registration::RegistrationOptions options = flags->Resolve(common);
-        const registration::ImageFormat fixed_format =
-            registration::FormatFromPath(flags->fixed, "--fixed");
-        registration::FormatFromPath(flags->moving, "--moving");
-        const registration::Image fixed = registration::ReadImage(flags->fixed, {true, "--fixed"});
-        const registration::Image moving =
-            registration::ReadImage(flags->moving, {true, "--moving"});
-
-        registration::CheckRegistrationInputs(moving, fixed);
-        PrepareOutputFolder(flags->out);
+        const auto [fixed, moving, fixed_format] = flags->ReadInputsAndPrepareOutput();
         const std::filesystem::path out(flags->out);
         // One checkpoint per method: a resumed comparison skips what is already done.
         const std::string lddmm_checkpoint = (out / "checkpoint-lddmm.h5").string();

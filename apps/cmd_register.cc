@@ -19,14 +19,7 @@ CommandRegistration registration{
       flags->Add(sub, true);
       return [flags, &common]() {
         const registration::RegistrationOptions options = flags->Resolve(common);
-        const registration::ImageFormat fixed_format =
-            registration::FormatFromPath(flags->fixed, "--fixed");
-        registration::FormatFromPath(flags->moving, "--moving");
-        const registration::Image fixed = registration::ReadImage(flags->fixed, {true, "--fixed"});
-        const registration::Image moving =
-            registration::ReadImage(flags->moving, {true, "--moving"});
-        registration::CheckRegistrationInputs(moving, fixed);
-        PrepareOutputFolder(flags->out);
+        const auto [fixed, moving, fixed_format] = flags->ReadInputsAndPrepareOutput();
         InstallInterruptHandler();
         const registration::RegistrationResult result =
             registration::Register(moving, fixed, options);

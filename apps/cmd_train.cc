@@ -181,17 +181,7 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
     std::fflush(stderr);
   };
 
-  if (const char* after = std::getenv("DIFFEOFLOW_TEST_SIGNAL_AFTER")) {
-    // Tests: raise the signal through the installed handler after the k-th epoch report.
-    int count = 0, signal = SIGINT;
-    if (std::sscanf(after, "%d:%d", &count, &signal) < 1 || count < 1) {
-      throw InputError("DIFFEOFLOW_TEST_SIGNAL_AFTER: expected k[:signal] with k >= 1");
-    }
-    o.progress = [inner = o.progress, seen = 0, count, signal](const EpochReport& r) mutable {
-      inner(r);
-      if (++seen == count) std::raise(signal);
-    };
-  }
+  o.progress = app::WithTestSignal(std::move(o.progress));
   InstallInterruptHandler();
   const TrainSummary s = Train(model, theta, train, test, o);
   if (progress) std::fprintf(stderr, "\n");

@@ -7,11 +7,17 @@
 // Every subcommand gets the common flags (--quiet, --threads, --seed) from CommonFlags.
 #pragma once
 
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+
+#include "solvers/errors.h"
 
 namespace diffeoflow::app {
 
@@ -36,6 +42,25 @@ struct Command {
 };
 
 std::vector<Command>& CommandRegistry();
+
+// Tests of interruption: with DIFFEOFLOW_TEST_SIGNAL_AFTER=k[:signal] in the environment the
+// returned progress callback raises `signal` (default SIGINT) through the installed handler after
+// the k-th report; without it, `report` itself.
+template <typename Report>
+std::function<void(const Report&)> WithTestSignal(std::function<void(const Report&)> report) {
+  const char* after = std::getenv("DIFFEOFLOW_TEST_SIGNAL_AFTER");
+  if (after == nullptr) return report;
+  int count = 0, signal = SIGINT;
+  if (std::sscanf(after, "%d:%d", &count, &signal) < 1 || count < 1) {
+    throw InputError("DIFFEOFLOW_TEST_SIGNAL_AFTER: expected k[:signal] with k >= 1");
+  }
+  // Shared, so that copies of the options (one per pyramid level) count together.
+  auto seen = std::make_shared<int>(0);
+  return [report = std::move(report), seen, count, signal](const Report& r) {
+    if (report) report(r);
+    if (++*seen == count) std::raise(signal);
+  };
+}
 
 struct CommandRegistration {
   CommandRegistration(std::string name, std::string description, CommandSetup setup) {

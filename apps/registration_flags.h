@@ -121,24 +121,28 @@ struct RegistrationFlags {
         std::fflush(stderr);
       };
     }
-    if (const char* after = std::getenv("DIFFEOFLOW_TEST_SIGNAL_AFTER")) {
-      int count = 0, signal = SIGINT;
-      if (std::sscanf(after, "%d:%d", &count, &signal) < 1 || count < 1) {
-        throw InputError("DIFFEOFLOW_TEST_SIGNAL_AFTER: expected k[:signal] with k >= 1");
-      }
-      auto seen = std::make_shared<int>(0);
-      o.progress = [inner = o.progress, seen, count, signal](const registration::RegistrationProgress& p) {
-        if (inner) inner(p);
-        if (++*seen == count) std::raise(signal);
-      };
-    }
+    o.progress = WithTestSignal(std::move(o.progress));
     o.Validate();
     return o;
   }
-};
 
-// Checks --out before the work starts (an existing file, a read-only place).
-inline void PrepareOutputFolder(const std::string& out) { EnsureOutputDirectory(out, "--out"); }
+  // The two images, read and checked against each other, and --out prepared: everything that can
+  // reject the input happens before the first file is written.
+  struct Inputs {
+    registration::Image fixed, moving;
+    registration::ImageFormat fixed_format;
+  };
+  Inputs ReadInputsAndPrepareOutput() const {
+    Inputs in;
+    in.fixed_format = registration::FormatFromPath(fixed, "--fixed");
+    registration::FormatFromPath(moving, "--moving");
+    in.fixed = registration::ReadImage(fixed, {true, "--fixed"});
+    in.moving = registration::ReadImage(moving, {true, "--moving"});
+    registration::CheckRegistrationInputs(in.moving, in.fixed);
+    EnsureOutputDirectory(out, "--out");
+    return in;
+  }
+};
 
 // After an interrupted run: one line saying where the checkpoint is and how to resume; the exit
 // status (128 + signal number, 130 for SIGINT).
