@@ -29,7 +29,7 @@ using namespace diffeoflow::flows;
 struct TrainFlags {
   std::string dataset, data_dir, out;
   std::string model = "odenet", solver = "rk4", gradient = "discrete", optimizer = "adam";
-  std::string activation = "tanh", schedule = "cosine";
+  std::string activation = "tanh", schedule = "cosine", precision = "single";
   int channels = -1, hidden = -1, augment = -1, steps = 8;
   double rtol = 1e-5, atol = 1e-7;
   int epochs = -1, batch = 128;
@@ -131,6 +131,7 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
   }
   spec.depth = f.steps;
   spec.activation = ParseActivation(f.activation, "--activation");
+  spec.precision = ParsePrecision(f.precision, "--precision");
   spec.solver.method = ParseMethod(f.solver, "--solver");
   spec.solver.steps = f.steps;
   spec.solver.rtol = f.rtol;
@@ -212,6 +213,7 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
   j["solver"] = MethodName(spec.solver.method);
   j["steps"] = spec.solver.steps;
   j["gradient"] = GradientModeName(spec.gradient.mode);
+  if (spec.convolutional()) j["precision"] = PrecisionName(spec.precision);
   j["optimizer"] = opt;
   j["termination"] = s.termination;
   j["resumed_from_epoch"] = s.start_epoch;
@@ -266,6 +268,10 @@ app::CommandRegistration registration{
       sub.add_option("--momentum", f->momentum, "SGD momentum")->capture_default_str();
       sub.add_option("--weight-decay", f->weight_decay, "L2 weight decay")->capture_default_str();
       sub.add_option("--schedule", f->schedule, "cosine|constant")->capture_default_str();
+      sub.add_option("--precision", f->precision,
+                     "Arithmetic of the convolutions (image odenet): single|double")
+          ->check(CLI::IsMember({"single", "double"}))
+          ->capture_default_str();
       sub.add_option("--activation", f->activation, "tanh|relu|softplus|sigmoid")
           ->capture_default_str();
       sub.add_option("--samples", f->samples, "2-D data sets: number of points")

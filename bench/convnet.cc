@@ -4,6 +4,7 @@
 // `diffeoflow train --dataset fashion-mnist --model odenet --channels 32 --solver rk4 --steps 4`.
 //
 //   bench_convnet [--batch B] [--channels C] [--steps S] [--repeat N] [--threads T]...
+//                 [--precision single|double]
 //
 // Prints one JSON object with, for each thread count (default 1 and 2), the median wall time of a
 // batch, samples/s from it, and the process CPU time per batch (on a shared machine the wall time
@@ -35,8 +36,13 @@ int main(int argc, char** argv) {
   using namespace diffeoflow::flows;
   int batch = 128, channels = 32, steps = 4, repeat = 5;
   std::vector<int> threads;
+  Precision precision = Precision::kSingle;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--precision") {
+      precision = ParsePrecision(argv[i + 1]);
+      continue;
+    }
     const int value = std::max(1, std::atoi(argv[i + 1]));
     if (flag == "--batch") batch = value;
     else if (flag == "--channels") channels = value;
@@ -55,6 +61,7 @@ int main(int argc, char** argv) {
   spec.input_shape = {1, 28, 28};
   spec.classes = 10;
   spec.width = channels;
+  spec.precision = precision;
   spec.solver.method = Method::kRk4;
   spec.solver.steps = steps;
   spec.gradient.mode = GradientMode::kDiscrete;
@@ -72,6 +79,7 @@ int main(int argc, char** argv) {
   out["solver"] = "rk4";
   out["steps"] = steps;
   out["gradient"] = "discrete";
+  out["precision"] = PrecisionName(precision);
   out["instruction_set"] = kernels::InstructionSet();
   for (int t : threads) {
     Classifier model(spec, t);

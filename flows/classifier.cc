@@ -83,18 +83,19 @@ Classifier::Classifier(const ModelSpec& spec, int threads) : spec_(spec), thread
     // GroupNorm–ReLU–ConcatConv stages, GroupNorm–ReLU–pool–linear read-out.
     const Index C = spec_.width, G = GroupsFor(C);
     const ImageShape image{spec_.input_shape[0], spec_.input_shape[1], spec_.input_shape[2]};
-    auto first = std::make_unique<Conv2d>(image, C, 3, 2, 1);
+    const Precision p = spec_.precision;
+    auto first = std::make_unique<Conv2d>(image, C, 3, 2, 1, false, p);
     const ImageShape half = first->output_shape();
     embed_.Add(std::move(first));
     embed_.Add(std::make_unique<GroupNorm>(half, G));
     embed_.Add(std::make_unique<ActivationLayer>(Activation::kRelu, half.size()));
-    auto second = std::make_unique<Conv2d>(half, C, 3, 2, 1);
+    auto second = std::make_unique<Conv2d>(half, C, 3, 2, 1, false, p);
     const ImageShape grid = second->output_shape();
     embed_.Add(std::move(second));
     for (int stage = 0; stage < 2; ++stage) {
       field_.Add(std::make_unique<GroupNorm>(grid, G));
       field_.Add(std::make_unique<ActivationLayer>(Activation::kRelu, grid.size()));
-      field_.Add(std::make_unique<Conv2d>(grid, C, 3, 1, 1, /*concat_time=*/true));
+      field_.Add(std::make_unique<Conv2d>(grid, C, 3, 1, 1, /*concat_time=*/true, p));
     }
     field_.Add(std::make_unique<GroupNorm>(grid, G));
     readout_.Add(std::make_unique<GroupNorm>(grid, G));

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "flows/conv.h"
 #include "flows/field.h"
 #include "flows/network.h"
 #include "solvers/integrate.h"
@@ -47,6 +48,8 @@ struct ModelSpec {
   int augment = 0;   // anode: extra zero dimensions
   int depth = 10;    // resnet, c2, mlp: number of layers L
   Activation activation = Activation::kTanh;
+  // The arithmetic of the convolutions' GEMMs (convolutional ODE-Net only; flows/conv.h).
+  Precision precision = Precision::kSingle;
   SolverOptions solver;      // odenet, anode: integration of the ODE block on [0, 1]
   GradientOptions gradient;  // odenet, anode
 

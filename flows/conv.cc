@@ -3,15 +3,55 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "flows/kernels.h"
 #include "solvers/errors.h"
 
 namespace diffeoflow::flows {
 
+namespace {
+
+// The kernels for each precision, so that one body serves both.
+void GatherInto(const double* source, const std::int32_t* index, double* y, Index n) {
+  kernels::Gather(source, index, y, n);
+}
+void GatherInto(const double* source, const std::int32_t* index, float* y, Index n) {
+  kernels::GatherSingle(source, index, y, n);
+}
+void ScatterAddFrom(const double* x, const std::int32_t* index, double* target, Index n) {
+  kernels::ScatterAdd(x, index, target, n);
+}
+void ScatterAddFrom(const float* x, const std::int32_t* index, double* target, Index n) {
+  kernels::ScatterAddSingle(x, index, target, n);
+}
+void GemmIn(bool ta, bool tb, Index m, Index n, Index k, const double* a, Index lda,
+            const double* b, Index ldb, double beta, double* c, Index ldc) {
+  kernels::Gemm(ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
+}
+void GemmIn(bool ta, bool tb, Index m, Index n, Index k, const float* a, Index lda, const float* b,
+            Index ldb, float beta, float* c, Index ldc) {
+  kernels::GemmSingle(ta, tb, m, n, k, 1.0F, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace
+
+std::string PrecisionName(Precision p) { return p == Precision::kSingle ? "single" : "double"; }
+
+Precision ParsePrecision(const std::string& name, const std::string& argument) {
+  if (name == "single") return Precision::kSingle;
+  if (name == "double") return Precision::kDouble;
+  throw InputError(argument + ": unknown precision '" + name + "' (expected single or double)");
+}
+
 Conv2d::Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride, Index padding,
-               bool concat_time)
-    : in_(input), kernel_(kernel), stride_(stride), padding_(padding), concat_time_(concat_time) {
+               bool concat_time, Precision precision)
+    : in_(input),
+      kernel_(kernel),
+      stride_(stride),
+      padding_(padding),
+      concat_time_(concat_time),
+      precision_(precision) {
   if (input.size() < 1 || out_channels < 1 || kernel < 1 || stride < 1 || padding < 0) {
     throw InputError("Conv2d: sizes must be positive (padding ≥ 0)");
   }
@@ -20,24 +60,63 @@ Conv2d::Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride,
   out_.width = (in_.width + 2 * padding - kernel) / stride + 1;
   if (out_.height < 1 || out_.width < 1) throw InputError("Conv2d: kernel larger than the image");
   patch_ = in_channels_total() * kernel * kernel;
-  source_.resize(static_cast<std::size_t>(kernel * kernel * out_.pixels()));
+  // Source pixel (row, col) of an image of `width` columns, or −1 outside `height` × `width`.
+  const auto offset = [](Index row, Index col, Index height, Index width) {
+    const bool inside = row >= 0 && row < height && col >= 0 && col < width;
+    return inside ? static_cast<std::int32_t>(row * width + col) : std::int32_t{-1};
+  };
+  const Index taps = kernel * kernel;
+  im2col_.points = out_.pixels();
+  im2col_.source.resize(static_cast<std::size_t>(taps * out_.pixels()));
   for (Index u = 0; u < kernel; ++u) {
     for (Index v = 0; v < kernel; ++v) {
       for (Index i = 0; i < out_.height; ++i) {
         for (Index j = 0; j < out_.width; ++j) {
-          const Index row = stride * i - padding + u, col = stride * j - padding + v;
-          const bool inside = row >= 0 && row < in_.height && col >= 0 && col < in_.width;
-          source_[static_cast<std::size_t>(((u * kernel + v) * out_.height + i) * out_.width + j)] =
-              inside ? static_cast<std::int32_t>(row * in_.width + col) : -1;
+          im2col_.source[static_cast<std::size_t>(((u * kernel + v) * out_.height + i) *
+                                                      out_.width +
+                                                  j)] =
+              offset(stride * i - padding + u, stride * j - padding + v, in_.height, in_.width);
+        }
+      }
+    }
+  }
+  if (stride == 1) {
+    adjoint_.points = in_.pixels();
+    adjoint_.source.resize(static_cast<std::size_t>(taps * in_.pixels()));
+    for (Index u = 0; u < kernel; ++u) {
+      for (Index v = 0; v < kernel; ++v) {
+        for (Index i = 0; i < in_.height; ++i) {
+          for (Index j = 0; j < in_.width; ++j) {
+            adjoint_.source[static_cast<std::size_t>(((u * kernel + v) * in_.height + i) *
+                                                         in_.width +
+                                                     j)] =
+                offset(i + padding - u, j + padding - v, out_.height, out_.width);
+          }
         }
       }
     }
   }
   constexpr Index kChunkRows = 384;
   chunk_ = std::max<Index>(1, (kChunkRows + out_.pixels() - 1) / out_.pixels());
-  patches_.resize(chunk_ * out_.pixels(), patch_);
-  patches_bar_.resize(chunk_ * out_.pixels(), patch_);
-  y_chunk_.resize(chunk_ * out_.pixels(), out_.channels);
+  const auto size = [&](auto& buffers) {
+    buffers.patches.resize(chunk_ * out_.pixels(), patch_);
+    buffers.y_chunk.resize(chunk_ * out_.pixels(), out_.channels);
+    buffers.weights.resize(patch_ * out_.channels);
+    buffers.weights_bar.resize(patch_ * out_.channels);
+    if (stride == 1) {
+      const Index taps = out_.channels * kernel * kernel;
+      buffers.adjoint_patches.resize(chunk_ * in_.pixels(), taps);
+      buffers.adjoint_weights.resize(taps, in_.channels);
+      buffers.x_bar_chunk.resize(chunk_ * in_.pixels(), in_.channels);
+    } else {
+      buffers.patches_bar.resize(chunk_ * out_.pixels(), patch_);
+    }
+  };
+  if (precision_ == Precision::kSingle) {
+    size(single_);
+  } else {
+    size(double_);
+  }
 }
 
 void Conv2d::Initialize(std::mt19937& rng, double* theta) const {
@@ -48,77 +127,152 @@ void Conv2d::Initialize(std::mt19937& rng, double* theta) const {
 
 void Conv2d::Reserve(Index /*batch*/) {}
 
-void Conv2d::Im2col(const double* x, Index count, double t) {
-  const Index P = out_.pixels(), ld = patches_.rows(), taps = kernel_ * kernel_;
+template <typename T>
+void Conv2d::Im2col(const double* x, Index count, double t, T* patches) const {
+  const Index P = out_.pixels(), ld = chunk_ * P, taps = kernel_ * kernel_;
   for (Index c = 0; c < in_channels_total(); ++c) {
     const bool time = c == in_.channels;
     for (Index tap = 0; tap < taps; ++tap) {
-      const std::int32_t* source = source_.data() + tap * P;
-      double* column = patches_.data() + (c * taps + tap) * ld;
+      const std::int32_t* source = im2col_.of(tap);
+      T* column = patches + (c * taps + tap) * ld;
       for (Index b = 0; b < count; ++b) {
-        double* dst = column + b * P;
+        T* dst = column + b * P;
         if (time) {
-          for (Index p = 0; p < P; ++p) dst[p] = source[p] >= 0 ? t : 0.0;
+          for (Index p = 0; p < P; ++p) dst[p] = source[p] >= 0 ? static_cast<T>(t) : T(0);
           continue;
         }
-        kernels::Gather(x + b * in_.size() + c * in_.pixels(), source, dst, P);
+        GatherInto(x + b * in_.size() + c * in_.pixels(), source, dst, P);
       }
     }
   }
 }
 
-void Conv2d::Col2im(Index count, double* x_bar) const {
-  const Index P = out_.pixels(), ld = patches_bar_.rows(), taps = kernel_ * kernel_;
+template <typename T>
+void Conv2d::Col2im(Index count, const T* patches_bar, double* x_bar) const {
+  const Index P = out_.pixels(), ld = chunk_ * P, taps = kernel_ * kernel_;
   std::fill(x_bar, x_bar + count * in_.size(), 0.0);
   for (Index c = 0; c < in_.channels; ++c) {
     for (Index tap = 0; tap < taps; ++tap) {
-      const std::int32_t* source = source_.data() + tap * P;
-      const double* column = patches_bar_.data() + (c * taps + tap) * ld;
+      const std::int32_t* source = im2col_.of(tap);
+      const T* column = patches_bar + (c * taps + tap) * ld;
       for (Index b = 0; b < count; ++b) {
-        kernels::ScatterAdd(column + b * P, source, x_bar + b * in_.size() + c * in_.pixels(), P);
+        ScatterAddFrom(column + b * P, source, x_bar + b * in_.size() + c * in_.pixels(), P);
       }
+    }
+  }
+}
+
+template <typename T>
+void Conv2d::TransposedConvolution(Buffers<T>& buffers, ConstMatrixView y_bar, Index b0,
+                                   Index count, MatrixView x_bar) const {
+  const Index P = in_.pixels(), ld = buffers.adjoint_patches.rows(), taps = kernel_ * kernel_;
+  for (Index o = 0; o < out_.channels; ++o) {
+    for (Index tap = 0; tap < taps; ++tap) {
+      T* column = buffers.adjoint_patches.data() + (o * taps + tap) * ld;
+      for (Index b = 0; b < count; ++b) {
+        GatherInto(y_bar.col(b0 + b).data() + o * out_.pixels(), adjoint_.of(tap),
+                   column + b * P, P);
+      }
+    }
+  }
+  GemmIn(false, false, count * P, in_.channels, out_.channels * taps,
+         buffers.adjoint_patches.data(), ld, buffers.adjoint_weights.data(),
+         buffers.adjoint_weights.rows(), T(0), buffers.x_bar_chunk.data(), ld);
+  for (Index b = 0; b < count; ++b) {
+    double* xb = x_bar.col(b0 + b).data();
+    for (Index c = 0; c < in_.channels; ++c) {
+      Eigen::Map<Vector>(xb + c * P, P) =
+          buffers.x_bar_chunk.col(c).segment(b * P, P).template cast<double>();
     }
   }
 }
 
 void Conv2d::Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) {
-  const Index P = out_.pixels(), C = out_.channels, ld = patches_.rows();
-  const double* bias = theta + C * patch_;
-  for (Index b0 = 0; b0 < x.cols(); b0 += chunk_) {
-    const Index count = std::min(chunk_, x.cols() - b0), rows = count * P;
-    Im2col(x.col(b0).data(), count, t);
-    kernels::Gemm(false, false, rows, C, patch_, 1.0, patches_.data(), ld, theta, patch_, 0.0,
-                  y_chunk_.data(), ld);
-    for (Index b = 0; b < count; ++b) {
-      double* yb = y.col(b0 + b).data();
-      for (Index o = 0; o < C; ++o) {
-        Eigen::Map<Vector>(yb + o * P, P) =
-            y_chunk_.col(o).segment(b * P, P).array() + bias[o];
-      }
-    }
+  if (precision_ == Precision::kSingle) {
+    ForwardIn(single_, t, theta, x, y);
+  } else {
+    ForwardIn(double_, t, theta, x, y);
   }
 }
 
 void Conv2d::Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView /*y*/,
                       ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) {
-  const Index P = out_.pixels(), C = out_.channels, ld = patches_.rows();
-  Eigen::Map<Vector>(theta_bar, param_dim()).setZero();
-  double* bias_bar = theta_bar + C * patch_;
+  if (precision_ == Precision::kSingle) {
+    BackwardIn(single_, t, theta, x, y_bar, x_bar, theta_bar);
+  } else {
+    BackwardIn(double_, t, theta, x, y_bar, x_bar, theta_bar);
+  }
+}
+
+template <typename T>
+void Conv2d::ForwardIn(Buffers<T>& buffers, double t, const double* theta, ConstMatrixView x,
+                       MatrixView y) {
+  const Index P = out_.pixels(), C = out_.channels, ld = buffers.patches.rows();
+  const double* bias = theta + C * patch_;
+  buffers.weights = Eigen::Map<const Vector>(theta, C * patch_).cast<T>();
   for (Index b0 = 0; b0 < x.cols(); b0 += chunk_) {
     const Index count = std::min(chunk_, x.cols() - b0), rows = count * P;
-    Im2col(x.col(b0).data(), count, t);
+    Im2col(x.col(b0).data(), count, t, buffers.patches.data());
+    GemmIn(false, false, rows, C, patch_, buffers.patches.data(), ld, buffers.weights.data(),
+           patch_, T(0), buffers.y_chunk.data(), ld);
+    for (Index b = 0; b < count; ++b) {
+      double* yb = y.col(b0 + b).data();
+      for (Index o = 0; o < C; ++o) {
+        Eigen::Map<Vector>(yb + o * P, P) =
+            buffers.y_chunk.col(o).segment(b * P, P).template cast<double>().array() + bias[o];
+      }
+    }
+  }
+}
+
+template <typename T>
+void Conv2d::BackwardIn(Buffers<T>& buffers, double t, const double* theta, ConstMatrixView x,
+                        ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) {
+  const Index P = out_.pixels(), C = out_.channels, ld = buffers.patches.rows();
+  Eigen::Map<Vector> weights_bar(theta_bar, C * patch_);
+  weights_bar.setZero();
+  double* bias_bar = theta_bar + C * patch_;
+  Eigen::Map<Vector>(bias_bar, C).setZero();
+  buffers.weights = Eigen::Map<const Vector>(theta, C * patch_).cast<T>();
+  const Index taps = kernel_ * kernel_;
+  if (stride_ == 1) {
+    // W̃[(o, tap), c] = W[o, c, tap]: the time channel's weights are not needed (t is no state).
+    for (Index o = 0; o < C; ++o) {
+      for (Index c = 0; c < in_.channels; ++c) {
+        for (Index tap = 0; tap < taps; ++tap) {
+          buffers.adjoint_weights(o * taps + tap, c) =
+              static_cast<T>(theta[o * patch_ + c * taps + tap]);
+        }
+      }
+    }
+  }
+  for (Index b0 = 0; b0 < x.cols(); b0 += chunk_) {
+    const Index count = std::min(chunk_, x.cols() - b0), rows = count * P;
+    Im2col(x.col(b0).data(), count, t, buffers.patches.data());
     for (Index b = 0; b < count; ++b) {
       const double* yb = y_bar.col(b0 + b).data();
       for (Index o = 0; o < C; ++o) {
-        y_chunk_.col(o).segment(b * P, P) = Eigen::Map<const Vector>(yb + o * P, P);
+        const Eigen::Map<const Vector> column(yb + o * P, P);
+        bias_bar[o] += column.sum();
+        buffers.y_chunk.col(o).segment(b * P, P) = column.cast<T>();
       }
     }
-    kernels::Gemm(true, false, patch_, C, rows, 1.0, patches_.data(), ld, y_chunk_.data(), ld,
-                  1.0, theta_bar, patch_);
-    for (Index o = 0; o < C; ++o) bias_bar[o] += y_chunk_.col(o).head(rows).sum();
-    kernels::Gemm(false, true, rows, patch_, C, 1.0, y_chunk_.data(), ld, theta, patch_, 0.0,
-                  patches_bar_.data(), ld);
-    Col2im(count, x_bar.col(b0).data());
+    // W̄ᵀ += Pᵀ Ȳᵀ: in double straight into θ̄; in float per chunk, then added in double.
+    if constexpr (std::is_same_v<T, double>) {
+      GemmIn(true, false, patch_, C, rows, buffers.patches.data(), ld, buffers.y_chunk.data(), ld,
+             1.0, theta_bar, patch_);
+    } else {
+      GemmIn(true, false, patch_, C, rows, buffers.patches.data(), ld, buffers.y_chunk.data(), ld,
+             T(0), buffers.weights_bar.data(), patch_);
+      weights_bar += buffers.weights_bar.template cast<double>();
+    }
+    if (stride_ == 1) {
+      TransposedConvolution(buffers, y_bar, b0, count, x_bar);
+    } else {
+      GemmIn(false, true, rows, patch_, C, buffers.y_chunk.data(), ld, buffers.weights.data(),
+             patch_, T(0), buffers.patches_bar.data(), ld);
+      Col2im(count, buffers.patches_bar.data(), x_bar.col(b0).data());
+    }
   }
 }
 

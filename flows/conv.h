@@ -6,7 +6,10 @@
 // Conv2d (cross-correlation, as PyTorch): y[o, i, j] = b_o + Σ_{c, u, v} W[o, c, u, v]
 //   x[c, s·i − p + u, s·j − p + v] (zero outside the image), by im2col + GEMM:
 //   Yᵀ = P Wᵀ with the patch matrix P ((H'W') × (C·k·k)); VJP: W̄ᵀ = Pᵀ Ȳᵀ, b̄ = Σ Ȳ,
-//   P̄ = Ȳᵀ W scattered back (col2im) into x̄. The samples go through in chunks of a few (about
+//   P̄ = Ȳᵀ W scattered back (col2im) into x̄ — or, for stride 1, x̄ directly as the convolution of
+//   ȳ with the transposed kernel, x̄ᵀ = Q W̃ with Q the patch matrix of ȳ (taps (u, v) reading
+//   ȳ[o, i + p − u, j + p − v]) and W̃[(o, u, v), c] = W[o, c, u, v]: a gather and a GEMM with a deep
+//   inner dimension instead of a shallow GEMM and a scatter. The samples go through in chunks of a few (about
 //   400 output pixels, so a chunk's patch matrix stays in the L2 cache): one GEMM a chunk, with
 //   the patch rows of its samples stacked. With concat_time, an extra input channel holds t
 //   everywhere (Chen et al. 2018, ConcatConv2d); θ = [W (C_out × C_in' × k × k), b (C_out)], the
@@ -17,11 +20,21 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "flows/layers.h"
 
 namespace diffeoflow::flows {
+
+// The arithmetic of a convolution's GEMMs. Inputs, outputs, θ and θ̄ stay double either way;
+// kSingle rounds the patch matrix, the weights and ȳ to float for the products (twice the flops a
+// cycle, half the memory traffic) and accumulates each chunk's weight gradient in float before
+// adding it to θ̄ in double. Its results agree with kDouble to single-precision round-off (tested);
+// the finite-difference tests use kDouble.
+enum class Precision { kDouble, kSingle };
+std::string PrecisionName(Precision p);
+Precision ParsePrecision(const std::string& name, const std::string& argument = "--precision");
 
 struct ImageShape {
   Index channels = 1, height = 1, width = 1;
@@ -32,7 +45,7 @@ struct ImageShape {
 class Conv2d : public Layer {
  public:
   Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride, Index padding,
-         bool concat_time = false);
+         bool concat_time = false, Precision precision = Precision::kDouble);
   std::string name() const override { return concat_time_ ? "concat_conv2d" : "conv2d"; }
   Index input_size() const override { return in_.size(); }
   Index output_size() const override { return out_.size(); }
@@ -40,6 +53,7 @@ class Conv2d : public Layer {
   ImageShape output_shape() const { return out_; }
   Index in_channels_total() const { return in_.channels + concat_time_; }
   Index kernel() const { return kernel_; }
+  Precision precision() const { return precision_; }
   void Initialize(std::mt19937& rng, double* theta) const override;
   void Reserve(Index batch) override;
   void Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) override;
@@ -48,22 +62,55 @@ class Conv2d : public Layer {
   std::unique_ptr<Layer> Clone() const override { return std::make_unique<Conv2d>(*this); }
 
  private:
-  // Patch rows of samples x[0..count) (count ≤ chunk_) into patches_, sample-major.
-  void Im2col(const double* x, Index count, double t);
+  // Where each entry of a patch column comes from: for tap (u, v) and target point q, the offset
+  // of its source in one channel, or −1 in the zero padding.
+  struct TapTable {
+    Index points = 0;                  // targets per tap
+    std::vector<std::int32_t> source;  // taps × points
+    const std::int32_t* of(Index tap) const { return source.data() + tap * points; }
+  };
+
+  // The GEMM buffers of one precision.
+  template <typename T>
+  struct Buffers {
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> patches;      // (chunk_ · H'W') × patch_
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> patches_bar;  // (chunk_ · H'W') × patch_
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> y_chunk;      // (chunk_ · H'W') × C_out
+    Eigen::Matrix<T, Eigen::Dynamic, 1> weights, weights_bar;       // patch_ · C_out
+    // Stride 1: the patch matrix of ȳ, (chunk_ · HW) × (C_out · k · k); W̃, (C_out · k · k) × C_in;
+    // x̄ᵀ of the chunk, (chunk_ · HW) × C_in.
+    Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> adjoint_patches, adjoint_weights, x_bar_chunk;
+  };
+  template <typename T>
+  void ForwardIn(Buffers<T>& buffers, double t, const double* theta, ConstMatrixView x,
+                 MatrixView y);
+  template <typename T>
+  void BackwardIn(Buffers<T>& buffers, double t, const double* theta, ConstMatrixView x,
+                  ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar);
+  // Patch rows of samples x[0..count) (count ≤ chunk_) into `patches`, sample-major.
+  template <typename T>
+  void Im2col(const double* x, Index count, double t, T* patches) const;
   // Adds the patch-matrix adjoint rows of `count` samples back into x_bar (overwritten).
-  void Col2im(Index count, double* x_bar) const;
+  template <typename T>
+  void Col2im(Index count, const T* patches_bar, double* x_bar) const;
+  // Stride 1: x̄ of samples [b0, b0 + count) by the transposed convolution of ȳ.
+  template <typename T>
+  void TransposedConvolution(Buffers<T>& buffers, ConstMatrixView y_bar, Index b0, Index count,
+                             MatrixView x_bar) const;
 
   ImageShape in_, out_;
   Index kernel_, stride_, padding_;
   bool concat_time_;
+  Precision precision_;
   Index patch_;        // C_in' · k · k
   Index chunk_;        // samples per GEMM
-  // For tap (u, v) and output pixel (i, j): the input pixel s·(i, j) − p + (u, v) as an offset
-  // into a channel, or −1 in the zero padding.
-  std::vector<std::int32_t> source_;
-  Matrix patches_;     // (chunk_ · H'W') × patch_
-  Matrix patches_bar_;
-  Matrix y_chunk_;     // (chunk_ · H'W') × C_out
+  // For tap (u, v) and output pixel (i, j): the input pixel s·(i, j) − p + (u, v).
+  TapTable im2col_;
+  // Stride 1, for tap (u, v) and input pixel (i, j): the output pixel (i + p − u, j + p − v) of ȳ.
+  // Empty for strided layers.
+  TapTable adjoint_;
+  Buffers<double> double_;  // sized when precision_ is kDouble
+  Buffers<float> single_;   // sized when precision_ is kSingle
 };
 
 class GroupNorm : public Layer {

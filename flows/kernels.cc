@@ -31,13 +31,17 @@ struct Variant {
   decltype(&sse2::RowSums) row_sums;
   decltype(&sse2::Gather) gather;
   decltype(&sse2::ScatterAdd) scatter_add;
+  decltype(&sse2::GemmSingle) gemm_single;
+  decltype(&sse2::GatherSingle) gather_single;
+  decltype(&sse2::ScatterAddSingle) scatter_add_single;
 };
 
 #define DIFFEOFLOW_VARIANT(isa)                                                            \
   Variant {                                                                                \
     #isa, &isa::Gemm, &isa::GemmBias, &isa::Tanh, &isa::Sigmoid, &isa::Softplus, &isa::Relu, \
         &isa::TanhBackward, &isa::SigmoidBackward, &isa::ReluBackward, &isa::RowSums,      \
-        &isa::Gather, &isa::ScatterAdd                                                     \
+        &isa::Gather, &isa::ScatterAdd, &isa::GemmSingle, &isa::GatherSingle,              \
+        &isa::ScatterAddSingle                                                             \
   }
 
 // Chosen once from the CPU; immutable afterwards.
@@ -85,6 +89,16 @@ void Gather(const double* source, const std::int32_t* index, double* y, Index n)
 }
 void ScatterAdd(const double* x, const std::int32_t* index, double* target, Index n) {
   Active().scatter_add(x, index, target, n);
+}
+void GemmSingle(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a,
+                Index lda, const float* b, Index ldb, float beta, float* c, Index ldc) {
+  Active().gemm_single(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void GatherSingle(const double* source, const std::int32_t* index, float* y, Index n) {
+  Active().gather_single(source, index, y, n);
+}
+void ScatterAddSingle(const float* x, const std::int32_t* index, double* target, Index n) {
+  Active().scatter_add_single(x, index, target, n);
 }
 std::string InstructionSet() { return Active().name; }
 

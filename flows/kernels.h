@@ -52,6 +52,13 @@ void RowSums(const double* y, Index rows, Index cols, double* sums);
 void Gather(const double* source, const std::int32_t* index, double* y, Index n);
 void ScatterAdd(const double* x, const std::int32_t* index, double* target, Index n);
 
+// Single precision for the convolutions (flows/conv.h): the GEMM above on floats, and the gather /
+// scatter-add above reading doubles into floats and adding floats into doubles.
+void GemmSingle(bool trans_a, bool trans_b, Index m, Index n, Index k, float alpha, const float* a,
+                Index lda, const float* b, Index ldb, float beta, float* c, Index ldc);
+void GatherSingle(const double* source, const std::int32_t* index, float* y, Index n);
+void ScatterAddSingle(const float* x, const std::int32_t* index, double* target, Index n);
+
 // "avx512", "avx2" or "sse2": the variant in use.
 std::string InstructionSet();
 

@@ -36,6 +36,7 @@ void WriteModel(const std::string& path, const Classifier& model, const Vector& 
   out.SetAttribute("/", "augment", std::int64_t{s.augment});
   out.SetAttribute("/", "depth", std::int64_t{s.depth});
   out.SetAttribute("/", "activation", ActivationName(s.activation));
+  out.SetAttribute("/", "precision", PrecisionName(s.precision));
   out.SetAttribute("/", "solver", MethodName(s.solver.method));
   out.SetAttribute("/", "steps", std::int64_t{s.solver.steps});
   out.SetAttribute("/", "rtol", s.solver.rtol);
@@ -64,6 +65,10 @@ ModelFile ReadModel(const std::string& path) {
     s.augment = static_cast<int>(in.IntAttribute("/", "augment"));
     s.depth = static_cast<int>(in.IntAttribute("/", "depth"));
     s.activation = ParseActivation(in.StringAttribute("/", "activation"), path + ": activation");
+    // Files written before the attribute existed were computed in double.
+    s.precision = in.HasAttribute("/", "precision")
+                      ? ParsePrecision(in.StringAttribute("/", "precision"), path + ": precision")
+                      : Precision::kDouble;
     s.solver.method = ParseMethod(in.StringAttribute("/", "solver"), path + ": attribute solver");
     s.solver.steps = static_cast<int>(in.IntAttribute("/", "steps"));
     s.solver.rtol = in.DoubleAttribute("/", "rtol");

@@ -423,6 +423,7 @@ TEST_F(BadInputCli, Train) {
       {"--optimizer rmsprop", {"--optimizer", "rmsprop"}},
       {"--activation swish", {"--activation", "swish"}},
       {"--schedule linear", {"--schedule", "linear"}},
+      {"--precision half", {"--precision"}, Expect::kParse},
       {"--lr -1", {"--lr"}},
       {"--lr 0", {"--lr"}},
       {"--lr nan", {"--lr"}},

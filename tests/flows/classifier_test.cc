@@ -90,6 +90,7 @@ TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
   spec.input_shape = {1, 6, 5};
   spec.classes = 3;
   spec.width = 4;
+  spec.precision = Precision::kDouble;  // single precision is compared with it below
   spec.solver.method = Method::kRk4;
   spec.solver.steps = 2;
   spec.gradient.mode = GradientMode::kDiscrete;
@@ -115,6 +116,7 @@ TEST(Classifier, ConvolutionalOdeNetGradientIsTheSameWithTwoThreads) {
   spec.input_shape = {1, 8, 8};
   spec.classes = 4;
   spec.width = 4;
+  spec.precision = Precision::kDouble;
   spec.solver.method = Method::kRk4;
   spec.solver.steps = 2;
   spec.gradient.mode = GradientMode::kDiscrete;
@@ -130,6 +132,37 @@ TEST(Classifier, ConvolutionalOdeNetGradientIsTheSameWithTwoThreads) {
   const BatchResult r2 = two.Evaluate(theta, x, labels, &g2);
   EXPECT_NEAR(r1.loss, r2.loss, 1e-14);
   EXPECT_LT(RelativeMaxError(g2, g1), 1e-13);
+}
+
+// Training runs the convolutions in single precision: the loss and gradient must be those of the
+// double-precision model to single-precision round-off, on a grid big enough for several chunks.
+TEST(Classifier, ConvolutionalOdeNetInSinglePrecisionAgreesWithDouble) {
+  ModelSpec spec;
+  spec.kind = ModelKind::kOdeNet;
+  spec.input_shape = {1, 12, 12};
+  spec.classes = 5;
+  spec.width = 8;
+  spec.solver.method = Method::kRk4;
+  spec.solver.steps = 3;
+  spec.gradient.mode = GradientMode::kDiscrete;
+  spec.precision = Precision::kDouble;
+  Classifier exact(spec, 2);
+  spec.precision = Precision::kSingle;
+  Classifier fast(spec, 2);
+  const Vector theta = exact.Initialize(4);
+  std::mt19937 rng(8);
+  const Index batch = 40;
+  const Vector xv = RandomVector(144 * batch, rng);
+  const Matrix x = Eigen::Map<const Matrix>(xv.data(), 144, batch);
+  std::vector<int> labels(batch);
+  for (Index b = 0; b < batch; ++b) labels[static_cast<std::size_t>(b)] = static_cast<int>(b % 5);
+  Vector g_exact, g_fast;
+  const BatchResult r_exact = exact.Evaluate(theta, x, labels.data(), &g_exact);
+  const BatchResult r_fast = fast.Evaluate(theta, x, labels.data(), &g_fast);
+  EXPECT_NEAR(r_fast.loss, r_exact.loss, 1e-6 * r_exact.loss);
+  const double error = (g_fast - g_exact).norm() / g_exact.norm();
+  EXPECT_LT(error, 1e-5);
+  EXPECT_GT(error, 0.0);  // the single-precision path was taken
 }
 
 TEST(Classifier, ShapesAndPaths) {

@@ -129,6 +129,55 @@ TEST(Layers, Conv2dBatchOfManyChunksEqualsOneSampleAtATime) {
   EXPECT_LT(RelativeMaxError(theta_bar, sum), 1e-13);
 }
 
+// The single-precision convolution computes the same as the double one to float round-off: its
+// forward values, x̄ and θ̄, for plain, strided, time-concatenated and unpadded layers and a batch
+// of many chunks.
+TEST(Layers, Conv2dInSinglePrecisionAgreesWithDouble) {
+  struct Case {
+    ImageShape in;
+    Index out, kernel, stride, padding;
+    bool time;
+  };
+  const Case cases[] = {{{2, 5, 4}, 3, 3, 1, 1, false},
+                        {{2, 6, 5}, 3, 3, 2, 1, false},
+                        {{3, 7, 7}, 8, 3, 1, 1, true},
+                        {{1, 5, 5}, 2, 4, 2, 0, false}};
+  std::mt19937 rng(21);
+  for (const Case& c : cases) {
+    Conv2d exact(c.in, c.out, c.kernel, c.stride, c.padding, c.time, Precision::kDouble);
+    Conv2d fast(c.in, c.out, c.kernel, c.stride, c.padding, c.time, Precision::kSingle);
+    const Index batch = 70, n_in = exact.input_size(), n_out = exact.output_size();
+    const Vector theta = RandomVector(exact.param_dim(), rng);
+    const Vector x = RandomVector(n_in * batch, rng), y_bar = RandomVector(n_out * batch, rng);
+    Vector y[2], x_bar[2], theta_bar[2];
+    Conv2d* layers[2] = {&exact, &fast};
+    for (int k = 0; k < 2; ++k) {
+      y[k].resize(n_out * batch);
+      x_bar[k].resize(n_in * batch);
+      theta_bar[k].resize(exact.param_dim());
+      layers[k]->Forward(0.3, theta.data(), ConstMatrixView(x.data(), n_in, batch),
+                         MatrixView(y[k].data(), n_out, batch));
+      layers[k]->Backward(0.3, theta.data(), ConstMatrixView(x.data(), n_in, batch),
+                          ConstMatrixView(y[k].data(), n_out, batch),
+                          ConstMatrixView(y_bar.data(), n_out, batch),
+                          MatrixView(x_bar[k].data(), n_in, batch), theta_bar[k].data());
+    }
+    // float has a 6e-8 unit round-off; sums of a few hundred products lose a little more.
+    EXPECT_LT((y[1] - y[0]).norm() / y[0].norm(), 1e-6);
+    EXPECT_LT((x_bar[1] - x_bar[0]).norm() / x_bar[0].norm(), 1e-6);
+    EXPECT_LT((theta_bar[1] - theta_bar[0]).norm() / theta_bar[0].norm(), 1e-6);
+    EXPECT_GT((y[1] - y[0]).norm(), 0.0);  // the single-precision path was taken
+  }
+  EXPECT_EQ(ParsePrecision("single"), Precision::kSingle);
+  EXPECT_EQ(PrecisionName(Precision::kDouble), "double");
+  try {
+    ParsePrecision("half", "--precision");
+    FAIL();
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision"), std::string::npos) << e.what();
+  }
+}
+
 // y[o,i,j] = b_o + Σ W[o,c,u,v] x[c, s i − p + u, s j − p + v], written out directly.
 TEST(Layers, Conv2dIsTheCrossCorrelationOfNnConv2d) {
   const ImageShape in{2, 5, 6};

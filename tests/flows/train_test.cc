@@ -162,6 +162,7 @@ TEST(ModelFile, RoundTripsArchitectureAndWeights) {
     spec.solver.method = Method::kDopri5;
     spec.solver.rtol = 1e-4;
     spec.gradient.mode = GradientMode::kCheckpointed;
+    spec.precision = Precision::kDouble;  // not the default
     Classifier model(spec);
     const Vector theta = model.Initialize(9);
     const std::string path = (dir / "model.h5").string();
@@ -174,6 +175,7 @@ TEST(ModelFile, RoundTripsArchitectureAndWeights) {
     EXPECT_EQ(file.spec.augment, spec.augment);
     EXPECT_EQ(file.spec.depth, spec.depth);
     EXPECT_EQ(file.spec.activation, spec.activation);
+    EXPECT_EQ(file.spec.precision, spec.precision);
     EXPECT_EQ(file.spec.solver.method, spec.solver.method);
     EXPECT_EQ(file.spec.solver.rtol, spec.solver.rtol);
     EXPECT_EQ(file.spec.gradient.mode, spec.gradient.mode);
