@@ -171,14 +171,17 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
   o.seed = common.seed;
   o.checkpoint = (std::filesystem::path(f.out) / "checkpoint.h5").string();
   o.resume = f.resume;
-  const bool progress = common.ShowProgress();
+  // On a terminal one line rewritten after every epoch; in a log (not a terminal) one line per
+  // epoch, so that batch jobs show how training went; nothing with --quiet.
+  const bool progress = common.ShowProgress(), log_lines = !common.quiet && !progress;
   o.progress = [&](const EpochReport& r) {
-    if (!progress) return;
+    if (!progress && !log_lines) return;
     std::fprintf(stderr,
-                 "\repoch %d/%d  loss %.4f  train acc %.4f  test acc %.4f  NFE %.0f+%.0f  "
-                 "%.0f samples/s  %.1f s   ",
-                 r.epoch, o.epochs, r.train_loss, r.train_accuracy, r.test_accuracy,
-                 r.nfe_forward, r.nfe_backward, r.samples_per_second, r.elapsed_seconds);
+                 "%sepoch %d/%d  loss %.4f  train acc %.4f  test acc %.4f  NFE %.0f+%.0f  "
+                 "%.0f samples/s  %.1f s%s",
+                 progress ? "\r" : "", r.epoch, o.epochs, r.train_loss, r.train_accuracy,
+                 r.test_accuracy, r.nfe_forward, r.nfe_backward, r.samples_per_second,
+                 r.elapsed_seconds, progress ? "   " : "\n");
     std::fflush(stderr);
   };
 

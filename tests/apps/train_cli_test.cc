@@ -56,6 +56,24 @@ TEST_F(TrainCli, WritesModelMetricsTrajectoriesAndFigure) {
   EXPECT_EQ(shape[2], 8u);
 }
 
+// Without a terminal (a batch job's log) training prints one line per epoch; --quiet none.
+TEST_F(TrainCli, LogsOneLinePerEpochWhenStderrIsNotATerminal) {
+  const std::string args = "--dataset moons --samples 200 --epochs 3 --steps 2 --hidden 8 --out ";
+  const CliRun logged = Run(args + (dir_ / "logged").string());
+  ASSERT_EQ(logged.status, 0) << logged.err;
+  for (int epoch = 1; epoch <= 3; ++epoch) {
+    const std::string line = "epoch " + std::to_string(epoch) + "/3  loss ";
+    const auto at = logged.err.find(line);
+    ASSERT_NE(at, std::string::npos) << logged.err;
+    EXPECT_TRUE(at == 0 || logged.err[at - 1] == '\n') << logged.err;
+    EXPECT_NE(logged.err.find("samples/s", at), std::string::npos);
+  }
+  EXPECT_EQ(logged.err.find('\r'), std::string::npos) << logged.err;
+  const CliRun quiet = Run(args + (dir_ / "quiet").string() + " --quiet");
+  ASSERT_EQ(quiet.status, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("epoch "), std::string::npos) << quiet.err;
+}
+
 TEST_F(TrainCli, EveryModelTrains) {
   for (const char* model : {"resnet", "c2", "mlp", "anode"}) {
     const fs::path out = dir_ / model;
