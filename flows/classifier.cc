@@ -1,7 +1,9 @@
 #include "flows/classifier.h"
 
 #include <algorithm>
+#include <exception>
 #include <random>
+#include <thread>
 
 #include "flows/conv.h"
 #include "solvers/errors.h"
@@ -122,6 +124,9 @@ Classifier::Classifier(const ModelSpec& spec, int threads) : spec_(spec), thread
       blocks_.push_back(std::move(block));
     }
   }
+  if (spec_.convolutional() && threads_ > 1) {
+    embed_shards_.assign(static_cast<std::size_t>(threads_), embed_);
+  }
   embed_offset_ = 0;
   flow_offset_ = embed_.param_dim();
   Index flow = field_.param_dim();
@@ -144,10 +149,54 @@ Vector Classifier::Initialize(unsigned seed) const {
   return theta;
 }
 
+bool Classifier::EmbedsOnShards(Index B) const {
+  // A few samples per shard at least: below that a thread costs more than it saves.
+  constexpr Index kMinSamplesPerShard = 8;
+  return !embed_shards_.empty() &&
+         B >= kMinSamplesPerShard * static_cast<Index>(embed_shards_.size());
+}
+
+template <typename Job>
+void Classifier::ForEmbedShards(Index B, Job&& job) {
+  const auto shards = static_cast<Index>(embed_shards_.size());
+  std::vector<std::thread> workers;
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(shards));
+  for (Index s = shards - 1; s >= 0; --s) {
+    const Index first = B * s / shards, count = B * (s + 1) / shards - first;
+    auto run = [&job, &errors, s, first, count] {
+      try {
+        job(s, first, count);
+      } catch (...) {
+        errors[static_cast<std::size_t>(s)] = std::current_exception();
+      }
+    };
+    if (s > 0) {
+      workers.emplace_back(run);
+    } else {
+      run();
+    }
+  }
+  for (std::thread& w : workers) w.join();
+  for (const std::exception_ptr& e : errors) {
+    if (e) std::rethrow_exception(e);
+  }
+}
+
 Matrix Classifier::Embed(const Vector& theta, const Matrix& x) {
   if (x.rows() != spec_.input_size()) {
     throw InputError("model expects " + std::to_string(spec_.input_size()) +
                      " input features per sample, got " + std::to_string(x.rows()));
+  }
+  const Index B = x.cols();
+  if (EmbedsOnShards(B)) {
+    Matrix h(spec_.state_size(), B);
+    ForEmbedShards(B, [&](Index s, Index first, Index count) {
+      Sequential& net = embed_shards_[static_cast<std::size_t>(s)];
+      ConstMatrixView out = net.Forward(0.0, theta.data() + embed_offset_,
+                                        ConstMatrixView(x.col(first).data(), x.rows(), count));
+      h.middleCols(first, count) = out;
+    });
+    return h;
   }
   if (embed_.size() > 0) {
     return embed_.Forward(0.0, theta.data() + embed_offset_, ConstMatrixView(x.data(), x.rows(), x.cols()));
@@ -296,13 +345,32 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     }
     h0_bar = a[0] + a_before;
   }
-  if (embed_.size() > 0) {
+  EmbedBackward(theta, x, h0_bar, grad);
+  return result;
+}
+
+void Classifier::EmbedBackward(const Vector& theta, const Matrix& x, const Matrix& h0_bar,
+                               double* grad) {
+  if (embed_.size() == 0) return;
+  const Index B = x.cols(), W = spec_.state_size(), n = embed_.param_dim();
+  if (!EmbedsOnShards(B)) {
     Matrix x_bar(x.rows(), B);
     embed_.Backward(0.0, theta.data() + embed_offset_, ConstMatrixView(x.data(), x.rows(), B),
                     ConstMatrixView(h0_bar.data(), W, B), MatrixView(x_bar.data(), x.rows(), B),
                     grad + embed_offset_);
+    return;
   }
-  return result;
+  std::vector<Vector> theta_bar(embed_shards_.size(), Vector(n));
+  ForEmbedShards(B, [&](Index s, Index first, Index count) {
+    Matrix x_bar(x.rows(), count);
+    embed_shards_[static_cast<std::size_t>(s)].Backward(
+        0.0, theta.data() + embed_offset_, ConstMatrixView(x.col(first).data(), x.rows(), count),
+        ConstMatrixView(h0_bar.col(first).data(), W, count),
+        MatrixView(x_bar.data(), x.rows(), count), theta_bar[static_cast<std::size_t>(s)].data());
+  });
+  Eigen::Map<Vector> g(grad + embed_offset_, n);
+  g = theta_bar[0];
+  for (std::size_t s = 1; s < theta_bar.size(); ++s) g += theta_bar[s];
 }
 
 std::vector<double> Classifier::PathTimes(int points) const {

@@ -103,6 +103,14 @@ class Classifier {
 
  private:
   Matrix Embed(const Vector& theta, const Matrix& x);
+  // Whether Embed splits a batch of B over embed_shards_ (EmbedBackward follows the same split).
+  bool EmbedsOnShards(Index B) const;
+  // The embedding's backward pass after Embed of the same x: writes its θ̄ into grad.
+  void EmbedBackward(const Vector& theta, const Matrix& x, const Matrix& h0_bar, double* grad);
+  // Runs job(shard, first sample, samples) for the embedding's shards of a batch of B, shard 0
+  // on the calling thread and the others on their own threads.
+  template <typename Job>
+  void ForEmbedShards(Index B, Job&& job);
   // The field for a batch size; for gradients it keeps a forward pass per stage of the method.
   NetworkField& FieldFor(Index batch, bool gradient);
   // Read-out and loss of the final state; writes ∂L/∂h into h_bar and the read-out's θ̄ into
@@ -113,6 +121,9 @@ class Classifier {
   ModelSpec spec_;
   int threads_;
   Sequential embed_;               // empty when the flow starts at the input (or its padding)
+  // Convolutional embedding with threads: one copy per shard of the batch (their workspaces keep
+  // the forward pass for EmbedBackward); empty otherwise.
+  std::vector<Sequential> embed_shards_;
   Sequential field_;               // odenet, anode
   std::vector<Sequential> blocks_; // resnet, c2, mlp
   Sequential readout_;
