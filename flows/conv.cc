@@ -44,6 +44,20 @@ Precision ParsePrecision(const std::string& name, const std::string& argument) {
   throw InputError(argument + ": unknown precision '" + name + "' (expected single or double)");
 }
 
+template <typename Source>
+void Conv2d::TapTable::Fill(Index kernel, ImageShape targets, Source source_of) {
+  points = targets.pixels();
+  source.resize(static_cast<std::size_t>(kernel * kernel * points));
+  std::int32_t* entry = source.data();
+  for (Index u = 0; u < kernel; ++u) {
+    for (Index v = 0; v < kernel; ++v) {
+      for (Index i = 0; i < targets.height; ++i) {
+        for (Index j = 0; j < targets.width; ++j) *entry++ = source_of(u, v, i, j);
+      }
+    }
+  }
+}
+
 Conv2d::Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride, Index padding,
                bool concat_time, Precision precision)
     : in_(input),
@@ -65,36 +79,13 @@ Conv2d::Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride,
     const bool inside = row >= 0 && row < height && col >= 0 && col < width;
     return inside ? static_cast<std::int32_t>(row * width + col) : std::int32_t{-1};
   };
-  const Index taps = kernel * kernel;
-  im2col_.points = out_.pixels();
-  im2col_.source.resize(static_cast<std::size_t>(taps * out_.pixels()));
-  for (Index u = 0; u < kernel; ++u) {
-    for (Index v = 0; v < kernel; ++v) {
-      for (Index i = 0; i < out_.height; ++i) {
-        for (Index j = 0; j < out_.width; ++j) {
-          im2col_.source[static_cast<std::size_t>(((u * kernel + v) * out_.height + i) *
-                                                      out_.width +
-                                                  j)] =
-              offset(stride * i - padding + u, stride * j - padding + v, in_.height, in_.width);
-        }
-      }
-    }
-  }
+  im2col_.Fill(kernel, out_, [&](Index u, Index v, Index i, Index j) {
+    return offset(stride * i - padding + u, stride * j - padding + v, in_.height, in_.width);
+  });
   if (stride == 1) {
-    adjoint_.points = in_.pixels();
-    adjoint_.source.resize(static_cast<std::size_t>(taps * in_.pixels()));
-    for (Index u = 0; u < kernel; ++u) {
-      for (Index v = 0; v < kernel; ++v) {
-        for (Index i = 0; i < in_.height; ++i) {
-          for (Index j = 0; j < in_.width; ++j) {
-            adjoint_.source[static_cast<std::size_t>(((u * kernel + v) * in_.height + i) *
-                                                         in_.width +
-                                                     j)] =
-                offset(i + padding - u, j + padding - v, out_.height, out_.width);
-          }
-        }
-      }
-    }
+    adjoint_.Fill(kernel, in_, [&](Index u, Index v, Index i, Index j) {
+      return offset(i + padding - u, j + padding - v, out_.height, out_.width);
+    });
   }
   constexpr Index kChunkRows = 384;
   chunk_ = std::max<Index>(1, (kChunkRows + out_.pixels() - 1) / out_.pixels());

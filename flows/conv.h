@@ -68,6 +68,9 @@ class Conv2d : public Layer {
     Index points = 0;                  // targets per tap
     std::vector<std::int32_t> source;  // taps × points
     const std::int32_t* of(Index tap) const { return source.data() + tap * points; }
+    // source[tap (u, v), target (i, j)] = source_of(u, v, i, j) over the targets' grid.
+    template <typename Source>
+    void Fill(Index kernel, ImageShape targets, Source source_of);
   };
 
   // The GEMM buffers of one precision.
