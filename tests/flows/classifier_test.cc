@@ -84,16 +84,24 @@ TEST(Classifier, MlpGradientMatchesFiniteDifferences) {
   CheckModelGradient(SmallSpec(ModelKind::kMlp), 1e-7);
 }
 
-TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
+// The convolutional ODE-Net on one-channel images of the given size: RK4, discrete adjoint.
+ModelSpec ConvSpec(std::int64_t height, std::int64_t width, int classes, int channels, int steps,
+                   Precision precision) {
   ModelSpec spec;
   spec.kind = ModelKind::kOdeNet;
-  spec.input_shape = {1, 6, 5};
-  spec.classes = 3;
-  spec.width = 4;
-  spec.precision = Precision::kDouble;  // single precision is compared with it below
+  spec.input_shape = {1, height, width};
+  spec.classes = classes;
+  spec.width = channels;
+  spec.precision = precision;
   spec.solver.method = Method::kRk4;
-  spec.solver.steps = 2;
+  spec.solver.steps = steps;
   spec.gradient.mode = GradientMode::kDiscrete;
+  return spec;
+}
+
+TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
+  // In double: single precision is compared with double below.
+  const ModelSpec spec = ConvSpec(6, 5, 3, 4, 2, Precision::kDouble);
   Classifier model(spec);
   EXPECT_EQ(spec.state_size(), 4 * 2 * 2);  // 6×5 → 3×3 → 2×2
   Vector theta = model.Initialize(5);
@@ -112,15 +120,7 @@ TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
 // The convolutional embedding and field split the batch over threads (the embedding from 8
 // samples a shard); the gradient must not depend on it.
 TEST(Classifier, ConvolutionalOdeNetGradientIsTheSameWithTwoThreads) {
-  ModelSpec spec;
-  spec.kind = ModelKind::kOdeNet;
-  spec.input_shape = {1, 8, 8};
-  spec.classes = 4;
-  spec.width = 4;
-  spec.precision = Precision::kDouble;
-  spec.solver.method = Method::kRk4;
-  spec.solver.steps = 2;
-  spec.gradient.mode = GradientMode::kDiscrete;
+  const ModelSpec spec = ConvSpec(8, 8, 4, 4, 2, Precision::kDouble);
   Classifier one(spec, 1), two(spec, 2);
   const Vector theta = one.Initialize(7);
   std::mt19937 rng(9);
@@ -141,18 +141,8 @@ TEST(Classifier, ConvolutionalOdeNetGradientIsTheSameWithTwoThreads) {
 // Training runs the convolutions in single precision: the loss and gradient must be those of the
 // double-precision model to single-precision round-off, on a grid big enough for several chunks.
 TEST(Classifier, ConvolutionalOdeNetInSinglePrecisionAgreesWithDouble) {
-  ModelSpec spec;
-  spec.kind = ModelKind::kOdeNet;
-  spec.input_shape = {1, 12, 12};
-  spec.classes = 5;
-  spec.width = 8;
-  spec.solver.method = Method::kRk4;
-  spec.solver.steps = 3;
-  spec.gradient.mode = GradientMode::kDiscrete;
-  spec.precision = Precision::kDouble;
-  Classifier exact(spec, 2);
-  spec.precision = Precision::kSingle;
-  Classifier fast(spec, 2);
+  Classifier exact(ConvSpec(12, 12, 5, 8, 3, Precision::kDouble), 2);
+  Classifier fast(ConvSpec(12, 12, 5, 8, 3, Precision::kSingle), 2);
   const Vector theta = exact.Initialize(4);
   std::mt19937 rng(8);
   const Index batch = 40;
