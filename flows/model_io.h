@@ -3,8 +3,9 @@
 //   /weights/<block>/<i>/weight (out, in) float64, views of θ in PyTorch nn.Linear layout
 //   /weights/<block>/<i>/bias   (out)
 //   / attributes: format = "diffeoflow-classifier", version = 1, model, input_shape, classes,
-//     width, hidden, augment, depth, activation, solver, steps, rtol, atol, gradient, parameters,
-//     and any extra string attributes given (e.g. dataset).
+//     width, hidden, augment, depth, activation, precision ("single" or "double": the arithmetic
+//     of the convolutions; files without it were computed in double), solver, steps, rtol, atol,
+//     gradient, parameters, and any extra string attributes given (e.g. dataset).
 #pragma once
 
 #include <map>
