@@ -224,9 +224,10 @@ void Conv2d::BackwardIn(Buffers<T>& buffers, double t, const double* theta, Cons
   weights_bar.setZero();
   double* bias_bar = theta_bar + C * patch_;
   Eigen::Map<Vector>(bias_bar, C).setZero();
-  buffers.weights = Eigen::Map<const Vector>(theta, C * patch_).cast<T>();
   const Index taps = kernel_ * kernel_;
-  if (stride_ == 1) {
+  if (stride_ != 1) {
+    buffers.weights = Eigen::Map<const Vector>(theta, C * patch_).cast<T>();  // P̄ = Ȳᵀ W
+  } else {
     // W̃[(o, tap), c] = W[o, c, tap]: the time channel's weights are not needed (t is no state).
     for (Index o = 0; o < C; ++o) {
       for (Index c = 0; c < in_.channels; ++c) {

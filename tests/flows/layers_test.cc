@@ -92,6 +92,14 @@ TEST(Layers, Conv2dVjpMatchesFiniteDifferences) {
   CheckLayerGradients(timed, 2, 0.8, 1e-8);
   Conv2d unpadded({1, 5, 5}, 2, 4, 2, 0);
   CheckLayerGradients(unpadded, 3, 0.0, 1e-8);
+  // Stride 1 takes x̄ from the transposed convolution: also with an even kernel and no padding
+  // (the output grid smaller than the input) and with more padding than "same" (larger).
+  Conv2d shrinking({2, 5, 6}, 3, 4, 1, 0);
+  EXPECT_EQ(shrinking.output_shape().height, 2);
+  CheckLayerGradients(shrinking, 2, 0.0, 1e-8);
+  Conv2d growing({2, 4, 3}, 2, 3, 1, 2, /*concat_time=*/true);
+  EXPECT_EQ(growing.output_shape().width, 5);
+  CheckLayerGradients(growing, 2, 0.4, 1e-8);
 }
 
 // Samples go through the GEMMs in chunks; a batch of several chunks and a partial one must give
@@ -141,7 +149,9 @@ TEST(Layers, Conv2dInSinglePrecisionAgreesWithDouble) {
   const Case cases[] = {{{2, 5, 4}, 3, 3, 1, 1, false},
                         {{2, 6, 5}, 3, 3, 2, 1, false},
                         {{3, 7, 7}, 8, 3, 1, 1, true},
-                        {{1, 5, 5}, 2, 4, 2, 0, false}};
+                        {{1, 5, 5}, 2, 4, 2, 0, false},
+                        {{2, 6, 5}, 3, 4, 1, 0, false},
+                        {{2, 4, 3}, 2, 3, 1, 2, true}};
   std::mt19937 rng(21);
   for (const Case& c : cases) {
     Conv2d exact(c.in, c.out, c.kernel, c.stride, c.padding, c.time, Precision::kDouble);
