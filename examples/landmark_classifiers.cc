@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "examples/example_util.h"
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/shooting_classifier.h"
@@ -88,25 +89,11 @@ int main(int argc, char** argv) {
                       PathAction(shooting.Paths(test.features))});
       std::cerr << name << ": " << ss.BriefReport() << "\n";
 
-      ModelSpec spec;  // the defaults of `diffeoflow train --model odenet` on 2-D data
-      spec.kind = ModelKind::kOdeNet;
-      spec.input_shape = train.sample_shape;
-      spec.classes = train.classes;
-      spec.width = 16;
-      spec.hidden = 32;
-      spec.solver.method = Method::kRk4;
-      spec.solver.steps = 8;
-      spec.gradient.mode = GradientMode::kDiscrete;
-      const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-      Classifier odenet(spec, threads);
+      const int threads = examples::HardwareThreads();
+      Classifier odenet(examples::TwoDimensionalSpec(train), threads);
       Vector theta = odenet.Initialize(seed);
-      TrainOptions to;
-      to.optimizer = Optimizer::kAdam;
-      to.epochs = odenet_epochs;
-      to.batch = 128;
-      to.learning_rate = 0.03;
-      to.seed = seed;
-      const TrainSummary ts = Train(odenet, theta, train, test, to);
+      const TrainSummary ts = Train(odenet, theta, train, test,
+                                    examples::TwoDimensionalTraining(odenet_epochs, seed));
       rows.push_back({name, "odenet", ts.test_accuracy, ts.train_accuracy,
                       static_cast<long>(ts.parameters), ts.nfe_forward, ts.nfe_backward,
                       ts.wall_seconds, PathAction(odenet.Paths(theta, test.features, 9))});
@@ -130,8 +117,7 @@ int main(int argc, char** argv) {
                       {"action", r.action}});
     }
     std::cout << table.str();
-    WriteFileAtomically(out_dir + "/comparison.md", table.str());
-    WriteFileAtomically(out_dir + "/comparison.json", json.dump(2) + "\n");
+    examples::WriteTable(out_dir, "comparison", table.str(), json.dump(2));
   } catch (const std::exception& e) {
     std::cerr << "example_landmark_classifiers: " << e.what() << "\n";
     return 1;

@@ -7,6 +7,7 @@
 //   example_spirals [OUT_DIR]
 #include <iostream>
 
+#include "examples/example_util.h"
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/model_io.h"
@@ -26,15 +27,10 @@ int main(int argc, char** argv) {
     Dataset train, test;
     SplitTrainTest(TwoSpirals(g), 0.2, 2, &train, &test);
 
-    ModelSpec spec;  // odenet, width 16, hidden 32
-    spec.solver.method = Method::kRk4;
-    spec.solver.steps = 8;
-    Classifier model(spec);
+    Classifier model(examples::TwoDimensionalSpec(train));
     Vector theta = model.Initialize(1);
 
-    TrainOptions o;
-    o.epochs = 100;
-    o.learning_rate = 0.03;
+    TrainOptions o = examples::TwoDimensionalTraining(100, 1);
     o.progress = [](const EpochReport& r) {
       if (r.epoch % 10 == 0) {
         std::cout << "epoch " << r.epoch << "  loss " << r.train_loss << "  test accuracy "

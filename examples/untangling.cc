@@ -39,6 +39,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "examples/example_util.h"
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/geometry.h"
@@ -134,7 +135,7 @@ int main(int argc, char** argv) {
   app.add_option("--seed", flags.seed, "Data and initialisation seed");
   app.add_option("--epochs", flags.epochs, "Training epochs")->check(CLI::Range(1, 1000000000));
   CLI11_PARSE(app, argc, argv);
-  try {
+  return examples::RunExample("example_untangling", [&] {
     EnsureOutputDirectory(flags.out, "--out");
     GeneratorOptions g;
     g.samples = 2000;
@@ -142,7 +143,7 @@ int main(int argc, char** argv) {
     g.seed = flags.seed;
     Dataset train, test;
     SplitTrainTest(TwoSpirals(g), 0.2, flags.seed + 1, &train, &test);
-    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = examples::HardwareThreads();
 
     const std::vector<ModelKind> kinds = {ModelKind::kMlp, ModelKind::kResNet, ModelKind::kC2,
                                           ModelKind::kOdeNet};
@@ -154,25 +155,13 @@ int main(int argc, char** argv) {
     std::vector<Row> rows;
     for (std::size_t wi = 0; wi < widths.size(); ++wi) {
       for (std::size_t ki = 0; ki < kinds.size(); ++ki) {
-        ModelSpec spec;
-        spec.kind = kinds[ki];
-        spec.input_shape = train.sample_shape;
-        spec.classes = train.classes;
+        ModelSpec spec = examples::TwoDimensionalSpec(train, kinds[ki]);
         spec.width = widths[wi];
-        spec.hidden = 32;
         spec.depth = 8;
-        spec.solver.method = Method::kRk4;
-        spec.solver.steps = 8;
-        spec.gradient.mode = GradientMode::kDiscrete;
         Classifier model(spec, threads);
         Vector theta = model.Initialize(flags.seed);
-        TrainOptions o;
-        o.optimizer = Optimizer::kAdam;
-        o.epochs = flags.epochs;
-        o.batch = 128;
-        o.learning_rate = 0.03;
-        o.seed = flags.seed;
-        const TrainSummary s = Train(model, theta, train, test, o);
+        const TrainSummary s = Train(model, theta, train, test,
+                                     examples::TwoDimensionalTraining(flags.epochs, flags.seed));
 
         Row r;
         r.model = ModelKindName(spec.kind);
@@ -305,16 +294,8 @@ int main(int argc, char** argv) {
                       {"trajectories_h5_max_abs_difference", r.file_vs_paths}});
     }
     std::cout << table.str();
-    WriteFileAtomically((std::filesystem::path(flags.out) / "untangling.md").string(), table.str());
-    WriteFileAtomically((std::filesystem::path(flags.out) / "untangling.json").string(),
-                        json.dump(2) + "\n");
+    examples::WriteTable(flags.out, "untangling", table.str(), json.dump(2));
     std::cout << "wrote " << flags.out << "/untangling.png, untangling.md, untangling.json\n";
-  } catch (const InputError& e) {
-    std::cerr << "example_untangling: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "example_untangling: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    return 0;
+  });
 }

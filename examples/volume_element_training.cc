@@ -41,6 +41,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "examples/example_util.h"
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/geometry.h"
@@ -229,9 +230,9 @@ int main(int argc, char** argv) {
   app.add_option("--resolution", flags.resolution, "Grid points per axis")
       ->check(CLI::Range(8, 1000));
   CLI11_PARSE(app, argc, argv);
-  try {
+  return examples::RunExample("example_volume_element_training", [&] {
     EnsureOutputDirectory(flags.out, "--out");
-    const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+    const int threads = examples::HardwareThreads();
     std::ostringstream table;
     table << "| data set | stage | epoch | test accuracy | ratio (max p < 0.7 / > 0.95) | grid "
              "points "
@@ -247,28 +248,14 @@ int main(int argc, char** argv) {
       SplitTrainTest(name == "circles" ? ConcentricCircles(g) : TwoSpirals(g), 0.2, flags.seed + 1,
                      &train, &test);
 
-      ModelSpec spec;
-      spec.kind = ModelKind::kOdeNet;
-      spec.input_shape = train.sample_shape;
-      spec.classes = train.classes;
-      spec.width = 16;
-      spec.hidden = 32;
-      spec.solver.method = Method::kRk4;
-      spec.solver.steps = 8;
-      spec.gradient.mode = GradientMode::kDiscrete;
-      Classifier model(spec, threads);
+      Classifier model(examples::TwoDimensionalSpec(train), threads);
       Vector theta = model.Initialize(flags.seed);
       const Grid grid = MakeGrid(train, flags.resolution);
 
       std::vector<Stage> stages;
       stages.push_back(Measure(model, theta, grid, test, "init", 0));
 
-      TrainOptions o;
-      o.optimizer = Optimizer::kAdam;
-      o.epochs = flags.epochs;
-      o.batch = 128;
-      o.learning_rate = 0.03;
-      o.seed = flags.seed;
+      TrainOptions o = examples::TwoDimensionalTraining(flags.epochs, flags.seed);
       const int mid_epoch = flags.epochs / 2;
       Vector theta_mid;
       o.progress = [&](const EpochReport& r) {
@@ -314,16 +301,7 @@ int main(int argc, char** argv) {
       }
     }
     std::cout << table.str() << "\n" << json.dump(2) << "\n";
-    WriteFileAtomically((std::filesystem::path(flags.out) / "volume_element.md").string(),
-                        table.str());
-    WriteFileAtomically((std::filesystem::path(flags.out) / "volume_element.json").string(),
-                        json.dump(2) + "\n");
-  } catch (const InputError& e) {
-    std::cerr << "example_volume_element_training: " << e.what() << "\n";
-    return 2;
-  } catch (const std::exception& e) {
-    std::cerr << "example_volume_element_training: " << e.what() << "\n";
-    return 1;
-  }
-  return 0;
+    examples::WriteTable(flags.out, "volume_element", table.str(), json.dump(2));
+    return 0;
+  });
 }
