@@ -422,7 +422,19 @@ int RunTransform(const InspectFlags& f, const app::CommonFlags& common) {
   read.argument = "--transform";
   const VectorField u = ReadVectorField(displacement_path, read);
   const Grid& g = u.grid;
-  const Image jacobian = JacobianDeterminant(u);
+  // det Dφ as `register` carried it along the flow (jacobian.nii.gz, registration/traced_map.h);
+  // from the displacement's finite differences when the folder has no such file.
+  Image jacobian;
+  const std::string jacobian_path = (dir / "jacobian.nii.gz").string();
+  if (fs::exists(jacobian_path)) {
+    jacobian = ReadImage(jacobian_path, read);
+    if (!jacobian.grid.SameShape(g)) {
+      throw InputError("--transform: " + jacobian_path + " is not on the grid of " +
+                       displacement_path);
+    }
+  } else {
+    jacobian = JacobianDeterminant(u);
+  }
 
   double kinetic = std::numeric_limits<double>::quiet_NaN();
   const fs::path metrics = dir / "metrics.json";

@@ -424,13 +424,49 @@ void VelocityFieldFlow::vjp(double t, ConstVectorRef x, ConstVectorRef theta, Co
 
 // ---------------------------------------------------------------------------------------------
 
-SolverOptions FlowSolverOptions(const FlowProblemOptions& options) {
+SolverOptions FlowSolverOptions(const FlowProblemOptions& options, int substeps) {
   SolverOptions solver;
   solver.method = options.solver;
   solver.t0 = 0.0;
-  solver.steps = options.solver_steps > 0 ? options.solver_steps : options.time_steps;
+  solver.steps = options.time_steps * std::max(substeps, 1);
   solver.check_finite = true;
   return solver;
+}
+
+double VelocityLipschitzBound(const Grid& grid, const double* field) {
+  const Eigen::Index n = grid.voxels();
+  const int dim = grid.dim;
+  double bound = 0.0;
+  for (int c = 0; c < dim; ++c) {
+    const double* v = field + c * n;
+    double row = 0.0;
+    for (int a = 0; a < dim; ++a) {
+      const Eigen::Index stride = a == 0 ? 1 : a == 1 ? grid.size[0]
+                                                      : static_cast<Eigen::Index>(grid.size[0]) * grid.size[1];
+      double largest = 0.0;
+      for (int k = 0; k < grid.size[2]; ++k) {
+        for (int j = 0; j < grid.size[1]; ++j) {
+          for (int i = 0; i < grid.size[0]; ++i) {
+            const int idx[3] = {i, j, k};
+            if (idx[a] + 1 >= grid.size[a]) continue;
+            const Eigen::Index p = grid.index(i, j, k);
+            largest = std::max(largest, std::abs(v[p + stride] - v[p]));
+          }
+        }
+      }
+      row += largest;
+    }
+    bound = std::max(bound, row / grid.spacing_mm[c]);
+  }
+  return bound;
+}
+
+int SubstepsFor(double lipschitz, const FlowProblemOptions& options) {
+  if (options.substeps > 0) return options.substeps;
+  if (!std::isfinite(lipschitz)) return options.max_substeps;
+  const double needed = lipschitz / (options.time_steps * options.max_step_lipschitz);
+  return static_cast<int>(std::clamp(std::ceil(needed), 1.0,
+                                     static_cast<double>(options.max_substeps)));
 }
 
 VelocityFieldObjective::VelocityFieldObjective(const Image& moving, const Image& fixed,
@@ -448,6 +484,16 @@ VelocityFieldObjective::VelocityFieldObjective(const Image& moving, const Image&
 
 std::vector<double> VelocityFieldObjective::OutputTimes() const {
   return UniformTimes(options_.time_steps);
+}
+
+int VelocityFieldObjective::Substeps(const Vector& v) const {
+  if (options_.substeps > 0) return options_.substeps;
+  const Eigen::Index block = mesh_.dim * mesh_.voxels();
+  double lipschitz = 0.0;
+  for (int k = 0; k <= options_.time_steps; ++k) {
+    lipschitz = std::max(lipschitz, VelocityLipschitzBound(mesh_, v.data() + k * block));
+  }
+  return SubstepsFor(lipschitz, options_);
 }
 
 Vector VelocityFieldObjective::Velocities(const Vector& w) const {
@@ -470,7 +516,8 @@ double VelocityFieldObjective::Evaluate(const Vector& w, Vector* gradient) {
     kinetic += 0.5 * tau * w.segment(k * block, block).squaredNorm() * dx;
   }
 
-  const SolverOptions solver = FlowSolverOptions(options_);
+  const int substeps = Substeps(v_);
+  const SolverOptions solver = FlowSolverOptions(options_, substeps);
   double data = 0.0;
   double ssd = 0.0;
   auto loss = [&](const std::vector<Vector>& states, std::vector<Vector>& grads) {
@@ -492,13 +539,14 @@ double VelocityFieldObjective::Evaluate(const Vector& w, Vector* gradient) {
     }
     *gradient = std::move(g);
   }
-  last_ = {kinetic + data, kinetic, data, ssd};
+  last_ = {kinetic + data, kinetic, data, ssd, substeps, 0.0};
   return kinetic + data;
 }
 
 std::vector<Vector> VelocityFieldObjective::Path(const Vector& w) {
   const Vector v = Velocities(w);
-  Solution solution = Integrate(flow_, identity_, v, OutputTimes(), FlowSolverOptions(options_));
+  Solution solution = Integrate(flow_, identity_, v, OutputTimes(),
+                                FlowSolverOptions(options_, Substeps(v)));
   return solution.states;
 }
 

@@ -203,7 +203,17 @@ struct FlowProblemOptions {
   int ncc_radius = 2;           // local NCC window radius in voxels of the image grid, >= 1
   int time_steps = 8;           // T: velocity grids / output time points − 1
   Method solver = Method::kRk4;  // fixed-step scheme for the flow
-  int solver_steps = 0;         // integration steps (0: = time_steps)
+  // Integration steps between two recorded time points (0: chosen per evaluation, below).
+  int substeps = 0;
+  // CFL-type bound that keeps the discrete flow map a diffeomorphism whatever the velocity:
+  // every step of length h obeys h · Lip(v) ≤ max_step_lipschitz, where Lip(v) is
+  // VelocityLipschitzBound of the velocities the step sees (voxel units per unit time). An
+  // explicit step x ↦ x + h v(x) is invertible when h · Lip(v) < 1; RK4's stages keep the same
+  // property with margin at h · Lip ≤ ½ (the map stays within 1 + O((h Lip)⁵) of the exact flow's,
+  // whose Jacobian determinant is exp ∫ div v > 0). Each of the T intervals is split into
+  // s = ⌈Lip / (T · max_step_lipschitz)⌉ equal steps, at most max_substeps.
+  double max_step_lipschitz = 0.5;
+  int max_substeps = 64;
   GradientMode gradient_mode = GradientMode::kDiscrete;
   // Threads of the particle loops of shooting (EpdiffShooting), independent of the FFTW threads
   // of the metric; a run is reproducible for a given count. >= 1.
@@ -263,6 +273,8 @@ struct FlowEvaluation {
   double kinetic = 0.0;   // ½ ∫ ‖v_t‖²_V dt
   double data = 0.0;      // D (DataTerm)
   double ssd = 0.0;       // Σ (I_m∘φ − I_f)² over voxels (no weights)
+  int substeps = 1;       // integration steps per recorded interval (CFL bound)
+  double lipschitz = 0.0; // the velocity's Lipschitz bound that chose them
 };
 
 // E(w) of velocity-field LDDMM at one resolution, w = the whitened velocities (T + 1 fields).
@@ -284,6 +296,8 @@ class VelocityFieldObjective : public Objective {
   const FlowEvaluation& last() const { return last_; }
   long function_evaluations() const { return evaluations_; }
   std::vector<double> OutputTimes() const;
+  // Integration steps per recorded interval for velocities v (SubstepsFor their Lipschitz bound).
+  int Substeps(const Vector& v) const;
 
  private:
   const Image& moving_;
@@ -300,6 +314,19 @@ class VelocityFieldObjective : public Objective {
   long evaluations_ = 0;
 };
 
-SolverOptions FlowSolverOptions(const FlowProblemOptions& options);
+// The fixed-step solver of the flows: T · substeps RK4 steps on [0, 1] (the T + 1 recorded time
+// points are step boundaries).
+SolverOptions FlowSolverOptions(const FlowProblemOptions& options, int substeps = 1);
+
+// An upper bound of the Lipschitz constant (∞-norm, voxel units per unit time) of the particle
+// velocity q ↦ (v_c(q) / h_c)_c when v is interpolated from its mesh values by the multilinear or
+// the quadratic B-spline kernel: max_c Σ_a max over mesh edges along a of |v_c(i + e_a) − v_c(i)|
+// / h_c. (Either kernel's derivative along a is a convex combination of the differences along a,
+// so the bound holds everywhere, not only at the nodes.) `field`: dim × voxels, component-major.
+double VelocityLipschitzBound(const Grid& grid, const double* field);
+
+// The sub-steps per recorded interval for velocities of Lipschitz bound `lipschitz` (see
+// FlowProblemOptions::max_step_lipschitz); options.substeps when it is set.
+int SubstepsFor(double lipschitz, const FlowProblemOptions& options);
 
 }  // namespace diffeoflow::registration

@@ -12,6 +12,7 @@
 #include "plot/figure.h"
 #include "registration/image_ops.h"
 #include "registration/shooting.h"
+#include "registration/traced_map.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
@@ -557,17 +558,36 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
     result.parameters = modes * fields_per_vector;
   }
 
+  // The outputs come from the map traced at image resolution through the same velocities, with
+  // det Dφ carried along the flow (traced_map.h): the mesh map interpolated onto the image grid
+  // serves the optimiser but can fold between mesh nodes where the flow compresses strongly.
+  TracedMap traced;
+  if (problem->lddmm) {
+    const int substeps = problem->lddmm->Substeps(problem->lddmm->Velocities(w));
+    traced = TraceMap(grid, mesh, result.velocities, MeshKernel::kMultilinear,
+                      options.time_steps * substeps, options.solver, flow.threads);
+  } else {
+    int substeps = 1;
+    const std::vector<Vector> step_velocities =
+        problem->shooting->StepVelocities(w, &substeps);
+    traced = TraceMap(grid, mesh, step_velocities, MeshKernel::kQuadraticBSpline,
+                      options.time_steps * substeps, options.solver, flow.threads);
+  }
+  result.substeps = traced.steps / options.time_steps;
   Vector q;
-  for (const Vector& mesh_positions : result.positions) {
-    map.Positions(mesh_positions, &q);
+  for (std::size_t k = 0; k < result.positions.size(); ++k) {
+    const bool last = k + 1 == result.positions.size();
+    if (last) {
+      q = traced.positions;
+    } else {
+      map.Positions(result.positions[k], &q);
+    }
     Vector image(n);
     SampleScalar(grid, moving.data.data(), q, true, image.data());
-    if (&mesh_positions == &result.positions.back()) {
-      result.ssd_final = (image - fixed.data).squaredNorm();
-    }
+    if (last) result.ssd_final = (image - fixed.data).squaredNorm();
     result.images.push_back(image.cast<float>());
   }
-  map.Positions(result.positions.back(), &result.phi);
+  result.phi = traced.positions;
   const Vector& phi = result.phi;
   result.ssd_initial = (moving.data - fixed.data).squaredNorm();
 
@@ -581,7 +601,7 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
   for (int c = 0; c < dim; ++c) result.displacement.component(c) *= grid.spacing_mm[c];
 
   result.jacobian.grid = fixed_input.grid;
-  result.jacobian.data = JacobianDeterminantOfPositions(grid, phi);
+  result.jacobian.data = traced.jacobian;
   result.min_jacobian = result.jacobian.data.minCoeff();
   result.max_jacobian = result.jacobian.data.maxCoeff();
   if (!std::isfinite(result.energy) || !result.phi.allFinite() ||
@@ -625,6 +645,7 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
   j["loss_history"] = r.loss_history;
   j["level_starts"] = r.level_starts;
   j["termination"] = r.termination;
+  j["substeps"] = r.substeps;
   j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
                {"spacing_mm", std::vector<double>(r.grid.spacing_mm.begin(),
                                                   r.grid.spacing_mm.begin() + r.grid.dim)}};

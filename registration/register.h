@@ -131,6 +131,7 @@ struct RegistrationResult {
   double energy = 0.0;          // kinetic + data term at the end
   double min_jacobian = 0.0;
   double max_jacobian = 0.0;
+  int substeps = 1;             // RK4 steps per recorded interval of the traced map (CFL bound)
   int iterations = 0;           // summed over levels
   int evaluations = 0;
   double wall_seconds = 0.0;

@@ -359,7 +359,8 @@ double ShootingObjective::Evaluate(const Vector& w, Vector* gradient) {
   const std::vector<double> times = OutputTimes();
   const int T = options_.time_steps;
   auto tau = [T](int k) { return (k == 0 || k == T) ? 0.5 / T : 1.0 / T; };
-  const SolverOptions solver = FlowSolverOptions(options_);
+  const int substeps = Substeps(x0_);
+  const SolverOptions solver = FlowSolverOptions(options_, substeps);
   const Vector no_parameters;
   double data = 0.0;
   double ssd = 0.0;
@@ -384,22 +385,47 @@ double ShootingObjective::Evaluate(const Vector& w, Vector* gradient) {
     gopt.mode = options_.gradient_mode;
     // A checkpoint at every step: T + 1 states of 2·dim × mesh voxels (what the path already
     // costs) instead of replaying segments, which would re-evaluate f about T more times.
-    gopt.checkpoint_every = 1;
+    gopt.checkpoint_every = substeps;
     GradientResult result = Gradient(shooting_, x0_, no_parameters, times, loss, solver, gopt);
     Vector g = result.grad_x0.tail(block);
     metric_.inverse_half(g.data(), mesh_.dim);
     *gradient = std::move(g);
   }
-  last_ = {kinetic + data, kinetic, data, ssd};
+  last_ = {kinetic + data, kinetic, data, ssd, substeps, 0.0};
   return kinetic + data;
+}
+
+int ShootingObjective::Substeps(const Vector& state) {
+  if (options_.substeps > 0) return options_.substeps;
+  Vector momentum, velocity;
+  shooting_.Fields(state, &momentum, &velocity);
+  return SubstepsFor(kLipschitzGrowth * VelocityLipschitzBound(mesh_, velocity.data()), options_);
+}
+
+std::vector<Vector> ShootingObjective::StepVelocities(const Vector& w, int* substeps) {
+  const Eigen::Index block = mesh_.dim * mesh_.voxels();
+  x0_.tail(block) = w;
+  metric_.inverse_half(x0_.data() + block, mesh_.dim);
+  const int s = Substeps(x0_);
+  Solution solution = Integrate(shooting_, x0_, Vector(), UniformTimes(options_.time_steps * s),
+                                FlowSolverOptions(options_, s));
+  std::vector<Vector> velocities;
+  velocities.reserve(solution.states.size());
+  for (const Vector& state : solution.states) {
+    Vector momentum, velocity;
+    shooting_.Fields(state, &momentum, &velocity);
+    velocities.push_back(std::move(velocity));
+  }
+  if (substeps != nullptr) *substeps = s;
+  return velocities;
 }
 
 std::vector<Vector> ShootingObjective::Path(const Vector& w) {
   const Eigen::Index block = mesh_.dim * mesh_.voxels();
   x0_.tail(block) = w;
   metric_.inverse_half(x0_.data() + block, mesh_.dim);
-  Solution solution =
-      Integrate(shooting_, x0_, Vector(), OutputTimes(), FlowSolverOptions(options_));
+  Solution solution = Integrate(shooting_, x0_, Vector(), OutputTimes(),
+                                FlowSolverOptions(options_, Substeps(x0_)));
   return solution.states;
 }
 

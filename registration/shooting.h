@@ -191,11 +191,20 @@ class ShootingObjective : public Objective {
   Vector InitialMomentum(const Vector& w) const;
   // States (q, m) at the T + 1 output times.
   std::vector<Vector> Path(const Vector& w);
+  // The velocity v = K S on the mesh at every step boundary of the integration (T · s + 1 fields,
+  // s = Substeps of the initial state), for TraceMap; `substeps` receives s.
+  std::vector<Vector> StepVelocities(const Vector& w, int* substeps);
   std::vector<double> OutputTimes() const;
   EpdiffShooting& dynamics() { return shooting_; }
   const MeshToImageMap& map() const { return map_; }
   const FlowEvaluation& last() const { return last_; }
   long function_evaluations() const { return evaluations_; }
+  // Integration steps per recorded interval for the geodesic from `state` (q, m): SubstepsFor
+  // kLipschitzGrowth × the Lipschitz bound of its velocity v_0. Along a geodesic ‖v_t‖_V is
+  // constant but Lip(v_t) is not: the factor leaves room for its growth (measured in
+  // tests/registration/diffeomorphism_test.cc).
+  int Substeps(const Vector& state);
+  static constexpr double kLipschitzGrowth = 2.0;
 
  private:
   // weight · H(state); adds nothing to, but overwrites, `gradient` (2 · dim × voxels) when non-null.

@@ -345,11 +345,6 @@ TEST_F(BadInputCli, RegisterAndCompare) {
   // Numerical failures: exit 3, nothing written.
   cases.push_back({"register" + fixed + moving + fast + " --sigma 1e-200 --out " + P("out_nan"),
                    {"NaN or Inf", "--sigma"}, P("out_nan"), Expect::kNumerical});
-  cases.push_back({"register" + fixed + moving +
-                       " --levels 1 --iterations 50 --steps 1 --solver euler --alpha 0.1 "
-                       "--gamma 1 --sigma 0.001 --band-limit 0 --mesh-fraction 0 --quiet --out " +
-                       P("out_fold"),
-                   {"folded", "det Dphi"}, P("out_fold"), Expect::kNumerical});
   RunCases(cases);
 }
 

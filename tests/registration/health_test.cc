@@ -31,7 +31,8 @@ RegistrationOptions Small() {
   return o;
 }
 
-// Weak regularisation, a strong data term and one Euler step: the map φ = x + v folds.
+// Weak regularisation, a strong data term and one Euler step: before the CFL-type sub-steps and the
+// traced map (traced_map.h) this configuration folded the map (φ = x + v with |Dv| > 1).
 RegistrationOptions Folding() {
   RegistrationOptions o;
   o.metric.alpha_mm2 = 0.1;
@@ -86,21 +87,17 @@ TEST_F(RegistrationHealth, NonFiniteEnergyIsANumericalErrorNamingTheLevel) {
   }
 }
 
-TEST_F(RegistrationHealth, FoldedMapIsANumericalErrorUnlessAllowed) {
+TEST_F(RegistrationHealth, WeakRegularisationNoLongerFolds) {
   for (RegistrationMethod method : {RegistrationMethod::kShooting, RegistrationMethod::kLddmm}) {
     RegistrationOptions o = Folding();
     o.method = method;
-    const std::string message = NumericalMessage([&] { Register(moving_, fixed_, o); });
-    EXPECT_NE(message.find("folded"), std::string::npos) << message;
-    EXPECT_NE(message.find("det Dphi <= 0"), std::string::npos) << message;
-    // The same run with folds allowed: the check stopped a map that really folds.
-    o.max_folded_fraction = 1.0;
+    // The fold check is on (max_folded_fraction = 0): it passes because the map is a
+    // diffeomorphism, and the one requested step was split by the CFL bound.
     const RegistrationResult r = Register(moving_, fixed_, o);
-    EXPECT_LE(r.min_jacobian, 0.0);
+    EXPECT_GT(r.min_jacobian, 0.0) << RegistrationMethodName(method);
+    EXPECT_GT(r.substeps, 1) << RegistrationMethodName(method);
+    EXPECT_GT(r.ssd_reduction(), 0.5) << RegistrationMethodName(method);
   }
-  // A regularised run passes the check with det Dφ > 0 everywhere.
-  const RegistrationResult healthy = Register(moving_, fixed_, Small());
-  EXPECT_GT(healthy.min_jacobian, 0.0);
   RegistrationOptions bad = Small();
   bad.max_folded_fraction = -0.1;
   testing::ExpectInputError([&] { Register(moving_, fixed_, bad); }, {"--max-folded-fraction"});

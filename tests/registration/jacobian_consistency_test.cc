@@ -1,10 +1,13 @@
 // What `register` writes must agree with itself: jacobian.nii.gz is det Dφ of φ(x) = x + u(x) for
-// the u in displacement.nii.gz. The determinant is recomputed here from the file, independently of
-// image_ops: ∇u by central differences in mm inside, one-sided at the borders (the convention
-// image_ops.h documents), on an anisotropic grid so that physical units matter.
+// the u in displacement.nii.gz. The file holds the determinant carried along the flow
+// (exp ∫ div v, traced_map.h); here it is recomputed from the displacement file independently,
+// ∇u by central differences in mm inside, one-sided at the borders, on an anisotropic grid so that
+// physical units matter. The two agree to the differences' truncation error, which the bounds
+// below leave room for (a wrong unit, axis or sign errs by the size of det − 1 itself).
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "registration/image_io.h"
@@ -67,7 +70,8 @@ TEST_F(JacobianConsistency, JacobianFileIsDeterminantOfDisplacementFile) {
   ASSERT_GT(u.data.cwiseAbs().maxCoeff(), 0.5);
   ASSERT_GT(jacobian.data.maxCoeff() - jacobian.data.minCoeff(), 0.05);
 
-  double interior_error = 0.0, border_error = 0.0;
+  double interior_error = 0.0, border_error = 0.0, interior_square = 0.0;
+  long interior_count = 0;
   for (int j = 0; j < g.size[1]; ++j) {
     for (int i = 0; i < g.size[0]; ++i) {
       const double a = 1.0 + Partial(ux, g, i, j, 0), b = Partial(ux, g, i, j, 1);
@@ -75,11 +79,19 @@ TEST_F(JacobianConsistency, JacobianFileIsDeterminantOfDisplacementFile) {
       const double error = std::abs(a * d - b * c - jacobian.data[g.index(i, j)]);
       const bool border = i == 0 || j == 0 || i == g.size[0] - 1 || j == g.size[1] - 1;
       (border ? border_error : interior_error) = std::max(border ? border_error : interior_error, error);
+      if (!border) {
+        interior_square += error * error;
+        ++interior_count;
+      }
     }
   }
-  // Both files hold float32: agreement to float precision of values of order 1 and of u / h.
-  EXPECT_LT(interior_error, 2e-6);
-  EXPECT_LT(border_error, 2e-6);
+  const double variation = (jacobian.data.array() - 1.0).abs().maxCoeff();
+  const double interior_rms = std::sqrt(interior_square / interior_count);
+  std::printf("det Dphi - 1 up to %.4f; |carried - finite differences| max %.2e (rms %.2e) "
+              "inside, %.2e border\n", variation, interior_error, interior_rms, border_error);
+  EXPECT_LT(interior_rms, 0.03 * variation);
+  EXPECT_LT(interior_error, 0.15 * variation);
+  EXPECT_LT(border_error, 0.3 * variation);
 }
 
 }  // namespace

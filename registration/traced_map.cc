@@ -1,0 +1,284 @@
+#include "registration/traced_map.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+
+#include "solvers/errors.h"
+#include "solvers/integrate.h"
+
+namespace diffeoflow::registration {
+
+namespace {
+
+// One axis of a kernel at coordinate x: W taps starting at node `base`, their weights and first
+// and second derivatives.
+template <int W>
+struct AxisTaps {
+  long base = 0;
+  double w[W], dw[W], d2w[W];
+  void Set(double x) {
+    if constexpr (W == 2) {  // multilinear
+      const double fl = std::floor(x);
+      const double f = x - fl;
+      base = static_cast<long>(fl);
+      w[0] = 1.0 - f;
+      w[1] = f;
+      dw[0] = -1.0;
+      dw[1] = 1.0;
+      d2w[0] = d2w[1] = 0.0;
+    } else {  // quadratic B-spline
+      const double r = std::floor(x + 0.5);
+      const double t = x - r;
+      base = static_cast<long>(r) - 1;
+      w[0] = 0.5 * (0.5 - t) * (0.5 - t);
+      w[1] = 0.75 - t * t;
+      w[2] = 0.5 * (0.5 + t) * (0.5 + t);
+      dw[0] = t - 0.5;
+      dw[1] = -2.0 * t;
+      dw[2] = 0.5 + t;
+      d2w[0] = 1.0;
+      d2w[1] = -2.0;
+      d2w[2] = 1.0;
+    }
+  }
+};
+
+// Runs fn(begin, end) over `threads` contiguous ranges of [0, n).
+template <class Fn>
+void ForRanges(Eigen::Index n, int threads, Fn&& fn) {
+  if (threads <= 1) {
+    fn(Eigen::Index{0}, n);
+    return;
+  }
+  std::vector<std::thread> workers;
+  auto bound = [&](int r) { return n * r / threads; };
+  for (int r = 1; r < threads; ++r) workers.emplace_back(fn, bound(r), bound(r + 1));
+  fn(Eigen::Index{0}, bound(1));
+  for (std::thread& w : workers) w.join();
+}
+
+// Below this many tracers a second thread costs more than it saves.
+constexpr Eigen::Index kTracersPerThread = 16384;
+
+}  // namespace
+
+TracedMapFlow::TracedMapFlow(const Grid& mesh, int fields, Eigen::Index tracers,
+                             MeshKernel kernel, int threads)
+    : mesh_(mesh),
+      dim_(mesh.dim),
+      fields_(fields),
+      block_(mesh.dim * mesh.voxels()),
+      tracers_(tracers),
+      kernel_(kernel) {
+  if (fields < 2) throw InputError("TracedMapFlow: at least two velocity fields (K >= 1)");
+  threads_ = static_cast<int>(std::clamp<Eigen::Index>(
+      std::min<Eigen::Index>(threads, tracers / kTracersPerThread), 1, 64));
+}
+
+void TracedMapFlow::TimeSlot(double t, int* k, double* lambda) const {
+  const int intervals = fields_ - 1;
+  const double s = std::clamp(t, 0.0, 1.0) * intervals;
+  int slot = static_cast<int>(std::floor(s));
+  if (slot >= intervals) slot = intervals - 1;
+  *k = slot;
+  *lambda = s - slot;
+}
+
+template <int D, int W>
+void TracedMapFlow::Rates(Eigen::Index begin, Eigen::Index end, int k, double lambda,
+                          const double* x, const double* theta, double* dxdt) const {
+  const Eigen::Index n = tracers_, nm = mesh_.voxels();
+  const double* v0 = theta + k * block_;
+  const double* v1 = v0 + block_;
+  const long size[3] = {mesh_.size[0], mesh_.size[1], mesh_.size[2]};
+  const long stride[3] = {1, size[0], size[0] * size[1]};
+  double inv_h[D];
+  for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / mesh_.spacing_mm[c];
+  AxisTaps<W> axis[D];
+  constexpr int kTaps = D == 2 ? W * W : W * W * W;
+  for (Eigen::Index i = begin; i < end; ++i) {
+    for (int a = 0; a < D; ++a) axis[a].Set(x[a * n + i]);
+    double v[D] = {};
+    double div = 0.0;
+    for (int tap = 0; tap < kTaps; ++tap) {
+      int o[3] = {tap % W, (tap / W) % W, D == 3 ? tap / (W * W) : 0};
+      long flat = 0;
+      bool inside = true;
+      for (int a = 0; a < D; ++a) {
+        const long node = axis[a].base + o[a];
+        inside = inside && node >= 0 && node < size[a];
+        flat += node * stride[a];
+      }
+      if (!inside) continue;
+      double weight = 1.0;
+      for (int a = 0; a < D; ++a) weight *= axis[a].w[o[a]];
+      for (int c = 0; c < D; ++c) {
+        const double value = (1.0 - lambda) * v0[c * nm + flat] + lambda * v1[c * nm + flat];
+        v[c] += weight * value;
+        double dweight = axis[c].dw[o[c]];
+        for (int a = 0; a < D; ++a) {
+          if (a != c) dweight *= axis[a].w[o[a]];
+        }
+        div += dweight * value * inv_h[c];
+      }
+    }
+    for (int c = 0; c < D; ++c) dxdt[c * n + i] = v[c] * inv_h[c];
+    dxdt[D * n + i] = div;
+  }
+}
+
+template <int D, int W>
+void TracedMapFlow::Adjoint(Eigen::Index begin, Eigen::Index end, int k, double lambda,
+                            const double* x, const double* theta, const double* a, double* a_x,
+                            double* a_theta) const {
+  const Eigen::Index n = tracers_, nm = mesh_.voxels();
+  const double* v0 = theta + k * block_;
+  const double* v1 = v0 + block_;
+  double* g0 = a_theta == nullptr ? nullptr : a_theta + k * block_;
+  double* g1 = g0 == nullptr ? nullptr : g0 + block_;
+  const long size[3] = {mesh_.size[0], mesh_.size[1], mesh_.size[2]};
+  const long stride[3] = {1, size[0], size[0] * size[1]};
+  double inv_h[D];
+  for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / mesh_.spacing_mm[c];
+  AxisTaps<W> axis[D];
+  constexpr int kTaps = D == 2 ? W * W : W * W * W;
+  for (Eigen::Index i = begin; i < end; ++i) {
+    for (int e = 0; e < D; ++e) axis[e].Set(x[e * n + i]);
+    double ap[D];
+    for (int c = 0; c < D; ++c) ap[c] = a[c * n + i] * inv_h[c];
+    const double aj = a[D * n + i];
+    double out[D] = {};
+    for (int tap = 0; tap < kTaps; ++tap) {
+      int o[3] = {tap % W, (tap / W) % W, D == 3 ? tap / (W * W) : 0};
+      long flat = 0;
+      bool inside = true;
+      for (int e = 0; e < D; ++e) {
+        const long node = axis[e].base + o[e];
+        inside = inside && node >= 0 && node < size[e];
+        flat += node * stride[e];
+      }
+      if (!inside) continue;
+      // Weight, gradient and Hessian of this tap's tensor-product weight.
+      double weight = 1.0;
+      for (int e = 0; e < D; ++e) weight *= axis[e].w[o[e]];
+      double grad[D], hess[D][D];
+      for (int e = 0; e < D; ++e) {
+        for (int f = 0; f < D; ++f) {
+          double h = 1.0;
+          for (int b = 0; b < D; ++b) {
+            if (b == e && b == f) {
+              h *= axis[b].d2w[o[b]];
+            } else if (b == e || b == f) {
+              h *= axis[b].dw[o[b]];
+            } else {
+              h *= axis[b].w[o[b]];
+            }
+          }
+          hess[e][f] = h;
+        }
+        double g = 1.0;
+        for (int b = 0; b < D; ++b) g *= b == e ? axis[b].dw[o[b]] : axis[b].w[o[b]];
+        grad[e] = g;
+      }
+      for (int c = 0; c < D; ++c) {
+        const double value = (1.0 - lambda) * v0[c * nm + flat] + lambda * v1[c * nm + flat];
+        for (int e = 0; e < D; ++e) {
+          out[e] += (ap[c] * grad[e] + aj * hess[e][c] * inv_h[c]) * value;
+        }
+        if (g0 != nullptr) {
+          const double splat = ap[c] * weight + aj * grad[c] * inv_h[c];
+          g0[c * nm + flat] += (1.0 - lambda) * splat;
+          g1[c * nm + flat] += lambda * splat;
+        }
+      }
+    }
+    for (int e = 0; e < D; ++e) a_x[e * n + i] = out[e];
+    a_x[D * n + i] = 0.0;  // the rates do not depend on log det Dφ
+  }
+}
+
+void TracedMapFlow::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) {
+  int k;
+  double lambda;
+  TimeSlot(t, &k, &lambda);
+  ForRanges(tracers_, threads_, [&](Eigen::Index begin, Eigen::Index end) {
+    if (dim_ == 2) {
+      if (kernel_ == MeshKernel::kMultilinear) {
+        Rates<2, 2>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+      } else {
+        Rates<2, 3>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+      }
+    } else if (kernel_ == MeshKernel::kMultilinear) {
+      Rates<3, 2>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+    } else {
+      Rates<3, 3>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+    }
+  });
+}
+
+void TracedMapFlow::vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
+                        VectorRef a_x, VectorRef a_theta) {
+  int k;
+  double lambda;
+  TimeSlot(t, &k, &lambda);
+  a_theta.setZero();
+  // The splat into θ is a sum over tracers: one thread, so that it stays deterministic and free
+  // of races (the vjp serves tests and gradient checks, not the hot path).
+  if (dim_ == 2) {
+    if (kernel_ == MeshKernel::kMultilinear) {
+      Adjoint<2, 2>(0, tracers_, k, lambda, x.data(), theta.data(), a.data(), a_x.data(),
+                    a_theta.data());
+    } else {
+      Adjoint<2, 3>(0, tracers_, k, lambda, x.data(), theta.data(), a.data(), a_x.data(),
+                    a_theta.data());
+    }
+  } else if (kernel_ == MeshKernel::kMultilinear) {
+    Adjoint<3, 2>(0, tracers_, k, lambda, x.data(), theta.data(), a.data(), a_x.data(),
+                  a_theta.data());
+  } else {
+    Adjoint<3, 3>(0, tracers_, k, lambda, x.data(), theta.data(), a.data(), a_x.data(),
+                  a_theta.data());
+  }
+}
+
+TracedMap TraceMap(const Grid& image, const Grid& mesh, const std::vector<Eigen::VectorXd>& fields,
+                   MeshKernel kernel, int steps, Method method, int threads) {
+  const int intervals = static_cast<int>(fields.size()) - 1;
+  if (intervals < 1 || steps < intervals || steps % intervals != 0) {
+    throw InputError("TraceMap: steps must be a positive multiple of the field intervals");
+  }
+  const Eigen::Index block = mesh.dim * mesh.voxels();
+  Eigen::VectorXd theta(block * static_cast<Eigen::Index>(fields.size()));
+  for (std::size_t j = 0; j < fields.size(); ++j) {
+    if (fields[j].size() != block) throw InputError("TraceMap: a velocity field of the wrong size");
+    theta.segment(static_cast<Eigen::Index>(j) * block, block) = fields[j];
+  }
+  const int dim = image.dim;
+  const Eigen::Index n = image.voxels();
+  double ratio[3] = {1.0, 1.0, 1.0};
+  for (int a = 0; a < dim; ++a) ratio[a] = mesh.spacing_mm[a] / image.spacing_mm[a];
+  // Image voxel centre x ↦ mesh coordinates (x + ½) / ratio − ½ (same extent, cell-centred).
+  Eigen::VectorXd x0 = Eigen::VectorXd::Zero((dim + 1) * n);
+  const Eigen::VectorXd identity = IdentityPositions(image);
+  for (int a = 0; a < dim; ++a) {
+    x0.segment(a * n, n) = ((identity.segment(a * n, n).array() + 0.5) / ratio[a] - 0.5).matrix();
+  }
+  TracedMapFlow flow(mesh, static_cast<int>(fields.size()), n, kernel, threads);
+  SolverOptions solver;
+  solver.method = method;
+  solver.steps = steps;
+  solver.check_finite = true;
+  Solution solution = Integrate(flow, x0, theta, {1.0}, solver);
+  const Eigen::VectorXd& end = solution.states.back();
+  TracedMap map;
+  map.positions.resize(dim * n);
+  for (int a = 0; a < dim; ++a) {
+    map.positions.segment(a * n, n) = ((end.segment(a * n, n).array() + 0.5) * ratio[a] - 0.5).matrix();
+  }
+  map.jacobian = end.segment(dim * n, n).array().exp().matrix();
+  map.steps = steps;
+  return map;
+}
+
+}  // namespace diffeoflow::registration
