@@ -10,6 +10,8 @@
 #include "apps/registration_flags.h"
 #include "plot/figure.h"
 #include "registration/image_io.h"
+#include "registration/outputs/register_outputs.h"
+#include "registration/outputs/summary_figure.h"
 #include "registration/register.h"
 #include "solvers/atomic_file.h"
 #include "solvers/interrupt.h"
