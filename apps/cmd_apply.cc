@@ -4,6 +4,7 @@
 
 #include "apps/command.h"
 #include "registration/image_io.h"
+#include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 #include "solvers/errors.h"
 

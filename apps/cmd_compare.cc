@@ -1,15 +1,26 @@
 // `diffeoflow compare`: gradient descent on v_t (LDDMM, Beg 2005) against geodesic shooting on m0
-// (Vialard 2012) with the same metric, similarity and time steps (CLI.md).
+// (Vialard 2012) with the same metric, similarity and time steps (CLI.md). Both methods always
+// run: one that fails numerically is reported in comparison.json and comparison.md, the other's
+// results are written all the same, and the exit status is 3 (docs/registration.md).
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <sstream>
+#include <string>
+#include <system_error>
+#include <tuple>
+#include <vector>
 
 #include "apps/command.h"
 #include "apps/registration_flags.h"
 #include "plot/figure.h"
 #include "registration/image_io.h"
+#include "registration/outputs/register_outputs.h"
+#include "registration/outputs/summary_figure.h"
 #include "registration/register.h"
 #include "solvers/atomic_file.h"
 #include "solvers/interrupt.h"
@@ -17,52 +28,84 @@
 namespace diffeoflow::app {
 namespace {
 
+using registration::RegistrationMethod;
 using registration::RegistrationResult;
 
-std::string ComparisonTable(const RegistrationResult& gd, const RegistrationResult& shoot) {
+// One method of the comparison: its result, or the message of the numerical failure that stopped
+// it (the other method runs all the same).
+struct MethodOutcome {
+  RegistrationMethod method = RegistrationMethod::kLddmm;
+  std::optional<RegistrationResult> result;
+  std::string error;
+  bool interrupted = false;
+  bool ok() const { return result.has_value(); }
+  std::string name() const { return registration::RegistrationMethodName(method); }
+};
+
+const char* Title(RegistrationMethod method) {
+  return method == RegistrationMethod::kLddmm ? "LDDMM (GD on v_t)" : "geodesic shooting";
+}
+
+std::string ComparisonTable(const MethodOutcome& gd, const MethodOutcome& shoot,
+                            const registration::RegistrationOptions& options, bool figure_drawn) {
   std::ostringstream s;
   char line[512];
   s << "# Gradient descent on v_t (LDDMM) against geodesic shooting\n\n";
-  s << "Same pair, metric L = (I - " << gd.options.metric.alpha_mm2 << " mm^2 Laplacian)^"
-    << gd.options.metric.gamma << ", ";
-  if (gd.options.similarity == registration::SimilarityMeasure::kLocalNcc) {
-    s << "local NCC (window radius " << gd.options.ncc_radius << " voxels) with weight "
+  s << "Same pair, metric L = (I - " << options.metric.alpha_mm2 << " mm^2 Laplacian)^"
+    << options.metric.gamma << ", ";
+  if (options.similarity == registration::SimilarityMeasure::kLocalNcc) {
+    s << "local NCC (window radius " << options.ncc_radius << " voxels) with weight "
       << "(1/25)/sigma^2 on 1/2 sum (cc_ff - cc)";
   } else {
     s << "SSD weight 1/sigma^2";
   }
-  s << " with sigma = " << gd.options.sigma << ", T = " << gd.options.time_steps
-    << " time steps, " << gd.level_starts.size() << " resolution levels.";
-  if (gd.options.similarity != registration::SimilarityMeasure::kSsd) {
+  s << " with sigma = " << options.sigma << ", T = " << options.time_steps << " time steps, ";
+  if (const MethodOutcome* done = gd.ok() ? &gd : shoot.ok() ? &shoot : nullptr) {
+    s << done->result->level_starts.size() << " resolution levels.";
+  } else {
+    s << "at most " << options.levels << " resolution levels.";
+  }
+  if (options.similarity != registration::SimilarityMeasure::kSsd) {
     s << " The SSD rows measure the sum of squared differences all the same.";
   }
   s << "\n\n";
   s << "| | LDDMM (GD on v_t) | geodesic shooting |\n|---|---:|---:|\n";
-  auto row = [&](const char* name, const char* fmt, double a, double b) {
-    char fa[64], fb[64];
-    std::snprintf(fa, sizeof(fa), fmt, a);
-    std::snprintf(fb, sizeof(fb), fmt, b);
+  // A failed method's column says so in every row; its error follows the table.
+  auto row = [&](const char* name, const char* fmt,
+                 const std::function<double(const RegistrationResult&)>& value) {
+    char fa[64] = "failed", fb[64] = "failed";
+    if (gd.ok()) std::snprintf(fa, sizeof(fa), fmt, value(*gd.result));
+    if (shoot.ok()) std::snprintf(fb, sizeof(fb), fmt, value(*shoot.result));
     std::snprintf(line, sizeof(line), "| %s | %s | %s |\n", name, fa, fb);
     s << line;
   };
-  row("initial SSD", "%.5g", gd.ssd_initial, shoot.ssd_initial);
-  row("final SSD", "%.5g", gd.ssd_final, shoot.ssd_final);
-  row("SSD reduction [%]", "%.2f", 100 * gd.ssd_reduction(), 100 * shoot.ssd_reduction());
-  row("kinetic energy 1/2 int |v_t|_V^2 dt", "%.5g", gd.kinetic_energy, shoot.kinetic_energy);
-  row("spread of |v_t|_V [%]", "%.3f", 100 * gd.velocity_norm_spread(),
-      100 * shoot.velocity_norm_spread());
-  row("free parameters", "%.0f", static_cast<double>(gd.parameters),
-      static_cast<double>(shoot.parameters));
-  row("iterations (all levels)", "%.0f", gd.iterations, shoot.iterations);
-  row("wall time [s]", "%.2f", gd.wall_seconds, shoot.wall_seconds);
-  row("min det Dphi", "%.4f", gd.min_jacobian, shoot.min_jacobian);
-  row("max det Dphi", "%.4f", gd.max_jacobian, shoot.max_jacobian);
+  using R = const RegistrationResult&;
+  row("initial SSD", "%.5g", [](R r) { return r.ssd_initial; });
+  row("final SSD", "%.5g", [](R r) { return r.ssd_final; });
+  row("SSD reduction [%]", "%.2f", [](R r) { return 100 * r.ssd_reduction(); });
+  row("kinetic energy 1/2 int |v_t|_V^2 dt", "%.5g", [](R r) { return r.kinetic_energy; });
+  row("spread of |v_t|_V [%]", "%.3f", [](R r) { return 100 * r.velocity_norm_spread(); });
+  row("free parameters", "%.0f", [](R r) { return static_cast<double>(r.parameters); });
+  row("iterations (all levels)", "%.0f", [](R r) { return static_cast<double>(r.iterations); });
+  row("wall time [s]", "%.2f", [](R r) { return r.wall_seconds; });
+  row("min det Dphi", "%.4f", [](R r) { return r.min_jacobian; });
+  row("max det Dphi", "%.4f", [](R r) { return r.max_jacobian; });
+  for (const MethodOutcome* o : {&gd, &shoot}) {
+    if (!o->ok()) {
+      s << "\n**" << Title(o->method) << " failed** (numerical failure; no " << o->name()
+        << "/ results): " << o->error << "\n";
+    }
+  }
+  if (!figure_drawn) s << "\ncomparison.png is not drawn: neither method gave a result.\n";
   return s.str();
 }
 
-void ComparisonFigure(const std::string& path, const RegistrationResult& gd,
-                      const RegistrationResult& shoot, const registration::Image& moving,
+// Draws both methods; the panels of a method that failed say so instead (needs one result).
+void ComparisonFigure(const std::string& path, const MethodOutcome& gd_outcome,
+                      const MethodOutcome& shoot_outcome, const registration::Image& moving,
                       const registration::Image& fixed) {
+  const RegistrationResult* gd = gd_outcome.ok() ? &*gd_outcome.result : nullptr;
+  const RegistrationResult* shoot = shoot_outcome.ok() ? &*shoot_outcome.result : nullptr;
   const registration::Grid& g = fixed.grid;
   plot::Figure fig(2, 4, 360, 330);
   fig.SetTitle("Gradient descent on v_t (LDDMM) vs geodesic shooting" +
@@ -80,19 +123,38 @@ void ComparisonFigure(const std::string& path, const RegistrationResult& gd,
     io.colorbar_label = "intensity";
     ax.Image(registration::MidSlice(g, values.data()), extent, io);
   };
+  // The panel of a method without a result: its title and "failed" in the middle.
+  auto failed = [&](plot::Axes& ax, const std::string& title) {
+    ax.SetTitle(title + ": failed").SetXLabel("x [mm]").SetYLabel("y [mm]").SetEqualAspect();
+    ax.SetLimits(extent.xmin, extent.xmax, extent.ymin, extent.ymax);
+    ax.Text(0.5 * (extent.xmin + extent.xmax), 0.5 * (extent.ymin + extent.ymax),
+            "failed: see comparison.md", {.size = 13, .anchor = plot::Anchor::kCenter});
+  };
   image(fig.At(0, 0), moving.data, "moving");
   image(fig.At(0, 1), fixed.data, "fixed");
   char title[128];
-  std::snprintf(title, sizeof(title), "LDDMM warped (SSD -%.1f%%)", 100 * gd.ssd_reduction());
-  image(fig.At(0, 2), gd.warped.data, title);
-  std::snprintf(title, sizeof(title), "shooting warped (SSD -%.1f%%)",
-                100 * shoot.ssd_reduction());
-  image(fig.At(0, 3), shoot.warped.data, title);
+  if (gd) {
+    std::snprintf(title, sizeof(title), "LDDMM warped (SSD -%.1f%%)", 100 * gd->ssd_reduction());
+    image(fig.At(0, 2), gd->warped.data, title);
+  } else {
+    failed(fig.At(0, 2), "LDDMM warped");
+  }
+  if (shoot) {
+    std::snprintf(title, sizeof(title), "shooting warped (SSD -%.1f%%)",
+                  100 * shoot->ssd_reduction());
+    image(fig.At(0, 3), shoot->warped.data, title);
+  } else {
+    failed(fig.At(0, 3), "shooting warped");
+  }
 
-  auto grid = [&](plot::Axes& ax, const RegistrationResult& r, const std::string& name,
+  auto grid = [&](plot::Axes& ax, const RegistrationResult* r, const std::string& name,
                   int color) {
+    if (r == nullptr) {
+      failed(ax, name + " grid");
+      return;
+    }
     std::snprintf(title, sizeof(title), "%s grid, det Dphi >= %.3f", name.c_str(),
-                  r.min_jacobian);
+                  r->min_jacobian);
     ax.SetTitle(title).SetXLabel("x [mm]").SetYLabel("y [mm]");
     plot::ImageOptions io;
     io.colormap = plot::Colormap::kGray;
@@ -102,8 +164,8 @@ void ComparisonFigure(const std::string& path, const RegistrationResult& gd,
     io.vmax = vmax;
     ax.Image(registration::MidSlice(g, fixed.data.data()), extent, io);
     const Eigen::Index n = g.voxels();
-    const Eigen::MatrixXd px = registration::MidSlice(g, r.phi.data());
-    const Eigen::MatrixXd py = registration::MidSlice(g, r.phi.data() + n);
+    const Eigen::MatrixXd px = registration::MidSlice(g, r->phi.data());
+    const Eigen::MatrixXd py = registration::MidSlice(g, r->phi.data() + n);
     const double height = g.size[1] * g.spacing_mm[1];
     Eigen::MatrixXd X = (px.array() + 0.5) * g.spacing_mm[0];
     Eigen::MatrixXd Y = height - (py.array() + 0.5) * g.spacing_mm[1];
@@ -116,22 +178,22 @@ void ComparisonFigure(const std::string& path, const RegistrationResult& gd,
   grid(fig.At(1, 0), gd, "LDDMM", 0);
   grid(fig.At(1, 1), shoot, "shooting", 1);
 
+  // The line plots hold the methods that gave a result.
+  const std::string gd_label = "LDDMM (GD on v_t)", shoot_label = "geodesic shooting";
   {
     plot::Axes& ax = fig.At(1, 2);
     ax.SetTitle("speed |v_t|_V along the path").SetXLabel("t").SetYLabel("|v_t|_V");
-    plot::Style a;
-    a.label = "LDDMM (GD on v_t)";
-    a.color = plot::CategoricalColor(0);
-    a.marker = true;
-    ax.Line(gd.times, gd.velocity_norms, a);
-    plot::Style b;
-    b.label = "geodesic shooting";
-    b.color = plot::CategoricalColor(1);
-    b.marker = true;
-    ax.Line(shoot.times, shoot.velocity_norms, b);
     double hi = 0.0;
-    for (double v : gd.velocity_norms) hi = std::max(hi, v);
-    for (double v : shoot.velocity_norms) hi = std::max(hi, v);
+    for (const auto& [r, label, color] :
+         {std::tuple{gd, gd_label, 0}, std::tuple{shoot, shoot_label, 1}}) {
+      if (r == nullptr) continue;
+      plot::Style style;
+      style.label = label;
+      style.color = plot::CategoricalColor(color);
+      style.marker = true;
+      ax.Line(r->times, r->velocity_norms, style);
+      for (double v : r->velocity_norms) hi = std::max(hi, v);
+    }
     ax.SetYLimits(0.0, 1.15 * hi + 1e-12).SetXLimits(0.0, 1.0).SetGridLines();
     ax.Legend(plot::LegendPosition::kLowerRight);
   }
@@ -139,19 +201,58 @@ void ComparisonFigure(const std::string& path, const RegistrationResult& gd,
     plot::Axes& ax = fig.At(1, 3);
     ax.SetTitle("energy E against iteration").SetXLabel("iteration (all levels)")
         .SetYLabel("E").SetLogY().SetGridLines();
-    auto series = [&](const RegistrationResult& r, const std::string& label, int color) {
-      std::vector<double> xs(r.loss_history.size());
+    for (const auto& [r, label, color] :
+         {std::tuple{gd, gd_label, 0}, std::tuple{shoot, shoot_label, 1}}) {
+      if (r == nullptr) continue;
+      std::vector<double> xs(r->loss_history.size());
       for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = static_cast<double>(i);
-      plot::Style s;
-      s.label = label;
-      s.color = plot::CategoricalColor(color);
-      ax.Line(xs, r.loss_history, s);
-    };
-    series(gd, "LDDMM (GD on v_t)", 0);
-    series(shoot, "geodesic shooting", 1);
+      plot::Style style;
+      style.label = label;
+      style.color = plot::CategoricalColor(color);
+      ax.Line(xs, r->loss_history, style);
+    }
     ax.Legend(plot::LegendPosition::kUpperRight);
   }
   fig.SavePng(path);
+}
+
+// comparison.json's entry of one method: metrics.json's keys and "status": "ok", or
+// {"method", "status": "failed", "error"}.
+nlohmann::json ComparisonEntry(const MethodOutcome& outcome) {
+  if (!outcome.ok()) {
+    return {{"method", outcome.name()}, {"status", "failed"}, {"error", outcome.error}};
+  }
+  nlohmann::json entry = registration::MetricsJson(*outcome.result);
+  entry["status"] = "ok";
+  return entry;
+}
+
+// Runs one method. A numerical failure (NaN/Inf, a folded map) becomes the outcome's error;
+// anything else (bad input: exit 2) propagates. An interrupted run keeps its checkpoint.
+MethodOutcome RunMethod(RegistrationMethod method, registration::RegistrationOptions options,
+                        const std::string& checkpoint, const registration::Image& moving,
+                        const registration::Image& fixed, const CommonFlags& common) {
+  MethodOutcome outcome;
+  outcome.method = method;
+  options.method = method;
+  options.checkpoint = checkpoint;
+  if (!common.quiet) std::cerr << Title(method) << "\n";
+  try {
+    // Tests only (docs/registration.md): DIFFEOFLOW_TEST_FAIL_METHOD=lddmm|shooting fails that
+    // method here as a numerical failure would.
+    const char* fail = std::getenv("DIFFEOFLOW_TEST_FAIL_METHOD");
+    if (fail && outcome.name() == fail) {
+      throw NumericalError("failure requested by DIFFEOFLOW_TEST_FAIL_METHOD (a test hook)");
+    }
+    RegistrationResult result = registration::Register(moving, fixed, options);
+    EndProgressLine(common);
+    outcome.interrupted = result.interrupted;
+    if (!result.interrupted) outcome.result = std::move(result);
+  } catch (const NumericalError& e) {
+    EndProgressLine(common);
+    outcome.error = e.what();
+  }
+  return outcome;
 }
 
 CommandRegistration registration{
@@ -160,45 +261,58 @@ CommandRegistration registration{
       auto flags = std::make_shared<RegistrationFlags>();
       flags->Add(sub, false);
       return [flags, &common]() {
-        registration::RegistrationOptions options = flags->Resolve(common);
+        const registration::RegistrationOptions options = flags->Resolve(common);
         const auto [fixed, moving, fixed_format] = flags->ReadInputsAndPrepareOutput();
         const std::filesystem::path out(flags->out);
         // One checkpoint per method: a resumed comparison skips what is already done.
         const std::string lddmm_checkpoint = (out / "checkpoint-lddmm.h5").string();
         const std::string shooting_checkpoint = (out / "checkpoint-shooting.h5").string();
         InstallInterruptHandler();
-        options.method = registration::RegistrationMethod::kLddmm;
-        options.checkpoint = lddmm_checkpoint;
-        if (!common.quiet) std::cerr << "LDDMM (gradient descent on v_t)\n";
-        const RegistrationResult gd = registration::Register(moving, fixed, options);
-        EndProgressLine(common);
+        // Both methods always run: one that fails numerically is reported, the other kept.
+        const MethodOutcome gd = RunMethod(RegistrationMethod::kLddmm, options, lddmm_checkpoint,
+                                           moving, fixed, common);
         if (gd.interrupted) return ReportInterrupted(lddmm_checkpoint);
-        options.method = registration::RegistrationMethod::kShooting;
-        options.checkpoint = shooting_checkpoint;
-        if (!common.quiet) std::cerr << "geodesic shooting\n";
-        const RegistrationResult shoot = registration::Register(moving, fixed, options);
-        EndProgressLine(common);
+        const MethodOutcome shoot = RunMethod(RegistrationMethod::kShooting, options,
+                                              shooting_checkpoint, moving, fixed, common);
         if (shoot.interrupted) return ReportInterrupted(shooting_checkpoint);
 
-        registration::WriteRegistrationOutputs((out / "lddmm").string(), gd, moving, fixed,
-                                               fixed_format);
-        registration::WriteRegistrationOutputs((out / "shooting").string(), shoot, moving, fixed,
-                                               fixed_format);
+        std::string written;
+        for (const MethodOutcome* o : {&gd, &shoot}) {
+          if (!o->ok()) continue;
+          registration::WriteRegistrationOutputs((out / o->name()).string(), *o->result, moving,
+                                                 fixed, fixed_format);
+          written += ", " + o->name() + "/";
+        }
         nlohmann::json comparison;
-        comparison["lddmm"] = registration::MetricsJson(gd);
-        comparison["shooting"] = registration::MetricsJson(shoot);
+        comparison["lddmm"] = ComparisonEntry(gd);
+        comparison["shooting"] = ComparisonEntry(shoot);
         WriteFileAtomically((out / "comparison.json").string(), comparison.dump(2) + "\n");
-        const std::string table = ComparisonTable(gd, shoot);
+        const bool figure = gd.ok() || shoot.ok();
+        const std::string table = ComparisonTable(gd, shoot, options, figure);
         WriteFileAtomically((out / "comparison.md").string(), table);
-        ComparisonFigure((out / "comparison.png").string(), gd, shoot, moving, fixed);
+        if (figure) {
+          ComparisonFigure((out / "comparison.png").string(), gd, shoot, moving, fixed);
+        } else {
+          std::error_code ignored;  // a figure left by an earlier run would contradict the table
+          std::filesystem::remove(out / "comparison.png", ignored);
+        }
         RemoveCheckpoint(lddmm_checkpoint);
         RemoveCheckpoint(shooting_checkpoint);
         if (!common.quiet) {
-          std::cout << table << "\n" << gd.BriefReport() << "\n" << shoot.BriefReport() << "\n"
-                    << "wrote " << flags->out << "/ (comparison.png, comparison.md, "
-                    << "comparison.json, lddmm/, shooting/)\n";
+          std::cout << table << "\n";
+          for (const MethodOutcome* o : {&gd, &shoot}) {
+            if (o->ok()) std::cout << o->result->BriefReport() << "\n";
+          }
+          std::cout << "wrote " << flags->out << "/ (" << (figure ? "comparison.png, " : "")
+                    << "comparison.md, comparison.json" << written << ")\n";
         }
-        return 0;
+        int status = 0;
+        for (const MethodOutcome* o : {&gd, &shoot}) {
+          if (o->ok()) continue;
+          std::cerr << "diffeoflow: numerical failure: " << o->name() << ": " << o->error << "\n";
+          status = 3;
+        }
+        return status;
       };
     }};
 

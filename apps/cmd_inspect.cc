@@ -37,6 +37,7 @@
 #include "plot/figure.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
+#include "registration/outputs/summary_figure.h"
 #include "registration/register.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"

@@ -6,6 +6,7 @@
 #include "apps/command.h"
 #include "apps/registration_flags.h"
 #include "registration/image_io.h"
+#include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 #include "solvers/interrupt.h"
 

@@ -38,6 +38,7 @@
 
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
+#include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 
 namespace {

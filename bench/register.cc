@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "registration/register.h"
+#include "registration/outputs/register_outputs.h"
 #include "registration/shapes.h"
 
 int main(int argc, char** argv) {

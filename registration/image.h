@@ -89,6 +89,13 @@ struct Image {
   ElementType source_type = ElementType::kFloat64;
 };
 
+// A grid's size for messages and fingerprints: "64x48" in 2-D, "64x48x32" in 3-D.
+inline std::string SizeText(const Grid& g) {
+  std::string s = std::to_string(g.size[0]);
+  for (int a = 1; a < g.dim; ++a) s.append("x").append(std::to_string(g.size[a]));
+  return s;
+}
+
 struct VectorField {
   Grid grid;
   Eigen::VectorXd data;  // grid.dim × grid.voxels(), component-major

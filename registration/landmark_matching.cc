@@ -14,7 +14,6 @@
 
 #include <Eigen/Cholesky>
 
-#include "plot/figure.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
@@ -699,74 +698,6 @@ void WriteLandmarkTrajectory(const std::string& path, const LandmarkMatchingResu
     writer.SetAttribute("options", "optimizer", OptimizerName(result.options.optimizer));
   }
   writer.Commit();
-}
-
-void WriteLandmarkSummaryFigure(const std::string& path, const LandmarkMatchingResult& result) {
-  if (result.dim != 2) throw InputError(path + ": summary.png is drawn for 2-D landmarks only");
-  const Eigen::Index n = result.source.rows();
-  // Deformed grid over the shapes' bounding box, with a margin.
-  Eigen::RowVector2d lo = result.source.colwise().minCoeff().cwiseMin(result.target.colwise().minCoeff());
-  Eigen::RowVector2d hi = result.source.colwise().maxCoeff().cwiseMax(result.target.colwise().maxCoeff());
-  const Eigen::RowVector2d margin = 0.25 * (hi - lo).cwiseMax(1e-3);
-  lo -= margin;
-  hi += margin;
-  const int cells = 24;
-  Matrix nodes((cells + 1) * (cells + 1), 2);
-  for (int r = 0; r <= cells; ++r) {
-    for (int c = 0; c <= cells; ++c) {
-      nodes.row(r * (cells + 1) + c) << lo.x() + (hi.x() - lo.x()) * c / cells,
-          lo.y() + (hi.y() - lo.y()) * r / cells;
-    }
-  }
-  const Matrix moved = CarryAlongMatch(result, nodes).back();
-  Matrix X(cells + 1, cells + 1), Y(cells + 1, cells + 1);
-  for (int r = 0; r <= cells; ++r) {
-    for (int c = 0; c <= cells; ++c) {
-      X(r, c) = moved(r * (cells + 1) + c, 0);
-      Y(r, c) = moved(r * (cells + 1) + c, 1);
-    }
-  }
-  std::vector<Eigen::MatrixXd> paths(static_cast<std::size_t>(n), Matrix(result.times.size(), 2));
-  for (std::size_t k = 0; k < result.times.size(); ++k) {
-    for (Eigen::Index i = 0; i < n; ++i) {
-      paths[i].row(k) << result.positions[k][2 * i], result.positions[k][2 * i + 1];
-    }
-  }
-  const Matrix matched = Unpack(result.positions.back(), 2);
-  const auto closed = [](const Eigen::VectorXd& v) {
-    Eigen::VectorXd out(v.size() + 1);
-    out << v, v[0];
-    return out;
-  };
-
-  plot::Figure fig(1, 3, 420, 400);
-  fig.SetTitle("match-landmarks (" + LandmarkMethodName(result.method) + "): residual rms " +
-               Number(result.residual_rms) + ", kinetic energy " + Number(result.kinetic_energy));
-  plot::Axes& shapes = fig.At(0, 0);
-  shapes.SetTitle("shapes and landmark paths").SetXLabel("x").SetYLabel("y").SetEqualAspect();
-  shapes.Paths(paths, {.color = plot::Color{0.45, 0.45, 0.45, 1.0}, .width = 1.0});
-  shapes.Line(closed(result.source.col(0)), closed(result.source.col(1)),
-              {.color = plot::CategoricalColor(0), .width = 1.5, .marker = true, .label = "source"});
-  shapes.Line(closed(result.target.col(0)), closed(result.target.col(1)),
-              {.color = plot::CategoricalColor(1), .width = 1.5, .marker = true, .label = "target"});
-  shapes.Scatter(matched.col(0), matched.col(1),
-                 {.color = plot::CategoricalColor(2), .radius = 2.0, .label = "q(1)"});
-
-  plot::Axes& grid = fig.At(0, 1);
-  grid.SetTitle("deformed grid φ₁, target, q(1)").SetXLabel("x").SetYLabel("y").SetEqualAspect();
-  grid.Grid(X, Y, 1);
-  grid.Line(closed(result.target.col(0)), closed(result.target.col(1)),
-            {.color = plot::CategoricalColor(1), .width = 1.5});
-  grid.Scatter(matched.col(0), matched.col(1), {.color = plot::CategoricalColor(2), .radius = 2.0});
-
-  plot::Axes& speed = fig.At(0, 2);
-  speed.SetTitle("speed along the path").SetXLabel("t").SetYLabel("‖v_t‖_V").SetGridLines();
-  speed.Line(result.times, result.velocity_norm_per_time,
-             {.color = plot::CategoricalColor(3), .marker = true, .label = "‖v_t‖_V"});
-  double vmax = 0.0;
-  for (double v : result.velocity_norm_per_time) vmax = std::max(vmax, v);
-  speed.SetYLimits(0.0, 1.15 * std::max(vmax, 1e-12));
-  fig.SavePng(path);
 }
 
 Matrix ReadLandmarksCsv(const std::string& path) {

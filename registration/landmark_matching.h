@@ -131,8 +131,7 @@ nlohmann::json LandmarkMetricsJson(const LandmarkMatchingResult& result);
 // /positions and /momenta (T+1, N, d), /source and /target (N, d), /parameters, /options.
 void WriteLandmarkTrajectory(const std::string& path, const LandmarkMatchingResult& result);
 
-// summary.png (2-D only): both shapes, the landmark paths and the deformed grid.
-void WriteLandmarkSummaryFigure(const std::string& path, const LandmarkMatchingResult& result);
+// summary.png: WriteLandmarkSummaryFigure in registration/outputs/summary_figure.h.
 
 // CSV: one landmark a row, 2 or 3 comma-separated numbers, an optional header row (the first row,
 // when it holds no number), blank lines ignored. Throws InputError naming the file and line for a

@@ -3,19 +3,16 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <sstream>
 
-#include "plot/figure.h"
 #include "registration/image_ops.h"
+#include "registration/register_checkpoint.h"
 #include "registration/shooting.h"
 #include "registration/traced_map.h"
-#include "solvers/atomic_file.h"
 #include "solvers/errors.h"
-#include "solvers/hdf5.h"
 #include "solvers/interrupt.h"
 
 namespace diffeoflow::registration {
@@ -26,12 +23,6 @@ using Clock = std::chrono::steady_clock;
 
 double Seconds(Clock::time_point since) {
   return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
-std::string ShapeText(const Grid& g) {
-  std::string s = std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]);
-  if (g.dim == 3) s += "x" + std::to_string(g.size[2]);
-  return s;
 }
 
 double VoxelVolume(const Grid& g) {
@@ -68,132 +59,353 @@ class BandLimitedObjective : public Objective {
   Vector projected_;
 };
 
-// One pyramid level's problem, either method.
+
+// The images of every pyramid level, coarsest first; at each level the moving image lies on the
+// fixed image's grid (the map samples it in its own voxel coordinates).
+struct Pyramid {
+  std::vector<Image> moving, fixed;
+  int levels() const { return static_cast<int>(fixed.size()); }
+};
+
+// Up to `levels` levels of a Gaussian pyramid (image_ops.h Downsample, which halves the grid);
+// a level is added only while every axis keeps at least 16 voxels.
+Pyramid BuildPyramid(const Image& moving, const Image& fixed, int levels) {
+  Pyramid pyramid{{moving}, {fixed}};  // finest first while building
+  for (int l = 1; l < levels; ++l) {
+    const Grid next = HalvedGrid(pyramid.fixed.back().grid);
+    bool too_small = false;
+    for (int a = 0; a < next.dim; ++a) too_small = too_small || next.size[a] < 16;
+    if (too_small) break;
+    pyramid.fixed.push_back(Downsample(pyramid.fixed.back()));
+    pyramid.moving.push_back(Downsample(pyramid.moving.back()));
+    pyramid.moving.back().grid = pyramid.fixed.back().grid;
+  }
+  std::reverse(pyramid.moving.begin(), pyramid.moving.end());
+  std::reverse(pyramid.fixed.begin(), pyramid.fixed.end());
+  return pyramid;
+}
+
+FlowProblemOptions FlowOptionsOf(const RegistrationOptions& options) {
+  FlowProblemOptions flow;
+  flow.sigma = options.sigma;
+  flow.similarity = options.similarity;
+  flow.ncc_radius = options.ncc_radius;
+  flow.time_steps = options.time_steps;
+  flow.solver = options.solver;
+  // --threads reaches the particle loops of shooting on every mesh; FFTW is capped per level.
+  flow.threads = options.metric.threads;
+  return flow;
+}
+
+// Fields (dim components each) in one vector of free variables: the T + 1 velocity grids of
+// LDDMM, or the one initial velocity of shooting.
+int FieldsPerVector(const RegistrationOptions& options, int dim) {
+  return options.method == RegistrationMethod::kLddmm ? (options.time_steps + 1) * dim : dim;
+}
+
+// One pyramid level's problem, either method: the flow mesh, the metric on it and the objective
+// E(w) of the whitened variable w, optionally restricted to the band-limited subspace.
 struct LevelProblem {
+  Grid mesh;
+  MetricOptions metric_options;  // options.metric, FFTW threads capped on small meshes
+  MetricPowers metric;           // K, K^{1/2}, K^{−1/2} on the mesh
   std::unique_ptr<VelocityFieldObjective> lddmm;
   std::unique_ptr<ShootingObjective> shooting;
+  std::unique_ptr<MetricOperator> band_metric;
+  std::unique_ptr<BandLimitedObjective> band;
+
   Objective& objective() {
     return lddmm ? static_cast<Objective&>(*lddmm) : static_cast<Objective&>(*shooting);
   }
+  // What the optimiser sees: the band-limited objective once RestrictToBand ran.
+  Objective& optimised() { return band ? static_cast<Objective&>(*band) : objective(); }
   const FlowEvaluation& last() const { return lddmm ? lddmm->last() : shooting->last(); }
+  const MeshToImageMap& map() const { return lddmm ? lddmm->map() : shooting->map(); }
+
+  // Keeps only the Fourier modes |k_d| ≤ B of the whitened variable (see band_limit in
+  // register.h) from now on, and projects w onto them.
+  void RestrictToBand(int band_limit, Vector& w) {
+    band_metric = std::make_unique<MetricOperator>(mesh, metric_options);
+    band = std::make_unique<BandLimitedObjective>(objective(), *band_metric, band_limit, mesh.dim);
+    band->Project(w, &w);
+  }
 };
 
-// The checkpoint of a registration (see register.h): everything the level loop carries from one
-// level to the next, and the counters that end up in metrics.json.
-struct LevelCheckpoint {
-  int levels_done = 0;
-  Vector carried_velocity;  // v on the last completed level's mesh
-  Vector w;                 // the last completed level's final (projected) whitened iterate
-  int iterations = 0;
-  int evaluations = 0;
-  std::vector<double> loss_history;
-  std::vector<int> level_starts;
-  std::string termination;
-  bool time_up = false;
+// The problem of one level on the mesh MeshFor(fixed.grid).
+std::unique_ptr<LevelProblem> MakeLevelProblem(const Image& moving, const Image& fixed,
+                                               const RegistrationOptions& options,
+                                               const FlowProblemOptions& flow) {
+  auto problem = std::make_unique<LevelProblem>();
+  problem->mesh = MeshFor(fixed.grid, options);
+  problem->metric_options = options.metric;
+  // FFTW threads only pay on large meshes; on small ones they cost more than they save.
+  if (problem->mesh.voxels() < (1 << 16)) problem->metric_options.threads = 1;
+  problem->metric = MakeMetricPowers(problem->mesh, problem->metric_options);
+  if (options.method == RegistrationMethod::kLddmm) {
+    problem->lddmm =
+        std::make_unique<VelocityFieldObjective>(moving, fixed, problem->mesh, problem->metric, flow);
+  } else {
+    problem->shooting =
+        std::make_unique<ShootingObjective>(moving, fixed, problem->mesh, problem->metric, flow);
+  }
+  return problem;
+}
+
+// The starting point of a level in the whitened variable: zero on the first level; above it the
+// velocity v carried from the coarser level (on `carried_grid`), interpolated linearly in mm onto
+// this level's mesh when the mesh changed, and whitened again, w = K^{−1/2} v.
+Vector CarriedInitialValue(const Vector& carried_velocity, const Grid& carried_grid,
+                           const LevelProblem& problem, int fields_per_vector,
+                           const std::string& checkpoint) {
+  const Grid& mesh = problem.mesh;
+  const Eigen::Index block = mesh.dim * mesh.voxels();
+  const int time_points = fields_per_vector / mesh.dim;
+  Vector w;
+  w.setZero(time_points * block);
+  if (carried_velocity.size() == 0) return w;
+  if (carried_grid.SameShape(mesh)) {
+    w = carried_velocity;
+  } else {
+    const Eigen::Index coarse_block = mesh.dim * carried_grid.voxels();
+    if (carried_velocity.size() != time_points * coarse_block) {
+      throw InputError(checkpoint + ": carried velocity has " +
+                       std::to_string(carried_velocity.size()) + " values, expected " +
+                       std::to_string(time_points * coarse_block));
+    }
+    for (int k = 0; k < time_points; ++k) {
+      VectorField coarse{carried_grid, carried_velocity.segment(k * coarse_block, coarse_block)};
+      w.segment(k * block, block) = UpsampleField(coarse, mesh).data;
+    }
+  }
+  problem.metric.inverse_half(w.data(), fields_per_vector);
+  return w;
+}
+
+// "level 2/3 (intermediate)", for messages.
+std::string LevelName(int level, int levels) {
+  const char* kinds[] = {"coarsest", "intermediate", "finest"};
+  return "level " + std::to_string(level + 1) + "/" + std::to_string(levels) + " (" +
+         kinds[level == levels - 1 ? 2 : level == 0 ? 0 : 1] + ")";
+}
+
+struct LevelRun {
+  bool interrupted = false;
+  int iterations = 0;  // of this level
 };
 
-constexpr const char* kCheckpointFormat = "diffeoflow-registration-checkpoint";
-
-// FNV-1a over the bytes of the image values: resuming with other images is an error.
-std::uint64_t HashValues(const Eigen::VectorXd& values, std::uint64_t hash) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
-  const std::size_t count = static_cast<std::size_t>(values.size()) * sizeof(double);
-  for (std::size_t i = 0; i < count; ++i) {
-    hash ^= bytes[i];
-    hash *= 1099511628211ull;
+// Minimises the level's objective from `w` (in place) and records the level in `state`: where it
+// starts in the loss history, E after each iteration, the counters, the termination, and whether
+// the total time limit ran out. When the time is up or no iterations are requested, E is only
+// evaluated at w. A SIGINT/SIGTERM (solvers/interrupt.h) returns `interrupted` with `state` left
+// as it was. Throws NumericalError naming the level when E or w is not finite.
+LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level, int levels,
+                    const RegistrationOptions& options, Clock::time_point start,
+                    RegistrationCheckpoint& state) {
+  const int dim = mesh.dim;
+  OptimizerOptions opt;
+  opt.optimizer = options.optimizer;
+  opt.max_iterations = options.iterations;
+  // Coarse levels only prepare the next one: their stopping rule is looser.
+  opt.function_tolerance =
+      options.relative_decrease * std::pow(options.coarse_tolerance_factor, levels - 1 - level);
+  opt.gradient_tolerance = 1e-12;
+  opt.parameter_tolerance = 1e-12;
+  opt.learning_rate = options.gd_learning_rate / VoxelVolume(mesh);
+  opt.lbfgs_rank = options.method == RegistrationMethod::kLddmm && dim == 3 ? 5 : 10;
+  if (options.max_seconds > 0) {
+    opt.max_seconds = std::max(options.max_seconds - Seconds(start), 1e-3);
   }
-  return hash;
+  opt.callback = [&](const IterationReport& report) {
+    if (options.progress) {
+      options.progress({level, levels, report.iteration, report.cost, Seconds(start)});
+    }
+    return true;
+  };
+  const std::string where = LevelName(level, levels);
+  const std::string advice =
+      " (try a larger --sigma or --alpha, more --steps, or normalised intensities)";
+  const bool optimise = !state.time_up && options.iterations > 0;
+  OptimizerSummary summary;
+  double energy = 0.0;
+  try {
+    if (InterruptRequested()) {
+      summary.termination = "interrupted";
+    } else if (optimise) {
+      summary = Minimize(objective, w, opt);
+    } else {
+      energy = objective.Evaluate(w, nullptr);
+    }
+  } catch (const NumericalError& e) {
+    throw NumericalError("registration at " + where + ": " + e.what() + advice);
+  }
+  if (summary.termination == "interrupted") return {true, summary.iterations};
+
+  state.level_starts.push_back(static_cast<int>(state.loss_history.size()));
+  if (optimise) {
+    state.iterations += summary.iterations;
+    state.evaluations += summary.evaluations;
+    state.termination = summary.termination;
+    for (double c : summary.cost_history) state.loss_history.push_back(c);
+  } else {
+    state.loss_history.push_back(energy);
+  }
+  if (w.allFinite() && !std::isfinite(state.loss_history.back())) {
+    // Ceres reports no cost when it stops before its first iteration (e.g. a zero gradient at
+    // the start, or an initial point it cannot evaluate): evaluate E where the level ended.
+    try {
+      state.loss_history.back() = objective.Evaluate(w, nullptr);
+    } catch (const NumericalError& e) {
+      throw NumericalError("registration at " + where + ": " + e.what() + advice);
+    }
+  }
+  if (!w.allFinite() || !std::isfinite(state.loss_history.back())) {
+    throw NumericalError("registration at " + where + ": the energy or the velocity became " +
+                         "NaN or Inf" + advice);
+  }
+  if (options.max_seconds > 0 && Seconds(start) >= options.max_seconds) {
+    state.time_up = true;
+    state.termination = "time limit";
+  }
+  return {false, summary.iterations};
 }
 
-// The images and every option that changes the result (not threads, progress or the time limit).
-std::string Fingerprint(const Image& moving, const Image& fixed, const RegistrationOptions& o) {
-  nlohmann::json j;
-  std::uint64_t hash = 14695981039346656037ull;
-  hash = HashValues(moving.data, hash);
-  hash = HashValues(fixed.data, hash);
-  j["images"] = {{"moving", ShapeText(moving.grid)}, {"fixed", ShapeText(fixed.grid)},
-                 {"hash", std::to_string(hash)}};
-  j["method"] = RegistrationMethodName(o.method);
-  j["metric"] = {{"kernel", static_cast<int>(o.metric.kernel)},
-                 {"alpha_mm2", o.metric.alpha_mm2},
-                 {"gamma", o.metric.gamma},
-                 {"gaussian_sigma_mm", o.metric.gaussian_sigma_mm},
-                 {"boundary", static_cast<int>(o.metric.boundary)},
-                 {"padding_voxels", o.metric.padding_voxels}};
-  j["sigma"] = o.sigma;
-  j["similarity"] = SimilarityName(o.similarity);
-  if (o.similarity == SimilarityMeasure::kLocalNcc) j["ncc_radius"] = o.ncc_radius;
-  j["steps"] = o.time_steps;
-  j["solver"] = MethodName(o.solver);
-  j["levels"] = o.levels;
-  j["iterations"] = o.iterations;
-  j["tolerance"] = o.relative_decrease;
-  j["coarse_tolerance_factor"] = o.coarse_tolerance_factor;
-  j["optimizer"] = OptimizerName(o.optimizer);
-  j["learning_rate"] = o.gd_learning_rate;
-  j["band_limit"] = o.band_limit;
-  j["mesh_fraction"] = o.mesh_spacing_fraction;
-  j["normalize"] = o.normalize_intensity;
-  return j.dump();
+// Fills the result from the finest level's final iterate w: the path on the mesh (positions φ_t,
+// velocities, momenta for shooting, ‖v_t‖_V), E and its kinetic part, the free-variable count, the
+// normalised moving image along the path and φ on the fixed grid with the SSDs, and from the
+// images as given the warped moving image, u (mm) and det Dφ.
+void AssembleResult(LevelProblem& problem, const Vector& w, const Image& moving,
+                    const Image& fixed, const Image& moving_input, const Image& fixed_input,
+                    const RegistrationOptions& options, RegistrationResult& result) {
+  const Grid& grid = fixed.grid;
+  const Grid& mesh = problem.mesh;
+  const int dim = grid.dim;
+  const Eigen::Index n = grid.voxels();
+  const Eigen::Index mesh_block = dim * mesh.voxels();
+  const double mesh_dx = VoxelVolume(mesh);
+  std::vector<Vector> states;
+  const MeshToImageMap& map = problem.map();
+  result.mesh = mesh;
+  if (problem.lddmm) {
+    VelocityFieldObjective& objective = *problem.lddmm;
+    result.times = objective.OutputTimes();
+    states = objective.Path(w);
+    const Vector v = objective.Velocities(w);
+    for (int k = 0; k <= options.time_steps; ++k) {
+      result.velocities.push_back(v.segment(k * mesh_block, mesh_block));
+    }
+    result.velocity_norms = objective.VelocityNorms(w);
+    result.positions = states;
+  } else {
+    ShootingObjective& objective = *problem.shooting;
+    result.times = objective.OutputTimes();
+    states = objective.Path(w);
+    for (const Vector& state : states) {
+      Vector momentum, velocity;
+      objective.dynamics().Fields(state, &momentum, &velocity);
+      result.velocity_norms.push_back(std::sqrt(std::max(0.0, momentum.dot(velocity)) * mesh_dx));
+      result.momenta.push_back(std::move(momentum));
+      result.velocities.push_back(std::move(velocity));
+      result.positions.push_back(state.head(mesh_block));
+    }
+  }
+  try {
+    problem.objective().Evaluate(w, nullptr);
+  } catch (const NumericalError& e) {
+    throw NumericalError(std::string("registration: final evaluation: ") + e.what());
+  }
+  result.kinetic_energy = problem.last().kinetic;
+  result.energy = problem.last().energy;
+  result.parameters = static_cast<long>(w.size());
+  if (options.band_limit > 0) {
+    // Free variables of the band-limited space: (2B + 1)^dim Fourier modes per component and
+    // time point (fewer when the mesh is smaller than the band).
+    long modes = 1;
+    for (int a = 0; a < dim; ++a) modes *= std::min(2 * options.band_limit + 1, mesh.size[a]);
+    result.parameters = modes * FieldsPerVector(options, dim);
+  }
+
+  // The outputs come from the map traced at image resolution through the same velocities, with
+  // det Dφ carried along the flow (traced_map.h): the mesh map interpolated onto the image grid
+  // serves the optimiser but can fold between mesh nodes where the flow compresses strongly.
+  const int threads = options.metric.threads;
+  TracedMap traced;
+  if (problem.lddmm) {
+    const int substeps = problem.lddmm->Substeps(problem.lddmm->Velocities(w));
+    traced = TraceMap(grid, mesh, result.velocities, MeshKernel::kMultilinear,
+                      options.time_steps * substeps, options.solver, threads);
+  } else {
+    int substeps = 1;
+    const std::vector<Vector> step_velocities = problem.shooting->StepVelocities(w, &substeps);
+    traced = TraceMap(grid, mesh, step_velocities, MeshKernel::kQuadraticBSpline,
+                      options.time_steps * substeps, options.solver, threads);
+  }
+  result.substeps = traced.steps / options.time_steps;
+  Vector q;
+  for (std::size_t k = 0; k < result.positions.size(); ++k) {
+    const bool last = k + 1 == result.positions.size();
+    if (last) {
+      q = traced.positions;
+    } else {
+      map.Positions(result.positions[k], &q);
+    }
+    Vector image(n);
+    SampleScalar(grid, moving.data.data(), q, true, image.data());
+    if (last) result.ssd_final = (image - fixed.data).squaredNorm();
+    result.images.push_back(image.cast<float>());
+  }
+  result.phi = traced.positions;
+  const Vector& phi = result.phi;
+  result.ssd_initial = (moving.data - fixed.data).squaredNorm();
+
+  result.warped.grid = fixed_input.grid;
+  result.warped.source_type = moving_input.source_type;
+  result.warped.data.resize(n);
+  SampleScalar(grid, moving_input.data.data(), phi, true, result.warped.data.data());
+
+  result.displacement.grid = fixed_input.grid;
+  result.displacement.data = phi - IdentityPositions(grid);
+  for (int c = 0; c < dim; ++c) result.displacement.component(c) *= grid.spacing_mm[c];
+
+  result.jacobian.grid = fixed_input.grid;
+  result.jacobian.data = traced.jacobian;
+  result.min_jacobian = result.jacobian.data.minCoeff();
+  result.max_jacobian = result.jacobian.data.maxCoeff();
 }
 
-void WriteLevelCheckpoint(const std::string& path, const std::string& fingerprint,
-                          const LevelCheckpoint& c) {
-  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-  if (!parent.empty()) EnsureOutputDirectory(parent.string());
-  h5::Writer out(path);
-  out.SetAttribute("/", "format", kCheckpointFormat);
-  out.SetAttribute("/", "version", std::int64_t{1});
-  out.SetAttribute("/", "fingerprint", fingerprint);
-  out.SetAttribute("/", "levels_done", std::int64_t{c.levels_done});
-  out.SetAttribute("/", "iterations", std::int64_t{c.iterations});
-  out.SetAttribute("/", "evaluations", std::int64_t{c.evaluations});
-  out.SetAttribute("/", "termination", c.termination);
-  out.SetAttribute("/", "time_up", std::int64_t{c.time_up ? 1 : 0});
-  out.WriteDoubles("carried_velocity", c.carried_velocity.data(),
-                   {static_cast<std::uint64_t>(c.carried_velocity.size())});
-  out.WriteDoubles("w", c.w.data(), {static_cast<std::uint64_t>(c.w.size())});
-  out.WriteDoubles("loss_history", c.loss_history, {c.loss_history.size()});
-  std::vector<std::int64_t> starts(c.level_starts.begin(), c.level_starts.end());
-  out.WriteInts("level_starts", starts.data(), {starts.size()});
-  out.Commit();
+// Throws NumericalError unless E, φ and det Dφ are finite and at most `max_folded_fraction` of
+// the voxels have det Dφ ≤ 0 (a fold: φ is not a diffeomorphism there).
+void CheckMapHealth(const RegistrationResult& result, double max_folded_fraction) {
+  if (!std::isfinite(result.energy) || !result.phi.allFinite() ||
+      !result.jacobian.data.allFinite()) {
+    throw NumericalError("registration: the final map or energy is NaN or Inf (try a larger "
+                         "--sigma or --alpha, or more --steps)");
+  }
+  const Eigen::Index n = result.jacobian.data.size();
+  const Eigen::Index folded = (result.jacobian.data.array() <= 0.0).count();
+  const double folded_fraction = static_cast<double>(folded) / static_cast<double>(n);
+  if (folded_fraction > max_folded_fraction) {
+    char message[512];
+    std::snprintf(message, sizeof(message),
+                  "registration folded the map: det Dphi <= 0 at %ld of %ld voxels (%.3g%%, "
+                  "min det Dphi %.3g; allowed %.3g%%); not a diffeomorphism, no result written "
+                  "(try a larger --alpha or --sigma, or more --steps)",
+                  static_cast<long>(folded), static_cast<long>(n), 100.0 * folded_fraction,
+                  result.min_jacobian, 100.0 * max_folded_fraction);
+    throw NumericalError(message);
+  }
 }
 
-LevelCheckpoint ReadLevelCheckpoint(const std::string& path, const std::string& fingerprint,
-                                    int levels) {
-  const h5::Reader in(path);
-  if (!in.HasAttribute("/", "format") || in.StringAttribute("/", "format") != kCheckpointFormat) {
-    throw InputError(path + ": not a diffeoflow registration checkpoint (attribute format)");
-  }
-  if (!in.HasAttribute("/", "fingerprint") ||
-      in.StringAttribute("/", "fingerprint") != fingerprint) {
-    throw InputError(path + ": the checkpoint was written for other images or options; rerun "
-                     "with the same arguments, or without --resume after removing it");
-  }
-  LevelCheckpoint c;
-  c.levels_done = static_cast<int>(in.IntAttribute("/", "levels_done"));
-  if (c.levels_done < 0 || c.levels_done > levels) {
-    throw InputError(path + ": levels_done " + std::to_string(c.levels_done) + " is not in [0, " +
-                     std::to_string(levels) + "]");
-  }
-  c.iterations = static_cast<int>(in.IntAttribute("/", "iterations"));
-  c.evaluations = static_cast<int>(in.IntAttribute("/", "evaluations"));
-  c.termination = in.StringAttribute("/", "termination");
-  c.time_up = in.IntAttribute("/", "time_up") != 0;
-  const std::vector<double> carried = in.ReadDoubles("carried_velocity");
-  const std::vector<double> w = in.ReadDoubles("w");
-  c.carried_velocity = Eigen::Map<const Vector>(carried.data(), static_cast<Eigen::Index>(carried.size()));
-  c.w = Eigen::Map<const Vector>(w.data(), static_cast<Eigen::Index>(w.size()));
-  c.loss_history = in.ReadDoubles("loss_history");
-  for (std::int64_t s : in.ReadInts("level_starts")) c.level_starts.push_back(static_cast<int>(s));
-  if (static_cast<int>(c.level_starts.size()) != c.levels_done ||
-      (c.levels_done > 0 && (c.carried_velocity.size() == 0 || c.w.size() == 0))) {
-    throw InputError(path + ": inconsistent checkpoint (level_starts / carried_velocity)");
-  }
-  return c;
+// The counters and the loss history of the completed levels.
+void CopyProgress(const RegistrationCheckpoint& state, RegistrationResult& result) {
+  result.iterations = state.iterations;
+  result.evaluations = state.evaluations;
+  result.loss_history = state.loss_history;
+  result.level_starts = state.level_starts;
+  result.termination = state.termination;
 }
 
 }  // namespace
+
 
 Grid MeshFor(const Grid& image, const RegistrationOptions& options) {
   Grid mesh = image;
@@ -287,8 +499,8 @@ std::string RegistrationResult::BriefReport() const {
 
 void CheckRegistrationInputs(const Image& moving, const Image& fixed) {
   if (!moving.grid.SameShape(fixed.grid)) {
-    throw InputError("--moving: image size " + ShapeText(moving.grid) +
-                     " does not match --fixed image size " + ShapeText(fixed.grid) +
+    throw InputError("--moving: image size " + SizeText(moving.grid) +
+                     " does not match --fixed image size " + SizeText(fixed.grid) +
                      " (same grid expected; resample first)");
   }
   if (!AllFinite(moving.data)) throw InputError("--moving: image contains NaN or Inf");
@@ -305,34 +517,10 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
   Image fixed = options.normalize_intensity ? NormalizeIntensity(fixed_input) : fixed_input;
   // The map samples the moving image in its own voxel coordinates on the fixed grid.
   moving.grid = fixed.grid;
-
-  // Pyramid, finest first; the coarsest axis keeps at least 16 voxels.
-  std::vector<Image> moving_levels{moving}, fixed_levels{fixed};
-  for (int l = 1; l < options.levels; ++l) {
-    const Grid next = HalvedGrid(fixed_levels.back().grid);
-    bool too_small = false;
-    for (int a = 0; a < next.dim; ++a) too_small = too_small || next.size[a] < 16;
-    if (too_small) break;
-    fixed_levels.push_back(Downsample(fixed_levels.back()));
-    moving_levels.push_back(Downsample(moving_levels.back()));
-    moving_levels.back().grid = fixed_levels.back().grid;
-  }
-  std::reverse(moving_levels.begin(), moving_levels.end());
-  std::reverse(fixed_levels.begin(), fixed_levels.end());
-  const int levels = static_cast<int>(fixed_levels.size());
-
-  FlowProblemOptions flow;
-  flow.sigma = options.sigma;
-  flow.similarity = options.similarity;
-  flow.ncc_radius = options.ncc_radius;
-  flow.time_steps = options.time_steps;
-  flow.solver = options.solver;
-  // --threads reaches the particle loops of shooting on every mesh; FFTW is capped below.
-  flow.threads = options.metric.threads;
-  const int dim = fixed.grid.dim;
-  const int fields_per_vector = options.method == RegistrationMethod::kLddmm
-                                    ? (options.time_steps + 1) * dim
-                                    : dim;
+  const Pyramid pyramid = BuildPyramid(moving, fixed, options.levels);
+  const int levels = pyramid.levels();
+  const FlowProblemOptions flow = FlowOptionsOf(options);
+  const int fields_per_vector = FieldsPerVector(options, fixed.grid.dim);
 
   RegistrationResult result;
   result.method = options.method;
@@ -341,46 +529,23 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
 
   const bool checkpointing = !options.checkpoint.empty();
   const std::string fingerprint =
-      checkpointing ? Fingerprint(moving_input, fixed_input, options) : std::string();
-  LevelCheckpoint done;  // the state after the last completed level
+      checkpointing ? CheckpointFingerprint(moving_input, fixed_input, options) : std::string();
+  RegistrationCheckpoint state;  // after the last completed level
   if (checkpointing && options.resume && std::filesystem::exists(options.checkpoint)) {
-    done = ReadLevelCheckpoint(options.checkpoint, fingerprint, levels);
-    result.resumed_from_level = done.levels_done;
+    state = ReadRegistrationCheckpoint(options.checkpoint, fingerprint, levels);
+    result.resumed_from_level = state.levels_done;
   }
-  Vector carried_velocity = done.carried_velocity;  // v (mm / unit time) on the previous mesh
-  Grid carried_grid;
-  if (done.levels_done > 0) carried_grid = MeshFor(fixed_levels[done.levels_done - 1].grid, options);
-  result.iterations = done.iterations;
-  result.evaluations = done.evaluations;
-  result.loss_history = done.loss_history;
-  result.level_starts = done.level_starts;
-  result.termination = done.termination;
-  bool time_up = done.time_up;
   // A level that is already done is rebuilt only when it is the finest one (for the outputs).
-  const int first_level = std::min(done.levels_done, levels - 1);
+  const int first_level = std::min(state.levels_done, levels - 1);
 
   Vector w;
   std::unique_ptr<LevelProblem> problem;
-  std::unique_ptr<MetricOperator> band_metric;
-  MetricPowers metric;
-  Grid mesh;
   for (int level = first_level; level < levels; ++level) {
-    const Image& m = moving_levels[level];
-    const Image& f = fixed_levels[level];
-    mesh = MeshFor(f.grid, options);
-    // FFTW threads only pay on large meshes; on small ones they cost more than they save.
-    MetricOptions metric_options = options.metric;
-    if (mesh.voxels() < (1 << 16)) metric_options.threads = 1;
-    metric = MakeMetricPowers(mesh, metric_options);
-    problem = std::make_unique<LevelProblem>();
-    if (options.method == RegistrationMethod::kLddmm) {
-      problem->lddmm = std::make_unique<VelocityFieldObjective>(m, f, mesh, metric, flow);
-    } else {
-      problem->shooting = std::make_unique<ShootingObjective>(m, f, mesh, metric, flow);
-    }
-    if (level < done.levels_done) {
+    problem.reset();
+    problem = MakeLevelProblem(pyramid.moving[level], pyramid.fixed[level], options, flow);
+    if (level < state.levels_done) {
       // Finished before the checkpoint: its final iterate is stored as it was.
-      w = done.w;
+      w = state.w;
       if (w.size() != problem->objective().num_parameters()) {
         throw InputError(options.checkpoint + ": stored iterate has " + std::to_string(w.size()) +
                          " values, the finest level " +
@@ -388,492 +553,39 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
       }
       break;
     }
-    const Eigen::Index block = dim * mesh.voxels();
-    const int time_points = fields_per_vector / dim;
-    w.setZero(time_points * block);
-    if (carried_velocity.size() > 0) {
-      if (carried_grid.SameShape(mesh)) {
-        w = carried_velocity;
-      } else {
-        const Eigen::Index coarse_block = dim * carried_grid.voxels();
-        if (carried_velocity.size() != time_points * coarse_block) {
-          throw InputError(options.checkpoint + ": carried velocity has " +
-                           std::to_string(carried_velocity.size()) + " values, expected " +
-                           std::to_string(time_points * coarse_block));
-        }
-        for (int k = 0; k < time_points; ++k) {
-          VectorField coarse{carried_grid,
-                             carried_velocity.segment(k * coarse_block, coarse_block)};
-          w.segment(k * block, block) = UpsampleField(coarse, mesh).data;
-        }
-      }
-      metric.inverse_half(w.data(), fields_per_vector);
-    }
+    const Grid carried_grid =
+        level > 0 ? MeshFor(pyramid.fixed[level - 1].grid, options) : Grid();
+    w = CarriedInitialValue(state.carried_velocity, carried_grid, *problem, fields_per_vector,
+                            options.checkpoint);
+    if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
 
-    Objective* objective = &problem->objective();
-    std::unique_ptr<BandLimitedObjective> band;
-    if (options.band_limit > 0) {
-      band_metric = std::make_unique<MetricOperator>(mesh, metric_options);
-      band = std::make_unique<BandLimitedObjective>(*objective, *band_metric, options.band_limit,
-                                                    dim);
-      band->Project(w, &w);
-      objective = band.get();
-    }
-
-    OptimizerOptions opt;
-    opt.optimizer = options.optimizer;
-    opt.max_iterations = options.iterations;
-    // Coarse levels only prepare the next one: their stopping rule is looser.
-    opt.function_tolerance =
-        options.relative_decrease * std::pow(options.coarse_tolerance_factor, levels - 1 - level);
-    opt.gradient_tolerance = 1e-12;
-    opt.parameter_tolerance = 1e-12;
-    opt.learning_rate = options.gd_learning_rate / VoxelVolume(mesh);
-    opt.lbfgs_rank = options.method == RegistrationMethod::kLddmm && dim == 3 ? 5 : 10;
-    if (options.max_seconds > 0) {
-      opt.max_seconds = std::max(options.max_seconds - Seconds(start), 1e-3);
-    }
-    opt.callback = [&](const IterationReport& report) {
-      if (options.progress) {
-        options.progress({level, levels, report.iteration, report.cost, Seconds(start)});
-      }
-      return true;
-    };
-    result.level_starts.push_back(static_cast<int>(result.loss_history.size()));
-    const char* kinds[] = {"coarsest", "intermediate", "finest"};
-    const std::string where = "level " + std::to_string(level + 1) + "/" +
-                              std::to_string(levels) + " (" +
-                              kinds[level == levels - 1 ? 2 : level == 0 ? 0 : 1] + ")";
-    const std::string advice =
-        " (try a larger --sigma or --alpha, more --steps, or normalised intensities)";
-    OptimizerSummary summary;
-    double energy = 0.0;
-    try {
-      if (InterruptRequested()) {
-        summary.termination = "interrupted";
-      } else if (!time_up && options.iterations > 0) {
-        summary = Minimize(*objective, w, opt);
-      } else {
-        energy = objective->Evaluate(w, nullptr);
-      }
-    } catch (const NumericalError& e) {
-      throw NumericalError("registration at " + where + ": " + e.what() + advice);
-    }
-    if (summary.termination == "interrupted") {
+    const LevelRun run = SolveLevel(problem->optimised(), w, problem->mesh, level, levels, options,
+                                    start, state);
+    if (run.interrupted) {
       // The checkpoint keeps the completed levels; this level restarts on --resume.
-      if (checkpointing) WriteLevelCheckpoint(options.checkpoint, fingerprint, done);
+      if (checkpointing) WriteRegistrationCheckpoint(options.checkpoint, fingerprint, state);
+      CopyProgress(state, result);
       result.interrupted = true;
       result.termination = "interrupted";
-      result.iterations = done.iterations + summary.iterations;
+      result.iterations = state.iterations + run.iterations;
       result.wall_seconds = Seconds(start);
       return result;
     }
-    if (!time_up && options.iterations > 0) {
-      result.iterations += summary.iterations;
-      result.evaluations += summary.evaluations;
-      result.termination = summary.termination;
-      for (double c : summary.cost_history) result.loss_history.push_back(c);
-    } else {
-      result.loss_history.push_back(energy);
-    }
-    if (w.allFinite() && !std::isfinite(result.loss_history.back())) {
-      // Ceres reports no cost when it stops before its first iteration (e.g. a zero gradient at
-      // the start, or an initial point it cannot evaluate): evaluate E where the level ended.
-      try {
-        result.loss_history.back() = objective->Evaluate(w, nullptr);
-      } catch (const NumericalError& e) {
-        throw NumericalError("registration at " + where + ": " + e.what() + advice);
-      }
-    }
-    if (!w.allFinite() || !std::isfinite(result.loss_history.back())) {
-      throw NumericalError("registration at " + where + ": the energy or the velocity became " +
-                           "NaN or Inf" + advice);
-    }
-    if (options.max_seconds > 0 && Seconds(start) >= options.max_seconds) {
-      time_up = true;
-      result.termination = "time limit";
-    }
-    if (band) band->Project(w, &w);
-    carried_velocity = w;
-    metric.half(carried_velocity.data(), fields_per_vector);
-    carried_grid = mesh;
-    done.levels_done = level + 1;
-    done.carried_velocity = carried_velocity;
-    done.w = w;
-    done.iterations = result.iterations;
-    done.evaluations = result.evaluations;
-    done.loss_history = result.loss_history;
-    done.level_starts = result.level_starts;
-    done.termination = result.termination;
-    done.time_up = time_up;
-    if (checkpointing) WriteLevelCheckpoint(options.checkpoint, fingerprint, done);
+    // Carried up: v = K^{1/2} w of the band-limited iterate.
+    if (problem->band) problem->band->Project(w, &w);
+    state.carried_velocity = w;
+    problem->metric.half(state.carried_velocity.data(), fields_per_vector);
+    state.w = w;
+    state.levels_done = level + 1;
+    if (checkpointing) WriteRegistrationCheckpoint(options.checkpoint, fingerprint, state);
   }
+  CopyProgress(state, result);
   if (options.iterations == 0) result.termination = "no iterations requested";
 
-  // The path at the finest level: on the mesh, the images and the final map on the image grid.
-  const Grid& grid = fixed.grid;
-  const Eigen::Index n = grid.voxels();
-  const Eigen::Index mesh_block = dim * mesh.voxels();
-  const double mesh_dx = VoxelVolume(mesh);
-  std::vector<Vector> states;
-  const MeshToImageMap& map =
-      problem->lddmm ? problem->lddmm->map() : problem->shooting->map();
-  result.mesh = mesh;
-  if (problem->lddmm) {
-    VelocityFieldObjective& objective = *problem->lddmm;
-    result.times = objective.OutputTimes();
-    states = objective.Path(w);
-    const Vector v = objective.Velocities(w);
-    for (int k = 0; k <= options.time_steps; ++k) {
-      result.velocities.push_back(v.segment(k * mesh_block, mesh_block));
-    }
-    result.velocity_norms = objective.VelocityNorms(w);
-    result.positions = states;
-  } else {
-    ShootingObjective& objective = *problem->shooting;
-    result.times = objective.OutputTimes();
-    states = objective.Path(w);
-    for (const Vector& state : states) {
-      Vector momentum, velocity;
-      objective.dynamics().Fields(state, &momentum, &velocity);
-      result.velocity_norms.push_back(std::sqrt(std::max(0.0, momentum.dot(velocity)) * mesh_dx));
-      result.momenta.push_back(std::move(momentum));
-      result.velocities.push_back(std::move(velocity));
-      result.positions.push_back(state.head(mesh_block));
-    }
-  }
-  try {
-    problem->objective().Evaluate(w, nullptr);
-  } catch (const NumericalError& e) {
-    throw NumericalError(std::string("registration: final evaluation: ") + e.what());
-  }
-  result.kinetic_energy = problem->last().kinetic;
-  result.energy = problem->last().energy;
-  result.parameters = static_cast<long>(w.size());
-  if (options.band_limit > 0) {
-    // Free variables of the band-limited space: (2B + 1)^dim Fourier modes per component and
-    // time point (fewer when the mesh is smaller than the band).
-    long modes = 1;
-    for (int a = 0; a < dim; ++a) modes *= std::min(2 * options.band_limit + 1, mesh.size[a]);
-    result.parameters = modes * fields_per_vector;
-  }
-
-  // The outputs come from the map traced at image resolution through the same velocities, with
-  // det Dφ carried along the flow (traced_map.h): the mesh map interpolated onto the image grid
-  // serves the optimiser but can fold between mesh nodes where the flow compresses strongly.
-  TracedMap traced;
-  if (problem->lddmm) {
-    const int substeps = problem->lddmm->Substeps(problem->lddmm->Velocities(w));
-    traced = TraceMap(grid, mesh, result.velocities, MeshKernel::kMultilinear,
-                      options.time_steps * substeps, options.solver, flow.threads);
-  } else {
-    int substeps = 1;
-    const std::vector<Vector> step_velocities =
-        problem->shooting->StepVelocities(w, &substeps);
-    traced = TraceMap(grid, mesh, step_velocities, MeshKernel::kQuadraticBSpline,
-                      options.time_steps * substeps, options.solver, flow.threads);
-  }
-  result.substeps = traced.steps / options.time_steps;
-  Vector q;
-  for (std::size_t k = 0; k < result.positions.size(); ++k) {
-    const bool last = k + 1 == result.positions.size();
-    if (last) {
-      q = traced.positions;
-    } else {
-      map.Positions(result.positions[k], &q);
-    }
-    Vector image(n);
-    SampleScalar(grid, moving.data.data(), q, true, image.data());
-    if (last) result.ssd_final = (image - fixed.data).squaredNorm();
-    result.images.push_back(image.cast<float>());
-  }
-  result.phi = traced.positions;
-  const Vector& phi = result.phi;
-  result.ssd_initial = (moving.data - fixed.data).squaredNorm();
-
-  result.warped.grid = fixed_input.grid;
-  result.warped.source_type = moving_input.source_type;
-  result.warped.data.resize(n);
-  SampleScalar(grid, moving_input.data.data(), phi, true, result.warped.data.data());
-
-  result.displacement.grid = fixed_input.grid;
-  result.displacement.data = phi - IdentityPositions(grid);
-  for (int c = 0; c < dim; ++c) result.displacement.component(c) *= grid.spacing_mm[c];
-
-  result.jacobian.grid = fixed_input.grid;
-  result.jacobian.data = traced.jacobian;
-  result.min_jacobian = result.jacobian.data.minCoeff();
-  result.max_jacobian = result.jacobian.data.maxCoeff();
-  if (!std::isfinite(result.energy) || !result.phi.allFinite() ||
-      !result.jacobian.data.allFinite()) {
-    throw NumericalError("registration: the final map or energy is NaN or Inf (try a larger "
-                         "--sigma or --alpha, or more --steps)");
-  }
-  const Eigen::Index folded = (result.jacobian.data.array() <= 0.0).count();
-  const double folded_fraction = static_cast<double>(folded) / static_cast<double>(n);
-  if (folded_fraction > options.max_folded_fraction) {
-    char message[512];
-    std::snprintf(message, sizeof(message),
-                  "registration folded the map: det Dphi <= 0 at %ld of %ld voxels (%.3g%%, "
-                  "min det Dphi %.3g; allowed %.3g%%); not a diffeomorphism, no result written "
-                  "(try a larger --alpha or --sigma, or more --steps)",
-                  static_cast<long>(folded), static_cast<long>(n), 100.0 * folded_fraction,
-                  result.min_jacobian, 100.0 * options.max_folded_fraction);
-    throw NumericalError(message);
-  }
+  AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input, options, result);
+  CheckMapHealth(result, options.max_folded_fraction);
   result.wall_seconds = Seconds(start);
   return result;
-}
-
-nlohmann::json MetricsJson(const RegistrationResult& r) {
-  nlohmann::json j;
-  j["method"] = RegistrationMethodName(r.method);
-  j["similarity"] = SimilarityName(r.options.similarity);
-  j["ssd_initial"] = r.ssd_initial;
-  j["ssd_final"] = r.ssd_final;
-  j["ssd_reduction"] = r.ssd_reduction();
-  j["kinetic_energy"] = r.kinetic_energy;
-  j["velocity_norm_per_time"] = r.velocity_norms;
-  j["velocity_norm_spread"] = r.velocity_norm_spread();
-  j["min_jacobian"] = r.min_jacobian;
-  j["max_jacobian"] = r.max_jacobian;
-  j["iterations"] = r.iterations;
-  j["function_evaluations"] = r.evaluations;
-  j["wall_seconds"] = r.wall_seconds;
-  j["parameters"] = r.parameters;
-  j["energy"] = r.energy;
-  j["loss_history"] = r.loss_history;
-  j["level_starts"] = r.level_starts;
-  j["termination"] = r.termination;
-  j["substeps"] = r.substeps;
-  j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
-               {"spacing_mm", std::vector<double>(r.grid.spacing_mm.begin(),
-                                                  r.grid.spacing_mm.begin() + r.grid.dim)}};
-  const RegistrationOptions& o = r.options;
-  j["options"] = {{"method", RegistrationMethodName(o.method)},
-                  {"alpha_mm2", o.metric.alpha_mm2},
-                  {"gamma", o.metric.gamma},
-                  {"sigma", o.sigma},
-                  {"similarity", SimilarityName(o.similarity)},
-                  {"ncc_radius", o.ncc_radius},
-                  {"steps", o.time_steps},
-                  {"solver", MethodName(o.solver)},
-                  {"levels", o.levels},
-                  {"iterations", o.iterations},
-                  {"band_limit", o.band_limit},
-                  {"optimizer", OptimizerName(o.optimizer)},
-                  {"tolerance", o.relative_decrease},
-                  {"time_limit_seconds", o.max_seconds}};
-  return j;
-}
-
-void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& r) {
-  const Grid& g = r.grid;
-  const std::uint64_t count = r.times.size();
-  auto spatial = [](const Grid& grid) {
-    h5::Shape shape;
-    if (grid.dim == 3) shape.push_back(grid.size[2]);
-    shape.push_back(grid.size[1]);
-    shape.push_back(grid.size[0]);
-    return shape;
-  };
-  auto stack = [&](const std::vector<Eigen::VectorXd>& fields) {
-    std::vector<double> data;
-    for (const auto& f : fields) data.insert(data.end(), f.data(), f.data() + f.size());
-    h5::Shape shape{static_cast<std::uint64_t>(fields.size()), static_cast<std::uint64_t>(g.dim)};
-    const h5::Shape s = spatial(r.mesh);
-    shape.insert(shape.end(), s.begin(), s.end());
-    return std::make_pair(std::move(data), shape);
-  };
-  h5::Writer writer(path);
-  writer.SetAttribute("/", "format", "diffeoflow-trajectory");
-  writer.SetAttribute("/", "version", std::int64_t{1});
-  writer.SetAttribute("/", "kind", "registration-" + RegistrationMethodName(r.method));
-  writer.WriteDoubles("times", r.times.data(), {count});
-  writer.SetAttribute("times", "units", "1");
-  {
-    auto [data, shape] = stack(r.positions);
-    writer.WriteDoubles("states", data, shape);
-    writer.SetAttribute("states", "units", "mesh voxel");
-    writer.SetAttribute("states", "description",
-                        "phi_t(x): positions of the mesh nodes in mesh voxel coordinates, "
-                        "(time, component, [z,] y, x)");
-  }
-  {
-    auto [data, shape] = stack(r.velocities);
-    writer.WriteDoubles("velocities", data, shape);
-    writer.SetAttribute("velocities", "units", "mm per unit time");
-  }
-  if (!r.momenta.empty()) {
-    auto [data, shape] = stack(r.momenta);
-    writer.WriteDoubles("momenta", data, shape);
-    writer.SetAttribute("momenta", "units", "dual of mm (v = K m)");
-  }
-  {
-    std::vector<float> data;
-    for (const auto& f : r.images) data.insert(data.end(), f.data(), f.data() + f.size());
-    h5::Shape shape{count};
-    const h5::Shape s = spatial(g);
-    shape.insert(shape.end(), s.begin(), s.end());
-    writer.WriteFloats("images", data.data(), shape);
-    writer.SetAttribute("images", "units", "normalised intensity");
-  }
-  {
-    std::vector<double> phi(r.phi.data(), r.phi.data() + r.phi.size());
-    h5::Shape shape{static_cast<std::uint64_t>(g.dim)};
-    const h5::Shape s = spatial(g);
-    shape.insert(shape.end(), s.begin(), s.end());
-    writer.WriteDoubles("map", phi, shape);
-    writer.SetAttribute("map", "units", "voxel");
-    writer.SetAttribute("map", "description",
-                        "phi(x) = x + u(x) at t = 1 on the fixed grid, in voxel coordinates of "
-                        "the moving image, (component, [z,] y, x)");
-  }
-  writer.WriteDoubles("velocity_norms", r.velocity_norms.data(), {count});
-  writer.WriteDoubles("loss_history", r.loss_history.data(), {r.loss_history.size()});
-  writer.SetAttribute("/", "spacing_mm",
-                      std::vector<double>(g.spacing_mm.begin(), g.spacing_mm.begin() + g.dim));
-  writer.SetAttribute("/", "mesh_spacing_mm",
-                      std::vector<double>(r.mesh.spacing_mm.begin(),
-                                          r.mesh.spacing_mm.begin() + r.mesh.dim));
-  writer.CreateGroup("options");
-  const nlohmann::json options = MetricsJson(r)["options"];
-  for (auto it = options.begin(); it != options.end(); ++it) {
-    const std::string value = it->is_string() ? it->get<std::string>() : it->dump();
-    writer.SetAttribute("options", it.key(), value);
-  }
-  writer.Commit();
-}
-
-Eigen::MatrixXd MidSlice(const Grid& grid, const double* values) {
-  const int k = grid.dim == 3 ? grid.size[2] / 2 : 0;
-  Eigen::MatrixXd slice(grid.size[1], grid.size[0]);
-  for (int j = 0; j < grid.size[1]; ++j) {
-    for (int i = 0; i < grid.size[0]; ++i) slice(j, i) = values[grid.index(i, j, k)];
-  }
-  return slice;
-}
-
-namespace {
-
-plot::Extent ExtentOf(const Grid& g) {
-  return {0.0, g.size[0] * g.spacing_mm[0], 0.0, g.size[1] * g.spacing_mm[1]};
-}
-
-// The deformed grid φ(x) of the mid slice in mm, drawn with y down like the images.
-void DrawDeformedGrid(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& positions,
-                      const plot::Style& style) {
-  const Eigen::Index n = g.voxels();
-  const Eigen::MatrixXd px = MidSlice(g, positions.data());
-  const Eigen::MatrixXd py = MidSlice(g, positions.data() + n);
-  const double height = g.size[1] * g.spacing_mm[1];
-  Eigen::MatrixXd X = (px.array() + 0.5) * g.spacing_mm[0];
-  Eigen::MatrixXd Y = height - (py.array() + 0.5) * g.spacing_mm[1];
-  const int stride = std::max(1, std::max(g.size[0], g.size[1]) / 32);
-  ax.Grid(X, Y, stride, style);
-  ax.SetLimits(0, g.size[0] * g.spacing_mm[0], 0, height).SetEqualAspect();
-}
-
-void ImagePanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& values,
-                const std::string& title, double vmin, double vmax) {
-  ax.SetTitle(title).SetXLabel("x [mm]").SetYLabel("y [mm]").SetEqualAspect();
-  plot::ImageOptions io;
-  io.colormap = plot::Colormap::kGray;
-  io.vmin = vmin;
-  io.vmax = vmax;
-  io.origin = plot::Origin::kUpper;
-  io.colorbar_label = "intensity";
-  ax.Image(MidSlice(g, values.data()), ExtentOf(g), io);
-}
-
-}  // namespace
-
-void WriteSummaryFigure(const std::string& path, const RegistrationResult& r, const Image& moving,
-                        const Image& fixed) {
-  const Grid& g = r.grid;
-  const double vmin = std::min(moving.data.minCoeff(), fixed.data.minCoeff());
-  const double vmax = std::max(moving.data.maxCoeff(), fixed.data.maxCoeff());
-  plot::Figure fig(1, 5, 360, 330);
-  char title[256];
-  std::snprintf(title, sizeof(title),
-                "%s: SSD reduction %.2f%%, det Dphi in [%.3f, %.3f], %.2f s%s",
-                r.method == RegistrationMethod::kShooting ? "Geodesic shooting" : "LDDMM (GD on v_t)",
-                100.0 * r.ssd_reduction(), r.min_jacobian, r.max_jacobian, r.wall_seconds,
-                g.dim == 3 ? " (mid z-slice)" : "");
-  fig.SetTitle(title);
-  ImagePanel(fig.At(0, 0), g, moving.data, "moving", vmin, vmax);
-  ImagePanel(fig.At(0, 1), g, fixed.data, "fixed", vmin, vmax);
-  ImagePanel(fig.At(0, 2), g, r.warped.data, "warped (moving o phi)", vmin, vmax);
-  {
-    plot::Axes& ax = fig.At(0, 3);
-    ax.SetTitle("deformed grid phi(x)").SetXLabel("x [mm]").SetYLabel("y [mm]");
-    plot::ImageOptions io;
-    io.colormap = plot::Colormap::kGray;
-    io.origin = plot::Origin::kUpper;
-    io.colorbar = false;
-    io.vmin = vmin - 2.0 * (vmax - vmin);
-    io.vmax = vmax;
-    ax.Image(MidSlice(g, fixed.data.data()), ExtentOf(g), io);
-    plot::Style style;
-    style.color = plot::Color::FromHex(0x1f4e9c);
-    style.width = 0.8;
-    DrawDeformedGrid(ax, g, r.phi, style);
-  }
-  {
-    plot::Axes& ax = fig.At(0, 4);
-    ax.SetTitle("det Dphi").SetXLabel("x [mm]").SetYLabel("y [mm]").SetEqualAspect();
-    plot::ImageOptions io;
-    io.colormap = plot::Colormap::kCoolwarm;
-    const double spread = std::max(std::abs(std::log(std::max(r.min_jacobian, 1e-3))),
-                                   std::abs(std::log(std::max(r.max_jacobian, 1e-3))));
-    Eigen::MatrixXd log_jac = MidSlice(g, r.jacobian.data.data()).array().max(1e-6).log();
-    io.vmin = -spread;
-    io.vmax = spread;
-    io.origin = plot::Origin::kUpper;
-    io.colorbar_label = "log det Dphi";
-    ax.Image(log_jac, ExtentOf(g), io);
-  }
-  fig.SavePng(path);
-}
-
-void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& result,
-                              const Image& moving, const Image& fixed, ImageFormat fixed_format) {
-  EnsureOutputDirectory(dir);
-  const std::filesystem::path out(dir);
-  ImageWriteOptions write_options;
-  if (fixed_format == ImageFormat::kPng) {
-    write_options.type = moving.source_type == ElementType::kUint16 ? ElementType::kUint16
-                                                                    : ElementType::kUint8;
-  }
-  WriteImage((out / (std::string("warped") + ExtensionOf(fixed_format))).string(), result.warped,
-             write_options);
-  WriteVectorField((out / "displacement.nii.gz").string(), result.displacement);
-  WriteImage((out / "jacobian.nii.gz").string(), result.jacobian, ElementType::kFloat32);
-  WriteRegistrationTrajectory((out / "trajectory.h5").string(), result);
-  WriteFileAtomically((out / "metrics.json").string(), MetricsJson(result).dump(2) + "\n");
-  WriteSummaryFigure((out / "summary.png").string(), result, moving, fixed);
-}
-
-Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation) {
-  const std::filesystem::path path = std::filesystem::path(dir) / "displacement.nii.gz";
-  if (!std::filesystem::exists(path)) {
-    throw InputError("--transform: '" + dir + "' has no displacement.nii.gz (expected the --out "
-                     "folder of `diffeoflow register`)");
-  }
-  ImageReadOptions read;
-  read.argument = "--transform";
-  const VectorField displacement = ReadVectorField(path.string(), read);
-  if (!displacement.grid.SameShape(image.grid)) {
-    throw InputError("--image: size " + ShapeText(image.grid) +
-                     " does not match the transform's grid " + ShapeText(displacement.grid));
-  }
-  VectorField positions = PositionFromDisplacement(displacement);
-  Image source = image;
-  source.grid = displacement.grid;
-  Image warped = WarpImage(source, positions, interpolation);
-  warped.grid = displacement.grid;
-  warped.source_type = image.source_type;
-  return warped;
 }
 
 }  // namespace diffeoflow::registration

@@ -16,14 +16,14 @@
 //    (no resampling).
 //  - Checkpoints and interruption: with `checkpoint` set, the state is written (atomically) after
 //    every completed level: the carried velocity, the finest iterate, the loss history and the
-//    counters, plus a fingerprint of the images and options. SIGINT/SIGTERM (solvers/interrupt.h)
-//    stops the optimiser at its next iteration; Register then returns with `interrupted` set and
-//    no result fields filled. `resume` continues from the checkpoint by restarting the
-//    interrupted level from its start: the L-BFGS memory lives inside Ceres and cannot be saved,
-//    and restarting it from a mid-level iterate would change the path, whereas re-running the level
-//    from the same carried velocity repeats it bit for bit. So a resumed run gives the same result
-//    as an uninterrupted one (same threads count; wall time aside), at the cost of redoing the
-//    interrupted level's iterations.
+//    counters, plus a fingerprint of the images and options (layout in register_checkpoint.h).
+//    SIGINT/SIGTERM (solvers/interrupt.h) stops the optimiser at its next iteration; Register then
+//    returns with `interrupted` set and no result fields filled. `resume` continues from the
+//    checkpoint by restarting the interrupted level from its start: the L-BFGS memory lives
+//    inside Ceres and cannot be saved, and restarting it from a mid-level iterate would change the
+//    path, whereas re-running the level from the same carried velocity repeats it bit for bit. So
+//    a resumed run gives the same result as an uninterrupted one (same threads count; wall time
+//    aside), at the cost of redoing the interrupted level's iterations.
 //  - Numerical health: a non-finite energy or iterate throws NumericalError naming the level;
 //    a final map with more than `max_folded_fraction` of its voxels at det Dφ ≤ 0 (a fold: not a
 //    diffeomorphism) throws NumericalError instead of returning a result.
@@ -32,8 +32,6 @@
 #include <functional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "registration/image.h"
 #include "registration/image_io.h"
@@ -161,30 +159,8 @@ RegistrationResult Register(const Image& moving, const Image& fixed,
 // The mesh the flow runs on for an image grid (see RegistrationOptions::mesh_spacing_fraction).
 Grid MeshFor(const Grid& image, const RegistrationOptions& options);
 
-// metrics.json: the keys of CLI.md (method, ssd_initial, ssd_final, ssd_reduction, kinetic_energy,
-// velocity_norm_per_time, min_jacobian, max_jacobian, iterations, wall_seconds, parameters) and a
-// few more (similarity, velocity_norm_spread, energy, loss_history, termination, grid, options).
-// The ssd_* keys are the SSD whatever the similarity the run optimised (comparable across runs).
-nlohmann::json MetricsJson(const RegistrationResult& result);
-
-// Writes everything `register` promises into `dir` (created if missing, each file atomically):
-// warped.<ext of fixed_format>, displacement.nii.gz, jacobian.nii.gz, trajectory.h5, metrics.json,
-// summary.png.
-void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& result,
-                              const Image& moving, const Image& fixed, ImageFormat fixed_format);
-
-// trajectory.h5 alone (schema in docs/registration.md).
-void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& result);
-
-// summary.png: moving, fixed, warped, deformed grid, Jacobian map (mid slice in 3-D).
-void WriteSummaryFigure(const std::string& path, const RegistrationResult& result,
-                        const Image& moving, const Image& fixed);
-
-// A 2-D slice (the mid z-slice of a 3-D image) as a matrix: rows = y, cols = x.
-Eigen::MatrixXd MidSlice(const Grid& grid, const double* values);
-
-// The transform a `register` run left in `dir`, applied to `image` (on the moving grid):
-// image ∘ φ on the fixed grid. Nearest keeps label values and the source element type.
-Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation);
+// The files of a run (metrics.json, trajectory.h5, warped image, displacement, summary.png) are
+// written by registration/outputs/register_outputs.h, a separate library
+// (diffeoflow::registration_outputs): the algorithm needs no figure code.
 
 }  // namespace diffeoflow::registration

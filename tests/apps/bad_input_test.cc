@@ -24,6 +24,7 @@
 
 #include "flows/datasets.h"
 #include "registration/image_io.h"
+#include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"

@@ -4,8 +4,10 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -93,6 +95,58 @@ TEST_F(RegisterCliTest, LddmmMethodAndCompareWriteTheirFiles) {
   // Gradient descent on v_t has T + 1 velocity fields, shooting one momentum.
   EXPECT_EQ(comparison["lddmm"]["parameters"].get<long>(),
             5 * comparison["shooting"]["parameters"].get<long>());
+}
+
+// A method that fails numerically does not cost the other its results: compare runs both, writes
+// the working method's folder and the comparison with the failure in it, and exits with 3.
+// DIFFEOFLOW_TEST_FAIL_METHOD (apps/cmd_compare.cc) makes exactly one method fail.
+TEST_F(RegisterCliTest, CompareKeepsTheMethodThatWorkedWhenTheOtherFails) {
+  for (const std::string failing : {"lddmm", "shooting"}) {
+    const std::string working = failing == "lddmm" ? "shooting" : "lddmm";
+    const fs::path out = root_ / ("compare_without_" + failing);
+    ::setenv("DIFFEOFLOW_TEST_FAIL_METHOD", failing.c_str(), 1);
+    const CliRun run = RunCli("compare --fixed " + Pair("fixed.png") + " --moving " +
+                              Pair("moving.png") + " --out " + out.string() + kFast);
+    ::unsetenv("DIFFEOFLOW_TEST_FAIL_METHOD");
+    EXPECT_EQ(run.status, 3) << run.output();
+    EXPECT_NE(run.err.find("numerical failure: " + failing + ": "), std::string::npos) << run.err;
+
+    for (const char* file : {"warped.png", "displacement.nii.gz", "jacobian.nii.gz",
+                             "trajectory.h5", "metrics.json", "summary.png"}) {
+      EXPECT_TRUE(fs::exists(out / working / file)) << working << "/" << file;
+    }
+    EXPECT_FALSE(fs::exists(out / failing)) << failing;
+    for (const char* file : {"comparison.json", "comparison.md", "comparison.png"}) {
+      EXPECT_TRUE(fs::exists(out / file)) << file;
+    }
+    EXPECT_FALSE(fs::exists(out / "checkpoint-lddmm.h5"));
+    EXPECT_FALSE(fs::exists(out / "checkpoint-shooting.h5"));
+
+    std::ifstream comparison_file(out / "comparison.json");
+    const nlohmann::json comparison = nlohmann::json::parse(comparison_file);
+    const nlohmann::json& failed = comparison[failing];
+    EXPECT_EQ(failed["method"], failing);
+    EXPECT_EQ(failed["status"], "failed");
+    EXPECT_NE(failed["error"].get<std::string>().find("DIFFEOFLOW_TEST_FAIL_METHOD"),
+              std::string::npos)
+        << failed;
+    EXPECT_FALSE(failed.contains("ssd_final"));
+    // The working method's entry is its metrics.json, with "status": "ok".
+    nlohmann::json worked = comparison[working];
+    EXPECT_EQ(worked["status"], "ok");
+    worked.erase("status");
+    std::ifstream metrics_file(out / working / "metrics.json");
+    EXPECT_EQ(worked, nlohmann::json::parse(metrics_file));
+
+    std::ifstream table_file(out / "comparison.md");
+    const std::string table((std::istreambuf_iterator<char>(table_file)),
+                            std::istreambuf_iterator<char>());
+    EXPECT_NE(table.find("| final SSD | "), std::string::npos) << table;
+    EXPECT_NE(table.find("failed** (numerical failure; no " + failing + "/ results): " +
+                         failed["error"].get<std::string>()),
+              std::string::npos)
+        << table;
+  }
 }
 
 TEST_F(RegisterCliTest, BadInputsFailWithAMessageAndLeaveNoOutput) {

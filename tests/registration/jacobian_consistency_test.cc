@@ -11,6 +11,7 @@
 #include <filesystem>
 
 #include "registration/image_io.h"
+#include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 #include "tests/scratch.h"
 

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "registration/image_ops.h"
+#include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 #include "registration/shapes.h"
 #include "registration/shooting.h"

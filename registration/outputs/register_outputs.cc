@@ -1,0 +1,175 @@
+#include "registration/outputs/register_outputs.h"
+
+#include <cstdint>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "registration/outputs/summary_figure.h"
+#include "solvers/atomic_file.h"
+#include "solvers/errors.h"
+#include "solvers/hdf5.h"
+
+namespace diffeoflow::registration {
+
+nlohmann::json MetricsJson(const RegistrationResult& r) {
+  nlohmann::json j;
+  j["method"] = RegistrationMethodName(r.method);
+  j["similarity"] = SimilarityName(r.options.similarity);
+  j["ssd_initial"] = r.ssd_initial;
+  j["ssd_final"] = r.ssd_final;
+  j["ssd_reduction"] = r.ssd_reduction();
+  j["kinetic_energy"] = r.kinetic_energy;
+  j["velocity_norm_per_time"] = r.velocity_norms;
+  j["velocity_norm_spread"] = r.velocity_norm_spread();
+  j["min_jacobian"] = r.min_jacobian;
+  j["max_jacobian"] = r.max_jacobian;
+  j["iterations"] = r.iterations;
+  j["function_evaluations"] = r.evaluations;
+  j["wall_seconds"] = r.wall_seconds;
+  j["parameters"] = r.parameters;
+  j["energy"] = r.energy;
+  j["loss_history"] = r.loss_history;
+  j["level_starts"] = r.level_starts;
+  j["termination"] = r.termination;
+  j["substeps"] = r.substeps;
+  j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
+               {"spacing_mm", std::vector<double>(r.grid.spacing_mm.begin(),
+                                                  r.grid.spacing_mm.begin() + r.grid.dim)}};
+  const RegistrationOptions& o = r.options;
+  j["options"] = {{"method", RegistrationMethodName(o.method)},
+                  {"alpha_mm2", o.metric.alpha_mm2},
+                  {"gamma", o.metric.gamma},
+                  {"sigma", o.sigma},
+                  {"similarity", SimilarityName(o.similarity)},
+                  {"ncc_radius", o.ncc_radius},
+                  {"steps", o.time_steps},
+                  {"solver", MethodName(o.solver)},
+                  {"levels", o.levels},
+                  {"iterations", o.iterations},
+                  {"band_limit", o.band_limit},
+                  {"optimizer", OptimizerName(o.optimizer)},
+                  {"tolerance", o.relative_decrease},
+                  {"time_limit_seconds", o.max_seconds}};
+  return j;
+}
+
+void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& r) {
+  const Grid& g = r.grid;
+  const std::uint64_t count = r.times.size();
+  auto spatial = [](const Grid& grid) {
+    h5::Shape shape;
+    if (grid.dim == 3) shape.push_back(grid.size[2]);
+    shape.push_back(grid.size[1]);
+    shape.push_back(grid.size[0]);
+    return shape;
+  };
+  auto stack = [&](const std::vector<Eigen::VectorXd>& fields) {
+    std::vector<double> data;
+    for (const auto& f : fields) data.insert(data.end(), f.data(), f.data() + f.size());
+    h5::Shape shape{static_cast<std::uint64_t>(fields.size()), static_cast<std::uint64_t>(g.dim)};
+    const h5::Shape s = spatial(r.mesh);
+    shape.insert(shape.end(), s.begin(), s.end());
+    return std::make_pair(std::move(data), shape);
+  };
+  h5::Writer writer(path);
+  writer.SetAttribute("/", "format", "diffeoflow-trajectory");
+  writer.SetAttribute("/", "version", std::int64_t{1});
+  writer.SetAttribute("/", "kind", "registration-" + RegistrationMethodName(r.method));
+  writer.WriteDoubles("times", r.times.data(), {count});
+  writer.SetAttribute("times", "units", "1");
+  {
+    auto [data, shape] = stack(r.positions);
+    writer.WriteDoubles("states", data, shape);
+    writer.SetAttribute("states", "units", "mesh voxel");
+    writer.SetAttribute("states", "description",
+                        "phi_t(x): positions of the mesh nodes in mesh voxel coordinates, "
+                        "(time, component, [z,] y, x)");
+  }
+  {
+    auto [data, shape] = stack(r.velocities);
+    writer.WriteDoubles("velocities", data, shape);
+    writer.SetAttribute("velocities", "units", "mm per unit time");
+  }
+  if (!r.momenta.empty()) {
+    auto [data, shape] = stack(r.momenta);
+    writer.WriteDoubles("momenta", data, shape);
+    writer.SetAttribute("momenta", "units", "dual of mm (v = K m)");
+  }
+  {
+    std::vector<float> data;
+    for (const auto& f : r.images) data.insert(data.end(), f.data(), f.data() + f.size());
+    h5::Shape shape{count};
+    const h5::Shape s = spatial(g);
+    shape.insert(shape.end(), s.begin(), s.end());
+    writer.WriteFloats("images", data.data(), shape);
+    writer.SetAttribute("images", "units", "normalised intensity");
+  }
+  {
+    std::vector<double> phi(r.phi.data(), r.phi.data() + r.phi.size());
+    h5::Shape shape{static_cast<std::uint64_t>(g.dim)};
+    const h5::Shape s = spatial(g);
+    shape.insert(shape.end(), s.begin(), s.end());
+    writer.WriteDoubles("map", phi, shape);
+    writer.SetAttribute("map", "units", "voxel");
+    writer.SetAttribute("map", "description",
+                        "phi(x) = x + u(x) at t = 1 on the fixed grid, in voxel coordinates of "
+                        "the moving image, (component, [z,] y, x)");
+  }
+  writer.WriteDoubles("velocity_norms", r.velocity_norms.data(), {count});
+  writer.WriteDoubles("loss_history", r.loss_history.data(), {r.loss_history.size()});
+  writer.SetAttribute("/", "spacing_mm",
+                      std::vector<double>(g.spacing_mm.begin(), g.spacing_mm.begin() + g.dim));
+  writer.SetAttribute("/", "mesh_spacing_mm",
+                      std::vector<double>(r.mesh.spacing_mm.begin(),
+                                          r.mesh.spacing_mm.begin() + r.mesh.dim));
+  writer.CreateGroup("options");
+  const nlohmann::json options = MetricsJson(r)["options"];
+  for (auto it = options.begin(); it != options.end(); ++it) {
+    const std::string value = it->is_string() ? it->get<std::string>() : it->dump();
+    writer.SetAttribute("options", it.key(), value);
+  }
+  writer.Commit();
+}
+
+void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& result,
+                              const Image& moving, const Image& fixed, ImageFormat fixed_format) {
+  EnsureOutputDirectory(dir);
+  const std::filesystem::path out(dir);
+  ImageWriteOptions write_options;
+  if (fixed_format == ImageFormat::kPng) {
+    write_options.type = moving.source_type == ElementType::kUint16 ? ElementType::kUint16
+                                                                    : ElementType::kUint8;
+  }
+  WriteImage((out / (std::string("warped") + ExtensionOf(fixed_format))).string(), result.warped,
+             write_options);
+  WriteVectorField((out / "displacement.nii.gz").string(), result.displacement);
+  WriteImage((out / "jacobian.nii.gz").string(), result.jacobian, ElementType::kFloat32);
+  WriteRegistrationTrajectory((out / "trajectory.h5").string(), result);
+  WriteFileAtomically((out / "metrics.json").string(), MetricsJson(result).dump(2) + "\n");
+  WriteSummaryFigure((out / "summary.png").string(), result, moving, fixed);
+}
+
+Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation) {
+  const std::filesystem::path path = std::filesystem::path(dir) / "displacement.nii.gz";
+  if (!std::filesystem::exists(path)) {
+    throw InputError("--transform: '" + dir + "' has no displacement.nii.gz (expected the --out "
+                     "folder of `diffeoflow register`)");
+  }
+  ImageReadOptions read;
+  read.argument = "--transform";
+  const VectorField displacement = ReadVectorField(path.string(), read);
+  if (!displacement.grid.SameShape(image.grid)) {
+    throw InputError("--image: size " + SizeText(image.grid) +
+                     " does not match the transform's grid " + SizeText(displacement.grid));
+  }
+  VectorField positions = PositionFromDisplacement(displacement);
+  Image source = image;
+  source.grid = displacement.grid;
+  Image warped = WarpImage(source, positions, interpolation);
+  warped.grid = displacement.grid;
+  warped.source_type = image.source_type;
+  return warped;
+}
+
+}  // namespace diffeoflow::registration

@@ -1,0 +1,37 @@
+// The files a pairwise registration leaves in its output folder (CLI.md, `register`), and their
+// use on another image. The algorithm (registration/register.h) writes nothing but its checkpoint;
+// this library (diffeoflow::registration_outputs, with the figures of summary_figure.h) turns a
+// RegistrationResult into files. Schema of trajectory.h5: docs/registration.md.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "registration/image.h"
+#include "registration/image_io.h"
+#include "registration/image_ops.h"
+#include "registration/register.h"
+
+namespace diffeoflow::registration {
+
+// metrics.json: the keys of CLI.md (method, ssd_initial, ssd_final, ssd_reduction, kinetic_energy,
+// velocity_norm_per_time, min_jacobian, max_jacobian, iterations, wall_seconds, parameters) and a
+// few more (similarity, velocity_norm_spread, energy, loss_history, termination, grid, options).
+// The ssd_* keys are the SSD whatever the similarity the run optimised (comparable across runs).
+nlohmann::json MetricsJson(const RegistrationResult& result);
+
+// Writes everything `register` promises into `dir` (created if missing, each file atomically):
+// warped.<ext of fixed_format>, displacement.nii.gz, jacobian.nii.gz, trajectory.h5, metrics.json,
+// summary.png.
+void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& result,
+                              const Image& moving, const Image& fixed, ImageFormat fixed_format);
+
+// trajectory.h5 alone (schema in docs/registration.md).
+void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& result);
+
+// The transform a `register` run left in `dir`, applied to `image` (on the moving grid):
+// image ∘ φ on the fixed grid. Nearest keeps label values and the source element type.
+Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation);
+
+}  // namespace diffeoflow::registration

@@ -1,0 +1,25 @@
+// The summary figures (PNG, drawn with plot/) of a pairwise registration and of a landmark match.
+#pragma once
+
+#include <string>
+
+#include <Eigen/Core>
+
+#include "registration/image.h"
+#include "registration/landmark_matching.h"
+#include "registration/register.h"
+
+namespace diffeoflow::registration {
+
+// summary.png: moving, fixed, warped, deformed grid, Jacobian map (mid slice in 3-D).
+void WriteSummaryFigure(const std::string& path, const RegistrationResult& result,
+                        const Image& moving, const Image& fixed);
+
+// summary.png of match-landmarks (2-D only, InputError naming `path` otherwise): both shapes, the
+// landmark paths and the deformed grid.
+void WriteLandmarkSummaryFigure(const std::string& path, const LandmarkMatchingResult& result);
+
+// A 2-D slice (the mid z-slice of a 3-D image) as a matrix: rows = y, cols = x.
+Eigen::MatrixXd MidSlice(const Grid& grid, const double* values);
+
+}  // namespace diffeoflow::registration

@@ -1,0 +1,121 @@
+#include "registration/register_checkpoint.h"
+
+#include <cstdint>
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "registration/lddmm.h"
+#include "solvers/atomic_file.h"
+#include "solvers/errors.h"
+#include "solvers/hdf5.h"
+
+namespace diffeoflow::registration {
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "diffeoflow-registration-checkpoint";
+
+// FNV-1a over the bytes of the image values: resuming with other images is an error.
+std::uint64_t HashValues(const Eigen::VectorXd& values, std::uint64_t hash) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+  const std::size_t count = static_cast<std::size_t>(values.size()) * sizeof(double);
+  for (std::size_t i = 0; i < count; ++i) {
+    hash ^= bytes[i];
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+}  // namespace
+
+std::string CheckpointFingerprint(const Image& moving, const Image& fixed,
+                                  const RegistrationOptions& o) {
+  nlohmann::json j;
+  std::uint64_t hash = 14695981039346656037ull;
+  hash = HashValues(moving.data, hash);
+  hash = HashValues(fixed.data, hash);
+  j["images"] = {{"moving", SizeText(moving.grid)}, {"fixed", SizeText(fixed.grid)},
+                 {"hash", std::to_string(hash)}};
+  j["method"] = RegistrationMethodName(o.method);
+  j["metric"] = {{"kernel", static_cast<int>(o.metric.kernel)},
+                 {"alpha_mm2", o.metric.alpha_mm2},
+                 {"gamma", o.metric.gamma},
+                 {"gaussian_sigma_mm", o.metric.gaussian_sigma_mm},
+                 {"boundary", static_cast<int>(o.metric.boundary)},
+                 {"padding_voxels", o.metric.padding_voxels}};
+  j["sigma"] = o.sigma;
+  j["similarity"] = SimilarityName(o.similarity);
+  if (o.similarity == SimilarityMeasure::kLocalNcc) j["ncc_radius"] = o.ncc_radius;
+  j["steps"] = o.time_steps;
+  j["solver"] = MethodName(o.solver);
+  j["levels"] = o.levels;
+  j["iterations"] = o.iterations;
+  j["tolerance"] = o.relative_decrease;
+  j["coarse_tolerance_factor"] = o.coarse_tolerance_factor;
+  j["optimizer"] = OptimizerName(o.optimizer);
+  j["learning_rate"] = o.gd_learning_rate;
+  j["band_limit"] = o.band_limit;
+  j["mesh_fraction"] = o.mesh_spacing_fraction;
+  j["normalize"] = o.normalize_intensity;
+  return j.dump();
+}
+
+void WriteRegistrationCheckpoint(const std::string& path, const std::string& fingerprint,
+                                 const RegistrationCheckpoint& c) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) EnsureOutputDirectory(parent.string());
+  h5::Writer out(path);
+  out.SetAttribute("/", "format", kCheckpointFormat);
+  out.SetAttribute("/", "version", std::int64_t{1});
+  out.SetAttribute("/", "fingerprint", fingerprint);
+  out.SetAttribute("/", "levels_done", std::int64_t{c.levels_done});
+  out.SetAttribute("/", "iterations", std::int64_t{c.iterations});
+  out.SetAttribute("/", "evaluations", std::int64_t{c.evaluations});
+  out.SetAttribute("/", "termination", c.termination);
+  out.SetAttribute("/", "time_up", std::int64_t{c.time_up ? 1 : 0});
+  out.WriteDoubles("carried_velocity", c.carried_velocity.data(),
+                   {static_cast<std::uint64_t>(c.carried_velocity.size())});
+  out.WriteDoubles("w", c.w.data(), {static_cast<std::uint64_t>(c.w.size())});
+  out.WriteDoubles("loss_history", c.loss_history, {c.loss_history.size()});
+  std::vector<std::int64_t> starts(c.level_starts.begin(), c.level_starts.end());
+  out.WriteInts("level_starts", starts.data(), {starts.size()});
+  out.Commit();
+}
+
+RegistrationCheckpoint ReadRegistrationCheckpoint(const std::string& path,
+                                                  const std::string& fingerprint, int levels) {
+  const h5::Reader in(path);
+  if (!in.HasAttribute("/", "format") || in.StringAttribute("/", "format") != kCheckpointFormat) {
+    throw InputError(path + ": not a diffeoflow registration checkpoint (attribute format)");
+  }
+  if (!in.HasAttribute("/", "fingerprint") ||
+      in.StringAttribute("/", "fingerprint") != fingerprint) {
+    throw InputError(path + ": the checkpoint was written for other images or options; rerun "
+                     "with the same arguments, or without --resume after removing it");
+  }
+  RegistrationCheckpoint c;
+  c.levels_done = static_cast<int>(in.IntAttribute("/", "levels_done"));
+  if (c.levels_done < 0 || c.levels_done > levels) {
+    throw InputError(path + ": levels_done " + std::to_string(c.levels_done) + " is not in [0, " +
+                     std::to_string(levels) + "]");
+  }
+  c.iterations = static_cast<int>(in.IntAttribute("/", "iterations"));
+  c.evaluations = static_cast<int>(in.IntAttribute("/", "evaluations"));
+  c.termination = in.StringAttribute("/", "termination");
+  c.time_up = in.IntAttribute("/", "time_up") != 0;
+  const std::vector<double> carried = in.ReadDoubles("carried_velocity");
+  const std::vector<double> w = in.ReadDoubles("w");
+  c.carried_velocity =
+      Eigen::Map<const Eigen::VectorXd>(carried.data(), static_cast<Eigen::Index>(carried.size()));
+  c.w = Eigen::Map<const Eigen::VectorXd>(w.data(), static_cast<Eigen::Index>(w.size()));
+  c.loss_history = in.ReadDoubles("loss_history");
+  for (std::int64_t s : in.ReadInts("level_starts")) c.level_starts.push_back(static_cast<int>(s));
+  if (static_cast<int>(c.level_starts.size()) != c.levels_done ||
+      (c.levels_done > 0 && (c.carried_velocity.size() == 0 || c.w.size() == 0))) {
+    throw InputError(path + ": inconsistent checkpoint (level_starts / carried_velocity)");
+  }
+  return c;
+}
+
+}  // namespace diffeoflow::registration
