@@ -59,6 +59,7 @@ using nlohmann::json;
 struct CasePair {
   Image moving;
   Image fixed;
+  json info = json::object();  // what made the pair (the synthetic warp's figures), for the rows
 };
 
 struct Case {
@@ -104,8 +105,12 @@ CasePair Warped(const Image& image, std::uint64_t seed) {
   RandomDiffeomorphismOptions warp;
   warp.max_displacement_fraction = 0.10;
   warp.seed = seed;
-  const WarpedPair pair = MakeRandomlyWarpedPair(image, warp);
-  return CasePair{pair.warped, pair.original};
+  const RandomDiffeomorphism psi = MakeRandomDiffeomorphism(image.grid, warp);
+  const Image moving = WarpImage(image, PositionFromDisplacement(psi.displacement_mm));
+  const json info{{"warp_max_displacement_mm", psi.max_displacement_mm},
+                  {"warp_min_jacobian", psi.min_jacobian},
+                  {"warp_max_jacobian", psi.max_jacobian}};
+  return CasePair{moving, image, info};
 }
 
 CRingOptions Ring(int size, double outer, double thickness, double mouth, double rotation_deg,
@@ -139,7 +144,7 @@ std::vector<Case> AllCases(const std::string& brain) {
        Ring(256, 77, 12, 24, 0, 0));
   ring("c_thick_smooth", "256^2, thick ring 40 px, mouth 40 px, smooth edge (tanh, 2 px)",
        Ring(256, 77, 40, 40, 0, 2.0));
-  ring("c_narrow_mouth", "256^2, ring 25 px, mouth 16 px (a tenth of the hollow), sharp",
+  ring("c_narrow_mouth", "256^2, ring 25 px, mouth 16 px onto a 104 px hollow, sharp",
        Ring(256, 77, 25, 16, 0, 0));
   ring("c_wide_mouth_smooth", "256^2, ring 25 px, mouth 80 px, smooth edge (tanh, 2 px)",
        Ring(256, 77, 25, 80, 0, 2.0));
@@ -191,7 +196,7 @@ std::vector<Case> AllCases(const std::string& brain) {
                    [brain] {
                      const CasePair p = Warped(Slice(Brain(brain), 2, 70), 4);
                      return CasePair{RescaleIntensity(p.moving, -1000.0, 3000.0),
-                                     RescaleIntensity(p.fixed, 100.0, 1100.0)};
+                                     RescaleIntensity(p.fixed, 100.0, 1100.0), p.info};
                    }});
   cases.push_back({"brain3d_64", "anatomy",
                    "ch2bet resampled to 64^3 under a random diffeomorphism, max |u| = 10 % FOV "
@@ -362,6 +367,7 @@ int main(int argc, char** argv) {
       WriteCase(*out, c, pair);
       json entry{{"name", c.name}, {"kind", c.kind}, {"description", c.description}};
       entry.update(GridJson(pair.fixed.grid));
+      entry.update(pair.info);
       manifest.push_back(entry);
       // Rewritten after every case, so a run cut short still leaves a readable manifest.
       std::ofstream(*out / "cases.json") << manifest.dump(2) << "\n";
@@ -372,6 +378,7 @@ int main(int argc, char** argv) {
       options.method = method;
       json row{{"case", c.name}, {"method", RegistrationMethodName(method)}};
       row.update(GridJson(pair.fixed.grid));
+      row.update(pair.info);
       const auto start = std::chrono::steady_clock::now();
       try {
         const RegistrationResult r = Register(pair.moving, pair.fixed, options);

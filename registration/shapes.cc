@@ -396,7 +396,9 @@ VectorField Flow(const VectorField& v, double scale, int steps) {
           const auto k2 = velocity(shifted(k1, 0.5 * h));
           const auto k3 = velocity(shifted(k2, 0.5 * h));
           const auto k4 = velocity(shifted(k3, h));
-          for (int c = 0; c < dim; ++c) q[c] += h / 6.0 * (k1[c] + 2.0 * k2[c] + 2.0 * k3[c] + k4[c]);
+          for (int c = 0; c < dim; ++c) {
+            q[c] += h / 6.0 * (k1[c] + 2.0 * k2[c] + 2.0 * k3[c] + k4[c]);
+          }
         }
         const Eigen::Index idx = g.index(x, y, z);
         for (int c = 0; c < dim; ++c) u.data[c * n + idx] = (q[c] - start[c]) * g.spacing_mm[c];

@@ -176,8 +176,9 @@ TEST(Translation, WholeVoxelShiftsAreExactAndPairsDifferByTheShift) {
   Image coarse = ramp;
   coarse.grid.spacing_mm = {2.0, 2.0, 1.0};
   const Image half = TranslateImage(coarse, {1.0, 0.0, 0.0}, 0.0);
-  EXPECT_DOUBLE_EQ(half.data[coarse.grid.index(5, 3)],
-                   0.5 * (coarse.data[coarse.grid.index(4, 3)] + coarse.data[coarse.grid.index(5, 3)]));
+  const double left = coarse.data[coarse.grid.index(4, 3)];
+  const double right = coarse.data[coarse.grid.index(5, 3)];
+  EXPECT_DOUBLE_EQ(half.data[coarse.grid.index(5, 3)], 0.5 * (left + right));
 }
 
 TEST(Intensity, RescaleMapsMinAndMax) {
