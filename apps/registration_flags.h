@@ -31,6 +31,7 @@ struct RegistrationFlags {
   std::string solver = "rk4";
   std::string boundary = "periodic";
   std::string similarity = "ssd";
+  std::string shooting_start = "velocity-field";
   registration::RegistrationOptions options;
   bool no_normalize = false;
   bool resume = false;
@@ -59,16 +60,19 @@ struct RegistrationFlags {
         ->capture_default_str();
     sub.add_option("--sigma", options.sigma,
                    "Similarity weight 1/sigma^2 (SSD: normalised intensities in [0, 1]; NCC: "
-                   "dimensionless)")
-        ->capture_default_str();
-    sub.add_option("--steps", options.time_steps, "Time steps T (T + 1 velocity grids / time points)")
-        ->capture_default_str();
+                   "dimensionless). Default: 0.002 in 2-D, 0.005 in 3-D");
+    sub.add_option("--steps", options.time_steps,
+                   "Time steps T (T + 1 velocity grids / time points). Default: 8 in 2-D, 5 in 3-D");
     sub.add_option("--levels", options.levels, "Multi-resolution levels (coarse to fine)")
         ->capture_default_str();
     sub.add_option("--iterations", options.iterations, "Maximum iterations per level")
         ->capture_default_str();
     sub.add_option("--band-limit", options.band_limit,
                    "FLASH-style band limit B: keep Fourier modes |k| <= B (0: off)")
+        ->capture_default_str();
+    sub.add_option("--shooting-start", shooting_start,
+                   "Shooting's start on the coarsest level: velocity-field (the initial velocity "
+                   "of LDDMM solved there) | zero")
         ->capture_default_str();
     sub.add_option("--optimizer", optimizer, "lbfgs (Ceres) | gd (gradient descent, as Beg 2005)")
         ->capture_default_str();
@@ -82,8 +86,8 @@ struct RegistrationFlags {
     sub.add_option("--time-limit", options.max_seconds, "Total time limit in seconds (0: none)")
         ->capture_default_str();
     sub.add_option("--mesh-fraction", options.mesh_spacing_fraction,
-                   "Flow mesh spacing at most this fraction of sqrt(alpha) (0: image grid)")
-        ->capture_default_str();
+                   "Flow mesh spacing at most this fraction of sqrt(alpha) (0: image grid). "
+                   "Default: 0.5 in 2-D, 1.2 in 3-D");
     sub.add_flag("--no-normalize", no_normalize, "Keep intensities (default: min/max to [0, 1])");
     sub.add_option("--max-folded-fraction", options.max_folded_fraction,
                    "Fail (exit 3) when more than this share of voxels has det Dphi <= 0")
@@ -108,6 +112,14 @@ struct RegistrationFlags {
       o.metric.boundary = registration::MetricBoundary::kReflective;
     } else {
       throw InputError("--boundary: expected periodic or reflective, got '" + boundary + "'");
+    }
+    if (shooting_start == "velocity-field") {
+      o.shooting_start = registration::ShootingStart::kVelocityField;
+    } else if (shooting_start == "zero") {
+      o.shooting_start = registration::ShootingStart::kZero;
+    } else {
+      throw InputError("--shooting-start: expected velocity-field or zero, got '" +
+                       shooting_start + "'");
     }
     o.normalize_intensity = !no_normalize;
     o.resume = resume;

@@ -269,6 +269,31 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
   return {false, summary.iterations};
 }
 
+// The start of shooting on the coarsest level (ShootingStart::kVelocityField): velocity-field
+// LDDMM solved on the same level, and its initial velocity v_0 whitened for shooting,
+// w = K^{−1/2} v_0. At its optimum the velocity-field path is a geodesic, so v_0 is where the
+// shooting energy's basin lies; its iterations and evaluations count in the run's totals.
+Vector VelocityFieldStart(const Image& moving, const Image& fixed,
+                          const RegistrationOptions& options, const FlowProblemOptions& flow,
+                          const LevelProblem& shooting, Clock::time_point start,
+                          RegistrationCheckpoint& state) {
+  RegistrationOptions lddmm = options;
+  lddmm.method = RegistrationMethod::kLddmm;
+  std::unique_ptr<LevelProblem> problem = MakeLevelProblem(moving, fixed, lddmm, flow);
+  Vector w = Vector::Zero(problem->objective().num_parameters());
+  if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
+  RegistrationCheckpoint scratch;
+  scratch.time_up = state.time_up;
+  SolveLevel(problem->optimised(), w, problem->mesh, 0, 1, lddmm, start, scratch);
+  state.iterations += scratch.iterations;
+  state.evaluations += scratch.evaluations;
+  if (problem->band) problem->band->Project(w, &w);
+  Vector v0 = w.head(problem->mesh.dim * problem->mesh.voxels());
+  problem->metric.half(v0.data(), problem->mesh.dim);
+  shooting.metric.inverse_half(v0.data(), shooting.mesh.dim);
+  return v0;
+}
+
 // Fills the result from the finest level's final iterate w: the path on the mesh (positions φ_t,
 // velocities, momenta for shooting, ‖v_t‖_V), E and its kinetic part, the free-variable count, the
 // normalised moving image along the path and φ on the fixed grid with the SSDs, and from the
@@ -407,7 +432,8 @@ void CopyProgress(const RegistrationCheckpoint& state, RegistrationResult& resul
 }  // namespace
 
 
-Grid MeshFor(const Grid& image, const RegistrationOptions& options) {
+Grid MeshFor(const Grid& image, const RegistrationOptions& requested) {
+  const RegistrationOptions options = requested.ResolvedFor(image);
   Grid mesh = image;
   if (options.mesh_spacing_fraction <= 0) return mesh;
   const double limit = options.mesh_spacing_fraction * std::sqrt(options.metric.alpha_mm2);
@@ -440,7 +466,7 @@ void RegistrationOptions::Validate() const {
       throw InputError(s.str());
     }
   };
-  positive(sigma, "--sigma");
+  if (sigma != kAuto) positive(sigma, "--sigma");
   if (ncc_radius < 1) {
     throw InputError("--ncc-radius must be >= 1 (voxels), got " + std::to_string(ncc_radius));
   }
@@ -448,7 +474,9 @@ void RegistrationOptions::Validate() const {
   positive(metric.gamma, "--gamma");
   std::string error;
   if (!metric.IsValid(&error)) throw InputError(error);
-  if (time_steps < 1) throw InputError("--steps must be >= 1, got " + std::to_string(time_steps));
+  if (time_steps < 1 && time_steps != kAuto) {
+    throw InputError("--steps must be >= 1, got " + std::to_string(time_steps));
+  }
   if (levels < 1) throw InputError("--levels must be >= 1, got " + std::to_string(levels));
   if (iterations < 0) {
     throw InputError("--iterations must be >= 0, got " + std::to_string(iterations));
@@ -461,7 +489,8 @@ void RegistrationOptions::Validate() const {
     throw InputError("--band-limit must be >= 0, got " + std::to_string(band_limit));
   }
   positive(gd_learning_rate, "--learning-rate");
-  if (!(mesh_spacing_fraction >= 0) || !std::isfinite(mesh_spacing_fraction)) {
+  if ((!(mesh_spacing_fraction >= 0) || !std::isfinite(mesh_spacing_fraction)) &&
+      mesh_spacing_fraction != kAuto) {
     throw InputError("--mesh-fraction must be >= 0");
   }
   if (!(coarse_tolerance_factor >= 1) || !std::isfinite(coarse_tolerance_factor)) {
@@ -474,6 +503,15 @@ void RegistrationOptions::Validate() const {
     throw InputError("--max-folded-fraction must be in [0, 1]");
   }
   if (resume && checkpoint.empty()) throw InputError("--resume needs a checkpoint path");
+}
+
+RegistrationOptions RegistrationOptions::ResolvedFor(const Grid& fixed) const {
+  RegistrationOptions o = *this;
+  const bool volume = fixed.dim == 3;
+  if (o.sigma == kAuto) o.sigma = volume ? 0.005 : 0.002;
+  if (o.time_steps == kAuto) o.time_steps = volume ? 5 : 8;
+  if (o.mesh_spacing_fraction == kAuto) o.mesh_spacing_fraction = volume ? 1.2 : 0.5;
+  return o;
 }
 
 double RegistrationResult::velocity_norm_spread() const {
@@ -508,8 +546,9 @@ void CheckRegistrationInputs(const Image& moving, const Image& fixed) {
 }
 
 RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
-                            const RegistrationOptions& options) {
-  options.Validate();
+                            const RegistrationOptions& requested) {
+  requested.Validate();
+  const RegistrationOptions options = requested.ResolvedFor(fixed_input.grid);
   const auto start = Clock::now();
   CheckRegistrationInputs(moving_input, fixed_input);
 
@@ -557,6 +596,11 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
         level > 0 ? MeshFor(pyramid.fixed[level - 1].grid, options) : Grid();
     w = CarriedInitialValue(state.carried_velocity, carried_grid, *problem, fields_per_vector,
                             options.checkpoint);
+    if (level == 0 && options.method == RegistrationMethod::kShooting &&
+        options.shooting_start == ShootingStart::kVelocityField) {
+      w = VelocityFieldStart(pyramid.moving[0], pyramid.fixed[0], options, flow, *problem, start,
+                             state);
+    }
     if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
 
     const LevelRun run = SolveLevel(problem->optimised(), w, problem->mesh, level, levels, options,

@@ -43,6 +43,12 @@
 namespace diffeoflow::registration {
 
 enum class RegistrationMethod { kShooting, kLddmm };
+
+// Where geodesic shooting starts on the coarsest level: m_0 = 0, or the initial velocity of
+// velocity-field LDDMM solved on that level (the default: the geodesic parametrisation has local
+// minima that the time-dependent one avoids; on the 256² disc → thin C ring, shooting from 0 stops
+// at 46 % SSD reduction with the hollow unopened).
+enum class ShootingStart { kZero, kVelocityField };
 std::string RegistrationMethodName(RegistrationMethod method);  // "shooting", "lddmm"
 RegistrationMethod ParseRegistrationMethod(const std::string& name,
                                            const std::string& argument = "--method");
@@ -75,9 +81,14 @@ struct RegistrationOptions {
   // Similarity weight 1/σ²: on ½‖I_m∘φ − I_f‖² for SSD (σ in units of the normalised intensity,
   // [0, 1]); on (1/25)·½ Σ_x (cc_ff(x) − cc(x)) Δx for NCC (σ dimensionless; the factor 1/25 is
   // measured so that one σ suits both, see DataTerm in lddmm.h).
-  double sigma = 0.0075;
-  int time_steps = 8;           // T: time points 0, 1/T, …, 1 (velocity grids, recorded path)
+  // kAuto (sigma, time_steps, mesh_spacing_fraction): chosen from the fixed image by
+  // ResolvedFor (the dimension decides; see ResolvedFor). Register resolves them first, and the
+  // result's options hold the values used.
+  static constexpr int kAuto = -1;
+  double sigma = kAuto;
+  int time_steps = kAuto;       // T: time points 0, 1/T, …, 1 (velocity grids, recorded path)
   Method solver = Method::kRk4;
+  ShootingStart shooting_start = ShootingStart::kVelocityField;
   int levels = 3;               // pyramid levels; reduced so that the coarsest axis keeps ≥ 16 voxels
   int iterations = 100;         // per level
   double max_seconds = 0.0;     // total time limit, 0: none
@@ -94,7 +105,7 @@ struct RegistrationOptions {
   // The flow runs on a mesh coarser than the image when the velocity's length scale allows it:
   // the image grid is halved while the mesh spacing stays ≤ fraction · √α (and ≥ 16 voxels an
   // axis). 0: the mesh is the image grid.
-  double mesh_spacing_fraction = 0.5;
+  double mesh_spacing_fraction = kAuto;
   bool normalize_intensity = true;  // min/max normalise both images to [0, 1]
   // Health check of the final map: the largest share of voxels allowed at det Dφ ≤ 0 (0: none).
   double max_folded_fraction = 0.0;
@@ -106,6 +117,16 @@ struct RegistrationOptions {
 
   // Throws InputError naming the command-line flag of the first invalid field.
   void Validate() const;
+
+  // A copy with every kAuto field chosen for registering onto `fixed`:
+  //              2-D      3-D
+  //   sigma      0.002    0.005    SSD weight; NCC takes the same σ (its λ = 1/25 rescales)
+  //   steps      8        5
+  //   mesh       ½ √α     1.2 √α   largest mesh spacing (the map itself is traced at image
+  //                                resolution, traced_map.h)
+  // Measured in docs/robustness.md (2-D family: thin C rings, translations, brain slices under
+  // 10 % warps) and docs/registration.md (96³ and 128³ brains).
+  RegistrationOptions ResolvedFor(const Grid& fixed) const;
 };
 
 struct RegistrationResult {

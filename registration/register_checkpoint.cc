@@ -56,6 +56,9 @@ std::string CheckpointFingerprint(const Image& moving, const Image& fixed,
   j["optimizer"] = OptimizerName(o.optimizer);
   j["learning_rate"] = o.gd_learning_rate;
   j["band_limit"] = o.band_limit;
+  if (o.method == RegistrationMethod::kShooting) {
+    j["shooting_start"] = o.shooting_start == ShootingStart::kZero ? "zero" : "velocity-field";
+  }
   j["mesh_fraction"] = o.mesh_spacing_fraction;
   j["normalize"] = o.normalize_intensity;
   return j.dump();
