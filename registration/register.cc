@@ -285,20 +285,19 @@ std::string RegistrationResult::BriefReport() const {
 }
 
 void CheckRegistrationInputs(const Image& moving, const Image& fixed) {
-  if (!moving.grid.SameShape(fixed.grid)) {
-    throw InputError("--moving: image size " + ShapeText(moving.grid) +
-                     " does not match --fixed image size " + ShapeText(fixed.grid) +
-                     " (same grid expected; resample first)");
-  }
+  CheckWorldOverlap(moving.grid, fixed.grid, "--moving", "--fixed");
   if (!AllFinite(moving.data)) throw InputError("--moving: image contains NaN or Inf");
   if (!AllFinite(fixed.data)) throw InputError("--fixed: image contains NaN or Inf");
 }
 
-RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
+RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
                             const RegistrationOptions& options) {
   options.Validate();
   const auto start = Clock::now();
-  CheckRegistrationInputs(moving_input, fixed_input);
+  CheckRegistrationInputs(moving_given, fixed_input);
+  // A moving image on another grid is resampled into the fixed image's world (world_space.h).
+  const MovingInFixedSpace moving_in_fixed_space(moving_given, fixed_input);
+  const Image& moving_input = moving_in_fixed_space.image();
 
   Image moving = options.normalize_intensity ? NormalizeIntensity(moving_input) : moving_input;
   Image fixed = options.normalize_intensity ? NormalizeIntensity(fixed_input) : fixed_input;
@@ -337,6 +336,7 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
   result.method = options.method;
   result.options = options;
   result.grid = fixed.grid;
+  result.world_space_note = moving_in_fixed_space.note();
 
   const bool checkpointing = !options.checkpoint.empty();
   const std::string fingerprint =
@@ -833,7 +833,8 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
   WriteSummaryFigure((out / "summary.png").string(), result, moving, fixed);
 }
 
-Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation) {
+Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
+                        std::optional<double> outside_value) {
   const std::filesystem::path path = std::filesystem::path(dir) / "displacement.nii.gz";
   if (!std::filesystem::exists(path)) {
     throw InputError("--transform: '" + dir + "' has no displacement.nii.gz (expected the --out "
@@ -842,17 +843,10 @@ Image ApplyRegistration(const std::string& dir, const Image& image, Interpolatio
   ImageReadOptions read;
   read.argument = "--transform";
   const VectorField displacement = ReadVectorField(path.string(), read);
-  if (!displacement.grid.SameShape(image.grid)) {
-    throw InputError("--image: size " + ShapeText(image.grid) +
-                     " does not match the transform's grid " + ShapeText(displacement.grid));
-  }
-  VectorField positions = PositionFromDisplacement(displacement);
-  Image source = image;
-  source.grid = displacement.grid;
-  Image warped = WarpImage(source, positions, interpolation);
-  warped.grid = displacement.grid;
-  warped.source_type = image.source_type;
-  return warped;
+  CheckWorldOverlap(image.grid, displacement.grid, "--image",
+                    "the fixed grid of --transform " + dir);
+  const VectorField positions = PositionFromDisplacement(displacement);
+  return WarpThroughWorld(image, displacement.grid, positions.data, interpolation, outside_value);
 }
 
 }  // namespace diffeoflow::registration
