@@ -11,6 +11,7 @@
 #include "plot/figure.h"
 #include "registration/image_io.h"
 #include "registration/register.h"
+#include "registration/world_space.h"
 #include "solvers/atomic_file.h"
 #include "solvers/interrupt.h"
 
@@ -173,6 +174,7 @@ CommandRegistration registration{
         const RegistrationResult gd = registration::Register(moving, fixed, options);
         EndProgressLine(common);
         if (gd.interrupted) return ReportInterrupted(lddmm_checkpoint);
+        PrintWorldSpaceNote(common, gd.world_space_note);
         options.method = registration::RegistrationMethod::kShooting;
         options.checkpoint = shooting_checkpoint;
         if (!common.quiet) std::cerr << "geodesic shooting\n";
@@ -180,17 +182,19 @@ CommandRegistration registration{
         EndProgressLine(common);
         if (shoot.interrupted) return ReportInterrupted(shooting_checkpoint);
 
-        registration::WriteRegistrationOutputs((out / "lddmm").string(), gd, moving, fixed,
+        // The figures show the moving image as the registrations saw it: on the fixed grid.
+        const registration::MovingInFixedSpace shown(moving, fixed);
+        registration::WriteRegistrationOutputs((out / "lddmm").string(), gd, shown.image(), fixed,
                                                fixed_format);
-        registration::WriteRegistrationOutputs((out / "shooting").string(), shoot, moving, fixed,
-                                               fixed_format);
+        registration::WriteRegistrationOutputs((out / "shooting").string(), shoot, shown.image(),
+                                               fixed, fixed_format);
         nlohmann::json comparison;
         comparison["lddmm"] = registration::MetricsJson(gd);
         comparison["shooting"] = registration::MetricsJson(shoot);
         WriteFileAtomically((out / "comparison.json").string(), comparison.dump(2) + "\n");
         const std::string table = ComparisonTable(gd, shoot);
         WriteFileAtomically((out / "comparison.md").string(), table);
-        ComparisonFigure((out / "comparison.png").string(), gd, shoot, moving, fixed);
+        ComparisonFigure((out / "comparison.png").string(), gd, shoot, shown.image(), fixed);
         RemoveCheckpoint(lddmm_checkpoint);
         RemoveCheckpoint(shooting_checkpoint);
         if (!common.quiet) {

@@ -38,7 +38,9 @@ struct RegistrationFlags {
   void Add(CLI::App& sub, bool with_method) {
     sub.add_option("--fixed", fixed, "Fixed (target) image: .nii, .nii.gz, .png or .npy")
         ->required();
-    sub.add_option("--moving", moving, "Moving (template) image, same size as --fixed")
+    sub.add_option("--moving", moving,
+                   "Moving (template) image; on another grid it is resampled into --fixed's "
+                   "world space")
         ->required();
     sub.add_option("--out", out, "Output folder (created if missing)")->required();
     if (with_method) {
@@ -138,6 +140,9 @@ struct RegistrationFlags {
     registration::FormatFromPath(moving, "--moving");
     in.fixed = registration::ReadImage(fixed, {true, "--fixed"});
     in.moving = registration::ReadImage(moving, {true, "--moving"});
+    // The same check Register makes, with the file names in the message.
+    registration::CheckWorldOverlap(in.moving.grid, in.fixed.grid, "--moving " + moving,
+                                    "--fixed " + fixed);
     registration::CheckRegistrationInputs(in.moving, in.fixed);
     EnsureOutputDirectory(out, "--out");
     return in;
@@ -161,6 +166,12 @@ inline void RemoveCheckpoint(const std::string& checkpoint) {
 
 inline void EndProgressLine(const CommonFlags& common) {
   if (common.ShowProgress()) std::fprintf(stderr, "\n");
+}
+
+// One stderr line when Register resampled the moving image into the fixed image's world
+// (RegistrationResult::world_space_note); nothing with --quiet.
+inline void PrintWorldSpaceNote(const CommonFlags& common, const std::string& note) {
+  if (!common.quiet && !note.empty()) std::cerr << "diffeoflow: note: " << note << "\n";
 }
 
 }  // namespace diffeoflow::app
