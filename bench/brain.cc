@@ -31,7 +31,8 @@
 // on the fixed grid) with the map this run found: the registration's own share of any loss, apart
 // from what the other label grid costs. That cost is `dice_label_grid_ceiling`: the atlas recorded
 // on the other grid without the warp and brought onto the fixed grid (what a perfect registration
-// could reach; the same-grid run's labels share one rasterisation with the reference, these do not).
+// could reach; the same-grid run's labels share one rasterisation with the reference, these do
+// not).
 #include <sys/resource.h>
 
 #include <array>
@@ -129,8 +130,8 @@ VectorField SmoothWarp(const Grid& grid, double voxels, unsigned seed) {
 // origin, the first axis flipped.
 Grid LasGrid(const Grid& grid, double coarser) {
   Grid las = grid;
-  const Eigen::Vector3d centre = grid.VoxelToPhysical(
-      Eigen::Vector3d(0.5 * (grid.size[0] - 1), 0.5 * (grid.size[1] - 1), 0.5 * (grid.size[2] - 1)));
+  const Eigen::Vector3d centre = grid.VoxelToPhysical(Eigen::Vector3d(
+      0.5 * (grid.size[0] - 1), 0.5 * (grid.size[1] - 1), 0.5 * (grid.size[2] - 1)));
   for (int d = 0; d < 3; ++d) {
     las.spacing_mm[d] = coarser * grid.spacing_mm[d];
     las.size[d] = static_cast<int>(std::lround(grid.size[d] / coarser)) + 6;
@@ -155,14 +156,18 @@ Image SampleWarpedSource(const Image& source, const Grid& fixed, const VectorFie
   for (int k = 0; k < target.size[2]; ++k) {
     for (int j = 0; j < target.size[1]; ++j) {
       for (int i = 0; i < target.size[0]; ++i) {
-        const Eigen::Vector3d y = fixed.PhysicalToVoxel(target.VoxelToPhysical(Eigen::Vector3d(i, j, k)));
+        const Eigen::Vector3d y =
+            fixed.PhysicalToVoxel(target.VoxelToPhysical(Eigen::Vector3d(i, j, k)));
         Eigen::Vector3d psi = y;
         for (int c = 0; c < 3; ++c) {
-          psi[c] += SampleLinear(fixed, u.data.data() + c * n, y[0], y[1], y[2]) / fixed.spacing_mm[c];
+          psi[c] +=
+              SampleLinear(fixed, u.data.data() + c * n, y[0], y[1], y[2]) / fixed.spacing_mm[c];
         }
         const Eigen::Vector3d q = source.grid.PhysicalToVoxel(fixed.VoxelToPhysical(psi));
         bool inside = true;
-        for (int d = 0; d < 3; ++d) inside = inside && q[d] >= -0.5 && q[d] <= source.grid.size[d] - 0.5;
+        for (int d = 0; d < 3; ++d) {
+          inside = inside && q[d] >= -0.5 && q[d] <= source.grid.size[d] - 0.5;
+        }
         double value = outside;
         if (inside) {
           value = interpolation == Interpolation::kLinear
@@ -243,23 +248,25 @@ int main(int argc, char** argv) {
       const double coarser = number("coarser", 1.25);
       if (!(coarser > 0.2 && coarser < 5)) throw std::runtime_error("coarser: expected (0.2, 5)");
       const Grid las = LasGrid(grid, coarser);
-      moving = SampleWarpedSource(brain, grid, u, las, Interpolation::kLinear, BackgroundValue(brain));
+      moving =
+          SampleWarpedSource(brain, grid, u, las, Interpolation::kLinear, BackgroundValue(brain));
       moving_labels = SampleWarpedSource(atlas, grid, u, las, Interpolation::kNearest, 0.0);
-      const Image before =
-          WarpThroughWorld(moving_labels, grid, IdentityPositionField(grid).data, Interpolation::kNearest);
+      const Image before = WarpThroughWorld(moving_labels, grid, IdentityPositionField(grid).data,
+                                            Interpolation::kNearest);
       out["dice_before"] = MeanDice(fixed_labels, before);
       // The ceiling for a perfect registration: the atlas recorded on this grid without the warp,
       // brought onto the fixed grid — two independent nearest-neighbour rasterisations.
       const Image unwarped = SampleWarpedSource(atlas, grid, VectorField{grid, 0.0 * u.data}, las,
                                                 Interpolation::kNearest, 0.0);
-      out["dice_label_grid_ceiling"] = MeanDice(
-          fixed_labels, WarpThroughWorld(unwarped, grid, IdentityPositionField(grid).data,
-                                         Interpolation::kNearest));
-      out["moving_grid"] = {{"coarser", coarser},
-                            {"size", {las.size[0], las.size[1], las.size[2]}},
-                            {"spacing_mm", {las.spacing_mm[0], las.spacing_mm[1], las.spacing_mm[2]}},
-                            {"origin_mm", {las.origin_mm[0], las.origin_mm[1], las.origin_mm[2]}},
-                            {"orientation", OrientationCode(las)}};
+      out["dice_label_grid_ceiling"] =
+          MeanDice(fixed_labels, WarpThroughWorld(unwarped, grid, IdentityPositionField(grid).data,
+                                                  Interpolation::kNearest));
+      out["moving_grid"] = {
+          {"coarser", coarser},
+          {"size", {las.size[0], las.size[1], las.size[2]}},
+          {"spacing_mm", {las.spacing_mm[0], las.spacing_mm[1], las.spacing_mm[2]}},
+          {"origin_mm", {las.origin_mm[0], las.origin_mm[1], las.origin_mm[2]}},
+          {"orientation", OrientationCode(las)}};
     } else if (moving_grid != "same") {
       throw std::runtime_error("moving_grid: expected same or las, got '" + moving_grid + "'");
     }

@@ -14,7 +14,7 @@ namespace {
 
 using Index = Eigen::Index;
 
-constexpr double kSpacingTolerance = 1e-6;    // relative
+constexpr double kSpacingTolerance = 1e-6;  // relative
 constexpr double kOriginToleranceMm = 1e-4;
 constexpr double kDirectionTolerance = 1e-6;  // per entry
 // Voxel coordinates within this of the field-of-view box count as inside (rounding of the affines).
@@ -35,7 +35,8 @@ VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to) {
   const Eigen::Vector3d inv_s_to(1.0 / to.spacing_mm[0], 1.0 / to.spacing_mm[1],
                                  1.0 / to.spacing_mm[2]);
   const Eigen::Matrix3d to_inverse = inv_s_to.asDiagonal() * to.direction.inverse();
-  return {to_inverse * from.direction * s_from.asDiagonal(), to_inverse * (Origin(from) - Origin(to))};
+  return {to_inverse * from.direction * s_from.asDiagonal(),
+          to_inverse * (Origin(from) - Origin(to))};
 }
 
 // Inside the voxel-corner box [−½, n − ½] (axes 0 and 1 in 2-D).
@@ -133,10 +134,12 @@ std::string GridDifferences(const Grid& moving, const Grid& fixed) {
                                  kDirectionTolerance);
     }
   }
-  if (spacing) parts.push_back("spacing " + SpacingText(moving) + " vs " + SpacingText(fixed) + " mm");
+  if (spacing)
+    parts.push_back("spacing " + SpacingText(moving) + " vs " + SpacingText(fixed) + " mm");
   bool origin = false, origin_z = false;
   for (int d = 0; d < 3; ++d) {
-    const bool differs = !(std::abs(moving.origin_mm[d] - fixed.origin_mm[d]) <= kOriginToleranceMm);
+    const bool differs =
+        !(std::abs(moving.origin_mm[d] - fixed.origin_mm[d]) <= kOriginToleranceMm);
     origin = origin || differs;
     origin_z = origin_z || (d == 2 && differs);
   }
@@ -153,10 +156,12 @@ std::string GridDifferences(const Grid& moving, const Grid& fixed) {
       // Same nearest axes: the largest angle between corresponding voxel axes.
       double angle = 0.0;
       for (int c = 0; c < axes; ++c) {
-        const double cosine = moving.direction.col(c).normalized().dot(fixed.direction.col(c).normalized());
+        const double cosine =
+            moving.direction.col(c).normalized().dot(fixed.direction.col(c).normalized());
         angle = std::max(angle, std::acos(std::clamp(cosine, -1.0, 1.0)));
       }
-      parts.push_back("direction rotated by " + Number(std::round(angle * 1800.0 / std::numbers::pi) / 10.0) +
+      parts.push_back("direction rotated by " +
+                      Number(std::round(angle * 1800.0 / std::numbers::pi) / 10.0) +
                       " degrees (orientation " + m + ")");
     }
   }
@@ -219,11 +224,15 @@ void CheckWorldOverlap(const Grid& moving, const Grid& fixed, const std::string&
   std::snprintf(share, sizeof(share), "%.3g%% of", 100.0 * overlap);
   char minimum[32];
   std::snprintf(minimum, sizeof(minimum), "%g%%", 100.0 * kMinimumWorldOverlap);
-  throw InputError(moving_name + " and " + fixed_name + " do not overlap in world space: " +
-                   moving_name + " spans " + WorldBoxText(WorldBoundingBox(moving), moving.dim) +
-                   ", " + fixed_name + " spans " + WorldBoxText(WorldBoundingBox(fixed), fixed.dim) +
-                   " (world bounding boxes of the fields of view); " + share + " the latter lies "
-                   "inside the former, at least " + minimum + " expected (check the images' "
+  throw InputError(moving_name + " and " + fixed_name +
+                   " do not overlap in world space: " + moving_name + " spans " +
+                   WorldBoxText(WorldBoundingBox(moving), moving.dim) + ", " + fixed_name +
+                   " spans " + WorldBoxText(WorldBoundingBox(fixed), fixed.dim) +
+                   " (world bounding boxes of the fields of view); " + share +
+                   " the latter lies "
+                   "inside the former, at least " +
+                   minimum +
+                   " expected (check the images' "
                    "qform/sform: origin, orientation, voxel size)");
 }
 

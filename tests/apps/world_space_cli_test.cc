@@ -4,6 +4,8 @@
 // label maps on any grid through world coordinates.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <filesystem>
 #include <numbers>
@@ -76,14 +78,14 @@ class WorldSpaceCli : public diffeoflow::testing::CliTest {
     reg::WriteImage(P("fixed.nii.gz"), Sampled(fixed_grid_, Disc));
     reg::WriteImage(P("moving_las.nii.gz"),
                     Sampled(MakeGrid({28, 26, 1}, 1.25, {17.0, -16.0, 0.0}, FlipX()), Disc));
-    reg::WriteImage(P("far.nii.gz"),
-                    Sampled(MakeGrid({32, 32, 1}, 1.0, {1000.0, 1000.0, 0.0},
-                                     Eigen::Matrix3d::Identity()),
-                            Disc));
+    reg::WriteImage(P("far.nii.gz"), Sampled(MakeGrid({32, 32, 1}, 1.0, {1000.0, 1000.0, 0.0},
+                                                      Eigen::Matrix3d::Identity()),
+                                             Disc));
     // Labels (int16) at 0.8 mm, LAS and rotated by 15 degrees, centred on the fixed grid: its
     // field of view (32 mm square) leaves the fixed grid's corners uncovered.
     const Eigen::Matrix3d direction =
-        Eigen::AngleAxisd(15.0 * std::numbers::pi / 180.0, Eigen::Vector3d::UnitZ()).toRotationMatrix() *
+        Eigen::AngleAxisd(15.0 * std::numbers::pi / 180.0, Eigen::Vector3d::UnitZ())
+            .toRotationMatrix() *
         FlipX();
     labels_grid_ = MakeGrid({40, 40, 1}, 0.8, {0.0, 0.0, 0.0}, direction);
     const Eigen::Vector3d origin = -labels_grid_.VoxelToPhysical(Eigen::Vector3d(19.5, 19.5, 0));
@@ -97,9 +99,9 @@ class WorldSpaceCli : public diffeoflow::testing::CliTest {
 };
 
 TEST_F(WorldSpaceCli, RegisterResamplesTheMovingImageSaysSoAndWritesTheFixedAffine) {
-  const CliRun run = Run("register --fixed " + P("fixed.nii.gz") + " --moving " +
-                         P("moving_las.nii.gz") + " --out " + P("out") +
-                         " --levels 1 --iterations 3 --steps 2");
+  const CliRun run =
+      Run("register --fixed " + P("fixed.nii.gz") + " --moving " + P("moving_las.nii.gz") +
+          " --out " + P("out") + " --levels 1 --iterations 3 --steps 2");
   ASSERT_EQ(run.status, 0) << run.output();
   // One line on stderr: what differed, and that the moving image was resampled.
   const std::string note = "diffeoflow: note: --moving is on another grid than --fixed";
@@ -129,28 +131,28 @@ TEST_F(WorldSpaceCli, RegisterResamplesTheMovingImageSaysSoAndWritesTheFixedAffi
   EXPECT_LT((warped.data - expected.data).cwiseAbs().maxCoeff(), 0.1);
 
   // --quiet: no note.
-  const CliRun quiet = Run("register --fixed " + P("fixed.nii.gz") + " --moving " +
-                           P("moving_las.nii.gz") + " --out " + P("out_quiet") +
-                           " --levels 1 --iterations 3 --steps 2 --quiet");
+  const CliRun quiet =
+      Run("register --fixed " + P("fixed.nii.gz") + " --moving " + P("moving_las.nii.gz") +
+          " --out " + P("out_quiet") + " --levels 1 --iterations 3 --steps 2 --quiet");
   ASSERT_EQ(quiet.status, 0) << quiet.output();
   EXPECT_EQ(quiet.err, "");
   // The same grid: no note.
-  const CliRun same = Run("register --fixed " + P("fixed.nii.gz") + " --moving " +
-                          P("fixed.nii.gz") + " --out " + P("out_same") +
-                          " --levels 1 --iterations 3 --steps 2");
+  const CliRun same =
+      Run("register --fixed " + P("fixed.nii.gz") + " --moving " + P("fixed.nii.gz") + " --out " +
+          P("out_same") + " --levels 1 --iterations 3 --steps 2");
   ASSERT_EQ(same.status, 0) << same.output();
   EXPECT_EQ(same.err.find("note"), std::string::npos) << same.err;
 }
 
 TEST_F(WorldSpaceCli, PairsThatDoNotOverlapInTheWorldAreRefused) {
   for (const std::string command : {"register", "compare"}) {
-    const CliRun run = Run(command + " --fixed " + P("fixed.nii.gz") + " --moving " +
-                           P("far.nii.gz") + " --out " + P("out") +
-                           " --levels 1 --iterations 3 --steps 2");
+    const CliRun run =
+        Run(command + " --fixed " + P("fixed.nii.gz") + " --moving " + P("far.nii.gz") + " --out " +
+            P("out") + " --levels 1 --iterations 3 --steps 2");
     EXPECT_EQ(run.status, 2) << run.output();
     for (const std::string& words :
-         {"--moving " + P("far.nii.gz"), "--fixed " + P("fixed.nii.gz"), std::string("do not overlap"),
-          std::string("[999.5, 1031.5] x [999.5, 1031.5] mm"),
+         {"--moving " + P("far.nii.gz"), "--fixed " + P("fixed.nii.gz"),
+          std::string("do not overlap"), std::string("[999.5, 1031.5] x [999.5, 1031.5] mm"),
           std::string("[-16, 16] x [-16, 16] mm")}) {
       EXPECT_NE(run.err.find(words), std::string::npos) << words << " in: " << run.err;
     }
@@ -161,13 +163,13 @@ TEST_F(WorldSpaceCli, PairsThatDoNotOverlapInTheWorldAreRefused) {
 TEST_F(WorldSpaceCli, ApplyCarriesLabelsOnAnotherGridThroughWorldCoordinates) {
   // No iterations: φ is the identity, so what comes back is the label map resampled into the
   // fixed grid through the three affines (fixed, moving, labels).
-  const CliRun reg_run = Run("register --fixed " + P("fixed.nii.gz") + " --moving " +
-                             P("moving_las.nii.gz") + " --out " + P("out") +
-                             " --iterations 0 --quiet");
+  const CliRun reg_run =
+      Run("register --fixed " + P("fixed.nii.gz") + " --moving " + P("moving_las.nii.gz") +
+          " --out " + P("out") + " --iterations 0 --quiet");
   ASSERT_EQ(reg_run.status, 0) << reg_run.output();
-  const CliRun apply = Run("apply --transform " + P("out") + " --image " + P("labels.nii.gz") +
-                           " --interpolation nearest --out " + P("labels_on_fixed.nii.gz") +
-                           " --quiet");
+  const CliRun apply =
+      Run("apply --transform " + P("out") + " --image " + P("labels.nii.gz") +
+          " --interpolation nearest --out " + P("labels_on_fixed.nii.gz") + " --quiet");
   ASSERT_EQ(apply.status, 0) << apply.output();
   const reg::Image labels = reg::ReadImage(P("labels_on_fixed.nii.gz"));
   EXPECT_EQ(labels.source_type, reg::ElementType::kInt16);
@@ -194,9 +196,9 @@ TEST_F(WorldSpaceCli, ApplyCarriesLabelsOnAnotherGridThroughWorldCoordinates) {
   EXPECT_GT(outside, 8);
 
   // --default-value fills what the labels do not cover.
-  const CliRun filled = Run("apply --transform " + P("out") + " --image " + P("labels.nii.gz") +
-                            " --interpolation nearest --default-value 99 --out " +
-                            P("filled.nii.gz") + " --quiet");
+  const CliRun filled =
+      Run("apply --transform " + P("out") + " --image " + P("labels.nii.gz") +
+          " --interpolation nearest --default-value 99 --out " + P("filled.nii.gz") + " --quiet");
   ASSERT_EQ(filled.status, 0) << filled.output();
   const reg::Image f = reg::ReadImage(P("filled.nii.gz"));
   EXPECT_EQ((f.data.array() == 99.0).count(), outside);

@@ -6,10 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <numbers>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <Eigen/Geometry>
 
@@ -79,7 +82,8 @@ struct GridCase {
 std::vector<GridCase> Cases2d() {
   const Eigen::Matrix3d I = Eigen::Matrix3d::Identity();
   return {
-      {"size", MakeGrid(2, {48, 36, 1}, {1.0, 1.0, 1.0}, {-24.0, -15.0, 0.0}, I), "size 48x36 vs 40x40"},
+      {"size", MakeGrid(2, {48, 36, 1}, {1.0, 1.0, 1.0}, {-24.0, -15.0, 0.0}, I),
+       "size 48x36 vs 40x40"},
       {"spacing", MakeGrid(2, {34, 52, 1}, {1.25, 0.8, 1.0}, {-21.0, -20.4, 0.0}, I),
        "spacing 1.25x0.8 vs 1x1 mm"},
       // Shifted by 7.5 mm, 4.25 mm: part of the fixed field of view is not covered.
@@ -163,8 +167,9 @@ TEST(WorldSpace, SameWorldGridAbsorbsFloatRoundingOnly) {
 }
 
 TEST(WorldSpace, OrientationCodesAndBoundingBoxes) {
-  EXPECT_EQ(OrientationCode(MakeGrid(3, {2, 2, 2}, {1, 1, 1}, {0, 0, 0}, Eigen::Matrix3d::Identity())),
-            "RAS");
+  EXPECT_EQ(
+      OrientationCode(MakeGrid(3, {2, 2, 2}, {1, 1, 1}, {0, 0, 0}, Eigen::Matrix3d::Identity())),
+      "RAS");
   EXPECT_EQ(OrientationCode(MakeGrid(3, {2, 2, 2}, {1, 1, 1}, {0, 0, 0}, FlipX())), "LAS");
   Eigen::Matrix3d lps = Eigen::Vector3d(-1.0, -1.0, 1.0).asDiagonal();
   EXPECT_EQ(OrientationCode(MakeGrid(3, {2, 2, 2}, {1, 1, 1}, {0, 0, 0}, lps)), "LPS");
@@ -191,7 +196,8 @@ TEST(WorldSpace, BackgroundIsTheMedianOfTheOutermostVoxels) {
   int k = 0;
   for (int j = 0; j < 5; ++j) {
     for (int i = 0; i < 6; ++i) {
-      if (i == 0 || j == 0 || i == 5 || j == 4) image.data[image.grid.index(i, j)] = k++ < 10 ? 3.0 : 7.0;
+      if (i == 0 || j == 0 || i == 5 || j == 4)
+        image.data[image.grid.index(i, j)] = k++ < 10 ? 3.0 : 7.0;
     }
   }
   EXPECT_EQ(BackgroundValue(image), 3.0);
@@ -234,7 +240,8 @@ TEST(WorldSpace, ObliqueFlippedAnisotropic3dMovingMatchesTheFunction) {
   // Centred 1.3, −0.7, 0.9 mm off the fixed grid's centre.
   const Eigen::Vector3d centre =
       fixed_grid.VoxelToPhysical(Eigen::Vector3d(7.5, 6.5, 5.5)) + Eigen::Vector3d(1.3, -0.7, 0.9);
-  const Eigen::Vector3d origin = centre - moving_grid.VoxelToPhysical(Eigen::Vector3d(12.5, 11.5, 6.5));
+  const Eigen::Vector3d origin =
+      centre - moving_grid.VoxelToPhysical(Eigen::Vector3d(12.5, 11.5, 6.5));
   moving_grid.origin_mm = {origin[0], origin[1], origin[2]};
   const Image fixed = Sampled(fixed_grid, Linear);
   for (const auto& [f, tolerance] :
@@ -243,7 +250,8 @@ TEST(WorldSpace, ObliqueFlippedAnisotropic3dMovingMatchesTheFunction) {
     const MovingInFixedSpace in_fixed(moving, fixed);
     ASSERT_TRUE(in_fixed.resampled());
     EXPECT_NE(in_fixed.note().find("orientation LAS vs RAS"), std::string::npos) << in_fixed.note();
-    const double covered = ExpectMatchesAtFixedPoints(in_fixed.image(), moving, fixed_grid, f, tolerance);
+    const double covered =
+        ExpectMatchesAtFixedPoints(in_fixed.image(), moving, fixed_grid, f, tolerance);
     EXPECT_GT(covered, 0.4);
   }
 }
@@ -276,9 +284,10 @@ TEST(WorldSpace, PairsThatDoNotOverlapAreRefusedNamingBothAndTheirBoxes) {
     ADD_FAILURE() << "expected InputError";
   } catch (const InputError& e) {
     const std::string m = e.what();
-    for (const char* needle :
-         {"--moving m.nii.gz", "--fixed f.nii.gz", "do not overlap", "[999.5, 1039.5] x "
-          "[999.5, 1039.5] mm", "[-20.5, 19.5] x [-20.5, 19.5] mm", "5%"}) {
+    for (const char* needle : {"--moving m.nii.gz", "--fixed f.nii.gz", "do not overlap",
+                               "[999.5, 1039.5] x "
+                               "[999.5, 1039.5] mm",
+                               "[-20.5, 19.5] x [-20.5, 19.5] mm", "5%"}) {
       EXPECT_NE(m.find(needle), std::string::npos) << needle << " in: " << m;
     }
   }
@@ -322,12 +331,11 @@ RegistrationOptions FewIterations() {
 }
 
 TEST(WorldSpace, RegisterResamplesAMovingImageOnAnotherGridItself) {
-  const Grid fixed_grid = MakeGrid(2, {32, 32, 1}, {1.0, 1.0, 1.0}, {-15.5, -15.5, 0.0},
-                                   Eigen::Matrix3d::Identity());
+  const Grid fixed_grid =
+      MakeGrid(2, {32, 32, 1}, {1.0, 1.0, 1.0}, {-15.5, -15.5, 0.0}, Eigen::Matrix3d::Identity());
   const Image fixed = Sampled(fixed_grid, Disc);
   // The same disc, written LAS (origin at the other edge) on 1.25 mm voxels of another size.
-  const Grid moving_grid =
-      MakeGrid(2, {28, 26, 1}, {1.25, 1.25, 1.0}, {17.0, -16.0, 0.0}, FlipX());
+  const Grid moving_grid = MakeGrid(2, {28, 26, 1}, {1.25, 1.25, 1.0}, {17.0, -16.0, 0.0}, FlipX());
   const Image moving = Sampled(moving_grid, Disc);
   const RegistrationResult r = Register(moving, fixed, FewIterations());
   EXPECT_NE(r.world_space_note.find("resampled"), std::string::npos) << r.world_space_note;
@@ -354,12 +362,11 @@ TEST(WorldSpace, RegisterResamplesAMovingImageOnAnotherGridItself) {
 }
 
 TEST(WorldSpace, IdenticalGridsRegisterBitForBitAsBefore) {
-  const Grid grid = MakeGrid(2, {32, 32, 1}, {1.0, 1.0, 1.0}, {-15.5, -15.5, 0.0},
-                             Eigen::Matrix3d::Identity());
+  const Grid grid =
+      MakeGrid(2, {32, 32, 1}, {1.0, 1.0, 1.0}, {-15.5, -15.5, 0.0}, Eigen::Matrix3d::Identity());
   const Image fixed = Sampled(grid, Disc);
-  Image moving = Sampled(grid, [](const Eigen::Vector3d& p) {
-    return Disc(p - Eigen::Vector3d(1.5, -1.0, 0.0));
-  });
+  Image moving = Sampled(
+      grid, [](const Eigen::Vector3d& p) { return Disc(p - Eigen::Vector3d(1.5, -1.0, 0.0)); });
   const RegistrationResult exact = Register(moving, fixed, FewIterations());
   moving.grid.origin_mm[1] += 3e-5;  // within the float tolerance: the same grid
   moving.grid.spacing_mm[0] *= 1.0 + 1e-7;
@@ -386,7 +393,8 @@ TEST(WorldSpace, WarpThroughWorldSamplesTheImageAtTheMappedWorldPoints) {
   for (Eigen::Index x = 0; x < n; ++x) {
     const Eigen::Vector3d p = fixed.VoxelToPhysical(Eigen::Vector3d(phi[x], phi[n + x], 0.0));
     const Eigen::Vector3d q = other.PhysicalToVoxel(p);
-    const bool within = q[0] >= 0 && q[1] >= 0 && q[0] <= other.size[0] - 1 && q[1] <= other.size[1] - 1;
+    const bool within =
+        q[0] >= 0 && q[1] >= 0 && q[0] <= other.size[0] - 1 && q[1] <= other.size[1] - 1;
     const bool beyond = q[0] < -0.501 || q[1] < -0.501 || q[0] > other.size[0] - 0.499 ||
                         q[1] > other.size[1] - 0.499;
     if (within) {
