@@ -22,6 +22,7 @@
 #include "registration/outputs/register_outputs.h"
 #include "registration/outputs/summary_figure.h"
 #include "registration/register.h"
+#include "registration/world_space.h"
 #include "solvers/atomic_file.h"
 #include "solvers/interrupt.h"
 
@@ -275,12 +276,20 @@ CommandRegistration registration{
         const MethodOutcome shoot = RunMethod(RegistrationMethod::kShooting, options,
                                               shooting_checkpoint, moving, fixed, common);
         if (shoot.interrupted) return ReportInterrupted(shooting_checkpoint);
+        for (const MethodOutcome* o : {&gd, &shoot}) {
+          if (o->ok()) {
+            PrintWorldSpaceNote(common, o->result->world_space_note);
+            break;
+          }
+        }
 
+        // The figures show the moving image as the registrations saw it: on the fixed grid.
+        const registration::MovingInFixedSpace shown(moving, fixed);
         std::string written;
         for (const MethodOutcome* o : {&gd, &shoot}) {
           if (!o->ok()) continue;
-          registration::WriteRegistrationOutputs((out / o->name()).string(), *o->result, moving,
-                                                 fixed, fixed_format);
+          registration::WriteRegistrationOutputs((out / o->name()).string(), *o->result,
+                                                 shown.image(), fixed, fixed_format);
           written += ", " + o->name() + "/";
         }
         nlohmann::json comparison;
@@ -288,10 +297,11 @@ CommandRegistration registration{
         comparison["shooting"] = ComparisonEntry(shoot);
         WriteFileAtomically((out / "comparison.json").string(), comparison.dump(2) + "\n");
         const bool figure = gd.ok() || shoot.ok();
-        const std::string table = ComparisonTable(gd, shoot, options, figure);
+        const std::string table =
+            ComparisonTable(gd, shoot, options.ResolvedFor(fixed.grid), figure);
         WriteFileAtomically((out / "comparison.md").string(), table);
         if (figure) {
-          ComparisonFigure((out / "comparison.png").string(), gd, shoot, moving, fixed);
+          ComparisonFigure((out / "comparison.png").string(), gd, shoot, shown.image(), fixed);
         } else {
           std::error_code ignored;  // a figure left by an earlier run would contradict the table
           std::filesystem::remove(out / "comparison.png", ignored);

@@ -8,6 +8,7 @@
 #include "registration/image_io.h"
 #include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
+#include "registration/world_space.h"
 #include "solvers/interrupt.h"
 
 namespace diffeoflow::app {
@@ -26,7 +27,11 @@ CommandRegistration registration{
             registration::Register(moving, fixed, options);
         EndProgressLine(common);
         if (result.interrupted) return ReportInterrupted(options.checkpoint);
-        registration::WriteRegistrationOutputs(flags->out, result, moving, fixed, fixed_format);
+        PrintWorldSpaceNote(common, result.world_space_note);
+        // summary.png shows the moving image as the registration saw it: on the fixed grid.
+        const registration::MovingInFixedSpace shown(moving, fixed);
+        registration::WriteRegistrationOutputs(flags->out, result, shown.image(), fixed,
+                                               fixed_format);
         RemoveCheckpoint(options.checkpoint);
         if (!common.quiet) {
           std::cout << result.BriefReport() << "\n" << "wrote " << flags->out << "/\n";

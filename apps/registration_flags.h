@@ -35,11 +35,15 @@ struct RegistrationFlags {
   registration::RegistrationOptions options;
   bool no_normalize = false;
   bool resume = false;
+  CLI::App* app_ = nullptr;  // the subcommand Add() registered the flags on
 
   void Add(CLI::App& sub, bool with_method) {
+    app_ = &sub;
     sub.add_option("--fixed", fixed, "Fixed (target) image: .nii, .nii.gz, .png or .npy")
         ->required();
-    sub.add_option("--moving", moving, "Moving (template) image, same size as --fixed")
+    sub.add_option("--moving", moving,
+                   "Moving (template) image; on another grid it is resampled into --fixed's "
+                   "world space")
         ->required();
     sub.add_option("--out", out, "Output folder (created if missing)")->required();
     if (with_method) {
@@ -99,6 +103,19 @@ struct RegistrationFlags {
   // Fills `options` from the parsed strings; throws InputError naming the flag.
   registration::RegistrationOptions Resolve(const CommonFlags& common) {
     registration::RegistrationOptions o = options;
+    // kAuto (−1) means "chosen from the images" to the library; typed on the command line it is
+    // a bad value like any other negative number.
+    using Options = registration::RegistrationOptions;
+    if (app_ != nullptr && app_->count("--sigma") > 0 && o.sigma == Options::kAuto) {
+      throw InputError("--sigma must be a finite number > 0, got -1");
+    }
+    if (app_ != nullptr && app_->count("--steps") > 0 && o.time_steps == Options::kAuto) {
+      throw InputError("--steps must be >= 1, got -1");
+    }
+    if (app_ != nullptr && app_->count("--mesh-fraction") > 0 &&
+        o.mesh_spacing_fraction == Options::kAuto) {
+      throw InputError("--mesh-fraction must be >= 0");
+    }
     o.method = registration::ParseRegistrationMethod(method, "--method");
     o.optimizer = ParseOptimizer(optimizer, "--optimizer");
     o.solver = ParseMethod(solver, "--solver");
@@ -150,6 +167,9 @@ struct RegistrationFlags {
     registration::FormatFromPath(moving, "--moving");
     in.fixed = registration::ReadImage(fixed, {true, "--fixed"});
     in.moving = registration::ReadImage(moving, {true, "--moving"});
+    // The same check Register makes, with the file names in the message.
+    registration::CheckWorldOverlap(in.moving.grid, in.fixed.grid, "--moving " + moving,
+                                    "--fixed " + fixed);
     registration::CheckRegistrationInputs(in.moving, in.fixed);
     EnsureOutputDirectory(out, "--out");
     return in;
@@ -173,6 +193,12 @@ inline void RemoveCheckpoint(const std::string& checkpoint) {
 
 inline void EndProgressLine(const CommonFlags& common) {
   if (common.ShowProgress()) std::fprintf(stderr, "\n");
+}
+
+// One stderr line when Register resampled the moving image into the fixed image's world
+// (RegistrationResult::world_space_note); nothing with --quiet.
+inline void PrintWorldSpaceNote(const CommonFlags& common, const std::string& note) {
+  if (!common.quiet && !note.empty()) std::cerr << "diffeoflow: note: " << note << "\n";
 }
 
 }  // namespace diffeoflow::app

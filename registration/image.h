@@ -3,7 +3,8 @@
 //
 // Conventions:
 //  - Voxel (i, j, k) is stored at index i + nx·(j + ny·k): x fastest. 2-D images have nz = 1.
-//  - Physical position of voxel index p: origin_mm + direction · diag(spacing_mm) · p.
+//  - Physical position of voxel index p: origin_mm + direction · diag(spacing_mm) · p. Images on
+//    different grids meet through these affines (world_space.h: registration and `apply`).
 //  - A vector field with `dim` components stores them component-major: all x-components, then
 //    all y-components, then (3-D) all z-components, each block in voxel order. Components are in
 //    physical units (mm) along the image axes (not rotated by `direction`).

@@ -148,7 +148,9 @@ Grid ResizedGrid(const Grid& grid, const std::array<int, 3>& size);
 // stay), same extent (ResizedGrid).
 Grid HalvedGrid(const Grid& grid);
 
-// `image` resampled onto `target` by physical coordinates (both grids' geometry is used).
+// `image` resampled onto `target` by physical coordinates (both grids' geometry is used),
+// coordinates clamped (border replication). world_space.h ResampleIntoWorld gives points outside
+// the image's field of view an outside value instead (what registration across grids uses).
 Image Resample(const Image& image, const Grid& target,
                Interpolation interpolation = Interpolation::kLinear);
 

@@ -272,25 +272,38 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
 // The start of shooting on the coarsest level (ShootingStart::kVelocityField): velocity-field
 // LDDMM solved on the same level, and its initial velocity v_0 whitened for shooting,
 // w = K^{−1/2} v_0. At its optimum the velocity-field path is a geodesic, so v_0 is where the
-// shooting energy's basin lies; its iterations and evaluations count in the run's totals.
+// shooting energy's basin lies; its iterations and evaluations are added to `counts` (the caller
+// adds them to the run's totals once the level is complete, so that a resumed level counts them
+// once).
 Vector VelocityFieldStart(const Image& moving, const Image& fixed,
                           const RegistrationOptions& options, const FlowProblemOptions& flow,
-                          const LevelProblem& shooting, Clock::time_point start,
-                          RegistrationCheckpoint& state) {
+                          LevelProblem& shooting, int levels, Clock::time_point start,
+                          const RegistrationCheckpoint& state, RegistrationCheckpoint& counts) {
   RegistrationOptions lddmm = options;
   lddmm.method = RegistrationMethod::kLddmm;
+  lddmm.progress = nullptr;  // the level's progress reports are shooting's iterations
   std::unique_ptr<LevelProblem> problem = MakeLevelProblem(moving, fixed, lddmm, flow);
   Vector w = Vector::Zero(problem->objective().num_parameters());
   if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
   RegistrationCheckpoint scratch;
   scratch.time_up = state.time_up;
-  SolveLevel(problem->optimised(), w, problem->mesh, 0, 1, lddmm, start, scratch);
-  state.iterations += scratch.iterations;
-  state.evaluations += scratch.evaluations;
+  SolveLevel(problem->optimised(), w, problem->mesh, 0, levels, lddmm, start, scratch);
+  counts.iterations += scratch.iterations;
+  counts.evaluations += scratch.evaluations;
   if (problem->band) problem->band->Project(w, &w);
   Vector v0 = w.head(problem->mesh.dim * problem->mesh.voxels());
   problem->metric.half(v0.data(), problem->mesh.dim);
   shooting.metric.inverse_half(v0.data(), shooting.mesh.dim);
+  // The geodesic of v_0 is not the velocity-field path (only at an exact optimum would it be):
+  // keep the start only when its shooting energy is below that of m_0 = 0.
+  const Vector zero = Vector::Zero(v0.size());
+  try {
+    if (shooting.objective().Evaluate(v0, nullptr) >= shooting.objective().Evaluate(zero, nullptr)) {
+      return zero;
+    }
+  } catch (const NumericalError&) {
+    return zero;
+  }
   return v0;
 }
 
@@ -536,21 +549,20 @@ std::string RegistrationResult::BriefReport() const {
 }
 
 void CheckRegistrationInputs(const Image& moving, const Image& fixed) {
-  if (!moving.grid.SameShape(fixed.grid)) {
-    throw InputError("--moving: image size " + SizeText(moving.grid) +
-                     " does not match --fixed image size " + SizeText(fixed.grid) +
-                     " (same grid expected; resample first)");
-  }
+  CheckWorldOverlap(moving.grid, fixed.grid, "--moving", "--fixed");
   if (!AllFinite(moving.data)) throw InputError("--moving: image contains NaN or Inf");
   if (!AllFinite(fixed.data)) throw InputError("--fixed: image contains NaN or Inf");
 }
 
-RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
+RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
                             const RegistrationOptions& requested) {
   requested.Validate();
   const RegistrationOptions options = requested.ResolvedFor(fixed_input.grid);
   const auto start = Clock::now();
-  CheckRegistrationInputs(moving_input, fixed_input);
+  CheckRegistrationInputs(moving_given, fixed_input);
+  // A moving image on another grid is resampled into the fixed image's world (world_space.h).
+  const MovingInFixedSpace moving_in_fixed_space(moving_given, fixed_input);
+  const Image& moving_input = moving_in_fixed_space.image();
 
   Image moving = options.normalize_intensity ? NormalizeIntensity(moving_input) : moving_input;
   Image fixed = options.normalize_intensity ? NormalizeIntensity(fixed_input) : fixed_input;
@@ -565,6 +577,7 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
   result.method = options.method;
   result.options = options;
   result.grid = fixed.grid;
+  result.world_space_note = moving_in_fixed_space.note();
 
   const bool checkpointing = !options.checkpoint.empty();
   const std::string fingerprint =
@@ -596,10 +609,11 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
         level > 0 ? MeshFor(pyramid.fixed[level - 1].grid, options) : Grid();
     w = CarriedInitialValue(state.carried_velocity, carried_grid, *problem, fields_per_vector,
                             options.checkpoint);
+    RegistrationCheckpoint start_counts;
     if (level == 0 && options.method == RegistrationMethod::kShooting &&
         options.shooting_start == ShootingStart::kVelocityField) {
-      w = VelocityFieldStart(pyramid.moving[0], pyramid.fixed[0], options, flow, *problem, start,
-                             state);
+      w = VelocityFieldStart(pyramid.moving[0], pyramid.fixed[0], options, flow, *problem, levels,
+                             start, state, start_counts);
     }
     if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
 
@@ -615,6 +629,8 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
       result.wall_seconds = Seconds(start);
       return result;
     }
+    state.iterations += start_counts.iterations;
+    state.evaluations += start_counts.evaluations;
     // Carried up: v = K^{1/2} w of the band-limited iterate.
     if (problem->band) problem->band->Project(w, &w);
     state.carried_velocity = w;
@@ -627,6 +643,12 @@ RegistrationResult Register(const Image& moving_input, const Image& fixed_input,
   if (options.iterations == 0) result.termination = "no iterations requested";
 
   AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input, options, result);
+  if (!result.world_space_note.empty()) {
+    // The warped image from the moving image as given, interpolated once (not the resampled copy
+    // warped again).
+    result.warped = WarpThroughWorld(moving_given, fixed_input.grid, result.phi,
+                                     Interpolation::kLinear);
+  }
   CheckMapHealth(result, options.max_folded_fraction);
   result.wall_seconds = Seconds(start);
   return result;

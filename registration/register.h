@@ -11,9 +11,11 @@
 //  - Stopping: per level, when the relative decrease of E over an iteration falls below
 //    `relative_decrease` (looser on coarse levels, see coarse_tolerance_factor), after
 //    `iterations` iterations, or when the total time limit is reached.
-//  - The fixed and moving images must have the same grid size (the map is defined on the fixed
-//    grid and samples the moving image in its voxel coordinates); a mismatch is an InputError
-//    (no resampling).
+//  - World space (world_space.h): the map is defined on the fixed grid. A moving image on another
+//    grid (size, spacing, origin, orientation) is first resampled into the fixed image's world
+//    (linear, its background outside its field of view) and `world_space_note` says so; images
+//    that do not overlap in the world are an InputError. Grids equal within float tolerance are
+//    used as they are.
 //  - Checkpoints and interruption: with `checkpoint` set, the state is written (atomically) after
 //    every completed level: the carried velocity, the finest iterate, the loss history and the
 //    counters, plus a fingerprint of the images and options (layout in register_checkpoint.h).
@@ -30,6 +32,7 @@
 #pragma once
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +41,7 @@
 #include "registration/image_ops.h"
 #include "registration/lddmm.h"
 #include "registration/metric.h"
+#include "registration/world_space.h"
 #include "solvers/optimize.h"
 
 namespace diffeoflow::registration {
@@ -163,6 +167,9 @@ struct RegistrationResult {
   // other result field is meaningful.
   bool interrupted = false;
   int resumed_from_level = -1;  // levels taken from the checkpoint (−1: not resumed)
+  // Empty when the moving image was on the fixed grid; otherwise one line saying what differed
+  // and that the moving image was resampled into the fixed image's world (MovingInFixedSpace).
+  std::string world_space_note;
 
   double ssd_reduction() const { return ssd_initial > 0 ? 1.0 - ssd_final / ssd_initial : 0.0; }
   // Relative spread (max − min) / mean of ‖v_t‖_V.
@@ -170,8 +177,9 @@ struct RegistrationResult {
   std::string BriefReport() const;
 };
 
-// InputError (naming --moving / --fixed) unless the grids have the same size and every value is
-// finite. Register calls it first; the CLI calls it before it creates the output folder.
+// InputError (naming --moving / --fixed) unless the images have the same dimension, overlap in
+// world space (CheckWorldOverlap) and every value is finite. Register calls it first; the CLI
+// calls it before it creates the output folder.
 void CheckRegistrationInputs(const Image& moving, const Image& fixed);
 
 RegistrationResult Register(const Image& moving, const Image& fixed,

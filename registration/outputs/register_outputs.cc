@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "registration/outputs/summary_figure.h"
+#include "registration/world_space.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
@@ -33,6 +34,7 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
   j["level_starts"] = r.level_starts;
   j["termination"] = r.termination;
   j["substeps"] = r.substeps;
+  if (!r.world_space_note.empty()) j["world_space_note"] = r.world_space_note;
   j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
                {"spacing_mm", std::vector<double>(r.grid.spacing_mm.begin(),
                                                   r.grid.spacing_mm.begin() + r.grid.dim)}};
@@ -150,7 +152,8 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
   WriteSummaryFigure((out / "summary.png").string(), result, moving, fixed);
 }
 
-Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation) {
+Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
+                        std::optional<double> outside_value) {
   const std::filesystem::path path = std::filesystem::path(dir) / "displacement.nii.gz";
   if (!std::filesystem::exists(path)) {
     throw InputError("--transform: '" + dir + "' has no displacement.nii.gz (expected the --out "
@@ -159,17 +162,10 @@ Image ApplyRegistration(const std::string& dir, const Image& image, Interpolatio
   ImageReadOptions read;
   read.argument = "--transform";
   const VectorField displacement = ReadVectorField(path.string(), read);
-  if (!displacement.grid.SameShape(image.grid)) {
-    throw InputError("--image: size " + SizeText(image.grid) +
-                     " does not match the transform's grid " + SizeText(displacement.grid));
-  }
-  VectorField positions = PositionFromDisplacement(displacement);
-  Image source = image;
-  source.grid = displacement.grid;
-  Image warped = WarpImage(source, positions, interpolation);
-  warped.grid = displacement.grid;
-  warped.source_type = image.source_type;
-  return warped;
+  CheckWorldOverlap(image.grid, displacement.grid, "--image",
+                    "the fixed grid of --transform " + dir);
+  const VectorField positions = PositionFromDisplacement(displacement);
+  return WarpThroughWorld(image, displacement.grid, positions.data, interpolation, outside_value);
 }
 
 }  // namespace diffeoflow::registration

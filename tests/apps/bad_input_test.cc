@@ -56,7 +56,6 @@ class BadInputCli : public ::testing::Test {
     fs::remove_all(root_);
     fs::create_directories(root_);
     Check(Cli("shapes --out " + P("pair") + " --size 32 --quiet"));
-    Check(Cli("shapes --out " + P("pair40") + " --size 40 --quiet"));
     const reg::Image fixed = reg::ReadImage(P("pair/fixed.png"));
     reg::WriteImage(P("fixed.nii.gz"), fixed);
     reg::WriteImage(P("fixed.nii"), fixed);
@@ -66,6 +65,10 @@ class BadInputCli : public ::testing::Test {
     volume.grid.size = {32, 32, 8};
     volume.data = Eigen::VectorXd::LinSpaced(volume.grid.voxels(), 0.0, 1.0);
     reg::WriteImage(P("volume.nii.gz"), volume);
+    // The moving image 1 m away in the world: no overlap with anything else here.
+    reg::Image far = reg::ReadImage(P("pair/moving.png"));
+    far.grid.origin_mm = {1000.0, 1000.0, 0.0};
+    reg::WriteImage(P("far.nii.gz"), far);
     reg::Image nan = fixed;
     nan.data[10] = std::numeric_limits<double>::quiet_NaN();
     reg::WriteImage(P("nan.npy"), nan);
@@ -278,15 +281,16 @@ TEST_F(BadInputCli, RegisterAndCompare) {
       cases.push_back({command + fixed + " --moving " + P(file) + fast + " --out " + o.string(),
                        {"--moving", words}, o});
     }
-    // Grids: no resampling, an error naming --moving and both sizes.
+    // Grids: another dimension (an error naming --moving and both sizes), or no overlap in the
+    // world (naming both files). Other grids are resampled (world_space_cli_test.cc).
     fs::path o = out();
     cases.push_back({command + fixed + " --moving " + P("volume.nii.gz") + fast + " --out " +
                          o.string(),
                      {"--moving", "32x32x8", "32x32"}, o});
     o = out();
-    cases.push_back({command + fixed + " --moving " + P("pair40/moving.png") + fast + " --out " +
+    cases.push_back({command + fixed + " --moving " + P("far.nii.gz") + fast + " --out " +
                          o.string(),
-                     {"--moving", "40x40", "32x32"}, o});
+                     {"--moving", "far.nii.gz", "--fixed", "do not overlap"}, o});
   }
   struct Flag {
     std::string arguments, flag;
@@ -387,9 +391,16 @@ TEST_F(BadInputCli, Apply) {
                      {words}, o});
   }
   fs::path o = out();
-  cases.push_back({"apply" + transform + " --image " + P("pair40/moving.png") + " --out " +
+  cases.push_back({"apply" + transform + " --image " + P("far.nii.gz") + " --out " +
                        o.string(),
-                   {"--image", "40x40"}, o});
+                   {"--image", "do not overlap"}, o});
+  o = out();
+  cases.push_back({"apply" + transform + " --image " + P("volume.nii.gz") + " --out " +
+                       o.string(),
+                   {"--image", "32x32x8"}, o});
+  o = out();
+  cases.push_back({"apply" + transform + image + " --default-value nan --out " + o.string(),
+                   {"--default-value"}, o});
   o = out();
   cases.push_back({"apply" + transform + image + " --interpolation cubic --out " + o.string(),
                    {"--interpolation"}, o});

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "registration/image_io.h"
 #include "tests/apps/cli_fixture.h"
 
 namespace {
@@ -28,8 +29,10 @@ class RegisterCliTest : public ::testing::Test {
     fs::create_directories(root_);
     const CliRun small = RunCli("shapes --out " + (root_ / "pair").string() + " --size 32 --quiet");
     ASSERT_EQ(small.status, 0) << small.output();
-    const CliRun other = RunCli("shapes --out " + (root_ / "pair40").string() + " --size 40 --quiet");
-    ASSERT_EQ(other.status, 0) << other.output();
+    // The moving image 1 m away in the world (.png has no affine: a NIfTI copy with an origin).
+    diffeoflow::registration::Image far = diffeoflow::registration::ReadImage(Pair("moving.png"));
+    far.grid.origin_mm = {1000.0, 1000.0, 0.0};
+    diffeoflow::registration::WriteImage(Pair("far.nii.gz"), far);
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
   // Every run of the suite shares one scratch folder (the image pair is drawn once).
@@ -157,8 +160,7 @@ TEST_F(RegisterCliTest, BadInputsFailWithAMessageAndLeaveNoOutput) {
   const std::string out = (root_ / "bad").string();
   const Case cases[] = {
       {"--fixed " + Pair("missing.png") + " --moving " + Pair("moving.png"), "missing.png"},
-      {"--fixed " + Pair("fixed.png") + " --moving " + (root_ / "pair40" / "moving.png").string(),
-       "--moving"},
+      {"--fixed " + Pair("fixed.png") + " --moving " + Pair("far.nii.gz"), "do not overlap"},
       {"--fixed " + Pair("fixed.png") + " --moving " + Pair("moving.png") + " --sigma -1",
        "--sigma"},
       {"--fixed " + Pair("fixed.png") + " --moving " + Pair("moving.png") + " --method newton",

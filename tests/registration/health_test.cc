@@ -213,9 +213,12 @@ TEST_F(RegistrationHealth, BadImagesAreInputErrorsNamingTheArgument) {
   Image inf = fixed_;
   inf.data[7] = INFINITY;
   testing::ExpectInputError([&] { Register(moving_, inf, Small()); }, {"--fixed", "NaN or Inf"});
-  // Sizes must match (no resampling): 2-D 32x32 against 40x40, and against 3-D.
-  testing::ExpectInputError([&] { Register(SmoothDisc(40, 20, 20, 8), fixed_, Small()); },
-                            {"--moving", "40x40", "32x32"});
+  // The images must overlap in the world (another grid is resampled, world_space.h), and have
+  // the same dimension.
+  Image far = SmoothDisc(40, 20, 20, 8);
+  far.grid.origin_mm = {0.0, -1000.0, 0.0};
+  testing::ExpectInputError([&] { Register(far, fixed_, Small()); },
+                            {"--moving", "--fixed", "do not overlap"});
   Image volume;
   volume.grid.dim = 3;
   volume.grid.size = {32, 32, 4};

@@ -153,7 +153,7 @@ TEST(Shooting, ConservesTheVelocityNormAlongTheGeodesic) {
 
 TEST(RegistrationOptions, InvalidValuesNameTheirFlag) {
   RegistrationOptions options;
-  options.sigma = -1.0;
+  options.sigma = -2.0;  // -1 is kAuto: chosen from the images
   try {
     options.Validate();
     FAIL() << "negative sigma accepted";
@@ -165,14 +165,24 @@ TEST(RegistrationOptions, InvalidValuesNameTheirFlag) {
   EXPECT_THROW(options.Validate(), InputError);
 }
 
-TEST(Register, MismatchedSizesAreAnInputError) {
-  const Image a = SmoothDisc(32, 16, 16, 8);
-  const Image b = SmoothDisc(24, 12, 12, 6);
+TEST(Register, AnotherSizeIsResampledAndAnImageElsewhereInTheWorldRefused) {
+  // Both unit spacing at origin 0: the 24² moving image covers part of the 32² fixed one.
+  const Image a = SmoothDisc(24, 12, 12, 6);
+  const Image b = SmoothDisc(32, 12, 12, 6);
+  RegistrationOptions options = SmallOptions(RegistrationMethod::kShooting);
+  options.iterations = 3;
+  const RegistrationResult r = Register(a, b, options);
+  EXPECT_NE(r.world_space_note.find("size 24x24 vs 32x32"), std::string::npos)
+      << r.world_space_note;
+  EXPECT_EQ(r.warped.grid.size, b.grid.size);
+  Image far = a;
+  far.grid.origin_mm = {500.0, 0.0, 0.0};
   try {
-    Register(a, b, SmallOptions(RegistrationMethod::kShooting));
-    FAIL() << "mismatched sizes accepted";
+    Register(far, b, options);
+    FAIL() << "an image 500 mm away accepted";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("--moving"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("do not overlap"), std::string::npos) << e.what();
   }
 }
 

@@ -1,0 +1,321 @@
+#include "registration/world_space.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <numbers>
+#include <vector>
+
+#include "solvers/errors.h"
+
+namespace diffeoflow::registration {
+namespace {
+
+using Index = Eigen::Index;
+
+constexpr double kSpacingTolerance = 1e-6;  // relative
+constexpr double kOriginToleranceMm = 1e-4;
+constexpr double kDirectionTolerance = 1e-6;  // per entry
+// Voxel coordinates within this of the field-of-view box count as inside (rounding of the affines).
+constexpr double kInsideSlack = 1e-6;
+
+Eigen::Vector3d Origin(const Grid& g) {
+  return Eigen::Vector3d(g.origin_mm[0], g.origin_mm[1], g.origin_mm[2]);
+}
+
+// Voxel coordinates of `to` as an affine function of voxel coordinates of `from`: q = A p + b.
+struct VoxelAffine {
+  Eigen::Matrix3d A;
+  Eigen::Vector3d b;
+};
+
+VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to) {
+  const Eigen::Vector3d s_from(from.spacing_mm[0], from.spacing_mm[1], from.spacing_mm[2]);
+  const Eigen::Vector3d inv_s_to(1.0 / to.spacing_mm[0], 1.0 / to.spacing_mm[1],
+                                 1.0 / to.spacing_mm[2]);
+  const Eigen::Matrix3d to_inverse = inv_s_to.asDiagonal() * to.direction.inverse();
+  return {to_inverse * from.direction * s_from.asDiagonal(),
+          to_inverse * (Origin(from) - Origin(to))};
+}
+
+// Inside the voxel-corner box [−½, n − ½] (axes 0 and 1 in 2-D).
+bool Inside(const Grid& g, const Eigen::Vector3d& q) {
+  for (int d = 0; d < g.dim; ++d) {
+    if (!(q[d] >= -0.5 - kInsideSlack && q[d] <= g.size[d] - 0.5 + kInsideSlack)) return false;
+  }
+  return true;
+}
+
+double Sample(const Grid& g, const double* data, const Eigen::Vector3d& q,
+              Interpolation interpolation) {
+  return interpolation == Interpolation::kLinear ? SampleLinear(g, data, q[0], q[1], q[2])
+                                                 : SampleNearest(g, data, q[0], q[1], q[2]);
+}
+
+// Joins the first `count` values with `separator` (appends only: GCC 12's -Wrestrict misfires on
+// "x" + std::string temporaries).
+template <typename Format>
+std::string Joined(int count, const char* separator, Format format) {
+  std::string s;
+  for (int d = 0; d < count; ++d) {
+    if (d > 0) s.append(separator);
+    s.append(format(d));
+  }
+  return s;
+}
+
+std::string Number(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%.6g", std::abs(v) < 5e-13 ? 0.0 : v);
+  return buffer;
+}
+
+std::string SpacingText(const Grid& g) {
+  return Joined(g.dim, "x", [&](int d) { return Number(g.spacing_mm[d]); });
+}
+
+std::string OriginText(const Grid& g, int coordinates) {
+  std::string s = "(";
+  s.append(Joined(coordinates, ", ", [&](int d) { return Number(g.origin_mm[d]); }));
+  s.append(")");
+  return s;
+}
+
+}  // namespace
+
+bool SameWorldGrid(const Grid& a, const Grid& b) {
+  if (a.dim != b.dim || a.size != b.size) return false;
+  for (int d = 0; d < a.dim; ++d) {
+    const double scale = std::max(std::abs(a.spacing_mm[d]), std::abs(b.spacing_mm[d]));
+    if (!(std::abs(a.spacing_mm[d] - b.spacing_mm[d]) <= kSpacingTolerance * scale)) return false;
+    for (int r = 0; r < 3; ++r) {
+      if (!(std::abs(a.direction(r, d) - b.direction(r, d)) <= kDirectionTolerance)) return false;
+    }
+  }
+  for (int d = 0; d < 3; ++d) {
+    if (!(std::abs(a.origin_mm[d] - b.origin_mm[d]) <= kOriginToleranceMm)) return false;
+  }
+  return true;
+}
+
+std::string OrientationCode(const Grid& grid) {
+  static const char kPositive[] = {'R', 'A', 'S'};
+  static const char kNegative[] = {'L', 'P', 'I'};
+  std::string code;
+  for (int c = 0; c < grid.dim; ++c) {
+    int axis = 0;
+    for (int r = 1; r < 3; ++r) {
+      if (std::abs(grid.direction(r, c)) > std::abs(grid.direction(axis, c))) axis = r;
+    }
+    code += grid.direction(axis, c) >= 0 ? kPositive[axis] : kNegative[axis];
+  }
+  return code;
+}
+
+std::string GridDifferences(const Grid& moving, const Grid& fixed) {
+  if (SameWorldGrid(moving, fixed)) return "";
+  std::vector<std::string> parts;
+  if (moving.dim != fixed.dim || moving.size != fixed.size) {
+    parts.push_back("size " + SizeText(moving) + " vs " + SizeText(fixed));
+  }
+  bool spacing = false, direction = false;
+  const int axes = std::min(moving.dim, fixed.dim);
+  for (int d = 0; d < axes; ++d) {
+    const double scale = std::max(std::abs(moving.spacing_mm[d]), std::abs(fixed.spacing_mm[d]));
+    spacing = spacing ||
+              !(std::abs(moving.spacing_mm[d] - fixed.spacing_mm[d]) <= kSpacingTolerance * scale);
+    for (int r = 0; r < 3; ++r) {
+      direction = direction || !(std::abs(moving.direction(r, d) - fixed.direction(r, d)) <=
+                                 kDirectionTolerance);
+    }
+  }
+  if (spacing)
+    parts.push_back("spacing " + SpacingText(moving) + " vs " + SpacingText(fixed) + " mm");
+  bool origin = false, origin_z = false;
+  for (int d = 0; d < 3; ++d) {
+    const bool differs =
+        !(std::abs(moving.origin_mm[d] - fixed.origin_mm[d]) <= kOriginToleranceMm);
+    origin = origin || differs;
+    origin_z = origin_z || (d == 2 && differs);
+  }
+  if (origin) {
+    const int coordinates = fixed.dim == 3 || origin_z ? 3 : 2;
+    parts.push_back("origin " + OriginText(moving, coordinates) + " vs " +
+                    OriginText(fixed, coordinates) + " mm");
+  }
+  if (direction) {
+    const std::string m = OrientationCode(moving), f = OrientationCode(fixed);
+    if (m != f) {
+      parts.push_back("orientation " + m + " vs " + f);
+    } else {
+      // Same nearest axes: the largest angle between corresponding voxel axes.
+      double angle = 0.0;
+      for (int c = 0; c < axes; ++c) {
+        const double cosine =
+            moving.direction.col(c).normalized().dot(fixed.direction.col(c).normalized());
+        angle = std::max(angle, std::acos(std::clamp(cosine, -1.0, 1.0)));
+      }
+      parts.push_back("direction rotated by " +
+                      Number(std::round(angle * 1800.0 / std::numbers::pi) / 10.0) +
+                      " degrees (orientation " + m + ")");
+    }
+  }
+  std::string text;
+  for (const std::string& p : parts) text += (text.empty() ? "" : "; ") + p;
+  return text;
+}
+
+WorldBox WorldBoundingBox(const Grid& grid) {
+  WorldBox box;
+  box.lower.setConstant(std::numeric_limits<double>::infinity());
+  box.upper.setConstant(-std::numeric_limits<double>::infinity());
+  const int corners = grid.dim == 3 ? 8 : 4;
+  for (int c = 0; c < corners; ++c) {
+    Eigen::Vector3d p = Eigen::Vector3d::Zero();
+    for (int d = 0; d < grid.dim; ++d) p[d] = (c >> d) & 1 ? grid.size[d] - 0.5 : -0.5;
+    const Eigen::Vector3d x = grid.VoxelToPhysical(p);
+    box.lower = box.lower.cwiseMin(x);
+    box.upper = box.upper.cwiseMax(x);
+  }
+  return box;
+}
+
+std::string WorldBoxText(const WorldBox& box, int dim) {
+  std::string s = Joined(dim, " x ", [&](int d) {
+    std::string interval = "[";
+    interval.append(Number(box.lower[d])).append(", ").append(Number(box.upper[d])).append("]");
+    return interval;
+  });
+  s.append(" mm");
+  return s;
+}
+
+double WorldOverlapFraction(const Grid& image, const Grid& reference) {
+  if (SameWorldGrid(image, reference)) return 1.0;
+  const VoxelAffine m = VoxelToVoxel(reference, image);
+  const int nx = reference.size[0], ny = reference.size[1];
+  const int nz = reference.dim == 3 ? reference.size[2] : 1;
+  Index inside = 0;
+  for (int k = 0; k < nz; ++k) {
+    for (int j = 0; j < ny; ++j) {
+      const Eigen::Vector3d row = m.A.col(1) * j + m.A.col(2) * k + m.b;
+      for (int i = 0; i < nx; ++i) inside += Inside(image, row + m.A.col(0) * i) ? 1 : 0;
+    }
+  }
+  return static_cast<double>(inside) / static_cast<double>(reference.voxels());
+}
+
+void CheckWorldOverlap(const Grid& moving, const Grid& fixed, const std::string& moving_name,
+                       const std::string& fixed_name) {
+  if (moving.dim != fixed.dim) {
+    throw InputError(moving_name + ": a " + std::to_string(moving.dim) + "-D image (" +
+                     SizeText(moving) + ") cannot be matched to " + fixed_name + ", a " +
+                     std::to_string(fixed.dim) + "-D image (" + SizeText(fixed) +
+                     "); the same dimension is expected");
+  }
+  const double overlap = WorldOverlapFraction(moving, fixed);
+  if (overlap >= kMinimumWorldOverlap) return;
+  char share[64];
+  std::snprintf(share, sizeof(share), "%.3g%% of", 100.0 * overlap);
+  char minimum[32];
+  std::snprintf(minimum, sizeof(minimum), "%g%%", 100.0 * kMinimumWorldOverlap);
+  throw InputError(moving_name + " and " + fixed_name +
+                   " do not overlap in world space: " + moving_name + " spans " +
+                   WorldBoxText(WorldBoundingBox(moving), moving.dim) + ", " + fixed_name +
+                   " spans " + WorldBoxText(WorldBoundingBox(fixed), fixed.dim) +
+                   " (world bounding boxes of the fields of view); " + share +
+                   " the latter lies "
+                   "inside the former, at least " +
+                   minimum +
+                   " expected (check the images' "
+                   "qform/sform: origin, orientation, voxel size)");
+}
+
+double BackgroundValue(const Image& image) {
+  const Grid& g = image.grid;
+  const int nx = g.size[0], ny = g.size[1], nz = g.dim == 3 ? g.size[2] : 1;
+  std::vector<double> border;
+  Index idx = 0;
+  for (int k = 0; k < nz; ++k) {
+    const bool face_z = g.dim == 3 && (k == 0 || k == nz - 1);
+    for (int j = 0; j < ny; ++j) {
+      const bool face_y = face_z || j == 0 || j == ny - 1;
+      for (int i = 0; i < nx; ++i, ++idx) {
+        if (face_y || i == 0 || i == nx - 1) border.push_back(image.data[idx]);
+      }
+    }
+  }
+  if (border.empty()) return 0.0;
+  const auto middle = border.begin() + static_cast<std::ptrdiff_t>(border.size() / 2);
+  std::nth_element(border.begin(), middle, border.end());
+  return *middle;
+}
+
+Image ResampleIntoWorld(const Image& image, const Grid& target, Interpolation interpolation,
+                        double outside_value) {
+  if (image.data.size() != image.grid.voxels()) {
+    throw InputError("ResampleIntoWorld: the image has " + std::to_string(image.data.size()) +
+                     " values, its grid " + std::to_string(image.grid.voxels()));
+  }
+  Image out{target, Eigen::VectorXd(target.voxels()), image.source_type};
+  const VoxelAffine m = VoxelToVoxel(target, image.grid);
+  const int nx = target.size[0], ny = target.size[1], nz = target.dim == 3 ? target.size[2] : 1;
+  const double* data = image.data.data();
+  Index idx = 0;
+  for (int k = 0; k < nz; ++k) {
+    for (int j = 0; j < ny; ++j) {
+      const Eigen::Vector3d row = m.A.col(1) * j + m.A.col(2) * k + m.b;
+      for (int i = 0; i < nx; ++i, ++idx) {
+        const Eigen::Vector3d q = row + m.A.col(0) * i;
+        out.data[idx] =
+            Inside(image.grid, q) ? Sample(image.grid, data, q, interpolation) : outside_value;
+      }
+    }
+  }
+  return out;
+}
+
+MovingInFixedSpace::MovingInFixedSpace(const Image& moving, const Image& fixed) : moving_(&moving) {
+  if (SameWorldGrid(moving.grid, fixed.grid)) return;
+  CheckWorldOverlap(moving.grid, fixed.grid);
+  const double background = BackgroundValue(moving);
+  resampled_ = ResampleIntoWorld(moving, fixed.grid, Interpolation::kLinear, background);
+  char tail[256];
+  std::snprintf(tail, sizeof(tail),
+                "): resampled the moving image into the fixed image's world space (linear; "
+                "background %.6g outside its field of view, which covers %.3g%% of the fixed one)",
+                background, 100.0 * WorldOverlapFraction(moving.grid, fixed.grid));
+  note_ = "--moving is on another grid than --fixed (" + GridDifferences(moving.grid, fixed.grid) +
+          tail;
+}
+
+Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef phi,
+                       Interpolation interpolation, std::optional<double> outside_value) {
+  const Index n = fixed_grid.voxels();
+  if (image.grid.dim != fixed_grid.dim || phi.size() != fixed_grid.dim * n ||
+      image.data.size() != image.grid.voxels()) {
+    throw InputError("WarpThroughWorld: a " + std::to_string(image.grid.dim) + "-D image of " +
+                     std::to_string(image.data.size()) + " values and a map of " +
+                     std::to_string(phi.size()) + " values on a " + std::to_string(fixed_grid.dim) +
+                     "-D grid of " + std::to_string(n) + " voxels do not fit together");
+  }
+  Image out{fixed_grid, Eigen::VectorXd(n), image.source_type};
+  if (SameWorldGrid(image.grid, fixed_grid)) {
+    // The image is on the fixed grid: φ holds its voxel coordinates (clamped interpolation).
+    WarpScalar(image.grid, image.data, fixed_grid, phi, out.data, interpolation);
+    return out;
+  }
+  const double outside = outside_value ? *outside_value : BackgroundValue(image);
+  const VoxelAffine m = VoxelToVoxel(fixed_grid, image.grid);
+  const double* data = image.data.data();
+  const int dim = fixed_grid.dim;
+  for (Index x = 0; x < n; ++x) {
+    const Eigen::Vector3d p(phi[x], phi[n + x], dim == 3 ? phi[2 * n + x] : 0.0);
+    const Eigen::Vector3d q = m.A * p + m.b;
+    out.data[x] = Inside(image.grid, q) ? Sample(image.grid, data, q, interpolation) : outside;
+  }
+  return out;
+}
+
+}  // namespace diffeoflow::registration
