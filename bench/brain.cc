@@ -288,10 +288,10 @@ int main(int argc, char** argv) {
       options.iterations = static_cast<int>(number("iterations", options.iterations));
       // The 3-D settings (docs/registration.md): a flow mesh of spacing up to 1.2 √α (24³ for a
       // 96³ brain), 5 time steps, a stronger data term.
-      options.time_steps = static_cast<int>(number("steps", 5));
+      options.time_steps = static_cast<int>(number("steps", options.time_steps));
       options.metric.alpha_mm2 = number("alpha", options.metric.alpha_mm2);
-      options.sigma = number("sigma", 0.005);
-      options.mesh_spacing_fraction = number("mesh", 1.2);
+      options.sigma = number("sigma", options.sigma);
+      options.mesh_spacing_fraction = number("mesh", options.mesh_spacing_fraction);
       options.band_limit = static_cast<int>(number("band_limit", options.band_limit));
       options.relative_decrease = number("tolerance", options.relative_decrease);
       options.metric.threads = static_cast<int>(number("threads", 2));

@@ -399,22 +399,32 @@ int ShootingObjective::Substeps(const Vector& state) {
   if (options_.substeps > 0) return options_.substeps;
   Vector momentum, velocity;
   shooting_.Fields(state, &momentum, &velocity);
-  return SubstepsFor(kLipschitzGrowth * VelocityLipschitzBound(mesh_, velocity.data()), options_);
+  return SubstepsFor(VelocityLipschitzBound(mesh_, velocity.data()), options_);
 }
 
 std::vector<Vector> ShootingObjective::StepVelocities(const Vector& w, int* substeps) {
   const Eigen::Index block = mesh_.dim * mesh_.voxels();
   x0_.tail(block) = w;
   metric_.inverse_half(x0_.data() + block, mesh_.dim);
-  const int s = Substeps(x0_);
-  Solution solution = Integrate(shooting_, x0_, Vector(), UniformTimes(options_.time_steps * s),
-                                FlowSolverOptions(options_, s));
+  int s = Substeps(x0_);
   std::vector<Vector> velocities;
-  velocities.reserve(solution.states.size());
-  for (const Vector& state : solution.states) {
-    Vector momentum, velocity;
-    shooting_.Fields(state, &momentum, &velocity);
-    velocities.push_back(std::move(velocity));
+  while (true) {
+    Solution solution = Integrate(shooting_, x0_, Vector(), UniformTimes(options_.time_steps * s),
+                                  FlowSolverOptions(options_, s));
+    velocities.clear();
+    double lipschitz = 0.0;
+    for (const Vector& state : solution.states) {
+      Vector momentum, velocity;
+      shooting_.Fields(state, &momentum, &velocity);
+      lipschitz = std::max(lipschitz, VelocityLipschitzBound(mesh_, velocity.data()));
+      velocities.push_back(std::move(velocity));
+    }
+    const double h = 1.0 / (options_.time_steps * s);
+    if (options_.substeps > 0 || h * lipschitz <= options_.max_step_lipschitz ||
+        s >= options_.max_substeps) {
+      break;
+    }
+    s = std::min(2 * s, options_.max_substeps);
   }
   if (substeps != nullptr) *substeps = s;
   return velocities;

@@ -191,8 +191,9 @@ class ShootingObjective : public Objective {
   Vector InitialMomentum(const Vector& w) const;
   // States (q, m) at the T + 1 output times.
   std::vector<Vector> Path(const Vector& w);
-  // The velocity v = K S on the mesh at every step boundary of the integration (T · s + 1 fields,
-  // s = Substeps of the initial state), for TraceMap; `substeps` receives s.
+  // The velocity v = K S on the mesh at every step boundary of the integration (T · s + 1 fields),
+  // for TraceMap; `substeps` receives s: Substeps of the initial state, doubled (up to
+  // max_substeps) until every step h obeys h · Lip(v) ≤ max_step_lipschitz at both its ends.
   std::vector<Vector> StepVelocities(const Vector& w, int* substeps);
   std::vector<double> OutputTimes() const;
   EpdiffShooting& dynamics() { return shooting_; }
@@ -200,11 +201,10 @@ class ShootingObjective : public Objective {
   const FlowEvaluation& last() const { return last_; }
   long function_evaluations() const { return evaluations_; }
   // Integration steps per recorded interval for the geodesic from `state` (q, m): SubstepsFor
-  // kLipschitzGrowth × the Lipschitz bound of its velocity v_0. Along a geodesic ‖v_t‖_V is
-  // constant but Lip(v_t) is not: the factor leaves room for its growth (measured in
-  // tests/registration/diffeomorphism_test.cc).
+  // the Lipschitz bound of its velocity v_0. Along a geodesic ‖v_t‖_V is constant but Lip(v_t) is
+  // not; the objective accepts that (its flow only needs to be accurate), while StepVelocities,
+  // which feeds the output map, checks the bound at every step and refines until it holds.
   int Substeps(const Vector& state);
-  static constexpr double kLipschitzGrowth = 2.0;
 
  private:
   // weight · H(state); adds nothing to, but overwrites, `gradient` (2 · dim × voxels) when non-null.
