@@ -181,6 +181,24 @@ Vector CarriedInitialValue(const Vector& carried_velocity, const Grid& carried_g
   return w;
 }
 
+// A level starts from the carried (or velocity-field) value only when its energy is below that
+// of the identity, w = 0: a map carried up from a coarser level can be worse than no map on the
+// finer images (extreme compressions do not survive the change of resolution), and the
+// optimiser would then stay in that worse basin. A start whose energy cannot be evaluated also
+// falls back to zero.
+void KeepStartBelowIdentity(Objective& objective, Vector& w) {
+  if (w.size() == 0 || w.isZero(0.0)) return;
+  const Vector zero = Vector::Zero(w.size());
+  double carried = 0.0;
+  try {
+    carried = objective.Evaluate(w, nullptr);
+  } catch (const NumericalError&) {
+    w = zero;
+    return;
+  }
+  if (!(carried < objective.Evaluate(zero, nullptr))) w = zero;
+}
+
 // "level 2/3 (intermediate)", for messages.
 std::string LevelName(int level, int levels) {
   const char* kinds[] = {"coarsest", "intermediate", "finest"};
@@ -616,6 +634,7 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
                              start, state, start_counts);
     }
     if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
+    KeepStartBelowIdentity(problem->optimised(), w);
 
     const LevelRun run = SolveLevel(problem->optimised(), w, problem->mesh, level, levels, options,
                                     start, state);
