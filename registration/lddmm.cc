@@ -205,17 +205,20 @@ void MeshToImageMap::Positions(const Eigen::VectorXd& mesh_positions,
     return;
   }
   const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
-  image_positions->resize(image_.dim * n);
-  for (int c = 0; c < image_.dim; ++c) {
-    const double* q = mesh_positions.data() + c * nm;
-    const double* x = mesh_identity_.data() + c * nm;
-    for (Eigen::Index i = 0; i < n; ++i) {
-      double u = 0.0;
-      for (int t = 0; t < taps_; ++t) {
-        const Eigen::Index p = index_[t * n + i];
-        u += weight_[t * n + i] * (q[p] - x[p]);
+  const int dim = image_.dim;
+  image_positions->resize(dim * n);
+  // Voxel-major: the taps' indices and weights are read once for all components.
+  for (Eigen::Index i = 0; i < n; ++i) {
+    double u[3] = {0.0, 0.0, 0.0};
+    for (int t = 0; t < taps_; ++t) {
+      const Eigen::Index p = index_[t * n + i];
+      const double w = weight_[t * n + i];
+      for (int c = 0; c < dim; ++c) {
+        u[c] += w * (mesh_positions[c * nm + p] - mesh_identity_[c * nm + p]);
       }
-      (*image_positions)[c * n + i] = image_identity_[c * n + i] + ratio_[c] * u;
+    }
+    for (int c = 0; c < dim; ++c) {
+      (*image_positions)[c * n + i] = image_identity_[c * n + i] + ratio_[c] * u[c];
     }
   }
 }
@@ -227,12 +230,16 @@ void MeshToImageMap::PullBack(const Eigen::VectorXd& image_gradient,
     return;
   }
   const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
-  mesh_gradient->setZero(image_.dim * nm);
-  for (int c = 0; c < image_.dim; ++c) {
-    double* g = mesh_gradient->data() + c * nm;
-    for (Eigen::Index i = 0; i < n; ++i) {
-      const double value = ratio_[c] * image_gradient[c * n + i];
-      for (int t = 0; t < taps_; ++t) g[index_[t * n + i]] += weight_[t * n + i] * value;
+  const int dim = image_.dim;
+  mesh_gradient->setZero(dim * nm);
+  double* g = mesh_gradient->data();
+  for (Eigen::Index i = 0; i < n; ++i) {
+    double value[3];
+    for (int c = 0; c < dim; ++c) value[c] = ratio_[c] * image_gradient[c * n + i];
+    for (int t = 0; t < taps_; ++t) {
+      const Eigen::Index p = index_[t * n + i];
+      const double w = weight_[t * n + i];
+      for (int c = 0; c < dim; ++c) g[c * nm + p] += w * value[c];
     }
   }
 }

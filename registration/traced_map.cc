@@ -44,6 +44,23 @@ struct AxisTaps {
   }
 };
 
+// Tap `tap` of the W^D tensor-product stencil: its per-axis offsets `o` and the flat index of its
+// mesh node; false when the node lies outside the mesh (v = 0 there).
+template <int D, int W>
+bool TapNode(const AxisTaps<W>* axis, int tap, const long* size, const long* stride, int* o,
+             long* flat) {
+  o[0] = tap % W;
+  o[1] = (tap / W) % W;
+  o[2] = D == 3 ? tap / (W * W) : 0;
+  *flat = 0;
+  for (int a = 0; a < D; ++a) {
+    const long node = axis[a].base + o[a];
+    if (node < 0 || node >= size[a]) return false;
+    *flat += node * stride[a];
+  }
+  return true;
+}
+
 // Runs fn(begin, end) over `threads` contiguous ranges of [0, n).
 template <class Fn>
 void ForRanges(Eigen::Index n, int threads, Fn&& fn) {
@@ -102,15 +119,9 @@ void TracedMapFlow::Rates(Eigen::Index begin, Eigen::Index end, int k, double la
     double v[D] = {};
     double div = 0.0;
     for (int tap = 0; tap < kTaps; ++tap) {
-      int o[3] = {tap % W, (tap / W) % W, D == 3 ? tap / (W * W) : 0};
-      long flat = 0;
-      bool inside = true;
-      for (int a = 0; a < D; ++a) {
-        const long node = axis[a].base + o[a];
-        inside = inside && node >= 0 && node < size[a];
-        flat += node * stride[a];
-      }
-      if (!inside) continue;
+      int o[3];
+      long flat;
+      if (!TapNode<D, W>(axis, tap, size, stride, o, &flat)) continue;
       double weight = 1.0;
       for (int a = 0; a < D; ++a) weight *= axis[a].w[o[a]];
       for (int c = 0; c < D; ++c) {
@@ -150,15 +161,9 @@ void TracedMapFlow::Adjoint(Eigen::Index begin, Eigen::Index end, int k, double 
     const double aj = a[D * n + i];
     double out[D] = {};
     for (int tap = 0; tap < kTaps; ++tap) {
-      int o[3] = {tap % W, (tap / W) % W, D == 3 ? tap / (W * W) : 0};
-      long flat = 0;
-      bool inside = true;
-      for (int e = 0; e < D; ++e) {
-        const long node = axis[e].base + o[e];
-        inside = inside && node >= 0 && node < size[e];
-        flat += node * stride[e];
-      }
-      if (!inside) continue;
+      int o[3];
+      long flat;
+      if (!TapNode<D, W>(axis, tap, size, stride, o, &flat)) continue;
       // Weight, gradient and Hessian of this tap's tensor-product weight.
       double weight = 1.0;
       for (int e = 0; e < D; ++e) weight *= axis[e].w[o[e]];

@@ -7,6 +7,7 @@
 
 #include "registration/shooting.h"
 #include "solvers/gradient_check.h"
+#include "tests/registration/vjp_check.h"
 
 namespace diffeoflow::registration {
 namespace {
@@ -48,30 +49,8 @@ FieldOperator TestSmoothing(const Grid& grid) {
   };
 }
 
-Vector RandomVector(Eigen::Index n, std::mt19937& rng, double scale = 1.0) {
-  std::normal_distribution<double> normal(0.0, scale);
-  Vector v(n);
-  for (Eigen::Index i = 0; i < n; ++i) v[i] = normal(rng);
-  return v;
-}
-
-// ⟨a, ∂f/∂x u⟩ + ⟨a, ∂f/∂θ s⟩ against the central difference of ⟨a, f⟩ along (u, s).
-void ExpectVjpMatchesFiniteDifference(Dynamics& dynamics, double t, const Vector& x,
-                                      const Vector& theta, std::mt19937& rng) {
-  const Vector a = RandomVector(dynamics.state_dim(), rng);
-  const Vector u = RandomVector(dynamics.state_dim(), rng);
-  const Vector s = RandomVector(dynamics.param_dim(), rng);
-  Vector a_x(dynamics.state_dim()), a_theta(dynamics.param_dim());
-  dynamics.vjp(t, x, theta, a, a_x, a_theta);
-  const double analytic = a_x.dot(u) + a_theta.dot(s);
-  const double h = 1e-6;
-  Vector fp(dynamics.state_dim()), fm(dynamics.state_dim());
-  dynamics.f(t, x + h * u, theta + h * s, fp);
-  dynamics.f(t, x - h * u, theta - h * s, fm);
-  const double numeric = a.dot(fp - fm) / (2 * h);
-  EXPECT_NEAR(analytic, numeric, 1e-6 * std::max(1.0, std::abs(numeric)))
-      << "analytic " << analytic << " numeric " << numeric;
-}
+using testing::ExpectVjpMatchesFiniteDifference;
+using testing::RandomVector;
 
 class FlowVjpTest : public ::testing::TestWithParam<int> {};
 

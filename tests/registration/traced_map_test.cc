@@ -7,6 +7,7 @@
 
 #include "registration/lddmm.h"
 #include "solvers/errors.h"
+#include "tests/registration/vjp_check.h"
 
 namespace diffeoflow::registration {
 namespace {
@@ -19,12 +20,8 @@ Grid MakeGrid(int dim, int nx, int ny, int nz, double h) {
   return g;
 }
 
-Vector RandomVector(Eigen::Index n, std::mt19937& rng, double scale = 1.0) {
-  std::normal_distribution<double> normal(0.0, scale);
-  Vector v(n);
-  for (Eigen::Index i = 0; i < n; ++i) v[i] = normal(rng);
-  return v;
-}
+using testing::ExpectVjpMatchesFiniteDifference;
+using testing::RandomVector;
 
 struct KernelCase {
   int dim;
@@ -46,20 +43,7 @@ TEST_P(TracedMapVjpTest, VjpMatchesFiniteDifferences) {
   for (Eigen::Index i = 0; i < c.dim * tracers; ++i) x[i] = inside(rng);
   x.tail(tracers) = RandomVector(tracers, rng);
   const Vector theta = RandomVector(flow.param_dim(), rng);
-  for (double t : {0.0, 0.2, 0.5, 0.81}) {
-    const Vector a = RandomVector(flow.state_dim(), rng);
-    const Vector u = RandomVector(flow.state_dim(), rng);
-    const Vector s = RandomVector(flow.param_dim(), rng);
-    Vector a_x(flow.state_dim()), a_theta(flow.param_dim());
-    flow.vjp(t, x, theta, a, a_x, a_theta);
-    const double analytic = a_x.dot(u) + a_theta.dot(s);
-    const double h = 1e-6;
-    Vector fp(flow.state_dim()), fm(flow.state_dim());
-    flow.f(t, x + h * u, theta + h * s, fp);
-    flow.f(t, x - h * u, theta - h * s, fm);
-    const double numeric = a.dot(fp - fm) / (2 * h);
-    EXPECT_NEAR(analytic, numeric, 1e-6 * std::max(1.0, std::abs(numeric))) << "t = " << t;
-  }
+  for (double t : {0.0, 0.2, 0.5, 0.81}) ExpectVjpMatchesFiniteDifference(flow, t, x, theta, rng);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, TracedMapVjpTest,
