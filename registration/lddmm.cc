@@ -546,7 +546,7 @@ double VelocityFieldObjective::Evaluate(const Vector& w, Vector* gradient) {
     }
     *gradient = std::move(g);
   }
-  last_ = {kinetic + data, kinetic, data, ssd, substeps, 0.0};
+  last_ = {kinetic + data, kinetic, data, ssd, substeps};
   return kinetic + data;
 }
 

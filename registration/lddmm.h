@@ -274,7 +274,6 @@ struct FlowEvaluation {
   double data = 0.0;      // D (DataTerm)
   double ssd = 0.0;       // Σ (I_m∘φ − I_f)² over voxels (no weights)
   int substeps = 1;       // integration steps per recorded interval (CFL bound)
-  double lipschitz = 0.0; // the velocity's Lipschitz bound that chose them
 };
 
 // E(w) of velocity-field LDDMM at one resolution, w = the whitened velocities (T + 1 fields).

@@ -295,7 +295,7 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
 // once).
 Vector VelocityFieldStart(const Image& moving, const Image& fixed,
                           const RegistrationOptions& options, const FlowProblemOptions& flow,
-                          LevelProblem& shooting, int levels, Clock::time_point start,
+                          const LevelProblem& shooting, int levels, Clock::time_point start,
                           const RegistrationCheckpoint& state, RegistrationCheckpoint& counts) {
   RegistrationOptions lddmm = options;
   lddmm.method = RegistrationMethod::kLddmm;
@@ -305,7 +305,12 @@ Vector VelocityFieldStart(const Image& moving, const Image& fixed,
   if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
   RegistrationCheckpoint scratch;
   scratch.time_up = state.time_up;
-  SolveLevel(problem->optimised(), w, problem->mesh, 0, levels, lddmm, start, scratch);
+  const Eigen::Index block = shooting.mesh.dim * shooting.mesh.voxels();
+  try {
+    SolveLevel(problem->optimised(), w, problem->mesh, 0, levels, lddmm, start, scratch);
+  } catch (const NumericalError&) {
+    return Vector::Zero(block);  // the start is a help, not a requirement: shoot from m_0 = 0
+  }
   counts.iterations += scratch.iterations;
   counts.evaluations += scratch.evaluations;
   if (problem->band) problem->band->Project(w, &w);
@@ -313,15 +318,7 @@ Vector VelocityFieldStart(const Image& moving, const Image& fixed,
   problem->metric.half(v0.data(), problem->mesh.dim);
   shooting.metric.inverse_half(v0.data(), shooting.mesh.dim);
   // The geodesic of v_0 is not the velocity-field path (only at an exact optimum would it be):
-  // keep the start only when its shooting energy is below that of m_0 = 0.
-  const Vector zero = Vector::Zero(v0.size());
-  try {
-    if (shooting.objective().Evaluate(v0, nullptr) >= shooting.objective().Evaluate(zero, nullptr)) {
-      return zero;
-    }
-  } catch (const NumericalError&) {
-    return zero;
-  }
+  // KeepStartBelowIdentity keeps it only when its shooting energy is below that of m_0 = 0.
   return v0;
 }
 

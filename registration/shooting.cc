@@ -391,7 +391,7 @@ double ShootingObjective::Evaluate(const Vector& w, Vector* gradient) {
     metric_.inverse_half(g.data(), mesh_.dim);
     *gradient = std::move(g);
   }
-  last_ = {kinetic + data, kinetic, data, ssd, substeps, 0.0};
+  last_ = {kinetic + data, kinetic, data, ssd, substeps};
   return kinetic + data;
 }
 
