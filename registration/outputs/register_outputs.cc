@@ -52,7 +52,12 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
                   {"band_limit", o.band_limit},
                   {"optimizer", OptimizerName(o.optimizer)},
                   {"tolerance", o.relative_decrease},
-                  {"time_limit_seconds", o.max_seconds}};
+                  {"time_limit_seconds", o.max_seconds},
+                  {"mesh_fraction", o.mesh_spacing_fraction}};
+  if (o.method == RegistrationMethod::kShooting) {
+    j["options"]["shooting_start"] =
+        o.shooting_start == ShootingStart::kZero ? "zero" : "velocity-field";
+  }
   return j;
 }
 
