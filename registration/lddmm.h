@@ -208,10 +208,11 @@ struct FlowProblemOptions {
   // CFL-type bound that keeps the discrete flow map a diffeomorphism whatever the velocity:
   // every step of length h obeys h · Lip(v) ≤ max_step_lipschitz, where Lip(v) is
   // VelocityLipschitzBound of the velocities the step sees (voxel units per unit time). An
-  // explicit step x ↦ x + h v(x) is invertible when h · Lip(v) < 1; RK4's stages keep the same
-  // property with margin at h · Lip ≤ ½ (the map stays within 1 + O((h Lip)⁵) of the exact flow's,
-  // whose Jacobian determinant is exp ∫ div v > 0). Each of the T intervals is split into
-  // s = ⌈Lip / (T · max_step_lipschitz)⌉ equal steps, at most max_substeps.
+  // explicit step x ↦ x + h v(x) is invertible when h · Lip(v) < 1, and an RK4 step
+  // x ↦ x + h G(x) is too when h · Lip(G) < 1: its stages give Lip(G) ≤ 1.3 Lip(v) at
+  // h · Lip(v) ≤ ½, so h · Lip(G) ≤ 0.65 there. Each of the T intervals is split into
+  // s = ⌈Lip / (T · max_step_lipschitz)⌉ equal steps, at most max_substeps (beyond that cap the
+  // bound is not kept).
   double max_step_lipschitz = 0.5;
   int max_substeps = 64;
   GradientMode gradient_mode = GradientMode::kDiscrete;
