@@ -6,6 +6,7 @@
 #include <random>
 #include <sstream>
 
+#include "solvers/clock.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
 #include "solvers/landmarks.h"
@@ -14,10 +15,6 @@ namespace diffeoflow::flows {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 Vector Flatten(const Matrix& m) { return Eigen::Map<const Vector>(m.data(), m.size()); }
 

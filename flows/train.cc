@@ -8,6 +8,7 @@
 #include <random>
 #include <sstream>
 
+#include "solvers/clock.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
 #include "solvers/interrupt.h"
@@ -18,10 +19,6 @@ namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 using Clock = std::chrono::steady_clock;
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
-
 struct OptimizerState {
   Vector m, v;     // Adam moments / SGD velocity (m)
   long step = 0;
@@ -136,7 +133,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     r.nfe_forward = epoch_batches ? static_cast<double>(ef) / epoch_batches : 0.0;
     r.nfe_backward = epoch_batches ? static_cast<double>(eb) / epoch_batches : 0.0;
     r.samples_per_second = train_seconds > 0 ? samples / train_seconds : 0.0;
-    r.elapsed_seconds = Seconds(start);
+    r.elapsed_seconds = SecondsSince(start);
     summary.history.push_back(r);
     if (options.progress) options.progress(r);
   };
@@ -172,7 +169,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     o.function_tolerance = 1e-12;
     o.gradient_tolerance = 1e-12;
     o.callback = [&](const IterationReport& it) {
-      train_seconds = Seconds(start);
+      train_seconds = SecondsSince(start);
       ++state.epoch;
       report(state.epoch, it.cost, std::numeric_limits<double>::quiet_NaN(), batches, nfe_f, nfe_b);
       return true;
@@ -231,7 +228,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
           labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];
         }
         if (budget) {
-          const double spent = (train_seconds + Seconds(epoch_start)) / options.time_budget_seconds;
+          const double spent = (train_seconds + SecondsSince(epoch_start)) / options.time_budget_seconds;
           const double done = (epoch + static_cast<double>(s) / static_cast<double>(train.size())) /
                               options.epochs;
           rate = cosine_rate(std::max(spent, done));
@@ -274,7 +271,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         ++epoch_batches;
         ef += r.nfe_forward;
         eb += r.nfe_backward;
-        if (budget && train_seconds + Seconds(epoch_start) >= options.time_budget_seconds) {
+        if (budget && train_seconds + SecondsSince(epoch_start) >= options.time_budget_seconds) {
           out_of_time = true;
           break;
         }
@@ -287,7 +284,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         summary.interrupted = true;
         break;
       }
-      train_seconds += Seconds(epoch_start);
+      train_seconds += SecondsSince(epoch_start);
       samples += epoch_samples;
       batches += epoch_batches;
       nfe_f += ef;

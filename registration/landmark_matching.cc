@@ -15,6 +15,7 @@
 #include <Eigen/Cholesky>
 
 #include "solvers/atomic_file.h"
+#include "solvers/clock.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
 
@@ -22,10 +23,6 @@ namespace diffeoflow::registration {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 // N × d rows → packed point-major vector (q_i contiguous).
 Vector Pack(const Matrix& points) {

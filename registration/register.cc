@@ -12,6 +12,7 @@
 #include "registration/register_checkpoint.h"
 #include "registration/shooting.h"
 #include "registration/traced_map.h"
+#include "solvers/clock.h"
 #include "solvers/errors.h"
 #include "solvers/interrupt.h"
 
@@ -20,10 +21,6 @@ namespace diffeoflow::registration {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point since) {
-  return std::chrono::duration<double>(Clock::now() - since).count();
-}
 
 double VoxelVolume(const Grid& g) {
   return g.spacing_mm[0] * g.spacing_mm[1] * (g.dim == 3 ? g.spacing_mm[2] : 1.0);
@@ -231,11 +228,11 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
   opt.learning_rate = options.gd_learning_rate / VoxelVolume(mesh);
   opt.lbfgs_rank = options.method == RegistrationMethod::kLddmm && dim == 3 ? 5 : 10;
   if (options.max_seconds > 0) {
-    opt.max_seconds = std::max(options.max_seconds - Seconds(start), 1e-3);
+    opt.max_seconds = std::max(options.max_seconds - SecondsSince(start), 1e-3);
   }
   opt.callback = [&](const IterationReport& report) {
     if (options.progress) {
-      options.progress({level, levels, report.iteration, report.cost, Seconds(start)});
+      options.progress({level, levels, report.iteration, report.cost, SecondsSince(start)});
     }
     return true;
   };
@@ -280,7 +277,7 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
     throw NumericalError("registration at " + where + ": the energy or the velocity became " +
                          "NaN or Inf" + advice);
   }
-  if (options.max_seconds > 0 && Seconds(start) >= options.max_seconds) {
+  if (options.max_seconds > 0 && SecondsSince(start) >= options.max_seconds) {
     state.time_up = true;
     state.termination = "time limit";
   }
@@ -642,7 +639,7 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
       result.interrupted = true;
       result.termination = "interrupted";
       result.iterations = state.iterations + run.iterations;
-      result.wall_seconds = Seconds(start);
+      result.wall_seconds = SecondsSince(start);
       return result;
     }
     state.iterations += start_counts.iterations;
@@ -666,7 +663,7 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
                                      Interpolation::kLinear);
   }
   CheckMapHealth(result, options.max_folded_fraction);
-  result.wall_seconds = Seconds(start);
+  result.wall_seconds = SecondsSince(start);
   return result;
 }
 

@@ -10,6 +10,7 @@
 
 #include <boost/numeric/odeint.hpp>
 
+#include "solvers/clock.h"
 #include "solvers/errors.h"
 #include "solvers/tableau.h"
 
@@ -358,10 +359,6 @@ std::vector<double> Stops(const std::vector<double>& times, double t0) {
     if (t > t0 && (stops.empty() || t > stops.back())) stops.push_back(t);
   }
   return stops;
-}
-
-double Seconds(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
 // Keeps the state every `every` accepted steps. every = 0 selects thinning: keep every step until
@@ -1025,7 +1022,7 @@ Solution Integrate(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                        MethodName(options.method));
     }
     Solution dense = DenseDopri5(dynamics, x0, theta, output_times, options);
-    dense.summary.wall_seconds = Seconds(start);
+    dense.summary.wall_seconds = SecondsSince(start);
     return dense;
   }
   Solution solution;
@@ -1035,7 +1032,7 @@ Solution Integrate(Dynamics& dynamics, const Vector& x0, const Vector& theta,
   solution.states = std::move(rec.outputs);
   solution.summary.states_held_peak =
       static_cast<long>(output_times.size()) + StepperWorkStates(options.method) + 2;
-  solution.summary.wall_seconds = Seconds(start);
+  solution.summary.wall_seconds = SecondsSince(start);
   return solution;
 }
 
@@ -1063,7 +1060,7 @@ GradientResult Gradient(Dynamics& dynamics, const Vector& x0, const Vector& thet
     throw NumericalError("the gradient holds NaN or Inf (" +
                          GradientModeName(gradient_options.mode) + " mode)");
   }
-  result.summary.wall_seconds = Seconds(start);
+  result.summary.wall_seconds = SecondsSince(start);
   return result;
 }
 
@@ -1114,7 +1111,7 @@ SensitivitySolution ForwardSensitivity(Dynamics& dynamics, const Vector& x0, con
   solution.summary.steps_accepted = stats.accepted;
   solution.summary.steps_rejected = stats.rejected;
   solution.summary.states_held_peak = (1 + n) * (StepperWorkStates(options.method) + 2);
-  solution.summary.wall_seconds = Seconds(start);
+  solution.summary.wall_seconds = SecondsSince(start);
   return solution;
 }
 

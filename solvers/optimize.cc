@@ -5,6 +5,7 @@
 #include <ceres/gradient_problem_solver.h>
 #include <ceres/iteration_callback.h>
 
+#include "solvers/clock.h"
 #include "solvers/interrupt.h"
 
 #include <charconv>
@@ -21,10 +22,6 @@ namespace diffeoflow {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
 
 std::string NumberText(double value) {
   char buffer[64];
