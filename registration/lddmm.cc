@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <limits>
 
-#include <Eigen/LU>
-
 #include "solvers/errors.h"
 
 namespace diffeoflow::registration {
@@ -65,39 +63,6 @@ void SampleScalar(const Grid& grid, const double* values, const Eigen::VectorXd&
   } else {
     SampleScalarImpl<3>(grid, values, positions, clamp, samples, gradient);
   }
-}
-
-Eigen::VectorXd JacobianDeterminantOfPositions(const Grid& grid,
-                                               const Eigen::VectorXd& positions) {
-  const Eigen::Index n = grid.voxels();
-  const int dim = grid.dim;
-  Eigen::VectorXd det(n);
-  for (int k = 0; k < grid.size[2]; ++k) {
-    for (int j = 0; j < grid.size[1]; ++j) {
-      for (int i = 0; i < grid.size[0]; ++i) {
-        const int idx[3] = {i, j, k};
-        Eigen::Matrix3d J = Eigen::Matrix3d::Identity();
-        for (int a = 0; a < dim; ++a) {  // derivative along axis a
-          int lo[3] = {i, j, k};
-          int hi[3] = {i, j, k};
-          if (grid.size[a] > 1) {
-            lo[a] = std::max(idx[a] - 1, 0);
-            hi[a] = std::min(idx[a] + 1, grid.size[a] - 1);
-          }
-          const double span = hi[a] - lo[a];
-          const Eigen::Index plo = grid.index(lo[0], lo[1], lo[2]);
-          const Eigen::Index phi = grid.index(hi[0], hi[1], hi[2]);
-          for (int c = 0; c < dim; ++c) {
-            J(c, a) = span > 0 ? (positions[c * n + phi] - positions[c * n + plo]) / span
-                               : (c == a ? 1.0 : 0.0);
-          }
-        }
-        det[grid.index(i, j, k)] = dim == 2 ? J.topLeftCorner<2, 2>().determinant()
-                                            : J.determinant();
-      }
-    }
-  }
-  return det;
 }
 
 double SsdTerm(const Image& moving, const Image& fixed, double sigma, double voxel_volume,

@@ -108,10 +108,6 @@ Eigen::VectorXd IdentityPositions(const Grid& grid);
 void SampleScalar(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
                   bool clamp, double* samples, double* gradient = nullptr);
 
-// A vector field in voxel coordinates `positions`: the map φ(x) = x + u(x) stored as positions.
-// Central differences in the interior, one-sided at the border; det Dφ is dimensionless.
-Eigen::VectorXd JacobianDeterminantOfPositions(const Grid& grid, const Eigen::VectorXd& positions);
-
 // An operator applied to a component-major vector field in place (K, K^{1/2}, K^{−1/2}).
 using FieldOperator = std::function<void(double* field, int components)>;
 
