@@ -293,7 +293,7 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
 Vector VelocityFieldStart(const Image& moving, const Image& fixed,
                           const RegistrationOptions& options, const FlowProblemOptions& flow,
                           const LevelProblem& shooting, int levels, Clock::time_point start,
-                          const RegistrationCheckpoint& state, RegistrationCheckpoint& counts) {
+                          bool time_up, RegistrationCheckpoint& counts) {
   RegistrationOptions lddmm = options;
   lddmm.method = RegistrationMethod::kLddmm;
   lddmm.progress = nullptr;  // the level's progress reports are shooting's iterations
@@ -301,7 +301,7 @@ Vector VelocityFieldStart(const Image& moving, const Image& fixed,
   Vector w = Vector::Zero(problem->objective().num_parameters());
   if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
   RegistrationCheckpoint scratch;
-  scratch.time_up = state.time_up;
+  scratch.time_up = time_up;
   const Eigen::Index block = shooting.mesh.dim * shooting.mesh.voxels();
   try {
     SolveLevel(problem->optimised(), w, problem->mesh, 0, levels, lddmm, start, scratch);
@@ -625,7 +625,7 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
     if (level == 0 && options.method == RegistrationMethod::kShooting &&
         options.shooting_start == ShootingStart::kVelocityField) {
       w = VelocityFieldStart(pyramid.moving[0], pyramid.fixed[0], options, flow, *problem, levels,
-                             start, state, start_counts);
+                             start, state.time_up, start_counts);
     }
     if (options.band_limit > 0) problem->RestrictToBand(options.band_limit, w);
     KeepStartBelowIdentity(problem->optimised(), w);

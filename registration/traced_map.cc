@@ -88,6 +88,13 @@ TracedMapFlow::TracedMapFlow(const Grid& mesh, int fields, Eigen::Index tracers,
       block_(mesh.dim * mesh.voxels()),
       tracers_(tracers),
       kernel_(kernel) {
+  for (int a = 0; a < 3; ++a) {
+    size_[a] = mesh.size[a];
+    inv_h_[a] = 1.0 / mesh.spacing_mm[a];
+  }
+  stride_[0] = 1;
+  stride_[1] = size_[0];
+  stride_[2] = size_[0] * size_[1];
   if (fields < 2) throw InputError("TracedMapFlow: at least two velocity fields (K >= 1)");
   threads_ = static_cast<int>(std::clamp<Eigen::Index>(
       std::min<Eigen::Index>(threads, tracers / kTracersPerThread), 1, 64));
@@ -108,10 +115,9 @@ void TracedMapFlow::Rates(Eigen::Index begin, Eigen::Index end, int k, double la
   const Eigen::Index n = tracers_, nm = mesh_.voxels();
   const double* v0 = theta + k * block_;
   const double* v1 = v0 + block_;
-  const long size[3] = {mesh_.size[0], mesh_.size[1], mesh_.size[2]};
-  const long stride[3] = {1, size[0], size[0] * size[1]};
-  double inv_h[D];
-  for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / mesh_.spacing_mm[c];
+  const long* size = size_;
+  const long* stride = stride_;
+  const double* inv_h = inv_h_;
   AxisTaps<W> axis[D];
   constexpr int kTaps = D == 2 ? W * W : W * W * W;
   for (Eigen::Index i = begin; i < end; ++i) {
@@ -146,12 +152,11 @@ void TracedMapFlow::Adjoint(Eigen::Index begin, Eigen::Index end, int k, double 
   const Eigen::Index n = tracers_, nm = mesh_.voxels();
   const double* v0 = theta + k * block_;
   const double* v1 = v0 + block_;
-  double* g0 = a_theta == nullptr ? nullptr : a_theta + k * block_;
-  double* g1 = g0 == nullptr ? nullptr : g0 + block_;
-  const long size[3] = {mesh_.size[0], mesh_.size[1], mesh_.size[2]};
-  const long stride[3] = {1, size[0], size[0] * size[1]};
-  double inv_h[D];
-  for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / mesh_.spacing_mm[c];
+  double* g0 = a_theta + k * block_;
+  double* g1 = g0 + block_;
+  const long* size = size_;
+  const long* stride = stride_;
+  const double* inv_h = inv_h_;
   AxisTaps<W> axis[D];
   constexpr int kTaps = D == 2 ? W * W : W * W * W;
   for (Eigen::Index i = begin; i < end; ++i) {
@@ -191,11 +196,9 @@ void TracedMapFlow::Adjoint(Eigen::Index begin, Eigen::Index end, int k, double 
         for (int e = 0; e < D; ++e) {
           out[e] += (ap[c] * grad[e] + aj * hess[e][c] * inv_h[c]) * value;
         }
-        if (g0 != nullptr) {
-          const double splat = ap[c] * weight + aj * grad[c] * inv_h[c];
-          g0[c * nm + flat] += (1.0 - lambda) * splat;
-          g1[c * nm + flat] += lambda * splat;
-        }
+        const double splat = ap[c] * weight + aj * grad[c] * inv_h[c];
+        g0[c * nm + flat] += (1.0 - lambda) * splat;
+        g1[c * nm + flat] += lambda * splat;
       }
     }
     for (int e = 0; e < D; ++e) a_x[e * n + i] = out[e];

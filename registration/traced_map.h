@@ -67,6 +67,10 @@ class TracedMapFlow : public Dynamics {
   Eigen::Index tracers_;
   MeshKernel kernel_;
   int threads_;
+  // The mesh as the stencil loops use it: nodes per axis, flat-index strides, 1 / spacing.
+  long size_[3];
+  long stride_[3];
+  double inv_h_[3];
 };
 
 // The traced map on an image grid.
