@@ -170,6 +170,11 @@ struct RegistrationResult {
   // Empty when the moving image was on the fixed grid; otherwise one line saying what differed
   // and that the moving image was resampled into the fixed image's world (MovingInFixedSpace).
   std::string world_space_note;
+  // The affine stage's map of world points (NIfTI RAS mm, homogeneous): a fixed-world point x is
+  // taken to affine·x in the moving image's world. The deformable map φ runs in between (on the
+  // fixed grid, in the moving image pulled back by this affine): the whole map is x ↦ A(φ(x)).
+  // Identity when there was no affine stage and no initial affine.
+  Eigen::Matrix4d affine = Eigen::Matrix4d::Identity();
 
   double ssd_reduction() const { return ssd_initial > 0 ? 1.0 - ssd_final / ssd_initial : 0.0; }
   // Relative spread (max − min) / mean of ‖v_t‖_V.
