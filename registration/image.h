@@ -18,6 +18,8 @@
 #include <Eigen/Core>
 #include <Eigen/LU>
 
+#include "solvers/element_type.h"
+
 namespace diffeoflow::registration {
 
 struct Grid {
@@ -54,33 +56,12 @@ struct Grid {
   }
 };
 
-// The element type an image had on disk. Values are always held as double in memory; the type is
-// kept so that label maps can be written back in the type they came in (apply --interpolation
-// nearest). Images made in memory are kFloat64.
-enum class ElementType : std::uint8_t {
-  kUint8, kInt8, kUint16, kInt16, kUint32, kInt32, kUint64, kInt64, kFloat32, kFloat64
-};
-
-// "uint8", "int16", "float32", ... (the NumPy spelling).
-inline const char* ElementTypeName(ElementType t) {
-  switch (t) {
-    case ElementType::kUint8: return "uint8";
-    case ElementType::kInt8: return "int8";
-    case ElementType::kUint16: return "uint16";
-    case ElementType::kInt16: return "int16";
-    case ElementType::kUint32: return "uint32";
-    case ElementType::kInt32: return "int32";
-    case ElementType::kUint64: return "uint64";
-    case ElementType::kInt64: return "int64";
-    case ElementType::kFloat32: return "float32";
-    case ElementType::kFloat64: return "float64";
-  }
-  return "unknown";
-}
-
-inline bool IsIntegerType(ElementType t) {
-  return t != ElementType::kFloat32 && t != ElementType::kFloat64;
-}
+// The element type an image had on disk (solvers/element_type.h). Values are always held as double
+// in memory; the type is kept so that label maps can be written back in the type they came in
+// (apply --interpolation nearest). Images made in memory are kFloat64.
+using ::diffeoflow::ElementType;
+using ::diffeoflow::ElementTypeName;
+using ::diffeoflow::IsIntegerType;
 
 struct Image {
   Grid grid;

@@ -24,6 +24,8 @@
 
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
+#include "solvers/npy.h"
+#include "solvers/read_file.h"
 
 namespace diffeoflow::registration {
 namespace {
@@ -35,13 +37,9 @@ constexpr std::uint64_t kMaxElements = std::uint64_t{1} << 30;
 // Deflate cannot compress by more than about 1032:1; anything claiming more is corrupt.
 constexpr std::uint64_t kMaxDeflateRatio = 1100;
 
-std::string Prefix(const std::string& argument, const std::string& path) {
-  return argument.empty() ? path + ": " : argument + ": " + path + ": ";
-}
-
 [[noreturn]] void Fail(const std::string& argument, const std::string& path,
                        const std::string& what) {
-  throw InputError(Prefix(argument, path) + what);
+  throw InputError(InputPrefix(argument, path) + what);
 }
 
 std::string Lower(std::string s) {
@@ -51,30 +49,6 @@ std::string Lower(std::string s) {
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// The size of a regular, non-empty file; InputError for anything else.
-std::uint64_t CheckedFileSize(const std::string& path, const std::string& argument) {
-  std::error_code ec;
-  const auto status = std::filesystem::status(path, ec);
-  if (ec || !std::filesystem::exists(status)) Fail(argument, path, "no such file");
-  if (std::filesystem::is_directory(status)) Fail(argument, path, "is a directory, expected an image file");
-  if (!std::filesystem::is_regular_file(status)) Fail(argument, path, "is not a regular file");
-  const std::uint64_t size = std::filesystem::file_size(path, ec);
-  if (ec) Fail(argument, path, "cannot read the file size: " + ec.message());
-  if (size == 0) Fail(argument, path, "is empty");
-  return size;
-}
-
-std::string ReadWholeFile(const std::string& path, const std::string& argument) {
-  const std::uint64_t size = CheckedFileSize(path, argument);
-  if (size > (std::uint64_t{1} << 34)) Fail(argument, path, "file too large");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) Fail(argument, path, "cannot open for reading");
-  std::string bytes(static_cast<std::size_t>(size), '\0');
-  in.read(bytes.data(), static_cast<std::streamsize>(size));
-  if (static_cast<std::uint64_t>(in.gcount()) != size) Fail(argument, path, "short read");
-  return bytes;
 }
 
 // Product of sizes with overflow and limit checks; 0 signals "too large".
@@ -97,77 +71,6 @@ void CheckFinite(const Eigen::VectorXd& data, const ImageReadOptions& options,
            "contains NaN or infinite values (first at element " + std::to_string(i) +
                "), expected finite intensities");
     }
-  }
-}
-
-template <typename T>
-T ToInteger(double v) {
-  if (std::isnan(v)) return T{0};
-  v = std::round(v);
-  constexpr double lo = static_cast<double>(std::numeric_limits<T>::min());
-  constexpr double hi = static_cast<double>(std::numeric_limits<T>::max());
-  if (v <= lo) return std::numeric_limits<T>::min();
-  if (v >= hi) return std::numeric_limits<T>::max();
-  return static_cast<T>(v);
-}
-
-template <typename T>
-void Store(double v, unsigned char* out) {
-  T t;
-  if constexpr (std::is_floating_point_v<T>) {
-    t = static_cast<T>(v);
-  } else {
-    t = ToInteger<T>(v);
-  }
-  std::memcpy(out, &t, sizeof(T));
-}
-
-template <typename T>
-double Load(const unsigned char* in) {
-  T t;
-  std::memcpy(&t, in, sizeof(T));
-  return static_cast<double>(t);
-}
-
-int ElementSize(ElementType t) {
-  switch (t) {
-    case ElementType::kUint8: case ElementType::kInt8: return 1;
-    case ElementType::kUint16: case ElementType::kInt16: return 2;
-    case ElementType::kUint32: case ElementType::kInt32: case ElementType::kFloat32: return 4;
-    case ElementType::kUint64: case ElementType::kInt64: case ElementType::kFloat64: return 8;
-  }
-  return 8;
-}
-
-// Native-endian element at `in` as double.
-double LoadElement(ElementType t, const unsigned char* in) {
-  switch (t) {
-    case ElementType::kUint8: return Load<std::uint8_t>(in);
-    case ElementType::kInt8: return Load<std::int8_t>(in);
-    case ElementType::kUint16: return Load<std::uint16_t>(in);
-    case ElementType::kInt16: return Load<std::int16_t>(in);
-    case ElementType::kUint32: return Load<std::uint32_t>(in);
-    case ElementType::kInt32: return Load<std::int32_t>(in);
-    case ElementType::kUint64: return Load<std::uint64_t>(in);
-    case ElementType::kInt64: return Load<std::int64_t>(in);
-    case ElementType::kFloat32: return Load<float>(in);
-    case ElementType::kFloat64: return Load<double>(in);
-  }
-  return 0.0;
-}
-
-void StoreElement(ElementType t, double v, unsigned char* out) {
-  switch (t) {
-    case ElementType::kUint8: return Store<std::uint8_t>(v, out);
-    case ElementType::kInt8: return Store<std::int8_t>(v, out);
-    case ElementType::kUint16: return Store<std::uint16_t>(v, out);
-    case ElementType::kInt16: return Store<std::int16_t>(v, out);
-    case ElementType::kUint32: return Store<std::uint32_t>(v, out);
-    case ElementType::kInt32: return Store<std::int32_t>(v, out);
-    case ElementType::kUint64: return Store<std::uint64_t>(v, out);
-    case ElementType::kInt64: return Store<std::int64_t>(v, out);
-    case ElementType::kFloat32: return Store<float>(v, out);
-    case ElementType::kFloat64: return Store<double>(v, out);
   }
 }
 
@@ -659,7 +562,7 @@ Image ReadPng(const std::string& path, const ImageReadOptions& options) {
   if (decoded.bit_depth == 16) {
     image.source_type = ElementType::kUint16;
     for (Index i = 0; i < image.data.size(); ++i) {
-      image.data[i] = Load<std::uint16_t>(decoded.pixels.data() + 2 * i);
+      image.data[i] = LoadElement(ElementType::kUint16, decoded.pixels.data() + 2 * i);
     }
   } else {
     image.source_type = ElementType::kUint8;
@@ -704,144 +607,17 @@ void WritePng(const std::string& path, const Image& image, ElementType type, boo
 }
 
 // ---------------------------------------------------------------------------------------------
-// NumPy .npy (format versions 1.0, 2.0, 3.0)
+// NumPy .npy (solvers/npy.h): a 2-D (ny, nx) or 3-D (nz, ny, nx) array
 
-struct NpyDescr {
-  ElementType type;
-  bool swap;
-};
-
-NpyDescr ParseDescr(const std::string& descr, const std::string& argument, const std::string& path) {
-  if (descr.size() < 3) Fail(argument, path, "unsupported .npy dtype '" + descr + "'");
-  const char order = descr[0];
-  const std::string code = descr.substr(1);
-  const bool native_little = std::endian::native == std::endian::little;
-  bool swap = false;
-  if (order == '<') swap = !native_little;
-  else if (order == '>') swap = native_little;
-  else if (order != '|' && order != '=') Fail(argument, path, "unsupported .npy dtype '" + descr + "'");
-  if (code[0] == 'c') {
-    Fail(argument, path, "has a complex dtype '" + descr + "'; expected real float or integer values");
-  }
-  ElementType type;
-  if (code == "u1") type = ElementType::kUint8;
-  else if (code == "i1") type = ElementType::kInt8;
-  else if (code == "u2") type = ElementType::kUint16;
-  else if (code == "i2") type = ElementType::kInt16;
-  else if (code == "u4") type = ElementType::kUint32;
-  else if (code == "i4") type = ElementType::kInt32;
-  else if (code == "u8") type = ElementType::kUint64;
-  else if (code == "i8") type = ElementType::kInt64;
-  else if (code == "f4") type = ElementType::kFloat32;
-  else if (code == "f8") type = ElementType::kFloat64;
-  else if (code == "b1") type = ElementType::kUint8;
-  else Fail(argument, path, "unsupported .npy dtype '" + descr + "' (expected float32/float64 or an integer type)");
-  return {type, swap && ElementSize(type) > 1};
-}
-
-// The text after `key` and its colon in the header dictionary, or npos.
-std::size_t FindValue(const std::string& header, const std::string& key) {
-  for (const char quote : {'\'', '"'}) {
-    const std::string quoted = std::string(1, quote) + key + std::string(1, quote);
-    std::size_t at = header.find(quoted);
-    if (at == std::string::npos) continue;
-    at = header.find(':', at + quoted.size());
-    if (at == std::string::npos) return at;
-    ++at;
-    while (at < header.size() && std::isspace(static_cast<unsigned char>(header[at]))) ++at;
-    return at;
-  }
-  return std::string::npos;
-}
-
-Image ReadNpy(const std::string& path, const ImageReadOptions& options) {
+Image ReadNpyImage(const std::string& path, const ImageReadOptions& options) {
   const std::string& argument = options.argument;
-  const std::string bytes = ReadWholeFile(path, argument);
-  if (bytes.size() < 10 || std::memcmp(bytes.data(), "\x93NUMPY", 6) != 0) {
-    Fail(argument, path, "is not a .npy file (bad magic)");
-  }
-  const int major = static_cast<unsigned char>(bytes[6]);
-  std::size_t header_len = 0, header_start = 0;
-  if (major == 1) {
-    header_len = static_cast<unsigned char>(bytes[8]) | (static_cast<unsigned char>(bytes[9]) << 8);
-    header_start = 10;
-  } else if (major == 2 || major == 3) {
-    if (bytes.size() < 12) Fail(argument, path, "truncated .npy header");
-    header_len = 0;
-    for (int b = 3; b >= 0; --b) header_len = (header_len << 8) | static_cast<unsigned char>(bytes[8 + b]);
-    header_start = 12;
-  } else {
-    Fail(argument, path, "unsupported .npy format version " + std::to_string(major));
-  }
-  if (header_len > bytes.size() - header_start) Fail(argument, path, "truncated .npy header");
-  const std::string header = bytes.substr(header_start, header_len);
-  const std::size_t data_start = header_start + header_len;
-
-  // descr
-  std::size_t at = FindValue(header, "descr");
-  if (at == std::string::npos || at >= header.size() || (header[at] != '\'' && header[at] != '"')) {
-    if (at != std::string::npos && at < header.size() && header[at] == '[') {
-      Fail(argument, path, "has a structured dtype; expected a plain numeric array");
-    }
-    Fail(argument, path, "malformed .npy header (no 'descr')");
-  }
-  const char quote = header[at];
-  const std::size_t end = header.find(quote, at + 1);
-  if (end == std::string::npos) Fail(argument, path, "malformed .npy header (descr)");
-  const NpyDescr descr = ParseDescr(header.substr(at + 1, end - at - 1), argument, path);
-
-  // fortran_order
-  at = FindValue(header, "fortran_order");
-  if (at == std::string::npos) Fail(argument, path, "malformed .npy header (no 'fortran_order')");
-  if (header.compare(at, 4, "True") == 0) {
-    Fail(argument, path, "is stored in Fortran order; expected a C-ordered array "
-                         "(save np.ascontiguousarray(a))");
-  }
-  if (header.compare(at, 5, "False") != 0) Fail(argument, path, "malformed .npy header (fortran_order)");
-
-  // shape
-  at = FindValue(header, "shape");
-  if (at == std::string::npos || at >= header.size() || header[at] != '(') {
-    Fail(argument, path, "malformed .npy header (no 'shape')");
-  }
-  const std::size_t close = header.find(')', at);
-  if (close == std::string::npos) Fail(argument, path, "malformed .npy header (shape)");
-  std::vector<std::uint64_t> shape;
-  std::size_t p = at + 1;
-  while (p < close) {
-    while (p < close && (std::isspace(static_cast<unsigned char>(header[p])) || header[p] == ',')) ++p;
-    if (p >= close) break;
-    if (!std::isdigit(static_cast<unsigned char>(header[p]))) {
-      Fail(argument, path, "malformed .npy header (shape)");
-    }
-    std::uint64_t v = 0;
-    while (p < close && std::isdigit(static_cast<unsigned char>(header[p]))) {
-      if (v > (kMaxElements * 16) / 10) Fail(argument, path, "array too large");
-      v = v * 10 + static_cast<std::uint64_t>(header[p] - '0');
-      ++p;
-    }
-    while (p < close && (header[p] == 'L' || std::isspace(static_cast<unsigned char>(header[p])))) ++p;
-    shape.push_back(v);
-    if (shape.size() > 8) Fail(argument, path, "too many dimensions");
-  }
+  NpyArray array = ReadNpy(path, argument);
+  std::vector<std::uint64_t>& shape = array.shape;
   // A leading axis of length 1 on a 3-D array is a single slice: treat as 2-D.
   if (shape.size() == 3 && shape[0] == 1) shape.erase(shape.begin());
   if (shape.size() < 2 || shape.size() > 3) {
     Fail(argument, path, "has " + std::to_string(shape.size()) +
                              " dimension(s); expected a 2-D (ny, nx) or 3-D (nz, ny, nx) array");
-  }
-  for (std::uint64_t s : shape) {
-    if (s == 0) Fail(argument, path, "is an empty array; expected at least one element per axis");
-    if (s > static_cast<std::uint64_t>(std::numeric_limits<int>::max())) {
-      Fail(argument, path, "array too large (an axis is longer than 2^31 - 1)");
-    }
-  }
-  const std::uint64_t count = CheckedProduct(shape);
-  if (count == 0) Fail(argument, path, "array too large (more than 2^30 elements)");
-  const int size = ElementSize(descr.type);
-  if (bytes.size() - data_start < count * size) {
-    Fail(argument, path, "truncated: the header needs " + std::to_string(count * size) +
-                             " data bytes, the file has " + std::to_string(bytes.size() - data_start));
   }
   Image image;
   image.grid.dim = static_cast<int>(shape.size());
@@ -851,65 +627,18 @@ Image ReadNpy(const std::string& path, const ImageReadOptions& options) {
     image.grid.size = {static_cast<int>(shape[2]), static_cast<int>(shape[1]),
                        static_cast<int>(shape[0])};
   }
-  image.source_type = descr.type;
-  image.data.resize(static_cast<Index>(count));
-  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data()) + data_start;
-  unsigned char element[8];
-  for (Index i = 0; i < image.data.size(); ++i) {
-    std::memcpy(element, data + i * size, size);
-    if (descr.swap) std::reverse(element, element + size);
-    image.data[i] = LoadElement(descr.type, element);
-  }
+  image.source_type = array.type;
+  image.data = std::move(array.data);
   CheckFinite(image.data, options, path);
   return image;
 }
 
-std::string NpyDescrOf(ElementType t) {
-  const char order = std::endian::native == std::endian::little ? '<' : '>';
-  switch (t) {
-    case ElementType::kUint8: return "|u1";
-    case ElementType::kInt8: return "|i1";
-    case ElementType::kUint16: return std::string(1, order) + "u2";
-    case ElementType::kInt16: return std::string(1, order) + "i2";
-    case ElementType::kUint32: return std::string(1, order) + "u4";
-    case ElementType::kInt32: return std::string(1, order) + "i4";
-    case ElementType::kUint64: return std::string(1, order) + "u8";
-    case ElementType::kInt64: return std::string(1, order) + "i8";
-    case ElementType::kFloat32: return std::string(1, order) + "f4";
-    case ElementType::kFloat64: return std::string(1, order) + "f8";
-  }
-  return "<f8";
-}
-
-void WriteNpy(const std::string& path, const Image& image, ElementType type, bool rescale) {
-  std::string shape = "(";
-  if (image.grid.dim == 3) {
-    shape.append(std::to_string(image.grid.size[2]));
-    shape.append(", ");
-  }
-  shape.append(std::to_string(image.grid.size[1]));
-  shape.append(", ");
-  shape.append(std::to_string(image.grid.size[0]));
-  shape.append(")");
-  std::string dict = "{'descr': '" + NpyDescrOf(type) + "', 'fortran_order': False, 'shape': " +
-                     shape + ", }";
-  // Pad with spaces so that the data starts at a multiple of 64 bytes; the header ends in '\n'.
-  const std::size_t unpadded = 10 + dict.size() + 1;
-  dict.append((64 - unpadded % 64) % 64, ' ');
-  dict.push_back('\n');
-  std::string out = "\x93NUMPY";
-  out.push_back('\x01');
-  out.push_back('\x00');
-  out.push_back(static_cast<char>(dict.size() & 0xff));
-  out.push_back(static_cast<char>((dict.size() >> 8) & 0xff));
-  out += dict;
-  const Eigen::VectorXd values = PrepareValues(image.data, type, rescale);
-  const int size = ElementSize(type);
-  const std::size_t start = out.size();
-  out.resize(start + static_cast<std::size_t>(values.size()) * size);
-  auto* data = reinterpret_cast<unsigned char*>(out.data()) + start;
-  for (Index i = 0; i < values.size(); ++i) StoreElement(type, values[i], data + i * size);
-  WriteFileAtomically(path, out);
+void WriteNpyImage(const std::string& path, const Image& image, ElementType type, bool rescale) {
+  std::vector<std::uint64_t> shape;
+  if (image.grid.dim == 3) shape.push_back(static_cast<std::uint64_t>(image.grid.size[2]));
+  shape.push_back(static_cast<std::uint64_t>(image.grid.size[1]));
+  shape.push_back(static_cast<std::uint64_t>(image.grid.size[0]));
+  WriteNpy(path, shape, PrepareValues(image.data, type, rescale), type);
 }
 
 }  // namespace
@@ -941,7 +670,7 @@ Image ReadImage(const std::string& path, const ImageReadOptions& options) {
     case ImageFormat::kNifti:
     case ImageFormat::kNiftiGz: return ReadNifti(path, options);
     case ImageFormat::kPng: return ReadPng(path, options);
-    case ImageFormat::kNpy: return ReadNpy(path, options);
+    case ImageFormat::kNpy: return ReadNpyImage(path, options);
   }
   Fail(options.argument, path, "unknown image format");
 }
@@ -970,7 +699,7 @@ void WriteImage(const std::string& path, const Image& image, const ImageWriteOpt
       return;
     }
     case ImageFormat::kNpy:
-      WriteNpy(path, image, type.value_or(ElementType::kFloat64), options.rescale_to_type_range);
+      WriteNpyImage(path, image, type.value_or(ElementType::kFloat64), options.rescale_to_type_range);
       return;
   }
 }
