@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     const TrainSummary s = Train(model, theta, train, test, o);
     std::cout << s.BriefReport() << "\n";
     WriteModel(out + "/model.h5", model, theta, {{"dataset", "spirals"}});
-    WriteTwoDimensionalSummary(model, theta, test, out);
+    WriteTwoDimensionalSummary(AsPlaneClassifier(model, theta), test, out);
     std::cout << "wrote " << out << "/summary.png, trajectories.h5, model.h5\n";
   } catch (const std::exception& e) {
     std::cerr << "example_spirals: " << e.what() << "\n";

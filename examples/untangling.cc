@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
             (std::filesystem::path(flags.out) / (r.model + "-w" + std::to_string(r.width)))
                 .string();
         EnsureOutputDirectory(dir, "--out");
-        WriteTwoDimensionalSummary(model, theta, test, dir, 400);
+        WriteTwoDimensionalSummary(AsPlaneClassifier(model, theta), test, dir, 400);
         const StoredPaths stored =
             ReadPaths((std::filesystem::path(dir) / "trajectories.h5").string());
         {

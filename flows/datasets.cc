@@ -95,6 +95,13 @@ Dataset TwoMoons(const GeneratorOptions& options) {
   return d;
 }
 
+Dataset GeneratePlaneDataset(const std::string& name, const GeneratorOptions& options) {
+  if (name == "spirals") return TwoSpirals(options);
+  if (name == "circles") return ConcentricCircles(options);
+  if (name == "moons") return TwoMoons(options);
+  throw InputError("unknown 2-D data set '" + name + "' (expected spirals, circles or moons)");
+}
+
 Dataset Subset(const Dataset& data, const std::vector<Eigen::Index>& indices) {
   Dataset out;
   out.name = data.name;

@@ -44,6 +44,8 @@ struct GeneratorOptions {
 Dataset TwoSpirals(const GeneratorOptions& options);
 Dataset ConcentricCircles(const GeneratorOptions& options);
 Dataset TwoMoons(const GeneratorOptions& options);
+// The generator of that name: "spirals", "circles" or "moons"; InputError for another name.
+Dataset GeneratePlaneDataset(const std::string& name, const GeneratorOptions& options);
 
 // Shuffles (seeded) and splits off round(test_fraction · N) samples as the test set.
 void SplitTrainTest(const Dataset& all, double test_fraction, unsigned seed, Dataset* train,

@@ -10,7 +10,7 @@ constexpr const char* kFormat = "diffeoflow-classifier";
 }
 
 void WriteModel(const std::string& path, const Classifier& model, const Vector& theta,
-                const std::map<std::string, std::string>& attributes) {
+                const std::map<std::string, std::string>& attributes, const DataRecord& data) {
   if (theta.size() != model.param_dim()) {
     throw InputError(path + ": θ has " + std::to_string(theta.size()) + " entries, the model " +
                      std::to_string(model.param_dim()));
@@ -44,6 +44,7 @@ void WriteModel(const std::string& path, const Classifier& model, const Vector& 
   out.SetAttribute("/", "gradient", GradientModeName(s.gradient.mode));
   out.SetAttribute("/", "parameters", static_cast<std::int64_t>(theta.size()));
   for (const auto& [key, value] : attributes) out.SetAttribute("/", key, value);
+  if (!data.source.empty()) WriteDataRecord(out, data);
   out.Commit();
 }
 
@@ -87,6 +88,11 @@ ModelFile ReadModel(const std::string& path) {
   file.theta = Eigen::Map<const Vector>(theta.data(), model.param_dim());
   for (const char* key : {"dataset"}) {
     if (in.HasAttribute("/", key)) file.attributes[key] = in.StringAttribute("/", key);
+  }
+  try {
+    file.data = ReadDataRecord(in);
+  } catch (const InputError& e) {
+    throw InputError(path + ": bad data record (/data): " + e.what());
   }
   return file;
 }

@@ -6,12 +6,15 @@
 //     width, hidden, augment, depth, activation, precision ("single" or "double": the arithmetic
 //     of the convolutions; files without it were computed in double), solver, steps, rtol, atol,
 //     gradient, parameters, and any extra string attributes given (e.g. dataset).
+//   /data                     the data record (flows/own_data.h): where the training data came
+//     from and the standardisation; files written before it existed have none.
 #pragma once
 
 #include <map>
 #include <string>
 
 #include "flows/classifier.h"
+#include "flows/own_data.h"
 
 namespace diffeoflow::flows {
 
@@ -19,11 +22,13 @@ struct ModelFile {
   ModelSpec spec;
   Vector theta;
   std::map<std::string, std::string> attributes;  // extra string attributes
+  DataRecord data;                                 // source "" when the file has none
 };
 
 // Writes atomically.
 void WriteModel(const std::string& path, const Classifier& model, const Vector& theta,
-                const std::map<std::string, std::string>& attributes = {});
+                const std::map<std::string, std::string>& attributes = {},
+                const DataRecord& data = {});
 // Throws InputError naming the file when it is missing, not HDF5, not a classifier, or θ does not
 // match the architecture.
 ModelFile ReadModel(const std::string& path);

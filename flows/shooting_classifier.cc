@@ -351,7 +351,8 @@ nlohmann::json ShootingMetricsJson(const ShootingClassifierSummary& s,
   return j;
 }
 
-void WriteShootingClassifier(const std::string& path, const ShootingClassifier& model) {
+void WriteShootingClassifier(const std::string& path, const ShootingClassifier& model,
+                             const DataRecord& data) {
   // D × K column-major is (K, D) row-major.
   const auto rows = [](const Matrix& m) { return std::vector<double>(m.data(), m.data() + m.size()); };
   const auto row_major = [](const Matrix& m) {
@@ -373,6 +374,7 @@ void WriteShootingClassifier(const std::string& path, const ShootingClassifier& 
   writer.WriteDoubles("momenta", rows(model.momenta), {K, D});
   writer.WriteDoubles("readout/weight", row_major(model.readout), {C, D});
   writer.WriteDoubles("readout/bias", model.bias.data(), {C});
+  if (!data.source.empty()) WriteDataRecord(writer, data);
   writer.Commit();
 }
 

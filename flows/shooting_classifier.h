@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "flows/datasets.h"
+#include "flows/own_data.h"
 #include "solvers/integrate.h"
 #include "solvers/optimize.h"
 
@@ -122,8 +123,10 @@ nlohmann::json ShootingMetricsJson(const ShootingClassifierSummary& summary,
                                    const ShootingClassifier& model);
 
 // model.h5: control_points (K, D), momenta (K, D), readout/weight (C, D), readout/bias (C), with
-// attributes model = "shooting", kernel_width, steps, solver, input_dim, classes. Atomic.
-void WriteShootingClassifier(const std::string& path, const ShootingClassifier& model);
+// attributes model = "shooting", kernel_width, steps, solver, input_dim, classes, and the data
+// record /data (flows/own_data.h) when `data.source` is not empty. Atomic.
+void WriteShootingClassifier(const std::string& path, const ShootingClassifier& model,
+                             const DataRecord& data = {});
 ShootingClassifier ReadShootingClassifier(const std::string& path);
 
 }  // namespace diffeoflow::flows

@@ -10,15 +10,28 @@
 
 namespace diffeoflow::flows {
 
-void WriteTwoDimensionalSummary(Classifier& model, const Vector& theta, const Dataset& data,
+PlaneClassifier AsPlaneClassifier(Classifier& model, const Vector& theta) {
+  return {ModelKindName(model.spec().kind),
+          [&model, &theta](const Matrix& x) { return model.Logits(theta, x); },
+          [&model, &theta](const Matrix& x) { return model.Paths(theta, x); }, model.PathTimes()};
+}
+
+PlaneClassifier AsPlaneClassifier(const ShootingClassifier& model) {
+  std::vector<double> times;
+  for (int k = 0; k <= model.steps; ++k) times.push_back(static_cast<double>(k) / model.steps);
+  return {"shooting", [&model](const Matrix& x) { return model.Logits(x); },
+          [&model](const Matrix& x) { return model.Paths(x); }, times};
+}
+
+void WriteTwoDimensionalSummary(const PlaneClassifier& model, const Dataset& data,
                                 const std::string& dir, int max_paths, int resolution) {
   if (data.feature_count() != 2) throw InputError("summary figure: the data must be 2-D");
   const Index n = std::min<Index>(data.size(), max_paths);
   const Matrix x = data.features.leftCols(n);
-  const std::vector<Matrix> paths = model.Paths(theta, x);
-  const std::vector<double> times = model.PathTimes();
+  const std::vector<Matrix> paths = model.paths(x);
+  const std::vector<double>& times = model.times;
   const Index W = paths.front().rows();
-  const Matrix logits = model.Logits(theta, x);
+  const Matrix logits = model.logits(x);
 
   // Projection onto the two leading principal directions of all states.
   Matrix projection = Matrix::Identity(W, 2);
@@ -71,7 +84,7 @@ void WriteTwoDimensionalSummary(Classifier& model, const Vector& theta, const Da
     }
     out.WriteDoubles("projection", p.data(), {static_cast<std::uint64_t>(W), 2});
     out.CreateGroup("options");
-    out.SetAttribute("options", "model", ModelKindName(model.spec().kind));
+    out.SetAttribute("options", "model", model.name);
     out.SetAttribute("options", "dataset", data.name);
     out.Commit();
   }
@@ -89,7 +102,7 @@ void WriteTwoDimensionalSummary(Classifier& model, const Vector& theta, const Da
       grid(1, i * resolution + j) = ymin + (i + 0.5) * (ymax - ymin) / resolution;
     }
   }
-  const Matrix grid_logits = model.Logits(theta, grid);
+  const Matrix grid_logits = model.logits(grid);
   Matrix region(resolution, resolution);  // P(class 1) for two classes, else the arg-max class
   for (int i = 0; i < resolution; ++i) {
     for (int j = 0; j < resolution; ++j) {
@@ -105,7 +118,7 @@ void WriteTwoDimensionalSummary(Classifier& model, const Vector& theta, const Da
   }
 
   plot::Figure fig(1, 2, 480, 420);
-  fig.SetTitle(ModelKindName(model.spec().kind) + " on " + data.name);
+  fig.SetTitle(model.name + " on " + data.name);
   plot::Axes& left = fig.At(0, 0);
   left.SetTitle("decision regions and test points").SetXLabel("x₁").SetYLabel("x₂");
   left.SetEqualAspect();

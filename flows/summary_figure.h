@@ -8,16 +8,30 @@
 //    paths through depth (projected) coloured by class.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "flows/classifier.h"
 #include "flows/datasets.h"
+#include "flows/shooting_classifier.h"
 
 namespace diffeoflow::flows {
 
+// A trained classifier of 2-D points as the figure sees it: logits (classes × N) of points
+// (2 × N), and the hidden states of the points at `times` (each W × N).
+struct PlaneClassifier {
+  std::string name;  // model kind, e.g. "odenet" or "shooting"
+  std::function<Matrix(const Matrix&)> logits;
+  std::function<std::vector<Matrix>(const Matrix&)> paths;
+  std::vector<double> times;
+};
+PlaneClassifier AsPlaneClassifier(Classifier& model, const Vector& theta);
+PlaneClassifier AsPlaneClassifier(const ShootingClassifier& model);
+
 // Writes both files into `dir` (atomically). `data` must be 2-D (sample_shape {2}); at most
 // `max_paths` of its points are traced.
-void WriteTwoDimensionalSummary(Classifier& model, const Vector& theta, const Dataset& data,
+void WriteTwoDimensionalSummary(const PlaneClassifier& model, const Dataset& data,
                                 const std::string& dir, int max_paths = 400, int resolution = 160);
 
 }  // namespace diffeoflow::flows
