@@ -12,7 +12,6 @@
 // folded voxels (det ≤ 0), the kinetic energy from DIR/metrics.json, and a figure of the deformed
 // grid and the Jacobian map.
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -34,6 +33,8 @@
 #include "flows/datasets.h"
 #include "flows/geometry.h"
 #include "flows/model_io.h"
+#include "flows/own_data.h"
+#include "flows/train.h"
 #include "plot/figure.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
@@ -42,6 +43,7 @@
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/geometry.h"
+#include "solvers/npy.h"
 
 namespace {
 
@@ -50,7 +52,7 @@ namespace fs = std::filesystem;
 using Index = Eigen::Index;
 
 struct InspectFlags {
-  std::string model, transform, out;
+  std::string model, transform, out, data, labels;
   int resolution = 128;
   double margin = 0.1;
 };
@@ -61,31 +63,6 @@ constexpr double kTrainNoise = 0.02;
 constexpr double kTrainTestFraction = 0.2;
 constexpr double kNearBoundary = 0.7, kFar = 0.95;
 constexpr int kEllipses = 40;
-
-// NumPy .npy version 1.0: magic, header length, a Python dict literal padded with spaces to a
-// multiple of 64 bytes, then the little-endian float64 data in C order.
-void WriteNpy(const std::string& path, const std::vector<long>& shape, const double* data) {
-  static_assert(std::endian::native == std::endian::little, "the .npy writer assumes little endian");
-  std::string dims;
-  long count = 1;
-  for (long d : shape) {
-    dims += std::to_string(d) + ", ";
-    count *= d;
-  }
-  if (shape.size() > 1) dims.erase(dims.size() - 2);
-  std::string header = "{'descr': '<f8', 'fortran_order': False, 'shape': (" + dims + "), }";
-  const std::size_t unpadded = 10 + header.size() + 1;
-  header.append((64 - unpadded % 64) % 64, ' ');
-  header += '\n';
-  std::string contents = "\x93NUMPY";
-  contents += '\x01';
-  contents += '\x00';
-  contents += static_cast<char>(header.size() & 0xff);
-  contents += static_cast<char>((header.size() >> 8) & 0xff);
-  contents += header;
-  contents.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(count) * sizeof(double));
-  WriteFileAtomically(path, contents);
-}
 
 double Median(std::vector<double> values) {
   if (values.empty()) return std::numeric_limits<double>::quiet_NaN();
@@ -116,18 +93,53 @@ struct ModelGeometry {
   double near = 0, far = 0, uncertain_quintile = 0, confident_quintile = 0, kinetic_energy = 0;
   flows::FisherSummary fisher;
   std::string dataset, fisher_data;
+  double accuracy = std::numeric_limits<double>::quiet_NaN();  // on the labelled data, when known
   Matrix test_points;           // 2 × M (empty when the data set is unknown)
   Eigen::VectorXi test_labels;
 };
 
-flows::Dataset RegenerateData(const std::string& name, unsigned seed) {
-  flows::GeneratorOptions g;
-  g.samples = kTrainSamples;
-  g.noise = kTrainNoise;
-  g.seed = seed;
-  if (name == "spirals") return flows::TwoSpirals(g);
-  if (name == "circles") return flows::ConcentricCircles(g);
-  return flows::TwoMoons(g);
+// The data the model is looked at on: --data/--labels when given (standardised as train did),
+// else the split train made, rebuilt from the model's data record; a model file without a record
+// (older than it) gets the generator named by its dataset attribute with train's default settings
+// and --seed. Returns false when no labelled data are known.
+bool DataOfModel(const InspectFlags& f, const flows::ModelFile& file, unsigned seed,
+                 flows::Dataset* train, flows::Dataset* test, std::string* description) {
+  if (!f.data.empty()) {
+    if (f.labels.empty()) throw InputError("--data needs --labels y.npy");
+    flows::OwnData own = flows::ReadOwnData(f.data, "--data", f.labels, "--labels", "inspect");
+    flows::CheckSampleShape(own.data.sample_shape, file.spec.input_shape, "--data", f.data);
+    flows::CheckLabelRange(own.data.labels, file.spec.classes, "--labels", f.labels);
+    file.data.standardization.Apply(&own.data);
+    *test = own.data;
+    *train = own.data;
+    *description = f.data;
+    return true;
+  }
+  if (!f.labels.empty()) throw InputError("--labels needs --data X.npy");
+  flows::DataRecord record = file.data;
+  if (record.source.empty()) {
+    const auto it = file.attributes.find("dataset");
+    const std::string name = it != file.attributes.end() ? it->second : "";
+    if (name != "spirals" && name != "circles" && name != "moons") return false;
+    record.source = "generator";
+    record.dataset = name;
+    record.samples = kTrainSamples;
+    record.noise = kTrainNoise;
+    record.test_fraction = kTrainTestFraction;
+    record.seed = seed;
+    std::fprintf(stderr,
+                 "diffeoflow: %s has no data record (written before model files kept one): "
+                 "regenerating %s with train's defaults (%d samples, noise %g, seed %u from --seed)\n",
+                 f.model.c_str(), name.c_str(), kTrainSamples, kTrainNoise, seed);
+  }
+  if (record.source == "fashion-mnist") return false;
+  flows::RebuildSplit(record, train, test);
+  *description = record.source == "generator"
+                     ? "test split of " + record.dataset + " (" + std::to_string(record.samples) +
+                           " samples, noise " + Number(record.noise).dump() + ", seed " +
+                           std::to_string(record.seed) + ")"
+                     : "test split of the recorded files";
+  return true;
 }
 
 Matrix GridPoints(const Eigen::Vector2d& lo, const Eigen::Vector2d& hi, int n) {
@@ -148,15 +160,13 @@ ModelGeometry InspectModel(const InspectFlags& f, const flows::ModelFile& file, 
   flows::Classifier model(file.spec, threads);
   const Vector& theta = file.theta;
   const auto it = file.attributes.find("dataset");
-  r.dataset = it != file.attributes.end() ? it->second : "";
-  const bool known = r.dataset == "spirals" || r.dataset == "circles" || r.dataset == "moons";
-
-  flows::Dataset all, train, test;
+  r.dataset = it != file.attributes.end() ? it->second : file.data.dataset;
+  flows::Dataset train, test;
+  std::string description;
+  const bool known = DataOfModel(f, file, seed, &train, &test, &description);
   if (known) {
-    all = RegenerateData(r.dataset, seed);
-    flows::SplitTrainTest(all, kTrainTestFraction, seed + 1, &train, &test);
-    r.grid_min = all.features.rowwise().minCoeff();
-    r.grid_max = all.features.rowwise().maxCoeff();
+    r.grid_min = train.features.rowwise().minCoeff().cwiseMin(test.features.rowwise().minCoeff());
+    r.grid_max = train.features.rowwise().maxCoeff().cwiseMax(test.features.rowwise().maxCoeff());
   } else {
     r.grid_min.setConstant(-1.5);  // the generators' range (flows/datasets.h)
     r.grid_max.setConstant(1.5);
@@ -211,7 +221,8 @@ ModelGeometry InspectModel(const InspectFlags& f, const flows::ModelFile& file, 
   if (known) {
     data = test.features;
     labels = test.labels;
-    r.fisher_data = "test split of " + r.dataset + " (seed " + std::to_string(seed) + ")";
+    r.fisher_data = description;
+    r.accuracy = flows::Accuracy(model, theta, test).second;
     r.test_points = test.features;
     r.test_labels = Eigen::Map<const Eigen::VectorXi>(test.labels.data(), static_cast<Index>(test.labels.size()));
   } else {
@@ -352,7 +363,8 @@ int RunModel(const InspectFlags& f, const app::CommonFlags& common) {
   const int n = r.resolution;
   {
     Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> v = r.volume;
-    WriteNpy((out / "volume_element.npy").string(), {n, n}, v.data());
+    WriteNpy((out / "volume_element.npy").string(), {std::uint64_t(n), std::uint64_t(n)},
+             Eigen::Map<const Eigen::VectorXd>(v.data(), v.size()), ElementType::kFloat64);
   }
   {
     const int classes = static_cast<int>(r.probabilities.size());
@@ -365,7 +377,10 @@ int RunModel(const InspectFlags& f, const app::CommonFlags& common) {
         }
       }
     }
-    WriteNpy((out / "probabilities.npy").string(), {n, n, classes}, p.data());
+    WriteNpy((out / "probabilities.npy").string(),
+             {std::uint64_t(n), std::uint64_t(n), std::uint64_t(classes)},
+             Eigen::Map<const Eigen::VectorXd>(p.data(), static_cast<Index>(p.size())),
+             ElementType::kFloat64);
   }
   nlohmann::ordered_json j;
   j["model"] = flows::ModelKindName(file.spec.kind);
@@ -385,6 +400,7 @@ int RunModel(const InspectFlags& f, const app::CommonFlags& common) {
   j["fisher_trace"] = Number(r.fisher.fisher_trace);
   j["fisher_samples"] = r.fisher.samples;
   j["fisher_data"] = r.fisher_data;
+  j["accuracy"] = Number(r.accuracy);
   j["near_boundary_threshold"] = kNearBoundary;
   j["far_threshold"] = kFar;
   WriteFileAtomically((out / "geometry.json").string(), j.dump(2) + "\n");
@@ -553,6 +569,9 @@ app::CommandRegistration registration{
       auto f = std::make_shared<InspectFlags>();
       sub.add_option("--model", f->model, "A classifier on 2-D data: DIR/model.h5 from train");
       sub.add_option("--transform", f->transform, "A register output folder");
+      sub.add_option("--data", f->data,
+                     "Model: .npy features to look at (default: the data the model was trained on)");
+      sub.add_option("--labels", f->labels, "Model: .npy integer labels of --data");
       sub.add_option("--out", f->out, "Output folder")->required();
       sub.add_option("--resolution", f->resolution, "Grid points per axis (model)")
           ->capture_default_str();

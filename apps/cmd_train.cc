@@ -14,12 +14,14 @@
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "flows/model_io.h"
+#include "flows/own_data.h"
 #include "flows/shooting_classifier.h"
 #include "flows/summary_figure.h"
 #include "flows/train.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/interrupt.h"
+#include "solvers/npy.h"
 
 namespace {
 
@@ -28,6 +30,7 @@ using namespace diffeoflow::flows;
 
 struct TrainFlags {
   std::string dataset, data_dir, out;
+  std::string train_data, train_labels, test_data, test_labels;
   std::string model = "odenet", solver = "rk4", gradient = "discrete", optimizer = "adam";
   std::string activation = "tanh", schedule = "cosine", precision = "single";
   int channels = -1, hidden = -1, augment = -1, steps = 8;
@@ -40,7 +43,8 @@ struct TrainFlags {
   bool resume = false;
   // Options whose default depends on other flags: given explicitly, they must be valid.
   CLI::Option *channels_option = nullptr, *hidden_option = nullptr, *augment_option = nullptr,
-              *epochs_option = nullptr, *lr_option = nullptr;
+              *epochs_option = nullptr, *lr_option = nullptr, *samples_option = nullptr,
+              *noise_option = nullptr, *test_fraction_option = nullptr;
 };
 
 // InputError naming `flag` unless an explicitly given value satisfies `ok`.
@@ -51,16 +55,6 @@ void CheckGiven(const CLI::Option* option, bool ok, const std::string& expected)
   }
 }
 
-Dataset Generate(const TrainFlags& f, unsigned seed) {
-  GeneratorOptions g;
-  g.samples = f.samples;
-  g.noise = f.noise;
-  g.seed = seed;
-  if (f.dataset == "spirals") return TwoSpirals(g);
-  if (f.dataset == "circles") return ConcentricCircles(g);
-  return TwoMoons(g);
-}
-
 // Exit status of an interrupted run: 128 + the signal (130 for SIGINT).
 int Interrupted(const std::string& what) {
   std::cerr << "diffeoflow: interrupted; no results written" << what << "\n";
@@ -68,11 +62,97 @@ int Interrupted(const std::string& what) {
   return 128 + (signal > 0 ? signal : SIGINT);
 }
 
-int Run(const TrainFlags& f, const app::CommonFlags& common) {
-  const bool two_d = f.dataset != "fashion-mnist";
-  if (!f.data_dir.empty() && two_d) {
-    throw InputError("--data-dir is only used with --dataset fashion-mnist");
+// The training and test sets and what model.h5 records about them: a built-in generator,
+// Fashion-MNIST, or own .npy files (flows/own_data.h), standardised on the training split.
+struct TrainingData {
+  Dataset train, test;
+  DataRecord record;
+};
+
+TrainingData LoadTrainingData(const TrainFlags& f, unsigned seed) {
+  TrainingData d;
+  DataRecord& r = d.record;
+  const bool own = !f.train_data.empty();
+  const auto check_fraction = [&] {
+    if (!(f.test_fraction > 0.0 && f.test_fraction < 1.0)) {
+      throw InputError("--test-fraction must be in (0, 1)");
+    }
+  };
+  if (!own) {
+    if (f.dataset.empty()) throw InputError("train: give --dataset NAME or --train-data X.npy --train-labels y.npy");
+    for (const auto& [value, flag] : {std::pair{f.train_labels, "--train-labels"},
+                                      {f.test_data, "--test-data"}, {f.test_labels, "--test-labels"}}) {
+      if (!value.empty()) throw InputError(std::string(flag) + " needs --train-data (own data), not --dataset");
+    }
   }
+  if (own) {
+    if (!f.dataset.empty()) throw InputError("--dataset and --train-data exclude each other");
+    if (!f.data_dir.empty()) throw InputError("--data-dir is only used with --dataset fashion-mnist");
+    if (f.train_labels.empty()) throw InputError("--train-data needs --train-labels y.npy");
+    if (f.test_data.empty() != f.test_labels.empty()) {
+      throw InputError("--test-data and --test-labels go together");
+    }
+    for (const CLI::Option* o : {f.samples_option, f.noise_option}) {
+      if (o->count() > 0) throw InputError(o->get_name() + " is for the built-in 2-D data sets, not --train-data");
+    }
+    if (!f.test_data.empty() && f.test_fraction_option->count() > 0) {
+      throw InputError("--test-fraction and --test-data exclude each other");
+    }
+    OwnData train = ReadOwnData(f.train_data, "--train-data", f.train_labels, "--train-labels", "train");
+    int classes = train.data.classes;
+    r.files = train.files;
+    r.source = "files";
+    r.dataset = "own";
+    r.seed = seed;
+    if (!f.test_data.empty()) {
+      OwnData test = ReadOwnData(f.test_data, "--test-data", f.test_labels, "--test-labels", "test");
+      CheckSampleShape(test.data.sample_shape, train.data.sample_shape, "--test-data", f.test_data);
+      r.files.insert(r.files.end(), test.files.begin(), test.files.end());
+      classes = std::max(classes, test.data.classes);
+      d.train = std::move(train.data);
+      d.test = std::move(test.data);
+    } else {
+      check_fraction();
+      r.test_fraction = f.test_fraction;
+      SplitTrainTest(train.data, f.test_fraction, seed + 1, &d.train, &d.test);
+    }
+    if (classes < 2) throw InputError("--train-labels: " + f.train_labels + ": all labels are 0; expected at least 2 classes");
+    d.train.classes = d.test.classes = classes;
+    r.standardization = FitStandardization(d.train, train.source_type);
+    r.standardization.Apply(&d.train);
+    r.standardization.Apply(&d.test);
+    return d;
+  }
+  r.dataset = f.dataset;
+  r.seed = seed;
+  if (f.dataset == "fashion-mnist") {
+    const std::string dir = f.data_dir.empty() ? DefaultFashionMnistDir() : f.data_dir;
+    r.source = "fashion-mnist";
+    r.max_train = f.max_train;
+    r.max_test = f.max_test;
+    d.train = LoadFashionMnist(dir, true, f.max_train);
+    d.test = LoadFashionMnist(dir, false, f.max_test);
+    return d;
+  }
+  if (!f.data_dir.empty()) throw InputError("--data-dir is only used with --dataset fashion-mnist");
+  check_fraction();
+  r.source = "generator";
+  r.samples = f.samples;
+  r.noise = f.noise;
+  r.test_fraction = f.test_fraction;
+  RebuildSplit(r, &d.train, &d.test);
+  return d;
+}
+
+// Class probabilities of the test set as the training run evaluates them (float32, N × C).
+void WriteTestProbabilities(const std::string& dir, const Matrix& probabilities) {
+  WriteNpy((std::filesystem::path(dir) / "test_probabilities.npy").string(),
+           {static_cast<std::uint64_t>(probabilities.cols()), static_cast<std::uint64_t>(probabilities.rows())},
+           Eigen::Map<const Eigen::VectorXd>(probabilities.data(), probabilities.size()),
+           ElementType::kFloat32);
+}
+
+int Run(const TrainFlags& f, const app::CommonFlags& common) {
   CheckGiven(f.channels_option, f.channels >= 0, ">= 0");
   CheckGiven(f.hidden_option, f.hidden > 0, ">= 1");
   CheckGiven(f.augment_option, f.augment >= 0, ">= 0");
@@ -81,26 +161,28 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
   if (!(f.noise >= 0) || !std::isfinite(f.noise)) throw InputError("--noise must be a finite number >= 0");
   if (!(f.rtol > 0) || !(f.atol > 0)) throw InputError("--rtol and --atol must be > 0");
   if (f.max_train < 0 || f.max_test < 0) throw InputError("--max-train and --max-test must be >= 0");
-  EnsureOutputDirectory(f.out, "--out");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int threads = common.threads > 0 ? common.threads : static_cast<int>(cores);
 
-  Dataset train, test;
-  if (two_d) {
-    if (!(f.test_fraction > 0.0 && f.test_fraction < 1.0)) {
-      throw InputError("--test-fraction must be in (0, 1)");
-    }
-    SplitTrainTest(Generate(f, common.seed), f.test_fraction, common.seed + 1, &train, &test);
-  } else {
-    const std::string dir = f.data_dir.empty() ? DefaultFashionMnistDir() : f.data_dir;
-    train = LoadFashionMnist(dir, true, f.max_train);
-    test = LoadFashionMnist(dir, false, f.max_test);
+  if (f.model == "shooting" && f.dataset == "fashion-mnist") {
+    throw InputError("--model shooting is for points in the plane (2 features a sample), not images");
   }
+  TrainingData data = LoadTrainingData(f, common.seed);
+  const Dataset& train = data.train;
+  const Dataset& test = data.test;
+  // Defaults follow the data: images (the convolutional ODE-Net's) or feature vectors (the 2-D
+  // data sets'); points in the plane also get trajectories.h5 and summary.png.
+  const bool two_d = train.sample_shape.size() != 3;
+  const bool plane = train.sample_shape == std::vector<std::int64_t>{2};
+  EnsureOutputDirectory(f.out, "--out");
 
   if (f.model == "shooting") {
     // A landmark-type geodesic carries the points (flows/shooting_classifier.h): only the
     // initial momenta and the read-out are trained, by full-batch optimisation.
-    if (!two_d) throw InputError("--model shooting is for the 2-D data sets (spirals, circles, moons)");
+    if (!plane) {
+      throw InputError("--model shooting is for points in the plane (2 features a sample), not " +
+                       std::to_string(train.feature_count()) + " features");
+    }
     ShootingClassifierOptions so;
     if (f.epochs > 0) so.iterations = f.epochs;
     so.max_seconds = f.time_budget;
@@ -109,9 +191,12 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
     InstallInterruptHandler();
     const ShootingClassifierSummary s = TrainShootingClassifier(train, test, so, &shooting);
     if (s.termination == "interrupted") return Interrupted(" (--model shooting keeps no checkpoint)");
-    WriteShootingClassifier((std::filesystem::path(f.out) / "model.h5").string(), shooting);
+    WriteShootingClassifier((std::filesystem::path(f.out) / "model.h5").string(), shooting,
+                            data.record);
     nlohmann::json j = ShootingMetricsJson(s, shooting);
     j["dataset"] = train.name;
+    WriteTestProbabilities(f.out, Softmax(shooting.Logits(test.features)));
+    WriteTwoDimensionalSummary(AsPlaneClassifier(shooting), test, f.out);
     WriteFileAtomically((std::filesystem::path(f.out) / "metrics.json").string(), j.dump(2) + "\n");
     if (!common.quiet) {
       std::cerr << "shooting: test accuracy " << j["test_accuracy"].get<double>() << ", "
@@ -199,7 +284,8 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
   }
 
   const std::map<std::string, std::string> attributes = {{"dataset", train.name}};
-  WriteModel((std::filesystem::path(f.out) / "model.h5").string(), model, theta, attributes);
+  WriteModel((std::filesystem::path(f.out) / "model.h5").string(), model, theta, attributes,
+             data.record);
 
   nlohmann::ordered_json j;
   j["train_accuracy"] = s.train_accuracy;
@@ -234,18 +320,23 @@ int Run(const TrainFlags& f, const app::CommonFlags& common) {
   j["history"] = history;
   WriteFileAtomically((std::filesystem::path(f.out) / "metrics.json").string(), j.dump(2) + "\n");
 
-  if (two_d) WriteTwoDimensionalSummary(model, theta, test, f.out);
+  WriteTestProbabilities(f.out, Softmax(model.Logits(theta, test.features, o.eval_batch)));
+  if (plane) WriteTwoDimensionalSummary(AsPlaneClassifier(model, theta), test, f.out);
   if (!common.quiet) std::cout << s.BriefReport() << std::endl;
   return 0;
 }
 
 app::CommandRegistration registration{
-    "train", "Train a neural-ODE classifier (spirals, circles, moons, Fashion-MNIST)",
+    "train", "Train a neural-ODE classifier (spirals, circles, moons, Fashion-MNIST, own .npy data)",
     [](CLI::App& sub, const app::CommonFlags& common) -> std::function<int()> {
       auto f = std::make_shared<TrainFlags>();
-      sub.add_option("--dataset", f->dataset, "spirals|circles|moons|fashion-mnist")
-          ->required()
+      sub.add_option("--dataset", f->dataset, "spirals|circles|moons|fashion-mnist (or own data: --train-data)")
           ->check(CLI::IsMember({"spirals", "circles", "moons", "fashion-mnist"}));
+      sub.add_option("--train-data", f->train_data,
+                     "Own data: .npy of N x D features or N x H x W / N x C x H x W images");
+      sub.add_option("--train-labels", f->train_labels, "Own data: .npy of N integer labels 0..C-1");
+      sub.add_option("--test-data", f->test_data, "Own data: test features (default: --test-fraction of --train-data)");
+      sub.add_option("--test-labels", f->test_labels, "Own data: test labels");
       sub.add_option("--data-dir", f->data_dir,
                      "Fashion-MNIST IDX files (default " + DefaultFashionMnistDir() + ")");
       sub.add_option("--out", f->out, "Output folder")->required();
@@ -279,10 +370,11 @@ app::CommandRegistration registration{
           ->capture_default_str();
       sub.add_option("--activation", f->activation, "tanh|relu|softplus|sigmoid")
           ->capture_default_str();
-      sub.add_option("--samples", f->samples, "2-D data sets: number of points")
+      f->samples_option = sub.add_option("--samples", f->samples, "2-D data sets: number of points")
           ->check(CLI::PositiveNumber)->capture_default_str();
-      sub.add_option("--noise", f->noise, "2-D data sets: Gaussian noise")->capture_default_str();
-      sub.add_option("--test-fraction", f->test_fraction, "2-D data sets: test share")
+      f->noise_option = sub.add_option("--noise", f->noise, "2-D data sets: Gaussian noise")->capture_default_str();
+      f->test_fraction_option = sub.add_option("--test-fraction", f->test_fraction,
+                     "2-D data sets, and --train-data without --test-data: test share")
           ->capture_default_str();
       sub.add_option("--max-train", f->max_train, "Fashion-MNIST: keep the first N training images");
       sub.add_option("--max-test", f->max_test, "Fashion-MNIST: keep the first N test images");
