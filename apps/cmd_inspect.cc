@@ -4,8 +4,10 @@
 // Model: the pull-back g = JᵀJ of the Euclidean metric of the feature space (before the read-out)
 // on an N × N grid of the input plane, its volume element √det g, the class probabilities, the
 // action of the hidden flow and the Fisher–Rao norm (flows/geometry.h). The grid covers the
-// bounding box of the model's data set (regenerated from the dataset name in model.h5 with
-// train's generator settings and --seed) widened by --margin on each side; sample (i, j) sits at
+// bounding box of the model's data — --data/--labels, else the split train made, rebuilt from the
+// data record in model.h5 (flows/own_data.h; for an older file without one, the generator named
+// by its dataset attribute with train's default settings and --seed) — widened by --margin on
+// each side; sample (i, j) sits at
 // grid_min + (i, j) ∘ (grid_max − grid_min) / (N − 1), and row j of the .npy arrays is y index j.
 //
 // Transform: det(I + ∇u) of DIR/displacement.nii.gz (registration/image_ops.h), the share of
@@ -102,7 +104,7 @@ struct ModelGeometry {
 // else the split train made, rebuilt from the model's data record; a model file without a record
 // (older than it) gets the generator named by its dataset attribute with train's default settings
 // and --seed. Returns false when no labelled data are known.
-bool DataOfModel(const InspectFlags& f, const flows::ModelFile& file, unsigned seed,
+bool DataOfModel(const InspectFlags& f, const flows::ModelFile& file, unsigned seed, bool quiet,
                  flows::Dataset* train, flows::Dataset* test, std::string* description) {
   if (!f.data.empty()) {
     if (f.labels.empty()) throw InputError("--data needs --labels y.npy");
@@ -127,13 +129,20 @@ bool DataOfModel(const InspectFlags& f, const flows::ModelFile& file, unsigned s
     record.noise = kTrainNoise;
     record.test_fraction = kTrainTestFraction;
     record.seed = seed;
-    std::fprintf(stderr,
-                 "diffeoflow: %s has no data record (written before model files kept one): "
-                 "regenerating %s with train's defaults (%d samples, noise %g, seed %u from --seed)\n",
-                 f.model.c_str(), name.c_str(), kTrainSamples, kTrainNoise, seed);
+    if (!quiet) {
+      std::fprintf(stderr,
+                   "diffeoflow: %s has no data record (written before model files kept one): "
+                   "regenerating %s with train's defaults (%d samples, noise %g, seed %u from "
+                   "--seed)\n",
+                   f.model.c_str(), name.c_str(), kTrainSamples, kTrainNoise, seed);
+    }
   }
   if (record.source == "fashion-mnist") return false;
-  flows::RebuildSplit(record, train, test);
+  try {
+    flows::RebuildSplit(record, train, test);
+  } catch (const InputError& e) {
+    throw InputError(std::string(e.what()) + " (look at other data with --data X.npy --labels y.npy)");
+  }
   *description = record.source == "generator"
                      ? "test split of " + record.dataset + " (" + std::to_string(record.samples) +
                            " samples, noise " + Number(record.noise).dump() + ", seed " +
@@ -154,7 +163,7 @@ Matrix GridPoints(const Eigen::Vector2d& lo, const Eigen::Vector2d& hi, int n) {
 }
 
 ModelGeometry InspectModel(const InspectFlags& f, const flows::ModelFile& file, unsigned seed,
-                           int threads) {
+                           bool quiet, int threads) {
   ModelGeometry r;
   r.resolution = f.resolution;
   flows::Classifier model(file.spec, threads);
@@ -163,7 +172,7 @@ ModelGeometry InspectModel(const InspectFlags& f, const flows::ModelFile& file, 
   r.dataset = it != file.attributes.end() ? it->second : file.data.dataset;
   flows::Dataset train, test;
   std::string description;
-  const bool known = DataOfModel(f, file, seed, &train, &test, &description);
+  const bool known = DataOfModel(f, file, seed, quiet, &train, &test, &description);
   if (known) {
     r.grid_min = train.features.rowwise().minCoeff().cwiseMin(test.features.rowwise().minCoeff());
     r.grid_max = train.features.rowwise().maxCoeff().cwiseMax(test.features.rowwise().maxCoeff());
@@ -356,7 +365,7 @@ int RunModel(const InspectFlags& f, const app::CommonFlags& common) {
                      std::to_string(file.spec.input_size()) + " features");
   }
   const int threads = common.threads > 0 ? common.threads : 1;
-  const ModelGeometry r = InspectModel(f, file, common.seed, threads);
+  const ModelGeometry r = InspectModel(f, file, common.seed, common.quiet, threads);
 
   EnsureOutputDirectory(f.out, "--out");
   const fs::path out(f.out);

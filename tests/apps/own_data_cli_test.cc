@@ -288,6 +288,24 @@ TEST_F(OwnDataCli, InspectSeesTheSplitOfNonDefaultSamplesAndSeed) {
   EXPECT_EQ(ReadJson(dir_ / "own" / "geometry.json")["fisher_samples"].get<int>(), 40);
 }
 
+TEST_F(OwnDataCli, InspectReadsTheRecordedFilesAndNoticesAChangedOne) {
+  Clusters("plane", 100, 2, 2, 10, 0.0);
+  const fs::path run = dir_ / "run";
+  ASSERT_EQ(Run("train --train-data " + Path("plane_x.npy") + " --train-labels " +
+                Path("plane_y.npy") + " --epochs 2 --steps 2 --quiet --out " + run.string()).status, 0);
+  const CliRun inspect = Run("inspect --model " + (run / "model.h5").string() +
+                             " --resolution 16 --quiet --out " + Path("i"));
+  ASSERT_EQ(inspect.status, 0) << inspect.err;
+  const auto geometry = ReadJson(dir_ / "i" / "geometry.json");
+  EXPECT_EQ(geometry["fisher_samples"].get<int>(), 20);  // the 20 % split of the recorded file
+  EXPECT_DOUBLE_EQ(geometry["accuracy"].get<double>(),
+                   ReadJson(run / "metrics.json")["test_accuracy"].get<double>());
+  Clusters("plane", 100, 2, 2, 11, 0.0);  // other points under the same name
+  ExpectRejected("inspect --model " + (run / "model.h5").string() + " --resolution 16 --out " +
+                     Path("j"),
+                 "has changed since training", dir_ / "j");
+}
+
 TEST_F(OwnDataCli, ModelsWithoutADataRecordStillLoad) {
   // A model file as written before the record: no /data group.
   const fs::path run = dir_ / "old";
