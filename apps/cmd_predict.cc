@@ -75,7 +75,8 @@ int Run(const PredictFlags& f, const app::CommonFlags& common) {
   if (f.labels.empty()) return 0;
 
   const int C = model.classes;
-  std::vector<std::vector<long>> confusion(static_cast<std::size_t>(C), std::vector<long>(static_cast<std::size_t>(C), 0));
+  const auto classes = static_cast<std::size_t>(C);
+  std::vector<std::vector<long>> confusion(classes, std::vector<long>(classes, 0));
   long correct = 0;
   for (Index i = 0; i < p.cols(); ++i) {
     Index predicted = 0;
@@ -102,8 +103,8 @@ int Run(const PredictFlags& f, const app::CommonFlags& common) {
   if (!common.quiet) {
     std::printf("accuracy %.4f (%ld of %ld)\nconfusion matrix (rows: true class, columns: predicted):\n",
                 accuracy, correct, static_cast<long>(p.cols()));
-    for (int r = 0; r < C; ++r) {
-      for (int c = 0; c < C; ++c) std::printf("%s%ld", c ? " " : "", confusion[static_cast<std::size_t>(r)][static_cast<std::size_t>(c)]);
+    for (const std::vector<long>& row : confusion) {
+      for (std::size_t c = 0; c < classes; ++c) std::printf("%s%ld", c ? " " : "", row[c]);
       std::printf("\n");
     }
   }

@@ -79,7 +79,9 @@ TrainingData LoadTrainingData(const TrainFlags& f, unsigned seed) {
     }
   };
   if (!own) {
-    if (f.dataset.empty()) throw InputError("train: give --dataset NAME or --train-data X.npy --train-labels y.npy");
+    if (f.dataset.empty()) {
+      throw InputError("train: give --dataset NAME or --train-data X.npy --train-labels y.npy");
+    }
     for (const auto& [value, flag] : {std::pair{f.train_labels, "--train-labels"},
                                       {f.test_data, "--test-data"}, {f.test_labels, "--test-labels"}}) {
       if (!value.empty()) throw InputError(std::string(flag) + " needs --train-data (own data), not --dataset");
@@ -93,7 +95,9 @@ TrainingData LoadTrainingData(const TrainFlags& f, unsigned seed) {
       throw InputError("--test-data and --test-labels go together");
     }
     for (const CLI::Option* o : {f.samples_option, f.noise_option}) {
-      if (o->count() > 0) throw InputError(o->get_name() + " is for the built-in 2-D data sets, not --train-data");
+      if (o->count() > 0) {
+        throw InputError(o->get_name() + " is for the built-in 2-D data sets, not --train-data");
+      }
     }
     if (!f.test_data.empty() && f.test_fraction_option->count() > 0) {
       throw InputError("--test-fraction and --test-data exclude each other");
@@ -116,7 +120,10 @@ TrainingData LoadTrainingData(const TrainFlags& f, unsigned seed) {
       r.test_fraction = f.test_fraction;
       SplitTrainTest(train.data, f.test_fraction, seed + 1, &d.train, &d.test);
     }
-    if (classes < 2) throw InputError("--train-labels: " + f.train_labels + ": all labels are 0; expected at least 2 classes");
+    if (classes < 2) {
+      throw InputError("--train-labels: " + f.train_labels +
+                       ": all labels are 0; expected at least 2 classes");
+    }
     d.train.classes = d.test.classes = classes;
     r.standardization = FitStandardization(d.train, train.source_type);
     r.standardization.Apply(&d.train);
@@ -147,7 +154,8 @@ TrainingData LoadTrainingData(const TrainFlags& f, unsigned seed) {
 // Class probabilities of the test set as the training run evaluates them (float32, N × C).
 void WriteTestProbabilities(const std::string& dir, const Matrix& probabilities) {
   WriteNpy((std::filesystem::path(dir) / "test_probabilities.npy").string(),
-           {static_cast<std::uint64_t>(probabilities.cols()), static_cast<std::uint64_t>(probabilities.rows())},
+           {static_cast<std::uint64_t>(probabilities.cols()),
+            static_cast<std::uint64_t>(probabilities.rows())},
            Eigen::Map<const Eigen::VectorXd>(probabilities.data(), probabilities.size()),
            ElementType::kFloat32);
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cctype>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -25,7 +26,21 @@ constexpr std::size_t kMaxRank = 8;
 struct NpyDescr {
   ElementType type;
   bool swap;
+  bool half = false;  // IEEE binary16 on disk, read as float32 (every half is a float)
 };
+
+// An IEEE 754 binary16 value: sign, 5 exponent bits (bias 15), 10 fraction bits.
+double HalfToDouble(std::uint16_t h) {
+  const int exponent = (h >> 10) & 0x1f;
+  const double fraction = h & 0x3ff;
+  const double sign = (h & 0x8000) ? -1.0 : 1.0;
+  if (exponent == 0) return sign * std::ldexp(fraction, -24);  // zero and subnormals
+  if (exponent == 31) {
+    return fraction == 0 ? sign * std::numeric_limits<double>::infinity()
+                         : std::numeric_limits<double>::quiet_NaN();
+  }
+  return sign * std::ldexp(1024.0 + fraction, exponent - 25);
+}
 
 NpyDescr ParseDescr(const std::string& descr, const std::string& argument, const std::string& path) {
   if (descr.size() < 3) Fail(argument, path, "unsupported .npy dtype '" + descr + "'");
@@ -50,9 +65,10 @@ NpyDescr ParseDescr(const std::string& descr, const std::string& argument, const
   else if (code == "i8") type = ElementType::kInt64;
   else if (code == "f4") type = ElementType::kFloat32;
   else if (code == "f8") type = ElementType::kFloat64;
+  else if (code == "f2") return {ElementType::kFloat32, swap, true};
   else if (code == "b1") type = ElementType::kUint8;
-  else Fail(argument, path, "unsupported .npy dtype '" + descr + "' (expected float32/float64 or an integer type)");
-  return {type, swap && ElementSize(type) > 1};
+  else Fail(argument, path, "unsupported .npy dtype '" + descr + "' (expected float16/32/64 or an integer type)");
+  return {type, swap && ElementSize(type) > 1, false};
 }
 
 // The text after `key` and its colon in the header dictionary, or npos.
@@ -168,7 +184,7 @@ NpyArray ReadNpy(const std::string& path, const std::string& argument) {
     if (count > kMaxElements / s) Fail(argument, path, "array too large (more than 2^30 elements)");
     count *= s;
   }
-  const int size = ElementSize(descr.type);
+  const int size = descr.half ? 2 : ElementSize(descr.type);
   if (bytes.size() - data_start < count * size) {
     Fail(argument, path, "truncated: the header needs " + std::to_string(count * size) +
                              " data bytes, the file has " + std::to_string(bytes.size() - data_start));
@@ -179,7 +195,13 @@ NpyArray ReadNpy(const std::string& path, const std::string& argument) {
   for (Eigen::Index i = 0; i < array.data.size(); ++i) {
     std::memcpy(element, data + i * size, size);
     if (descr.swap) std::reverse(element, element + size);
-    array.data[i] = LoadElement(descr.type, element);
+    if (descr.half) {
+      std::uint16_t h;
+      std::memcpy(&h, element, 2);
+      array.data[i] = HalfToDouble(h);
+    } else {
+      array.data[i] = LoadElement(descr.type, element);
+    }
   }
   return array;
 }

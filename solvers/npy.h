@@ -5,7 +5,8 @@
 // {'descr': '<f4', 'fortran_order': False, 'shape': (N, D), } padded with spaces to a multiple of
 // 64 bytes and ended by '\n', then the data in C order (last axis fastest).
 //
-// Read: dtypes |u1 |i1 <u2 <i2 <u4 <i4 <u8 <i8 <f4 <f8 |b1 (and big-endian variants). Every bad
+// Read: dtypes |u1 |i1 <u2 <i2 <u4 <i4 <u8 <i8 <f2 <f4 <f8 |b1 (and big-endian variants);
+// float16 arrays are reported as kFloat32 (the values are exact in it). Every bad
 // input — missing, empty or truncated file, bad magic, unsupported version, complex or structured
 // dtypes, Fortran order, a zero-length axis, more than 8 axes or 2^30 elements — throws InputError
 // whose message starts with "argument: path: " and says what was expected. Sizes are checked

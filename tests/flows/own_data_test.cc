@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include <gtest/gtest.h>
 
@@ -48,6 +49,27 @@ TEST_F(OwnDataTest, ReadsFeaturesImagesAndLabelsOfAnyDtype) {
   EXPECT_EQ(images.data.sample_shape, (std::vector<std::int64_t>{1, 2, 3}));
   EXPECT_EQ(images.data.features(4, 1), 10.0);
   EXPECT_TRUE(images.data.labels.empty());
+}
+
+TEST_F(OwnDataTest, ReadsFloat16Features) {
+  // np.array([[1, -2.5], [65504, 2**-24]], np.float16), little endian.
+  std::string npy = "\x93NUMPY\x01";
+  npy += '\0';
+  std::string header = "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }\n";
+  npy += static_cast<char>(header.size());
+  npy += '\0';
+  npy += header;
+  for (const std::uint16_t h : {0x3c00, 0xc100, 0x7bff, 0x0001}) {
+    npy += static_cast<char>(h & 0xff);
+    npy += static_cast<char>(h >> 8);
+  }
+  std::ofstream(Path("half.npy"), std::ios::binary) << npy;
+  const OwnData own = ReadOwnData(Path("half.npy"), "--x", "", "", "train");
+  EXPECT_EQ(own.source_type, ElementType::kFloat32);
+  EXPECT_EQ(own.data.features(0, 0), 1.0);
+  EXPECT_EQ(own.data.features(1, 0), -2.5);
+  EXPECT_EQ(own.data.features(0, 1), 65504.0);
+  EXPECT_EQ(own.data.features(1, 1), std::ldexp(1.0, -24));
 }
 
 TEST_F(OwnDataTest, RejectsBadLabelsNamingTheFlagAndFile) {
