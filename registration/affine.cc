@@ -36,6 +36,28 @@ bool IsScaled(int k, int dim) {
   return k < rotation || k >= rotation + dim;
 }
 
+// Bounds of the log-scales (scales in (½, 2)) and of the shears (|h| < ½), reached smoothly:
+// s = b·tanh(u/b), an identity to first order at 0, so that an affine well inside the bounds is
+// found as it is, while a descent path that would shrink the moving object to nothing (on shapes
+// whose SSD prefers no object at all, e.g. a disc against a thin ring) is cut off.
+constexpr double kMaxLogScale = 0.6931471805599453;  // ln 2
+constexpr double kMaxShear = 0.5;
+
+// Unscaled parameters p of the optimiser's variables x (ρ: radius of the field of view).
+template <typename T>
+void ParametersOf(const T* x, int active, int dim, double radius, T* p) {
+  using std::tanh;
+  const int rotation = dim == 3 ? 3 : 1;
+  for (int k = 0; k < active; ++k) {
+    p[k] = IsScaled(k, dim) ? x[k] / radius : x[k];
+    if (k >= rotation + dim && k < rotation + 2 * dim) {
+      p[k] = kMaxLogScale * tanh(p[k] / kMaxLogScale);
+    } else if (k >= rotation + 2 * dim) {
+      p[k] = kMaxShear * tanh(p[k] / kMaxShear);
+    }
+  }
+}
+
 // M = R(θ)·U(h)·diag(exp(s)) and t of B(p) (3 × 3 and 3, identity and 0 beyond the plane in 2-D).
 template <typename T>
 void LinearPart(const T* p, int dim, T M[3][3], T t[3]) {
@@ -143,19 +165,18 @@ class AffineLevelObjective : public Objective {
   // Unscaled full parameters for optimiser variables x.
   Eigen::VectorXd Parameters(const Vector& x) const {
     Eigen::VectorXd p = full_;
-    const int dim = fixed_.grid.dim;
-    for (int k = 0; k < active_; ++k) p[k] = IsScaled(k, dim) ? x[k] / radius_ : x[k];
+    ParametersOf(x.data(), active_, fixed_.grid.dim, radius_, p.data());
     return p;
   }
 
   double Evaluate(const Vector& x, Vector* gradient) override {
     const int dim = fixed_.grid.dim;
-    Jet p[kMaxParameters];
-    const Eigen::VectorXd unscaled = Parameters(x);
+    Jet seeded[kMaxParameters], p[kMaxParameters];
     for (int k = 0; k < FullParameterCount(dim); ++k) {
-      p[k] = Jet(unscaled[k]);
-      if (k < active_) p[k].v[k] = IsScaled(k, dim) ? 1.0 / radius_ : 1.0;
+      p[k] = Jet(full_[k]);
+      if (k < active_) seeded[k] = Jet(x[k], k);
     }
+    ParametersOf(seeded, active_, dim, radius_, p);
     const Eigen::Matrix<Jet, 4, 4> q_of_p =
         left_.cast<Jet>() * AffineOf(p, centre_, dim) * right_.cast<Jet>();
     Eigen::Matrix<double, 3, 4> Q;

@@ -9,6 +9,10 @@
 //  - R(θ): rotation by the angle-axis vector θ (3-D; 2-D: one angle in the x–y plane).
 //  - U(h): unit upper-triangular shear, U = [[1, h0, h1], [0, 1, h2], [0, 0, 1]] (2-D: [[1, h0],
 //    [0, 1]]); s: log-scales per axis; t: translation (mm).
+//  - Bounds: the optimiser's variables u give s = ln2·tanh(u/ln2) and h = ½·tanh(u/½) — scales in
+//    (½, 2), shears below ½, identity to first order near 0. On shapes whose SSD prefers no object
+//    at all (a solid disc against a thin C ring: the ring's area is below the disc's mismatch) an
+//    unbounded scale shrank the moving object to nothing, out of the field of view.
 //  - p = (θ, t) for rigid (6 values in 3-D, 3 in 2-D), (θ, t, s, h) for affine (12 / 6). The
 //    optimiser sees θ, s and h multiplied by the radius ρ of the fixed field of view (half its
 //    largest extent) so that every parameter moves the image's border by about its value in mm.
