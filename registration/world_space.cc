@@ -290,8 +290,16 @@ MovingInFixedSpace::MovingInFixedSpace(const Image& moving, const Image& fixed,
   if (same_grid && IsIdentity(affine)) return;
   CheckWorldOverlap(moving.grid, fixed.grid);
   const double background = BackgroundValue(moving);
+  if (same_grid) {
+    // Pulled back by the affine stage only (the grid within float tolerance of the fixed one is
+    // the fixed grid): nothing to note.
+    Image on_fixed_grid = moving;
+    on_fixed_grid.grid = fixed.grid;
+    resampled_ =
+        ResampleIntoWorld(on_fixed_grid, fixed.grid, Interpolation::kLinear, background, affine);
+    return;
+  }
   resampled_ = ResampleIntoWorld(moving, fixed.grid, Interpolation::kLinear, background, affine);
-  if (same_grid) return;  // pulled back by the affine stage only: nothing to note
   char tail[256];
   std::snprintf(tail, sizeof(tail),
                 "): resampled the moving image into the fixed image's world space (linear; "
@@ -319,13 +327,15 @@ Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef
     return out;
   }
   const double outside = outside_value ? *outside_value : BackgroundValue(image);
-  const VoxelAffine m = VoxelToVoxel(fixed_grid, image.grid, affine);
+  // A grid equal to the fixed one within float tolerance is the fixed grid.
+  const Grid& image_grid = SameWorldGrid(image.grid, fixed_grid) ? fixed_grid : image.grid;
+  const VoxelAffine m = VoxelToVoxel(fixed_grid, image_grid, affine);
   const double* data = image.data.data();
   const int dim = fixed_grid.dim;
   for (Index x = 0; x < n; ++x) {
     const Eigen::Vector3d p(phi[x], phi[n + x], dim == 3 ? phi[2 * n + x] : 0.0);
     const Eigen::Vector3d q = m.A * p + m.b;
-    out.data[x] = Inside(image.grid, q) ? Sample(image.grid, data, q, interpolation) : outside;
+    out.data[x] = Inside(image_grid, q) ? Sample(image_grid, data, q, interpolation) : outside;
   }
   return out;
 }
