@@ -16,6 +16,7 @@
 //               [tolerance=…] [out=DIR] [register=1] [moving_grid=same|las] [coarser=1.25]
 //               [affine=none|rigid|affine] [known_affine=0|1] [affine_degrees=12]
 //               [affine_scale=1.08] [affine_shear=0.03] [affine_translation=8]
+//               [affine_max_voxels=262144]
 //               [fixed=/usr/share/mricron/templates/ch2bet.nii.gz]
 //               [labels=/usr/share/mricron/templates/aal.nii.gz]
 // affine= is register's --affine (default affine). known_affine=1 moves the moving image (after
@@ -413,6 +414,8 @@ int main(int argc, char** argv) {
       options.relative_decrease = number("tolerance", options.relative_decrease);
       options.metric.threads = static_cast<int>(number("threads", 2));
       options.affine.mode = ParseAffineMode(text("affine", "affine"), "affine");
+      options.affine.max_voxels =
+          static_cast<long>(number("affine_max_voxels", static_cast<double>(options.affine.max_voxels)));
       const auto start = std::chrono::steady_clock::now();
       const RegistrationResult r = Register(moving, fixed, options);
       // What `apply --interpolation nearest` does with the displacement `register` writes.

@@ -49,8 +49,9 @@ struct AffineOptions {
   // Pyramid levels (each halves the grid; a level is added while every axis keeps ≥ 16 voxels).
   int levels = 3;
   // Levels with more voxels than this are skipped (the finer levels of a large volume add time,
-  // not accuracy that the deformable stage would not supply): 2^18 keeps 48³ of a 96³ pair.
-  long max_voxels = 1L << 18;
+  // not accuracy that the deformable stage would not supply): 2^21 keeps every level up to 128³
+  // (a 96³ pair: 24³, 48³, 96³ in under a second); a 256³ pair stops at 128³.
+  long max_voxels = 1L << 21;
   int iterations = 100;                // per level
   double function_tolerance = 1e-7;    // relative decrease per iteration that stops a level
 
