@@ -414,8 +414,8 @@ int main(int argc, char** argv) {
       options.relative_decrease = number("tolerance", options.relative_decrease);
       options.metric.threads = static_cast<int>(number("threads", 2));
       options.affine.mode = ParseAffineMode(text("affine", "affine"), "affine");
-      options.affine.max_voxels =
-          static_cast<long>(number("affine_max_voxels", static_cast<double>(options.affine.max_voxels)));
+      options.affine.max_voxels = static_cast<long>(
+          number("affine_max_voxels", static_cast<double>(options.affine.max_voxels)));
       const auto start = std::chrono::steady_clock::now();
       const RegistrationResult r = Register(moving, fixed, options);
       // What `apply --interpolation nearest` does with the displacement `register` writes.

@@ -98,7 +98,7 @@ AffineDescription DescribeAffine(const Eigen::Matrix4d& affine, int dim);
 
 // The 4 × 4 map of B(p) about `centre` (parametrisation above; `parameters` unscaled, 6 or 12
 // values in 3-D, 3 or 6 in 2-D). For tests and benchmarks that build a known affine.
-Eigen::Matrix4d AffineFromParameters(const Eigen::VectorXd& parameters, const Eigen::Vector3d& centre,
-                                     int dim);
+Eigen::Matrix4d AffineFromParameters(const Eigen::VectorXd& parameters,
+                                     const Eigen::Vector3d& centre, int dim);
 
 }  // namespace diffeoflow::registration

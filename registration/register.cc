@@ -590,7 +590,9 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
     // A moving grid equal to the fixed one within float tolerance is the fixed grid (as for the
     // deformable stage, world_space.h).
     Image moving_for_affine = normalized(moving_given);
-    if (SameWorldGrid(moving_given.grid, fixed_input.grid)) moving_for_affine.grid = fixed_input.grid;
+    if (SameWorldGrid(moving_given.grid, fixed_input.grid)) {
+      moving_for_affine.grid = fixed_input.grid;
+    }
     affine_stage = RegisterAffine(moving_for_affine, normalized(fixed_input), affine_options,
                                   options.initial_affine ? &*options.initial_affine : nullptr);
     if (InterruptRequested()) {

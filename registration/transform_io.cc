@@ -224,7 +224,8 @@ std::string Number(double v) {
 
 }  // namespace
 
-std::string ItkAffineText(const Eigen::Matrix4d& affine, int dim, const Eigen::Vector3d& centre_ras) {
+std::string ItkAffineText(const Eigen::Matrix4d& affine, int dim,
+                          const Eigen::Vector3d& centre_ras) {
   const Eigen::Matrix3d F = Flip();
   const Eigen::Matrix3d M = F * affine.topLeftCorner<3, 3>() * F;
   const Eigen::Vector3d c = F * centre_ras;

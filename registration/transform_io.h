@@ -33,7 +33,8 @@ namespace diffeoflow::registration {
 
 // ITK text of `affine` (fixed → moving, RAS) for `dim` 2 or 3, centre `centre_ras` (world mm;
 // written in LPS as FixedParameters). Numbers with 17 significant digits (exact round trip).
-std::string ItkAffineText(const Eigen::Matrix4d& affine, int dim, const Eigen::Vector3d& centre_ras);
+std::string ItkAffineText(const Eigen::Matrix4d& affine, int dim,
+                          const Eigen::Vector3d& centre_ras);
 
 // Writes ItkAffineText to `path` atomically.
 void WriteItkAffine(const std::string& path, const Eigen::Matrix4d& affine, int dim,
@@ -55,10 +56,12 @@ AffineFile ParseAffineText(const std::string& text, const std::string& path,
                            const std::string& argument);
 
 // Reads and parses `path` (InputError naming `argument` when it cannot be read).
-AffineFile ReadAffineFile(const std::string& path, const std::string& argument = "--initial-affine");
+AffineFile ReadAffineFile(const std::string& path,
+                          const std::string& argument = "--initial-affine");
 
 // The affine of an affine file as RegistrationResult::affine holds it (RAS, fixed → moving): the
 // entry point for transform chains (a result folder's affine.txt, or a file from ITK/ANTs/dipy).
-Eigen::Matrix4d ReadAffineMatrix(const std::string& path, const std::string& argument = "--transform");
+Eigen::Matrix4d ReadAffineMatrix(const std::string& path,
+                                 const std::string& argument = "--transform");
 
 }  // namespace diffeoflow::registration

@@ -107,7 +107,9 @@ TEST_F(AffineCli, DefaultRegisterRecoversTheAffineAndWritesIt) {
   EXPECT_EQ(m["options"]["affine"], "affine");
   // The file and metrics.json hold the same matrix; it is near the truth inside the object.
   for (int r = 0; r < 4; ++r) {
-    for (int c = 0; c < 4; ++c) EXPECT_NEAR(m["affine"]["matrix_ras"][r][c].get<double>(), A(r, c), 1e-9);
+    for (int c = 0; c < 4; ++c) {
+      EXPECT_NEAR(m["affine"]["matrix_ras"][r][c].get<double>(), A(r, c), 1e-9);
+    }
   }
   const Eigen::Vector4d x(5.0, -4.0, 0.0, 1.0);
   EXPECT_LT(((A - truth_) * x).norm(), 0.5);
@@ -147,7 +149,9 @@ TEST_F(AffineCli, InitialAffineFromDipyOrItkIsTheStart) {
   const reg::Image carried = reg::ReadImage(P("labels.nii.gz"));
   const reg::Image expected = Sampled(Grid2d(), Eigen::Matrix4d::Identity(), Label);
   Eigen::Index disagree = 0;
-  for (Eigen::Index i = 0; i < expected.data.size(); ++i) disagree += carried.data[i] != expected.data[i];
+  for (Eigen::Index i = 0; i < expected.data.size(); ++i) {
+    disagree += carried.data[i] != expected.data[i];
+  }
   EXPECT_LT(disagree, expected.data.size() / 50) << disagree << " voxels differ";
 }
 

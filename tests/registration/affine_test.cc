@@ -146,9 +146,9 @@ TEST(AffineStage, RigidModeKeepsARotation) {
   const Eigen::Matrix4d truth = reg::AffineFromParameters(p, reg::FieldOfViewCentre(grid), 2);
   reg::AffineOptions options;
   options.mode = reg::AffineMode::kRigid;
-  const reg::AffineStageResult r =
-      reg::RegisterAffine(Sampled(grid, truth.inverse()), Sampled(grid, Eigen::Matrix4d::Identity()),
-                          options);
+  const reg::Image moving = Sampled(grid, truth.inverse());
+  const reg::Image fixed = Sampled(grid, Eigen::Matrix4d::Identity());
+  const reg::AffineStageResult r = reg::RegisterAffine(moving, fixed, options);
   const reg::AffineDescription d = reg::DescribeAffine(r.affine, 2);
   EXPECT_NEAR(d.scales[0], 1.0, 1e-12);
   EXPECT_NEAR(d.scales[1], 1.0, 1e-12);
@@ -343,8 +343,9 @@ TEST(TransformIo, RejectsBadFiles) {
                  "Transform: AffineTransform_double_3_3\nParameters: 1 0 0 0 1 0 0 0 1 0 0 nan\n"
                  "FixedParameters: 0 0 0\n",
                  "not finite");
-  ExpectRejected("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_2_2\n"
-                 "Parameters: 1 0 0 1 0 0\nFixedParameters: 0 0\n#Transform 1\n"
+  ExpectRejected("#Insight Transform File V1.0\n#Transform 0\n"
+                 "Transform: AffineTransform_double_2_2\nParameters: 1 0 0 1 0 0\n"
+                 "FixedParameters: 0 0\n#Transform 1\n"
                  "Transform: AffineTransform_double_2_2\nParameters: 1 0 0 1 0 0\n"
                  "FixedParameters: 0 0\n",
                  "several transforms");
