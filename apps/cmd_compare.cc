@@ -262,8 +262,10 @@ CommandRegistration registration{
       auto flags = std::make_shared<RegistrationFlags>();
       flags->Add(sub, false);
       return [flags, &common]() {
-        const registration::RegistrationOptions options = flags->Resolve(common);
-        const auto [fixed, moving, fixed_format] = flags->ReadInputsAndPrepareOutput();
+        registration::RegistrationOptions options = flags->Resolve(common);
+        const RegistrationFlags::Inputs inputs = flags->ReadInputsAndPrepareOutput();
+        const auto& [fixed, moving, fixed_format, initial_affine] = inputs;
+        flags->UseInitialAffine(inputs, options);
         const std::filesystem::path out(flags->out);
         // One checkpoint per method: a resumed comparison skips what is already done.
         const std::string lddmm_checkpoint = (out / "checkpoint-lddmm.h5").string();

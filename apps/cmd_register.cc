@@ -20,8 +20,10 @@ CommandRegistration registration{
       auto flags = std::make_shared<RegistrationFlags>();
       flags->Add(sub, true);
       return [flags, &common]() {
-        const registration::RegistrationOptions options = flags->Resolve(common);
-        const auto [fixed, moving, fixed_format] = flags->ReadInputsAndPrepareOutput();
+        registration::RegistrationOptions options = flags->Resolve(common);
+        const RegistrationFlags::Inputs inputs = flags->ReadInputsAndPrepareOutput();
+        const auto& [fixed, moving, fixed_format, initial_affine] = inputs;
+        flags->UseInitialAffine(inputs, options);
         InstallInterruptHandler();
         const registration::RegistrationResult result =
             registration::Register(moving, fixed, options);

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -18,6 +19,7 @@
 
 #include "apps/command.h"
 #include "registration/register.h"
+#include "registration/transform_io.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/interrupt.h"
@@ -32,6 +34,8 @@ struct RegistrationFlags {
   std::string boundary = "periodic";
   std::string similarity = "ssd";
   std::string shooting_start = "velocity-field";
+  std::string affine = "affine";
+  std::string initial_affine;
   registration::RegistrationOptions options;
   bool no_normalize = false;
   bool resume = false;
@@ -96,6 +100,14 @@ struct RegistrationFlags {
     sub.add_option("--max-folded-fraction", options.max_folded_fraction,
                    "Fail (exit 3) when more than this share of voxels has det Dphi <= 0")
         ->capture_default_str();
+    sub.add_option("--affine", affine,
+                   "Affine stage before the deformable one: none | rigid | affine (default, as "
+                   "antsRegistrationSyN for two subjects; see docs/affine.md)")
+        ->capture_default_str();
+    sub.add_option("--initial-affine", initial_affine,
+                   "Start the affine stage from this transform (fixed -> moving): an ITK text "
+                   "transform (#Insight Transform File, LPS) or dipy's 4x4 affine.txt (RAS); with "
+                   "--affine none it is used as it is");
     sub.add_flag("--resume", resume,
                  "Continue an interrupted run from its checkpoint in --out (same arguments)");
   }
@@ -138,6 +150,7 @@ struct RegistrationFlags {
       throw InputError("--shooting-start: expected velocity-field or zero, got '" +
                        shooting_start + "'");
     }
+    o.affine.mode = registration::ParseAffineMode(affine, "--affine");
     o.normalize_intensity = !no_normalize;
     o.resume = resume;
     o.checkpoint = (std::filesystem::path(out) / "checkpoint.h5").string();
@@ -160,6 +173,7 @@ struct RegistrationFlags {
   struct Inputs {
     registration::Image fixed, moving;
     registration::ImageFormat fixed_format;
+    std::optional<Eigen::Matrix4d> initial_affine;  // --initial-affine, RAS fixed → moving
   };
   Inputs ReadInputsAndPrepareOutput() const {
     Inputs in;
@@ -171,8 +185,24 @@ struct RegistrationFlags {
     registration::CheckWorldOverlap(in.moving.grid, in.fixed.grid, "--moving " + moving,
                                     "--fixed " + fixed);
     registration::CheckRegistrationInputs(in.moving, in.fixed);
+    if (!initial_affine.empty()) {
+      const registration::AffineFile file =
+          registration::ReadAffineFile(initial_affine, "--initial-affine");
+      if (file.dim != in.fixed.grid.dim) {
+        throw InputError("--initial-affine " + initial_affine + ": a " +
+                         std::to_string(file.dim) + "-D transform for " +
+                         std::to_string(in.fixed.grid.dim) + "-D images");
+      }
+      in.initial_affine = file.affine;
+    }
     EnsureOutputDirectory(out, "--out");
     return in;
+  }
+
+  // Puts the initial affine read by ReadInputsAndPrepareOutput into `options`.
+  void UseInitialAffine(const Inputs& in, registration::RegistrationOptions& options) const {
+    options.initial_affine = in.initial_affine;
+    if (in.initial_affine) options.initial_affine_source = initial_affine;
   }
 };
 

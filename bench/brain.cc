@@ -14,8 +14,17 @@
 //   bench_brain [size=96] [displacement=4] [seed=1] [method=shooting|lddmm] [threads=2]
 //               [levels=…] [iterations=…] [steps=…] [alpha=…] [sigma=…] [mesh=…] [band_limit=…]
 //               [tolerance=…] [out=DIR] [register=1] [moving_grid=same|las] [coarser=1.25]
+//               [affine=none|rigid|affine] [known_affine=0|1] [affine_degrees=12]
+//               [affine_scale=1.08] [affine_shear=0.03] [affine_translation=8]
+//               [affine_max_voxels=262144]
 //               [fixed=/usr/share/mricron/templates/ch2bet.nii.gz]
 //               [labels=/usr/share/mricron/templates/aal.nii.gz]
+// affine= is register's --affine (default affine). known_affine=1 moves the moving image (after
+// the warp) by a known affine A about the fixed image's centre — a rotation of affine_degrees about
+// the tilted axis (1, 0.5, 0.3), scales about affine_scale, shears of affine_shear, a translation
+// of affine_translation mm — so that the whole known map is x ↦ A(ψ⁻¹(x)); it then reports the
+// recovered affine's error against A and against the least-squares affine fit of the whole known
+// map over the brain (the part the warp does not explain), and the affine stage's time.
 // With out=DIR the pair is written there (fixed.nii.gz, moving.nii.gz, fixed_labels.nii.gz,
 // moving_labels.nii.gz) for the command-line route (docs/registration.md); register=0 stops
 // after writing it.
@@ -43,12 +52,17 @@
 #include <iostream>
 #include <map>
 #include <numbers>
+#include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
+#include <Eigen/Geometry>
+#include <Eigen/LU>
 #include <nlohmann/json.hpp>
 
+#include "registration/affine.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
 #include "registration/outputs/register_outputs.h"
@@ -147,18 +161,20 @@ Grid LasGrid(const Grid& grid, double coarser) {
   return las;
 }
 
-// `source` (on its own grid) sampled at the world points A_fixed(ψ(A_fixed⁻¹(p))) for the voxels p
-// of `target`, with ψ(y) = y + u(y) (u in mm on the fixed grid, interpolated linearly); points
-// outside the source's field of view get `outside`.
+// `source` (on its own grid) sampled at the world points A_fixed(ψ(A_fixed⁻¹(pre·p))) for the
+// voxels p of `target` (world points), with ψ(y) = y + u(y) (u in mm on the fixed grid,
+// interpolated linearly) and `pre` a world affine (the inverse of the known affine); points outside
+// the source's field of view get `outside`.
 Image SampleWarpedSource(const Image& source, const Grid& fixed, const VectorField& u,
-                         const Grid& target, Interpolation interpolation, double outside) {
+                         const Grid& target, Interpolation interpolation, double outside,
+                         const Eigen::Matrix4d& pre = Eigen::Matrix4d::Identity()) {
   Image out{target, Eigen::VectorXd(target.voxels()), source.source_type};
   const Eigen::Index n = fixed.voxels();
   for (int k = 0; k < target.size[2]; ++k) {
     for (int j = 0; j < target.size[1]; ++j) {
       for (int i = 0; i < target.size[0]; ++i) {
-        const Eigen::Vector3d y =
-            fixed.PhysicalToVoxel(target.VoxelToPhysical(Eigen::Vector3d(i, j, k)));
+        const Eigen::Vector3d world = target.VoxelToPhysical(Eigen::Vector3d(i, j, k));
+        const Eigen::Vector3d y = fixed.PhysicalToVoxel((pre * world.homogeneous()).head<3>());
         Eigen::Vector3d psi = y;
         for (int c = 0; c < 3; ++c) {
           psi[c] +=
@@ -180,6 +196,83 @@ Image SampleWarpedSource(const Image& source, const Grid& fixed, const VectorFie
     }
   }
   return out;
+}
+
+// The known affine of known_affine=1 (fixed world → moving world, about the fixed image's centre):
+// a rotation of `degrees` about the tilted axis (1, 0.5, 0.3), scales (s, s/1.08^0.5, s^0.5),
+// shear (h, −h, h/2) and a translation (5, −4, 5)·translation/8.1 (|t| = translation mm).
+Eigen::Matrix4d KnownAffine(const Grid& grid, double degrees, double scale, double shear,
+                            double translation) {
+  Eigen::VectorXd p(12);
+  const Eigen::Vector3d axis =
+      Eigen::Vector3d(1.0, 0.5, 0.3).normalized() * degrees * std::numbers::pi / 180.0;
+  const Eigen::Vector3d t = Eigen::Vector3d(5.0, -4.0, 5.0).normalized() * translation;
+  p << axis[0], axis[1], axis[2], t[0], t[1], t[2], std::log(scale),
+      std::log(scale) - 0.5 * std::log(1.08), 0.5 * std::log(scale), shear, -shear, 0.5 * shear;
+  return AffineFromParameters(p, FieldOfViewCentre(grid), 3);
+}
+
+// ψ⁻¹(x) by the fixed-point iteration z ← x − u(z) (u in mm on `grid`, world points).
+Eigen::Vector3d InverseWarp(const Grid& grid, const VectorField& u, const Eigen::Vector3d& x) {
+  const Eigen::Index n = grid.voxels();
+  const Eigen::Vector3d xv = grid.PhysicalToVoxel(x);
+  Eigen::Vector3d z = xv;
+  for (int it = 0; it < 30; ++it) {
+    Eigen::Vector3d next = xv;
+    for (int c = 0; c < 3; ++c) {
+      next[c] -= SampleLinear(grid, u.data.data() + c * n, z[0], z[1], z[2]) / grid.spacing_mm[c];
+    }
+    z = next;
+  }
+  return grid.VoxelToPhysical(z);
+}
+
+// The recovered affine against a reference over the voxels where `mask` > 0.1·max: the rotation
+// angle between them (degrees) and the RMS and largest distance between the points they map (mm).
+nlohmann::json AffineError(const Eigen::Matrix4d& recovered, const Eigen::Matrix4d& reference,
+                           const Image& mask) {
+  const Grid& g = mask.grid;
+  const double threshold = 0.1 * mask.data.maxCoeff();
+  double sum = 0.0, worst = 0.0;
+  long count = 0;
+  for (int k = 0; k < g.size[2]; ++k) {
+    for (int j = 0; j < g.size[1]; ++j) {
+      for (int i = 0; i < g.size[0]; ++i) {
+        if (mask.data[g.index(i, j, k)] <= threshold) continue;
+        const Eigen::Vector4d x = g.VoxelToPhysical(Eigen::Vector3d(i, j, k)).homogeneous();
+        const double e = ((recovered - reference) * x).head<3>().norm();
+        sum += e * e;
+        worst = std::max(worst, e);
+        ++count;
+      }
+    }
+  }
+  return {{"rotation_degrees", DescribeAffine(reference.inverse() * recovered, 3).rotation_degrees},
+          {"rms_mm", std::sqrt(sum / std::max(count, 1L))},
+          {"max_mm", worst}};
+}
+
+// The least-squares affine fit of the known whole map x ↦ A(ψ⁻¹(x)) over the brain voxels: the
+// part of the known map an affine explains.
+Eigen::Matrix4d AffinePartOfKnownMap(const Eigen::Matrix4d& A, const Grid& grid,
+                                     const VectorField& u, const Image& mask) {
+  const double threshold = 0.1 * mask.data.maxCoeff();
+  Eigen::Matrix4d xx = Eigen::Matrix4d::Zero();
+  Eigen::Matrix<double, 3, 4> yx = Eigen::Matrix<double, 3, 4>::Zero();
+  for (int k = 0; k < grid.size[2]; k += 2) {
+    for (int j = 0; j < grid.size[1]; j += 2) {
+      for (int i = 0; i < grid.size[0]; i += 2) {
+        if (mask.data[grid.index(i, j, k)] <= threshold) continue;
+        const Eigen::Vector4d x = grid.VoxelToPhysical(Eigen::Vector3d(i, j, k)).homogeneous();
+        const Eigen::Vector4d y = A * InverseWarp(grid, u, x.head<3>()).homogeneous();
+        xx += x * x.transpose();
+        yx += y.head<3>() * x.transpose();
+      }
+    }
+  }
+  Eigen::Matrix4d fit = Eigen::Matrix4d::Identity();
+  fit.topRows<3>() = yx * xx.inverse();
+  return fit;
 }
 
 long PeakMemoryKb() {
@@ -244,6 +337,31 @@ int main(int argc, char** argv) {
     }
     out["dice_before"] = MeanDice(fixed_labels, moving_labels);
     const std::string moving_grid = text("moving_grid", "same");
+    // known_affine=1: the moving image is the fixed one moved by a known affine A after the warp:
+    // moving(y) = fixed(ψ(A⁻¹ y)), so the whole known map is x ↦ A(ψ⁻¹(x)).
+    const bool known_affine = number("known_affine", 0) != 0;
+    Eigen::Matrix4d truth = Eigen::Matrix4d::Identity();
+    if (known_affine) {
+      truth = KnownAffine(grid, number("affine_degrees", 12.0), number("affine_scale", 1.08),
+                          number("affine_shear", 0.03), number("affine_translation", 8.0));
+      if (moving_grid != "same") {
+        throw std::runtime_error("known_affine=1 needs moving_grid=same");
+      }
+      // As in the same-grid run, the moving image and labels are the fixed ones carried through
+      // the known map (so that both label maps share one rasterisation and a perfect map gives
+      // Dice 1).
+      moving = SampleWarpedSource(fixed, grid, u, grid, Interpolation::kLinear,
+                                  BackgroundValue(fixed), truth.inverse());
+      moving_labels = SampleWarpedSource(fixed_labels, grid, u, grid, Interpolation::kNearest, 0.0,
+                                         truth.inverse());
+      moving_labels.source_type = atlas.source_type;
+      out["dice_before"] = MeanDice(fixed_labels, moving_labels);
+      const AffineDescription d = DescribeAffine(truth, 3);
+      out["known_affine"] = {{"rotation_degrees", d.rotation_degrees},
+                             {"scales", d.scales},
+                             {"translation_mm", std::vector<double>{truth(0, 3), truth(1, 3),
+                                                                    truth(2, 3)}}};
+    }
     const Image labels_on_fixed_grid = moving_labels;
     if (moving_grid == "las") {
       const double coarser = number("coarser", 1.25);
@@ -295,12 +413,15 @@ int main(int argc, char** argv) {
       options.band_limit = static_cast<int>(number("band_limit", options.band_limit));
       options.relative_decrease = number("tolerance", options.relative_decrease);
       options.metric.threads = static_cast<int>(number("threads", 2));
+      options.affine.mode = ParseAffineMode(text("affine", "affine"), "affine");
+      options.affine.max_voxels = static_cast<long>(
+          number("affine_max_voxels", static_cast<double>(options.affine.max_voxels)));
       const auto start = std::chrono::steady_clock::now();
       const RegistrationResult r = Register(moving, fixed, options);
       // What `apply --interpolation nearest` does with the displacement `register` writes.
-      const Image carried =
-          WarpThroughWorld(moving_labels, r.displacement.grid,
-                           PositionFromDisplacement(r.displacement).data, Interpolation::kNearest);
+      const Image carried = WarpThroughWorld(
+          moving_labels, r.displacement.grid, PositionFromDisplacement(r.displacement).data,
+          Interpolation::kNearest, std::nullopt, r.affine);
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       nlohmann::json m = MetricsJson(r);
@@ -314,9 +435,15 @@ int main(int argc, char** argv) {
       if (moving_grid != "same") {
         const Image fine = WarpThroughWorld(labels_on_fixed_grid, r.displacement.grid,
                                             PositionFromDisplacement(r.displacement).data,
-                                            Interpolation::kNearest);
+                                            Interpolation::kNearest, std::nullopt, r.affine);
         out["dice_after_labels_on_fixed_grid"] = MeanDice(fixed_labels, fine);
       }
+      if (known_affine && r.affine_stage_ran) {
+        out["affine_error_vs_known_affine"] = AffineError(r.affine, truth, fixed);
+        out["affine_error_vs_affine_part_of_known_map"] =
+            AffineError(r.affine, AffinePartOfKnownMap(truth, grid, u, fixed), fixed);
+      }
+      if (r.affine_stage_ran) out["affine_stage_seconds"] = r.affine_stage.wall_seconds;
       out["min_jacobian"] = r.min_jacobian;
       out["wall_seconds"] = seconds;
       out["ssd_reduction"] = r.ssd_reduction();

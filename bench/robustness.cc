@@ -18,7 +18,7 @@
 // status "failed" and its message, and the benchmark goes on with the next.
 //
 //   bench_robustness [case=NAME[,NAME…]] [methods=shooting,lddmm] [out=DIR] [register=1]
-//                    [3d=0] [threads=1] [allow_folds=0] [list=1]
+//                    [3d=0] [threads=1] [allow_folds=0] [list=1] [affine=none|rigid|affine]
 //                    [brain=/usr/share/mricron/templates/ch2bet.nii.gz]
 //
 // out=DIR writes every case as DIR/NAME/{fixed,moving}.{nii.gz,npy} and DIR/cases.json (what
@@ -289,7 +289,7 @@ int main(int argc, char** argv) {
     args[a.substr(0, eq)] = a.substr(eq + 1);
   }
   static const std::set<std::string> known{"case",  "methods", "out",         "register", "3d",
-                                           "threads", "brain", "allow_folds", "list"};
+                                           "threads", "brain", "allow_folds", "list", "affine"};
   for (const auto& [key, value] : args) {
     if (!known.count(key)) {
       std::cerr << "bench_robustness: unknown argument '" << key << "'\n";
@@ -339,6 +339,8 @@ int main(int argc, char** argv) {
   RegistrationOptions defaults;  // no tuning
   if (args.count("threads")) defaults.metric.threads = std::atoi(args["threads"].c_str());
   if (flag("allow_folds", false)) defaults.max_folded_fraction = 1.0;
+  // affine=none|rigid|affine: register's --affine (default: the library's default).
+  if (args.count("affine")) defaults.affine.mode = ParseAffineMode(args["affine"], "affine");
 
   std::vector<json> rows;
   json manifest = json::array();

@@ -528,6 +528,10 @@ void RegistrationOptions::Validate() const {
     throw InputError("--max-folded-fraction must be in [0, 1]");
   }
   if (resume && checkpoint.empty()) throw InputError("--resume needs a checkpoint path");
+  affine.Validate();
+  if (initial_affine && !initial_affine->allFinite()) {
+    throw InputError("--initial-affine: the matrix holds NaN or Inf");
+  }
 }
 
 RegistrationOptions RegistrationOptions::ResolvedFor(const Grid& fixed) const {
@@ -572,12 +576,43 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
   const RegistrationOptions options = requested.ResolvedFor(fixed_input.grid);
   const auto start = Clock::now();
   CheckRegistrationInputs(moving_given, fixed_input);
-  // A moving image on another grid is resampled into the fixed image's world (world_space.h).
-  const MovingInFixedSpace moving_in_fixed_space(moving_given, fixed_input);
+  auto normalized = [&](const Image& image) {
+    return options.normalize_intensity ? NormalizeIntensity(image) : image;
+  };
+  // The affine stage (affine.h) on the images as given, each on its own grid.
+  AffineStageResult affine_stage;
+  const bool affine_stage_runs =
+      options.affine.mode != AffineMode::kNone || options.initial_affine.has_value();
+  if (affine_stage_runs) {
+    AffineOptions affine_options = options.affine;
+    affine_options.similarity = options.similarity;
+    affine_options.ncc_radius = options.ncc_radius;
+    // A moving grid equal to the fixed one within float tolerance is the fixed grid (as for the
+    // deformable stage, world_space.h).
+    Image moving_for_affine = normalized(moving_given);
+    if (SameWorldGrid(moving_given.grid, fixed_input.grid)) {
+      moving_for_affine.grid = fixed_input.grid;
+    }
+    affine_stage = RegisterAffine(moving_for_affine, normalized(fixed_input), affine_options,
+                                  options.initial_affine ? &*options.initial_affine : nullptr);
+    if (InterruptRequested()) {
+      // Stopped inside the affine stage: nothing to keep (it takes seconds), no checkpoint.
+      RegistrationResult stopped;
+      stopped.method = options.method;
+      stopped.options = options;
+      stopped.interrupted = true;
+      stopped.termination = "interrupted";
+      stopped.wall_seconds = SecondsSince(start);
+      return stopped;
+    }
+  }
+  // A moving image on another grid is resampled into the fixed image's world (world_space.h),
+  // through the affine stage's map when there is one.
+  const MovingInFixedSpace moving_in_fixed_space(moving_given, fixed_input, affine_stage.affine);
   const Image& moving_input = moving_in_fixed_space.image();
 
-  Image moving = options.normalize_intensity ? NormalizeIntensity(moving_input) : moving_input;
-  Image fixed = options.normalize_intensity ? NormalizeIntensity(fixed_input) : fixed_input;
+  Image moving = normalized(moving_input);
+  Image fixed = normalized(fixed_input);
   // The map samples the moving image in its own voxel coordinates on the fixed grid.
   moving.grid = fixed.grid;
   const Pyramid pyramid = BuildPyramid(moving, fixed, options.levels);
@@ -590,6 +625,9 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
   result.options = options;
   result.grid = fixed.grid;
   result.world_space_note = moving_in_fixed_space.note();
+  result.affine = affine_stage.affine;
+  result.affine_stage = affine_stage;
+  result.affine_stage_ran = affine_stage_runs;
 
   const bool checkpointing = !options.checkpoint.empty();
   const std::string fingerprint =
@@ -656,11 +694,18 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
   if (options.iterations == 0) result.termination = "no iterations requested";
 
   AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input, options, result);
-  if (!result.world_space_note.empty()) {
-    // The warped image from the moving image as given, interpolated once (not the resampled copy
-    // warped again).
+  if (moving_in_fixed_space.resampled()) {
+    // The warped image from the moving image as given, interpolated once through x ↦ A(φ(x))
+    // (not the resampled copy warped again).
     result.warped = WarpThroughWorld(moving_given, fixed_input.grid, result.phi,
-                                     Interpolation::kLinear);
+                                     Interpolation::kLinear, std::nullopt, result.affine);
+  }
+  if (affine_stage_runs) {
+    // AssembleResult measured the SSD against the moving image pulled back by A; ssd_initial is
+    // at the identity map (the images as given, as without an affine stage).
+    result.ssd_after_affine = result.ssd_initial;
+    const MovingInFixedSpace identity(moving_given, fixed_input);
+    result.ssd_initial = (normalized(identity.image()).data - fixed.data).squaredNorm();
   }
   CheckMapHealth(result, options.max_folded_fraction);
   result.wall_seconds = SecondsSince(start);

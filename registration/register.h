@@ -26,6 +26,11 @@
 //    path, whereas re-running the level from the same carried velocity repeats it bit for bit. So
 //    a resumed run gives the same result as an uninterrupted one (same threads count; wall time
 //    aside), at the cost of redoing the interrupted level's iterations.
+//  - Affine stage (affine.h): before the deformable stage, a rigid or affine map A of world
+//    points (fixed → moving) is optimised on the same similarity, started from the centres of
+//    mass or from an initial affine; the deformable stage then registers the moving image pulled
+//    back by A (resampled once into the fixed world through A), and the whole map is x ↦ A(φ(x)).
+//    Default: affine, as antsRegistrationSyN does for two subjects (measured in docs/affine.md).
 //  - Numerical health: a non-finite energy or iterate throws NumericalError naming the level;
 //    a final map with more than `max_folded_fraction` of its voxels at det Dφ ≤ 0 (a fold: not a
 //    diffeomorphism) throws NumericalError instead of returning a result.
@@ -36,6 +41,7 @@
 #include <string>
 #include <vector>
 
+#include "registration/affine.h"
 #include "registration/image.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
@@ -111,6 +117,13 @@ struct RegistrationOptions {
   // axis). 0: the mesh is the image grid.
   double mesh_spacing_fraction = kAuto;
   bool normalize_intensity = true;  // min/max normalise both images to [0, 1]
+  // The affine stage (affine.h; --affine none|rigid|affine). Its similarity and NCC radius are
+  // the run's (`similarity`, `ncc_radius`); the fields of the same name in it are ignored.
+  AffineOptions affine;
+  // Where the affine stage starts (--initial-affine): fixed world → moving world, RAS mm. Without
+  // it the stage starts from the centres of mass; with mode none it is used as it is.
+  std::optional<Eigen::Matrix4d> initial_affine;
+  std::string initial_affine_source;  // the file it came from, for metrics.json
   // Health check of the final map: the largest share of voxels allowed at det Dφ ≤ 0 (0: none).
   double max_folded_fraction = 0.0;
   // HDF5 checkpoint written after every level and on interruption (empty: none), and whether to
@@ -175,6 +188,13 @@ struct RegistrationResult {
   // fixed grid, in the moving image pulled back by this affine): the whole map is x ↦ A(φ(x)).
   // Identity when there was no affine stage and no initial affine.
   Eigen::Matrix4d affine = Eigen::Matrix4d::Identity();
+  // The affine stage as it ran (empty parameters when it did not: mode none and no initial
+  // affine), and the SSD (normalised intensities, as ssd_initial) of the moving image pulled back
+  // by A_start and by A before the deformable stage. ssd_initial is at the identity map (the
+  // images as given), ssd_final after the whole map x ↦ A(φ(x)).
+  AffineStageResult affine_stage;
+  bool affine_stage_ran = false;
+  double ssd_after_affine = 0.0;
 
   double ssd_reduction() const { return ssd_initial > 0 ? 1.0 - ssd_final / ssd_initial : 0.0; }
   // Relative spread (max − min) / mean of ‖v_t‖_V.

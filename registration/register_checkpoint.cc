@@ -61,6 +61,8 @@ std::string CheckpointFingerprint(const Image& moving, const Image& fixed,
   }
   j["mesh_fraction"] = o.mesh_spacing_fraction;
   j["normalize"] = o.normalize_intensity;
+  // The affine stage: its result is in the moving image's hash (pulled back by A) as well.
+  j["affine"] = AffineModeName(o.affine.mode);
   return j.dump();
 }
 

@@ -30,14 +30,21 @@ struct VoxelAffine {
   Eigen::Vector3d b;
 };
 
-VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to) {
+// With a world affine W between them (a `from` world point x is taken to W·x in `to`'s world):
+// q = A_to⁻¹(W(A_from(p))).
+VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to,
+                         const Eigen::Matrix4d& world = Eigen::Matrix4d::Identity()) {
   const Eigen::Vector3d s_from(from.spacing_mm[0], from.spacing_mm[1], from.spacing_mm[2]);
   const Eigen::Vector3d inv_s_to(1.0 / to.spacing_mm[0], 1.0 / to.spacing_mm[1],
                                  1.0 / to.spacing_mm[2]);
   const Eigen::Matrix3d to_inverse = inv_s_to.asDiagonal() * to.direction.inverse();
-  return {to_inverse * from.direction * s_from.asDiagonal(),
-          to_inverse * (Origin(from) - Origin(to))};
+  const Eigen::Matrix3d W = world.topLeftCorner<3, 3>();
+  const Eigen::Vector3d w = world.topRightCorner<3, 1>();
+  return {to_inverse * W * from.direction * s_from.asDiagonal(),
+          to_inverse * (W * Origin(from) + w - Origin(to))};
 }
+
+bool IsIdentity(const Eigen::Matrix4d& affine) { return affine.isIdentity(0.0); }
 
 // Inside the voxel-corner box [−½, n − ½] (axes 0 and 1 in 2-D).
 bool Inside(const Grid& g, const Eigen::Vector3d& q) {
@@ -253,13 +260,13 @@ double BackgroundValue(const Image& image) {
 }
 
 Image ResampleIntoWorld(const Image& image, const Grid& target, Interpolation interpolation,
-                        double outside_value) {
+                        double outside_value, const Eigen::Matrix4d& world_affine) {
   if (image.data.size() != image.grid.voxels()) {
     throw InputError("ResampleIntoWorld: the image has " + std::to_string(image.data.size()) +
                      " values, its grid " + std::to_string(image.grid.voxels()));
   }
   Image out{target, Eigen::VectorXd(target.voxels()), image.source_type};
-  const VoxelAffine m = VoxelToVoxel(target, image.grid);
+  const VoxelAffine m = VoxelToVoxel(target, image.grid, world_affine);
   const int nx = target.size[0], ny = target.size[1], nz = target.dim == 3 ? target.size[2] : 1;
   const double* data = image.data.data();
   Index idx = 0;
@@ -276,11 +283,23 @@ Image ResampleIntoWorld(const Image& image, const Grid& target, Interpolation in
   return out;
 }
 
-MovingInFixedSpace::MovingInFixedSpace(const Image& moving, const Image& fixed) : moving_(&moving) {
-  if (SameWorldGrid(moving.grid, fixed.grid)) return;
+MovingInFixedSpace::MovingInFixedSpace(const Image& moving, const Image& fixed,
+                                       const Eigen::Matrix4d& affine)
+    : moving_(&moving) {
+  const bool same_grid = SameWorldGrid(moving.grid, fixed.grid);
+  if (same_grid && IsIdentity(affine)) return;
   CheckWorldOverlap(moving.grid, fixed.grid);
   const double background = BackgroundValue(moving);
-  resampled_ = ResampleIntoWorld(moving, fixed.grid, Interpolation::kLinear, background);
+  if (same_grid) {
+    // Pulled back by the affine stage only (the grid within float tolerance of the fixed one is
+    // the fixed grid): nothing to note.
+    Image on_fixed_grid = moving;
+    on_fixed_grid.grid = fixed.grid;
+    resampled_ =
+        ResampleIntoWorld(on_fixed_grid, fixed.grid, Interpolation::kLinear, background, affine);
+    return;
+  }
+  resampled_ = ResampleIntoWorld(moving, fixed.grid, Interpolation::kLinear, background, affine);
   char tail[256];
   std::snprintf(tail, sizeof(tail),
                 "): resampled the moving image into the fixed image's world space (linear; "
@@ -291,7 +310,8 @@ MovingInFixedSpace::MovingInFixedSpace(const Image& moving, const Image& fixed) 
 }
 
 Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef phi,
-                       Interpolation interpolation, std::optional<double> outside_value) {
+                       Interpolation interpolation, std::optional<double> outside_value,
+                       const Eigen::Matrix4d& affine) {
   const Index n = fixed_grid.voxels();
   if (image.grid.dim != fixed_grid.dim || phi.size() != fixed_grid.dim * n ||
       image.data.size() != image.grid.voxels()) {
@@ -301,19 +321,21 @@ Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef
                      "-D grid of " + std::to_string(n) + " voxels do not fit together");
   }
   Image out{fixed_grid, Eigen::VectorXd(n), image.source_type};
-  if (SameWorldGrid(image.grid, fixed_grid)) {
+  if (IsIdentity(affine) && SameWorldGrid(image.grid, fixed_grid)) {
     // The image is on the fixed grid: φ holds its voxel coordinates (clamped interpolation).
     WarpScalar(image.grid, image.data, fixed_grid, phi, out.data, interpolation);
     return out;
   }
   const double outside = outside_value ? *outside_value : BackgroundValue(image);
-  const VoxelAffine m = VoxelToVoxel(fixed_grid, image.grid);
+  // A grid equal to the fixed one within float tolerance is the fixed grid.
+  const Grid& image_grid = SameWorldGrid(image.grid, fixed_grid) ? fixed_grid : image.grid;
+  const VoxelAffine m = VoxelToVoxel(fixed_grid, image_grid, affine);
   const double* data = image.data.data();
   const int dim = fixed_grid.dim;
   for (Index x = 0; x < n; ++x) {
     const Eigen::Vector3d p(phi[x], phi[n + x], dim == 3 ? phi[2 * n + x] : 0.0);
     const Eigen::Vector3d q = m.A * p + m.b;
-    out.data[x] = Inside(image.grid, q) ? Sample(image.grid, data, q, interpolation) : outside;
+    out.data[x] = Inside(image_grid, q) ? Sample(image_grid, data, q, interpolation) : outside;
   }
   return out;
 }

@@ -80,20 +80,27 @@ void CheckWorldOverlap(const Grid& moving, const Grid& fixed,
 double BackgroundValue(const Image& image);
 
 // `image` resampled onto `target` through world coordinates (rules above); points outside its
-// field of view get `outside_value`. The result keeps image.source_type.
+// field of view get `outside_value`. The result keeps image.source_type. With `world_affine` W
+// (4 × 4, target world → image world, as RegistrationResult::affine) the target point p samples
+// the image at A_image⁻¹(W·p): the image pulled back by W.
 Image ResampleIntoWorld(const Image& image, const Grid& target, Interpolation interpolation,
-                        double outside_value);
+                        double outside_value,
+                        const Eigen::Matrix4d& world_affine = Eigen::Matrix4d::Identity());
 
 // The moving image of a registration on the fixed grid: the moving image itself when both are the
-// same world grid, else ResampleIntoWorld(moving, fixed grid, linear, BackgroundValue(moving)).
-// Holds a reference to `moving` (which must outlive it) when nothing was resampled.
+// same world grid and `affine` is the identity, else ResampleIntoWorld(moving, fixed grid, linear,
+// BackgroundValue(moving), affine) — with an affine stage's map (fixed world → moving world) the
+// moving image pulled back by it. Holds a reference to `moving` (which must outlive it) when
+// nothing was resampled.
 class MovingInFixedSpace {
  public:
-  MovingInFixedSpace(const Image& moving, const Image& fixed);
+  MovingInFixedSpace(const Image& moving, const Image& fixed,
+                     const Eigen::Matrix4d& affine = Eigen::Matrix4d::Identity());
   const Image& image() const { return resampled_ ? *resampled_ : *moving_; }
   bool resampled() const { return resampled_.has_value(); }
-  // Empty when nothing was resampled; otherwise one line: what differed, that the moving image was
-  // resampled into the fixed image's world, the background used and the share covered.
+  // Empty when the grids are the same world grid; otherwise one line: what differed, that the
+  // moving image was resampled into the fixed image's world, the background used and the share
+  // covered.
   const std::string& note() const { return note_; }
 
  private:
@@ -103,14 +110,17 @@ class MovingInFixedSpace {
 };
 
 // An image carried by a registration map through world coordinates: out(x) = image(q) with
-// q = A_image⁻¹(A_fixed(φ(x))) for every voxel x of `fixed_grid`, where φ (`phi`, dim × voxels,
+// q = A_image⁻¹(W·A_fixed(φ(x))) for every voxel x of `fixed_grid`, where W is `affine` (the affine
+// stage's map, RegistrationResult::affine; identity by default) and φ (`phi`, dim × voxels,
 // component-major) holds fixed voxel coordinates — the map `Register` returns (RegistrationResult
-// ::phi, or PositionFromDisplacement of displacement.nii.gz). When `image` is on the fixed world
-// grid this is WarpImage in voxel coordinates (clamped), as before world space; otherwise points
-// outside the image's field of view get `outside_value` (default: BackgroundValue(image)). The
-// result lies on `fixed_grid` and keeps image.source_type (nearest keeps label values).
+// ::phi, or PositionFromDisplacement of displacement.nii.gz). With W the identity and `image` on
+// the fixed world grid this is WarpImage in voxel coordinates (clamped), as before world space;
+// otherwise points outside the image's field of view get `outside_value` (default:
+// BackgroundValue(image)). The result lies on `fixed_grid` and keeps image.source_type (nearest
+// keeps label values).
 Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef phi,
                        Interpolation interpolation,
-                       std::optional<double> outside_value = std::nullopt);
+                       std::optional<double> outside_value = std::nullopt,
+                       const Eigen::Matrix4d& affine = Eigen::Matrix4d::Identity());
 
 }  // namespace diffeoflow::registration

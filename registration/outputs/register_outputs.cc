@@ -6,12 +6,55 @@
 #include <vector>
 
 #include "registration/outputs/summary_figure.h"
+#include "registration/transform_io.h"
 #include "registration/world_space.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
 
 namespace diffeoflow::registration {
+
+namespace {
+
+// metrics.json's "affine" object (docs/affine.md).
+nlohmann::json AffineJson(const RegistrationResult& r) {
+  const int dim = r.grid.dim;
+  const AffineStageResult& stage = r.affine_stage;
+  const AffineDescription d = DescribeAffine(r.affine, dim);
+  std::vector<std::vector<double>> matrix;
+  for (int row = 0; row < 4; ++row) {
+    matrix.emplace_back();
+    for (int c = 0; c < 4; ++c) matrix.back().push_back(r.affine(row, c));
+  }
+  nlohmann::json j;
+  j["mode"] = AffineModeName(r.options.affine.mode);
+  j["start"] = r.options.initial_affine ? "initial affine " + r.options.initial_affine_source
+                                        : std::string("centres of mass");
+  j["matrix_ras"] = matrix;
+  j["translation_mm"] = std::vector<double>{r.affine(0, 3), r.affine(1, 3), r.affine(2, 3)};
+  j["rotation_degrees"] = d.rotation_degrees;
+  j["rotation_axis"] = std::vector<double>{d.rotation_axis[0], d.rotation_axis[1],
+                                           d.rotation_axis[2]};
+  j["scales"] = d.scales;
+  j["determinant"] = d.determinant;
+  j["parameters"] = std::vector<double>(stage.parameters.data(),
+                                        stage.parameters.data() + stage.parameters.size());
+  const Eigen::Vector3d centre = FieldOfViewCentre(r.grid);
+  j["centre_mm"] = std::vector<double>{centre[0], centre[1], centre[2]};
+  j["ssd_before"] = r.ssd_initial;
+  j["ssd_after"] = r.ssd_after_affine;
+  const double total = r.ssd_initial - r.ssd_final;
+  j["share_of_ssd_reduction"] = total > 0 ? (r.ssd_initial - r.ssd_after_affine) / total : 0.0;
+  j["energy_initial"] = stage.energy_initial;
+  j["energy_final"] = stage.energy_final;
+  j["levels"] = stage.level_sizes;
+  j["iterations"] = stage.iterations;
+  j["function_evaluations"] = stage.evaluations;
+  j["wall_seconds"] = stage.wall_seconds;
+  return j;
+}
+
+}  // namespace
 
 nlohmann::json MetricsJson(const RegistrationResult& r) {
   nlohmann::json j;
@@ -35,6 +78,7 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
   j["termination"] = r.termination;
   j["substeps"] = r.substeps;
   if (!r.world_space_note.empty()) j["world_space_note"] = r.world_space_note;
+  if (r.affine_stage_ran) j["affine"] = AffineJson(r);
   j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
                {"spacing_mm", std::vector<double>(r.grid.spacing_mm.begin(),
                                                   r.grid.spacing_mm.begin() + r.grid.dim)}};
@@ -53,7 +97,9 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
                   {"optimizer", OptimizerName(o.optimizer)},
                   {"tolerance", o.relative_decrease},
                   {"time_limit_seconds", o.max_seconds},
-                  {"mesh_fraction", o.mesh_spacing_fraction}};
+                  {"mesh_fraction", o.mesh_spacing_fraction},
+                  {"affine", AffineModeName(o.affine.mode)}};
+  if (o.initial_affine) j["options"]["initial_affine"] = o.initial_affine_source;
   if (o.method == RegistrationMethod::kShooting) {
     j["options"]["shooting_start"] =
         o.shooting_start == ShootingStart::kZero ? "zero" : "velocity-field";
@@ -153,6 +199,10 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
   WriteVectorField((out / "displacement.nii.gz").string(), result.displacement);
   WriteImage((out / "jacobian.nii.gz").string(), result.jacobian, ElementType::kFloat32);
   WriteRegistrationTrajectory((out / "trajectory.h5").string(), result);
+  if (result.affine_stage_ran) {
+    WriteItkAffine((out / "affine.txt").string(), result.affine, result.grid.dim,
+                   FieldOfViewCentre(result.grid));
+  }
   WriteFileAtomically((out / "metrics.json").string(), MetricsJson(result).dump(2) + "\n");
   WriteSummaryFigure((out / "summary.png").string(), result, moving, fixed);
 }
@@ -170,7 +220,13 @@ Image ApplyRegistration(const std::string& dir, const Image& image, Interpolatio
   CheckWorldOverlap(image.grid, displacement.grid, "--image",
                     "the fixed grid of --transform " + dir);
   const VectorField positions = PositionFromDisplacement(displacement);
-  return WarpThroughWorld(image, displacement.grid, positions.data, interpolation, outside_value);
+  // The whole map is x ↦ A(φ(x)); A is the identity when no affine stage ran.
+  const std::filesystem::path affine_path = std::filesystem::path(dir) / "affine.txt";
+  const Eigen::Matrix4d affine = std::filesystem::exists(affine_path)
+                                     ? ReadAffineMatrix(affine_path.string(), "--transform")
+                                     : Eigen::Matrix4d::Identity();
+  return WarpThroughWorld(image, displacement.grid, positions.data, interpolation, outside_value,
+                          affine);
 }
 
 }  // namespace diffeoflow::registration

@@ -22,9 +22,14 @@ namespace diffeoflow::registration {
 // The ssd_* keys are the SSD whatever the similarity the run optimised (comparable across runs).
 nlohmann::json MetricsJson(const RegistrationResult& result);
 
+// metrics.json also holds, when an affine stage ran, an "affine" object: mode, start, matrix_ras,
+// translation_mm, rotation_degrees, rotation_axis, scales, determinant, parameters, centre_mm,
+// ssd_before, ssd_after, share_of_ssd_reduction, energy_initial, energy_final, levels, iterations,
+// function_evaluations, wall_seconds (docs/affine.md).
+//
 // Writes everything `register` promises into `dir` (created if missing, each file atomically):
 // warped.<ext of fixed_format>, displacement.nii.gz, jacobian.nii.gz, trajectory.h5, metrics.json,
-// summary.png.
+// summary.png, and affine.txt (ITK text transform, transform_io.h) when an affine stage ran.
 void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& result,
                               const Image& moving, const Image& fixed, ImageFormat fixed_format);
 
@@ -32,8 +37,9 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
 void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& result);
 
 // The transform a `register` run left in `dir`, applied to `image` — on the moving image's grid
-// or on any other grid in the moving image's world — through world coordinates: image ∘ φ on the
-// fixed grid (read with its affine from displacement.nii.gz), see WarpThroughWorld. Points outside
+// or on any other grid in the moving image's world — through world coordinates: image ∘ A ∘ φ on
+// the fixed grid (φ read with the grid's affine from displacement.nii.gz, A from affine.txt when
+// present), see WarpThroughWorld. Points outside
 // the image's field of view get `outside_value` (default: its background). Nearest keeps label
 // values and the source element type. InputError naming --image when the image does not overlap
 // the fixed grid in the world.

@@ -24,6 +24,9 @@ RegistrationOptions SmallOptions(RegistrationMethod method) {
   options.levels = 1;
   options.iterations = 60;
   options.time_steps = 6;
+  // The deformable stage alone: these tests measure φ (an affine stage would take the
+  // translation or warp's affine part; its tests are affine_test.cc).
+  options.affine.mode = AffineMode::kNone;
   return options;
 }
 

@@ -327,6 +327,9 @@ RegistrationOptions FewIterations() {
   options.levels = 1;
   options.iterations = 5;
   options.time_steps = 3;
+  // The deformable stage's world space (the affine stage's: affine_test.cc and the check at the
+  // end of IdenticalGridsRegisterBitForBitAsBefore).
+  options.affine.mode = AffineMode::kNone;
   return options;
 }
 
@@ -379,6 +382,16 @@ TEST(WorldSpace, IdenticalGridsRegisterBitForBitAsBefore) {
   EXPECT_EQ(exact.warped.data, rounded.warped.data);
   EXPECT_EQ(exact.loss_history, rounded.loss_history);
   EXPECT_GT(exact.ssd_reduction(), 0.3);
+  // With the affine stage too: it sees the moving image on the fixed grid as well.
+  RegistrationOptions with_affine = FewIterations();
+  with_affine.affine.mode = AffineMode::kAffine;
+  Image moving_exact = moving;
+  moving_exact.grid = grid;
+  const RegistrationResult affine_exact = Register(moving_exact, fixed, with_affine);
+  const RegistrationResult affine_rounded = Register(moving, fixed, with_affine);
+  EXPECT_EQ(affine_exact.affine, affine_rounded.affine);
+  EXPECT_EQ(affine_exact.phi, affine_rounded.phi);
+  EXPECT_EQ(affine_exact.warped.data, affine_rounded.warped.data);
 }
 
 TEST(WorldSpace, WarpThroughWorldSamplesTheImageAtTheMappedWorldPoints) {
