@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "registration/displacement_file.h"
 #include "registration/outputs/summary_figure.h"
 #include "registration/world_space.h"
 #include "solvers/atomic_file.h"
@@ -34,6 +35,8 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
   j["level_starts"] = r.level_starts;
   j["termination"] = r.termination;
   j["substeps"] = r.substeps;
+  j["inverse_consistency_rms_voxels"] = r.inverse_consistency_rms_voxels;
+  j["inverse_seconds"] = r.inverse_seconds;
   if (!r.world_space_note.empty()) j["world_space_note"] = r.world_space_note;
   j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
                {"spacing_mm", std::vector<double>(r.grid.spacing_mm.begin(),
@@ -150,7 +153,9 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
   }
   WriteImage((out / (std::string("warped") + ExtensionOf(fixed_format))).string(), result.warped,
              write_options);
-  WriteVectorField((out / "displacement.nii.gz").string(), result.displacement);
+  WriteDisplacementFile((out / "displacement.nii.gz").string(), result.displacement);
+  WriteDisplacementFile((out / "inverse_displacement.nii.gz").string(),
+                        result.inverse_displacement);
   WriteImage((out / "jacobian.nii.gz").string(), result.jacobian, ElementType::kFloat32);
   WriteRegistrationTrajectory((out / "trajectory.h5").string(), result);
   WriteFileAtomically((out / "metrics.json").string(), MetricsJson(result).dump(2) + "\n");
@@ -166,7 +171,7 @@ Image ApplyRegistration(const std::string& dir, const Image& image, Interpolatio
   }
   ImageReadOptions read;
   read.argument = "--transform";
-  const VectorField displacement = ReadVectorField(path.string(), read);
+  const VectorField displacement = ReadDisplacementFile(path.string(), read);
   CheckWorldOverlap(image.grid, displacement.grid, "--image",
                     "the fixed grid of --transform " + dir);
   const VectorField positions = PositionFromDisplacement(displacement);
