@@ -7,6 +7,7 @@
 
 #include "registration/displacement_file.h"
 #include "registration/outputs/summary_figure.h"
+#include "registration/transform_chain.h"
 #include "registration/world_space.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
@@ -251,18 +252,19 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
 
 Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
                         std::optional<double> outside_value) {
-  const std::filesystem::path path = std::filesystem::path(dir) / "displacement.nii.gz";
-  if (!std::filesystem::exists(path)) {
-    throw InputError("--transform: '" + dir + "' has no displacement.nii.gz (expected the --out "
-                     "folder of `diffeoflow register`)");
+  if (!std::filesystem::is_directory(dir)) {
+    throw InputError("--transform: '" + dir + "' is not a folder (expected the --out folder of "
+                     "`diffeoflow register`)");
   }
-  ImageReadOptions read;
-  read.argument = "--transform";
-  const VectorField displacement = ReadDisplacementFile(path.string(), read);
-  CheckWorldOverlap(image.grid, displacement.grid, "--image",
-                    "the fixed grid of --transform " + dir);
-  const VectorField positions = PositionFromDisplacement(displacement);
-  return WarpThroughWorld(image, displacement.grid, positions.data, interpolation, outside_value);
+  TransformChain chain;
+  AppendTransform(chain, dir, false);
+  ResampleNames names;
+  names.reference = "the fixed grid of --transform " + dir;
+  return ResampleThroughChain(image, *chain.DefaultReference(), chain,
+                              interpolation == Interpolation::kNearest
+                                  ? ResampleInterpolation::kNearest
+                                  : ResampleInterpolation::kLinear,
+                              outside_value, names);
 }
 
 }  // namespace diffeoflow::registration
