@@ -81,17 +81,13 @@ Consistency Measure(const RegistrationResult& r) {
   return c;
 }
 
+// max over voxels of |u(x)| in voxels (components are mm along the axes).
 double LargestDisplacementVoxels(const RegistrationResult& r) {
-  const Eigen::Index n = r.grid.voxels();
-  double largest = 0.0;
-  for (Eigen::Index x = 0; x < n; ++x) {
-    double s = 0.0;
-    for (int a = 0; a < r.grid.dim; ++a) {
-      s += std::pow(r.displacement.data[a * n + x] / r.grid.spacing_mm[a], 2);
-    }
-    largest = std::max(largest, std::sqrt(s));
-  }
-  return largest;
+  const int dim = r.grid.dim;
+  Eigen::MatrixXd u = Eigen::Map<const Eigen::MatrixXd>(r.displacement.data.data(),
+                                                        r.grid.voxels(), dim);
+  for (int a = 0; a < dim; ++a) u.col(a) /= r.grid.spacing_mm[a];
+  return u.rowwise().norm().maxCoeff();
 }
 
 TEST(InverseMap, TwoDimensionalCShapeBothWays) {

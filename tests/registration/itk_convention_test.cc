@@ -317,12 +317,11 @@ TEST_F(ItkConvention, TwoDimensional) {
 }
 
 TEST_F(ItkConvention, TwoDimensionalFlippedAndAnisotropic) {
-  const Eigen::Matrix3d flip_y = Eigen::Vector3d(1, -1, 1).asDiagonal();
-  const Grid fixed =
-      MakeGrid(2, 36, Eigen::Vector3d(1.2, 0.8, 1), flip_y, Eigen::Vector3d(3, -4, 0));
-  const Grid moving = MakeGrid(2, 40, Eigen::Vector3d(1, 1, 1), Eigen::Matrix3d::Identity(),
-                               Eigen::Vector3d(3, -4, 0));
-  Check(fixed, moving);
+  // Axis 1 runs posterior (y flipped), voxels 1.2 × 0.8 mm; the moving image on a plain grid.
+  Check(MakeGrid(2, 36, Eigen::Vector3d(1.2, 0.8, 1), Eigen::Vector3d(1, -1, 1).asDiagonal(),
+                 Eigen::Vector3d(3, -4, 0)),
+        MakeGrid(2, 40, Eigen::Vector3d::Ones(), Eigen::Matrix3d::Identity(),
+                 Eigen::Vector3d(3, -4, 0)));
 }
 
 TEST_F(ItkConvention, Ras) {
@@ -332,12 +331,11 @@ TEST_F(ItkConvention, Ras) {
 }
 
 TEST_F(ItkConvention, LasWithOtherVoxelSize) {
-  const Eigen::Matrix3d flip_x = Eigen::Vector3d(-1, 1, 1).asDiagonal();
-  const Grid fixed =
-      MakeGrid(3, 22, Eigen::Vector3d(1.1, 0.9, 1.2), flip_x, Eigen::Vector3d(3, -4, 5));
-  const Grid moving = MakeGrid(3, 24, Eigen::Vector3d(1, 1, 1), Eigen::Matrix3d::Identity(),
-                               Eigen::Vector3d(2, -3, 5));
-  Check(fixed, moving);
+  // Axis 0 runs left (LAS), voxels 1.1 × 0.9 × 1.2 mm; the moving image RAS, 1 mm, shifted.
+  const Eigen::Matrix3d las = Eigen::Vector3d(-1, 1, 1).asDiagonal();
+  Check(MakeGrid(3, 22, Eigen::Vector3d(1.1, 0.9, 1.2), las, Eigen::Vector3d(3, -4, 5)),
+        MakeGrid(3, 24, Eigen::Vector3d::Ones(), Eigen::Matrix3d::Identity(),
+                 Eigen::Vector3d(2, -3, 5)));
 }
 
 TEST_F(ItkConvention, Oblique) {
