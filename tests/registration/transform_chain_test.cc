@@ -12,6 +12,7 @@
 #include "registration/image_io.h"
 #include "registration/transform_chain.h"
 #include "solvers/errors.h"
+#include "solvers/hdf5.h"
 #include "tests/scratch.h"
 
 namespace {
@@ -149,6 +150,39 @@ TEST_F(ChainResample, NearestKeepsLabelsAndFarImagesAreRefused) {
   ExpectInputError(
       [&] { AppendTransform(chain, Path("garbage.nii.gz"), false); }, "--transform",
       "garbage.nii.gz");
+}
+
+TEST_F(ChainResample, RegisterFolderIsTheAffineAfterTheWarpAndItsInverseBefore) {
+  // A folder as `register` leaves it with an affine stage: φ(p) = p + (1, 0, 0) mm everywhere
+  // on a 3-D grid, φ⁻¹ the opposite, A = scale x by 2 then move by (0, 3, 0) (trajectory.h5).
+  VectorField u;
+  u.grid.dim = 3;
+  u.grid.size = {40, 40, 40};
+  u.grid.origin_mm = {-20.0, -20.0, -20.0};
+  u.data = Eigen::VectorXd::Zero(3 * u.grid.voxels());
+  u.component(0).setConstant(1.0);
+  std::filesystem::create_directories(Path("reg"));
+  WriteDisplacementFile(Path("reg/displacement.nii.gz"), u);
+  u.component(0).setConstant(-1.0);
+  WriteDisplacementFile(Path("reg/inverse_displacement.nii.gz"), u);
+  Eigen::Matrix4d a = Translation(0, 3, 0);
+  a(0, 0) = 2.0;
+  {
+    diffeoflow::h5::Writer writer(Path("reg/trajectory.h5"));
+    std::vector<double> rows(16);
+    for (int i = 0; i < 16; ++i) rows[static_cast<std::size_t>(i)] = a(i / 4, i % 4);
+    writer.WriteDoubles("affine", rows, {4, 4});
+    writer.Commit();
+  }
+  TransformChain forward, inverse;
+  AppendTransform(forward, Path("reg"), false);
+  AppendTransform(inverse, Path("reg"), true);
+  const Eigen::Vector3d p(1.0, 2.0, 3.0);
+  // A(φ(p)) = (2 · (1 + 1), 2 + 3, 3), not φ(A(p)) = (3, 5, 3).
+  EXPECT_TRUE(forward.Map(p).isApprox(Eigen::Vector3d(4.0, 5.0, 3.0), 1e-6));
+  EXPECT_TRUE(inverse.Map(forward.Map(p)).isApprox(p, 1e-6));
+  ASSERT_TRUE(forward.DefaultReference().has_value());
+  EXPECT_EQ(forward.DefaultReference()->size, u.grid.size);
 }
 
 }  // namespace
