@@ -38,6 +38,7 @@
 #include "flows/own_data.h"
 #include "flows/train.h"
 #include "plot/figure.h"
+#include "registration/displacement_file.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
 #include "registration/outputs/summary_figure.h"
@@ -446,7 +447,7 @@ int RunTransform(const InspectFlags& f, const app::CommonFlags& common) {
   }
   ImageReadOptions read;
   read.argument = "--transform";
-  const VectorField u = ReadVectorField(displacement_path, read);
+  const VectorField u = ReadDisplacementFile(displacement_path, read);
   const Grid& g = u.grid;
   // det Dφ as `register` carried it along the flow (jacobian.nii.gz, registration/traced_map.h);
   // from the displacement's finite differences when the folder has no such file.

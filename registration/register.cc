@@ -319,13 +319,77 @@ Vector VelocityFieldStart(const Image& moving, const Image& fixed,
   return v0;
 }
 
+// The velocity fields the final map was traced through, as TraceMap took them.
+struct TracedFlow {
+  Grid mesh;
+  std::vector<Vector> fields;
+  MeshKernel kernel = MeshKernel::kMultilinear;
+  int steps = 0;
+};
+
+// φ⁻¹ by the traced flow run backward (BackwardFields), sampled on `target`: for each voxel y of
+// `target`, the world point q = A_target(y) starts at s = A_fixed⁻¹(q) (fixed voxel coordinates;
+// in 2-D the plane's coordinates), ends at s' = φ⁻¹(s), and the displacement is the world step
+// A_fixed(s') − q = D_fixed S_fixed (s' − s), stored in mm along target's axes. Also the RMS over
+// the points with s inside the fixed grid of φ(φ⁻¹(s)) − s, φ linearly interpolated from
+// result.phi, in fixed voxels.
+void AssembleInverse(const TracedFlow& flow, const Grid& target, const RegistrationOptions& options,
+                     RegistrationResult& result) {
+  const auto start = Clock::now();
+  const Grid& fixed = result.grid;
+  const int dim = fixed.dim;
+  const Eigen::Index n = target.voxels();
+  Vector s(dim * n);
+  const Vector identity = IdentityPositions(target);
+  for (Eigen::Index y = 0; y < n; ++y) {
+    Eigen::Vector3d p = Eigen::Vector3d::Zero();
+    for (int a = 0; a < dim; ++a) p[a] = identity[a * n + y];
+    const Eigen::Vector3d q = fixed.PhysicalToVoxel(target.VoxelToPhysical(p));
+    for (int a = 0; a < dim; ++a) s[a * n + y] = q[a];
+  }
+  const TracedMap inverse = TracePoints(fixed, flow.mesh, BackwardFields(flow.fields), flow.kernel,
+                                        flow.steps, s, options.solver, options.metric.threads);
+  Eigen::Matrix3d to_target = Eigen::Matrix3d::Identity();
+  to_target.topLeftCorner(dim, dim) = target.direction.topLeftCorner(dim, dim).inverse() *
+                                      fixed.direction.topLeftCorner(dim, dim);
+  result.inverse_displacement.grid = target;
+  result.inverse_displacement.data.resize(dim * n);
+  double squares = 0.0;
+  Eigen::Index inside = 0;
+  for (Eigen::Index y = 0; y < n; ++y) {
+    Eigen::Vector3d step = Eigen::Vector3d::Zero();
+    for (int a = 0; a < dim; ++a) {
+      step[a] = (inverse.positions[a * n + y] - s[a * n + y]) * fixed.spacing_mm[a];
+    }
+    const Eigen::Vector3d u = to_target * step;
+    for (int a = 0; a < dim; ++a) result.inverse_displacement.data[a * n + y] = u[a];
+    bool in = true;
+    double back[3] = {0.0, 0.0, 0.0};
+    for (int a = 0; a < dim; ++a) {
+      in = in && s[a * n + y] >= 0.0 && s[a * n + y] <= fixed.size[a] - 1.0;
+      back[a] = inverse.positions[a * n + y];
+    }
+    if (!in) continue;
+    for (int a = 0; a < dim; ++a) {
+      const double there = SampleLinear(fixed, result.phi.data() + a * fixed.voxels(), back[0],
+                                        back[1], back[2]);
+      squares += (there - s[a * n + y]) * (there - s[a * n + y]);
+    }
+    ++inside;
+  }
+  result.inverse_consistency_rms_voxels =
+      inside > 0 ? std::sqrt(squares / static_cast<double>(inside)) : 0.0;
+  result.inverse_seconds = SecondsSince(start);
+}
+
 // Fills the result from the finest level's final iterate w: the path on the mesh (positions φ_t,
 // velocities, momenta for shooting, ‖v_t‖_V), E and its kinetic part, the free-variable count, the
 // normalised moving image along the path and φ on the fixed grid with the SSDs, and from the
 // images as given the warped moving image, u (mm) and det Dφ.
 void AssembleResult(LevelProblem& problem, const Vector& w, const Image& moving,
                     const Image& fixed, const Image& moving_input, const Image& fixed_input,
-                    const RegistrationOptions& options, RegistrationResult& result) {
+                    const RegistrationOptions& options, RegistrationResult& result,
+                    TracedFlow& flow_used) {
   const Grid& grid = fixed.grid;
   const Grid& mesh = problem.mesh;
   const int dim = grid.dim;
@@ -378,17 +442,20 @@ void AssembleResult(LevelProblem& problem, const Vector& w, const Image& moving,
   // det Dφ carried along the flow (traced_map.h): the mesh map interpolated onto the image grid
   // serves the optimiser but can fold between mesh nodes where the flow compresses strongly.
   const int threads = options.metric.threads;
-  TracedMap traced;
+  flow_used.mesh = mesh;
   if (problem.lddmm) {
     const int substeps = problem.lddmm->Substeps(problem.lddmm->Velocities(w));
-    traced = TraceMap(grid, mesh, result.velocities, MeshKernel::kMultilinear,
-                      options.time_steps * substeps, options.solver, threads);
+    flow_used.fields = result.velocities;
+    flow_used.kernel = MeshKernel::kMultilinear;
+    flow_used.steps = options.time_steps * substeps;
   } else {
     int substeps = 1;
-    const std::vector<Vector> step_velocities = problem.shooting->StepVelocities(w, &substeps);
-    traced = TraceMap(grid, mesh, step_velocities, MeshKernel::kQuadraticBSpline,
-                      options.time_steps * substeps, options.solver, threads);
+    flow_used.fields = problem.shooting->StepVelocities(w, &substeps);
+    flow_used.kernel = MeshKernel::kQuadraticBSpline;
+    flow_used.steps = options.time_steps * substeps;
   }
+  const TracedMap traced = TraceMap(grid, mesh, flow_used.fields, flow_used.kernel,
+                                    flow_used.steps, options.solver, threads);
   result.substeps = traced.steps / options.time_steps;
   Vector q;
   for (std::size_t k = 0; k < result.positions.size(); ++k) {
@@ -693,7 +760,9 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
   CopyProgress(state, result);
   if (options.iterations == 0) result.termination = "no iterations requested";
 
-  AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input, options, result);
+  TracedFlow flow_used;
+  AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input, options, result,
+                 flow_used);
   if (moving_in_fixed_space.resampled()) {
     // The warped image from the moving image as given, interpolated once through x ↦ A(φ(x))
     // (not the resampled copy warped again).
@@ -708,6 +777,11 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
     result.ssd_initial = (normalized(identity.image()).data - fixed.data).squaredNorm();
   }
   CheckMapHealth(result, options.max_folded_fraction);
+  result.moving_grid = moving_given.grid;
+  // With an affine stage the moving image's grid is not where φ⁻¹ acts: sample it on the fixed
+  // grid (ANTs' InverseWarp), the affine's inverse applied before it.
+  AssembleInverse(flow_used, result.affine.isIdentity(1e-12) ? moving_given.grid : fixed_input.grid,
+                  options, result);
   result.wall_seconds = SecondsSince(start);
   return result;
 }

@@ -195,6 +195,18 @@ struct RegistrationResult {
   AffineStageResult affine_stage;
   bool affine_stage_ran = false;
   double ssd_after_affine = 0.0;
+  // The moving image's grid as given (its world: the affine's target).
+  Grid moving_grid;
+  // The inverse of the deformable map, φ⁻¹, from the flow traced backward through the same
+  // velocities (traced_map.h BackwardFields), u in mm along the axes of its grid: the moving
+  // image's grid when `affine` is the identity (a moving-world point q ↦ φ⁻¹(q), both in world
+  // mm), else the fixed grid (the whole inverse is then q ↦ φ⁻¹(A⁻¹ q)). Written as
+  // inverse_displacement.nii.gz (docs/transforms.md).
+  VectorField inverse_displacement;
+  // RMS of φ(φ⁻¹(q)) − q over the grid points of inverse_displacement inside the fixed grid
+  // (fixed voxels; φ interpolated linearly from `phi`), and the time the inverse took.
+  double inverse_consistency_rms_voxels = 0.0;
+  double inverse_seconds = 0.0;
 
   double ssd_reduction() const { return ssd_initial > 0 ? 1.0 - ssd_final / ssd_initial : 0.0; }
   // Relative spread (max − min) / mean of ‖v_t‖_V.

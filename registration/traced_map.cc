@@ -252,25 +252,32 @@ void TracedMapFlow::vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstV
 
 TracedMap TraceMap(const Grid& image, const Grid& mesh, const std::vector<Eigen::VectorXd>& fields,
                    MeshKernel kernel, int steps, Method method, int threads) {
+  return TracePoints(image, mesh, fields, kernel, steps, IdentityPositions(image), method,
+                     threads);
+}
+
+TracedMap TracePoints(const Grid& image, const Grid& mesh,
+                      const std::vector<Eigen::VectorXd>& fields, MeshKernel kernel, int steps,
+                      const Eigen::VectorXd& start, Method method, int threads) {
   const int intervals = static_cast<int>(fields.size()) - 1;
   if (intervals < 1 || steps < intervals || steps % intervals != 0) {
     throw InputError("TraceMap: steps must be a positive multiple of the field intervals");
   }
+  const int dim = image.dim;
+  if (start.size() % dim != 0) throw InputError("TracePoints: start is not dim × points");
   const Eigen::Index block = mesh.dim * mesh.voxels();
   Eigen::VectorXd theta(block * static_cast<Eigen::Index>(fields.size()));
   for (std::size_t j = 0; j < fields.size(); ++j) {
     if (fields[j].size() != block) throw InputError("TraceMap: a velocity field of the wrong size");
     theta.segment(static_cast<Eigen::Index>(j) * block, block) = fields[j];
   }
-  const int dim = image.dim;
-  const Eigen::Index n = image.voxels();
+  const Eigen::Index n = start.size() / dim;
   double ratio[3] = {1.0, 1.0, 1.0};
   for (int a = 0; a < dim; ++a) ratio[a] = mesh.spacing_mm[a] / image.spacing_mm[a];
-  // Image voxel centre x ↦ mesh coordinates (x + ½) / ratio − ½ (same extent, cell-centred).
+  // Image voxel coordinates x ↦ mesh coordinates (x + ½) / ratio − ½ (same extent, cell-centred).
   Eigen::VectorXd x0 = Eigen::VectorXd::Zero((dim + 1) * n);
-  const Eigen::VectorXd identity = IdentityPositions(image);
   for (int a = 0; a < dim; ++a) {
-    x0.segment(a * n, n) = ((identity.segment(a * n, n).array() + 0.5) / ratio[a] - 0.5).matrix();
+    x0.segment(a * n, n) = ((start.segment(a * n, n).array() + 0.5) / ratio[a] - 0.5).matrix();
   }
   TracedMapFlow flow(mesh, static_cast<int>(fields.size()), n, kernel, threads);
   SolverOptions solver;
@@ -287,6 +294,13 @@ TracedMap TraceMap(const Grid& image, const Grid& mesh, const std::vector<Eigen:
   map.jacobian = end.segment(dim * n, n).array().exp().matrix();
   map.steps = steps;
   return map;
+}
+
+std::vector<Eigen::VectorXd> BackwardFields(const std::vector<Eigen::VectorXd>& fields) {
+  std::vector<Eigen::VectorXd> backward;
+  backward.reserve(fields.size());
+  for (auto it = fields.rbegin(); it != fields.rend(); ++it) backward.push_back(-*it);
+  return backward;
 }
 
 }  // namespace diffeoflow::registration

@@ -86,4 +86,17 @@ struct TracedMap {
 TracedMap TraceMap(const Grid& image, const Grid& mesh, const std::vector<Eigen::VectorXd>& fields,
                    MeshKernel kernel, int steps, Method method = Method::kRk4, int threads = 1);
 
+// The same flow from arbitrary starting points: `start` holds dim × P points in voxel coordinates
+// of `image` (they may lie outside it, where v = 0 beyond the mesh's kernel support); the result's
+// positions are their images at t = 1, in the same coordinates, and its jacobian det Dφ there.
+TracedMap TracePoints(const Grid& image, const Grid& mesh,
+                      const std::vector<Eigen::VectorXd>& fields, MeshKernel kernel, int steps,
+                      const Eigen::VectorXd& start, Method method = Method::kRk4, int threads = 1);
+
+// The fields of the flow run backward in time: w_s = −v_{1−s}, i.e. V_0 … V_K reversed and
+// negated. Piecewise linear in time like v, so tracing w from t = 0 to 1 integrates
+// dp/dt = v_t(p) from t = 1 back to 0: its map is φ⁻¹ (to the integrator's order), with
+// det Dφ⁻¹ carried along as for φ.
+std::vector<Eigen::VectorXd> BackwardFields(const std::vector<Eigen::VectorXd>& fields);
+
 }  // namespace diffeoflow::registration

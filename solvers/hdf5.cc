@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <hdf5.h>
+#include <hdf5_hl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -392,6 +393,37 @@ void Writer::CreateGroup(const std::string& name) {
                           H5P_DEFAULT),
                H5Gclose);
   if (!group.valid()) throw InputError(what + ": cannot create group");
+}
+
+void Writer::MakeDimensionScale(const std::string& scale, const std::string& name) {
+  const std::string what = impl_->Where(path_) + ", dataset " + Quote(scale);
+  if (!impl_->file.valid()) throw InputError(what + ": writer already committed");
+  Handle dataset = OpenObject(impl_->file.get(), path_, scale);
+  if (H5DSset_scale(dataset.get(), name.c_str()) < 0) {
+    throw InputError(what + ": cannot make it a dimension scale");
+  }
+}
+
+void Writer::AttachDimensionScale(const std::string& dataset, unsigned axis,
+                                  const std::string& scale) {
+  const std::string what = impl_->Where(path_) + ", dataset " + Quote(dataset);
+  if (!impl_->file.valid()) throw InputError(what + ": writer already committed");
+  Handle data = OpenObject(impl_->file.get(), path_, dataset);
+  Handle scale_set = OpenObject(impl_->file.get(), path_, scale);
+  if (H5DSattach_scale(data.get(), scale_set.get(), axis) < 0) {
+    throw InputError(what + ": cannot attach dimension scale " + Quote(scale) + " to axis " +
+                     std::to_string(axis));
+  }
+}
+
+void Writer::SetDimensionLabel(const std::string& dataset, unsigned axis,
+                               const std::string& label) {
+  const std::string what = impl_->Where(path_) + ", dataset " + Quote(dataset);
+  if (!impl_->file.valid()) throw InputError(what + ": writer already committed");
+  Handle data = OpenObject(impl_->file.get(), path_, dataset);
+  if (H5DSset_label(data.get(), axis, label.c_str()) < 0) {
+    throw InputError(what + ": cannot label axis " + std::to_string(axis));
+  }
 }
 
 void Writer::SetAttribute(const std::string& object, const std::string& key, double value) {

@@ -43,6 +43,15 @@ class Writer {
   void SetAttribute(const std::string& object, const std::string& key,
                     const std::vector<double>& value);
 
+  // HDF5 dimension scales (H5DS of hdf5_hl; h5py's `dims`, xarray/netCDF's coordinates):
+  // MakeDimensionScale turns the existing 1-D dataset `scale` into a scale called `name`;
+  // AttachDimensionScale attaches it to axis `axis` of `dataset` (their lengths must agree);
+  // SetDimensionLabel names an axis of `dataset`. InputError naming the file and datasets on
+  // failure.
+  void MakeDimensionScale(const std::string& scale, const std::string& name);
+  void AttachDimensionScale(const std::string& dataset, unsigned axis, const std::string& scale);
+  void SetDimensionLabel(const std::string& dataset, unsigned axis, const std::string& label);
+
   // Closes the file and renames the temporary file to the destination.
   void Commit();
   const std::string& path() const { return path_; }

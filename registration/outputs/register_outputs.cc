@@ -5,7 +5,9 @@
 #include <utility>
 #include <vector>
 
+#include "registration/displacement_file.h"
 #include "registration/outputs/summary_figure.h"
+#include "registration/transform_chain.h"
 #include "registration/transform_io.h"
 #include "registration/world_space.h"
 #include "solvers/atomic_file.h"
@@ -77,6 +79,8 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
   j["level_starts"] = r.level_starts;
   j["termination"] = r.termination;
   j["substeps"] = r.substeps;
+  j["inverse_consistency_rms_voxels"] = r.inverse_consistency_rms_voxels;
+  j["inverse_seconds"] = r.inverse_seconds;
   if (!r.world_space_note.empty()) j["world_space_note"] = r.world_space_note;
   if (r.affine_stage_ran) j["affine"] = AffineJson(r);
   j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
@@ -106,6 +110,20 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
   }
   return j;
 }
+
+namespace {
+
+// Voxel (i, j, k, 1) ↦ world (x, y, z, 1) of a grid: [D · diag(spacing), origin; 0, 1].
+Eigen::Matrix4d GridAffine(const Grid& grid) {
+  Eigen::Matrix4d m = Eigen::Matrix4d::Identity();
+  m.topLeftCorner<3, 3>() =
+      grid.direction *
+      Eigen::Vector3d(grid.spacing_mm[0], grid.spacing_mm[1], grid.spacing_mm[2]).asDiagonal();
+  for (int r = 0; r < 3; ++r) m(r, 3) = grid.origin_mm[r];
+  return m;
+}
+
+}  // namespace
 
 void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& r) {
   const Grid& g = r.grid;
@@ -170,6 +188,79 @@ void WriteRegistrationTrajectory(const std::string& path, const RegistrationResu
                         "the moving image, (component, [z,] y, x)");
   }
   writer.WriteDoubles("velocity_norms", r.velocity_norms.data(), {count});
+  // World geometry: the grids' voxel-to-world affines (NIfTI RAS mm) and the affine stage.
+  auto write_affine = [&](const std::string& name, const Eigen::Matrix4d& m,
+                          const std::string& description) {
+    std::vector<double> rows(16);
+    for (int i = 0; i < 4; ++i) {
+      for (int j = 0; j < 4; ++j) rows[4 * i + j] = m(i, j);
+    }
+    writer.WriteDoubles(name, rows, {4, 4});
+    writer.SetAttribute(name, "units", "mm");
+    writer.SetAttribute(name, "description", description);
+  };
+  write_affine("fixed_affine", GridAffine(g),
+               "voxel (i, j, k, 1) of the fixed grid -> world (x, y, z, 1), NIfTI RAS mm");
+  if (r.moving_grid.voxels() > 1) {
+    write_affine("moving_affine", GridAffine(r.moving_grid),
+                 "voxel (i, j, k, 1) of the moving image's grid -> world (x, y, z, 1), NIfTI RAS mm");
+    const std::vector<std::int64_t> moving_size(r.moving_grid.size.begin(),
+                                                r.moving_grid.size.begin() + r.moving_grid.dim);
+    writer.WriteInts("moving_size", moving_size.data(), {moving_size.size()});
+    writer.SetAttribute("moving_size", "description", "voxels along the moving grid's axes (x, y[, z])");
+  }
+  write_affine("affine", r.affine,
+               "affine stage: fixed-world point x -> affine * x in the moving image's world (RAS "
+               "mm, homogeneous); the whole map is x -> affine * phi(x); identity without one");
+  // Dimension scales: every array axis gets a coordinate (h5py dims, xarray/netCDF).
+  auto axis_scale = [&](const std::string& name, int n, double spacing, const std::string& units) {
+    std::vector<double> values(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) values[static_cast<std::size_t>(i)] = i * spacing;
+    writer.WriteDoubles(name, values, {static_cast<std::uint64_t>(n)});
+    writer.SetAttribute(name, "units", units);
+    writer.MakeDimensionScale(name, name);
+  };
+  static const char* const kAxis[3] = {"x", "y", "z"};
+  for (int a = 0; a < g.dim; ++a) {
+    axis_scale(kAxis[a], g.size[a], g.spacing_mm[a], "mm");
+    writer.SetAttribute(kAxis[a], "description",
+                        std::string("voxel centres along fixed grid axis ") + kAxis[a] +
+                            " (mm from the first; world position through fixed_affine)");
+    axis_scale(std::string("mesh_") + kAxis[a], r.mesh.size[a], r.mesh.spacing_mm[a], "mm");
+    writer.SetAttribute(std::string("mesh_") + kAxis[a], "description",
+                        std::string("mesh node centres along axis ") + kAxis[a] +
+                            " (mm from the first, same extent as the fixed grid)");
+  }
+  {
+    std::vector<std::int64_t> components(static_cast<std::size_t>(g.dim));
+    for (int a = 0; a < g.dim; ++a) components[static_cast<std::size_t>(a)] = a;
+    writer.WriteInts("component", components.data(), {components.size()});
+    writer.SetAttribute("component", "description", "vector component along axis x, y[, z]");
+    writer.MakeDimensionScale("component", "component");
+    writer.MakeDimensionScale("times", "time");
+  }
+  // Attaches scales to `dataset` whose axes are the leading ones given, then [z,] y, x of the
+  // mesh or the fixed grid (or none).
+  enum class Space { kNone, kMesh, kFixed };
+  auto attach = [&](const std::string& dataset, const std::vector<std::string>& leading,
+                    Space space) {
+    std::vector<std::string> axes = leading;
+    for (int a = g.dim - 1; a >= 0 && space != Space::kNone; --a) {
+      axes.push_back(space == Space::kMesh ? std::string("mesh_") + kAxis[a]
+                                           : std::string(kAxis[a]));
+    }
+    for (std::size_t i = 0; i < axes.size(); ++i) {
+      writer.AttachDimensionScale(dataset, static_cast<unsigned>(i), axes[i]);
+      const std::string& label = axes[i] == "times" ? std::string("time") : axes[i];
+      writer.SetDimensionLabel(dataset, static_cast<unsigned>(i), label);
+    }
+  };
+  attach("states", {"times", "component"}, Space::kMesh);
+  attach("velocities", {"times", "component"}, Space::kMesh);
+  if (!r.momenta.empty()) attach("momenta", {"times", "component"}, Space::kMesh);
+  attach("images", {"times"}, Space::kFixed);
+  attach("map", {"component"}, Space::kFixed);
+  attach("velocity_norms", {"times"}, Space::kNone);
   writer.WriteDoubles("loss_history", r.loss_history.data(), {r.loss_history.size()});
   writer.SetAttribute("/", "spacing_mm",
                       std::vector<double>(g.spacing_mm.begin(), g.spacing_mm.begin() + g.dim));
@@ -196,7 +287,9 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
   }
   WriteImage((out / (std::string("warped") + ExtensionOf(fixed_format))).string(), result.warped,
              write_options);
-  WriteVectorField((out / "displacement.nii.gz").string(), result.displacement);
+  WriteDisplacementFile((out / "displacement.nii.gz").string(), result.displacement);
+  WriteDisplacementFile((out / "inverse_displacement.nii.gz").string(),
+                        result.inverse_displacement);
   WriteImage((out / "jacobian.nii.gz").string(), result.jacobian, ElementType::kFloat32);
   WriteRegistrationTrajectory((out / "trajectory.h5").string(), result);
   if (result.affine_stage_ran) {
@@ -209,24 +302,19 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
 
 Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
                         std::optional<double> outside_value) {
-  const std::filesystem::path path = std::filesystem::path(dir) / "displacement.nii.gz";
-  if (!std::filesystem::exists(path)) {
-    throw InputError("--transform: '" + dir + "' has no displacement.nii.gz (expected the --out "
-                     "folder of `diffeoflow register`)");
+  if (!std::filesystem::is_directory(dir)) {
+    throw InputError("--transform: '" + dir + "' is not a folder (expected the --out folder of "
+                     "`diffeoflow register`)");
   }
-  ImageReadOptions read;
-  read.argument = "--transform";
-  const VectorField displacement = ReadVectorField(path.string(), read);
-  CheckWorldOverlap(image.grid, displacement.grid, "--image",
-                    "the fixed grid of --transform " + dir);
-  const VectorField positions = PositionFromDisplacement(displacement);
-  // The whole map is x ↦ A(φ(x)); A is the identity when no affine stage ran.
-  const std::filesystem::path affine_path = std::filesystem::path(dir) / "affine.txt";
-  const Eigen::Matrix4d affine = std::filesystem::exists(affine_path)
-                                     ? ReadAffineMatrix(affine_path.string(), "--transform")
-                                     : Eigen::Matrix4d::Identity();
-  return WarpThroughWorld(image, displacement.grid, positions.data, interpolation, outside_value,
-                          affine);
+  TransformChain chain;
+  AppendTransform(chain, dir, false);
+  ResampleNames names;
+  names.reference = "the fixed grid of --transform " + dir;
+  return ResampleThroughChain(image, *chain.DefaultReference(), chain,
+                              interpolation == Interpolation::kNearest
+                                  ? ResampleInterpolation::kNearest
+                                  : ResampleInterpolation::kLinear,
+                              outside_value, names);
 }
 
 }  // namespace diffeoflow::registration

@@ -36,13 +36,12 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
 // trajectory.h5 alone (schema in docs/registration.md).
 void WriteRegistrationTrajectory(const std::string& path, const RegistrationResult& result);
 
-// The transform a `register` run left in `dir`, applied to `image` — on the moving image's grid
-// or on any other grid in the moving image's world — through world coordinates: image ∘ A ∘ φ on
-// the fixed grid (φ read with the grid's affine from displacement.nii.gz, A from affine.txt when
-// present), see WarpThroughWorld. Points outside
-// the image's field of view get `outside_value` (default: its background). Nearest keeps label
-// values and the source element type. InputError naming --image when the image does not overlap
-// the fixed grid in the world.
+// The transform a `register` run left in `dir` (its displacement.nii.gz and affine, see
+// transform_chain.h), applied to `image` — on the moving image's grid or on any other grid in the
+// moving image's world — through world coordinates, onto the registration's fixed grid:
+// ResampleThroughChain with that one transform. Points outside the image's field of view get
+// `outside_value` (default: its background). Nearest keeps label values and the source element
+// type. InputError naming --image when the image does not overlap the fixed grid through the map.
 Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
                         std::optional<double> outside_value = std::nullopt);
 

@@ -55,8 +55,8 @@ class ResumeCli : public diffeoflow::testing::CliTest {
   // Removes the keys that measure time.
   static void DropTimes(nlohmann::json& j) {
     if (j.is_object()) {
-      for (const char* key : {"wall_seconds", "elapsed_seconds", "samples_per_second",
-                              "resumed_from_epoch"}) {
+      for (const char* key : {"wall_seconds", "elapsed_seconds", "inverse_seconds",
+                              "samples_per_second", "resumed_from_epoch"}) {
         j.erase(key);
       }
       for (auto& [key, value] : j.items()) DropTimes(value);

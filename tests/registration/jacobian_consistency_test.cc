@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "registration/displacement_file.h"
 #include "registration/image_io.h"
 #include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
@@ -65,7 +66,7 @@ TEST_F(JacobianConsistency, JacobianFileIsDeterminantOfDisplacementFile) {
   WriteRegistrationOutputs(dir_.string(), result, moving, fixed, ImageFormat::kNiftiGz);
 
   const Image jacobian = ReadImage(Path("jacobian.nii.gz"));
-  const VectorField u = ReadVectorField(Path("displacement.nii.gz"));
+  const VectorField u = ReadDisplacementFile(Path("displacement.nii.gz"));
   const Grid& g = u.grid;
   ASSERT_TRUE(g.SameShape(jacobian.grid));
   ASSERT_DOUBLE_EQ(g.spacing_mm[0], 1.5);
