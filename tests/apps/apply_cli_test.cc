@@ -1,6 +1,6 @@
-// `apply` for real work (CLI.md, docs/transforms.md): a register folder or warp files in a chain
-// (ANTs' order), --inverse, --reference, --interpolation bspline, and bad inputs refused with one
-// line, exit 2 and nothing written.
+// `apply` for real work (CLI.md, docs/transforms.md): a register folder, warp and affine files in
+// a chain (ANTs' order), --inverse, --reference, --interpolation bspline, and bad inputs refused
+// with one line, exit 2 and nothing written.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -72,10 +72,16 @@ TEST_F(ApplyCli, FolderWarpFilesChainsInverseAndReference) {
   const reg::Image a = reg::ReadImage(P("a.nii.gz"));
   const reg::Image warped = reg::ReadImage(P("reg/warped.nii.gz"));
   EXPECT_LT((a.data - warped.data).cwiseAbs().maxCoeff(), 1e-4);
-  // The warp file: the same map (no affine stage).
-  ASSERT_EQ(Run("apply --transform " + P("reg/displacement.nii.gz") + " --image " +
-                P("moving.nii.gz") + " --out " + P("b.nii.gz") + " --quiet").status, 0);
+  // The folder's two files as ANTs takes them (-t warp -t affine.txt): the same map. The warp
+  // alone is not (the default affine stage moved the blob's centre by about 2 mm).
+  ASSERT_TRUE(fs::exists(P("reg/affine.txt")));
+  ASSERT_EQ(Run("apply --transform " + P("reg/displacement.nii.gz") + " --transform " +
+                P("reg/affine.txt") + " --image " + P("moving.nii.gz") + " --out " +
+                P("b.nii.gz") + " --quiet").status, 0);
   EXPECT_LT((reg::ReadImage(P("b.nii.gz")).data - a.data).cwiseAbs().maxCoeff(), 1e-4);
+  ASSERT_EQ(Run("apply --transform " + P("reg/displacement.nii.gz") + " --image " +
+                P("moving.nii.gz") + " --out " + P("warp_only.nii.gz") + " --quiet").status, 0);
+  EXPECT_GT((reg::ReadImage(P("warp_only.nii.gz")).data - a.data).cwiseAbs().maxCoeff(), 0.05);
 
   // A chain φ then φ⁻¹ (first given first applied to the point) is the identity: the fixed image
   // comes back. In the other order it is not (φ⁻¹ acts on the moving grid, φ on the fixed).
@@ -128,6 +134,7 @@ TEST_F(ApplyCli, BadInputsOneLineExitTwoNothingWritten) {
   u3.data = Eigen::VectorXd::Zero(3 * 512);
   reg::WriteDisplacementFile(P("warp3d.nii.gz"), u3);
   std::ofstream(P("garbage.nii.gz")) << "garbage";
+  std::ofstream(P("garbage.txt")) << "garbage";
   const std::string image = " --image " + P("moving.nii.gz");
   struct Case {
     std::string args, words1, words2;
@@ -144,6 +151,8 @@ TEST_F(ApplyCli, BadInputsOneLineExitTwoNothingWritten) {
       {"--transform " + P("reg") + image + " --reference " + P("far.nii.gz"), "--reference",
        "do not overlap"},
       {"--transform " + P("reg") + image + " --interpolation cubic", "--interpolation", "bspline"},
+      {"--transform " + P("garbage.txt") + image, "--transform", "garbage.txt"},
+      {"--transform " + P("reg/affine.txt") + image, "--reference", "affine file"},
   };
   int k = 0;
   for (const Case& c : cases) {

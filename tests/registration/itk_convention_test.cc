@@ -4,11 +4,17 @@
 // 2-D image keeps the first two axes), and a fixed point p goes to p + d(p), d the field's vector
 // interpolated linearly at p (DisplacementFieldTransform::TransformPoint: d = 0 outside the
 // field's buffer [−½, n − ½)), where the moving image is interpolated linearly. The image this
-// gives must be warped.nii.gz, for 2-D, RAS, LAS, oblique grids and other voxel sizes.
+// gives must be warped.nii.gz, for 2-D, RAS, LAS, oblique grids and other voxel sizes. With an
+// affine stage the point then goes through affine.txt as ITK's AffineTransform reads it (the text
+// format parsed here: T(x) = M (x − c) + c + t in LPS, M row-major then t in Parameters, c in
+// FixedParameters), i.e. `antsApplyTransforms -t displacement.nii.gz -t affine.txt`.
 #include <gtest/gtest.h>
 
 #include <array>
 #include <cmath>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <limits>
 #include <memory>
 #include <string>
@@ -121,10 +127,49 @@ ItkImage ReadWithNifti(const std::string& path) {
   return out;
 }
 
+// An ITK AffineTransform_double_N_N read from its text file (LPS): x ↦ M (x − c) + c + t.
+struct ItkAffine {
+  Eigen::Matrix3d M = Eigen::Matrix3d::Identity();
+  Eigen::Vector3d t = Eigen::Vector3d::Zero(), c = Eigen::Vector3d::Zero();
+  Eigen::Vector3d Map(const Eigen::Vector3d& x) const { return M * (x - c) + c + t; }
+};
+
+std::vector<double> NumbersAfter(const std::string& line, const std::string& key) {
+  std::vector<double> v;
+  std::istringstream in(line.substr(key.size()));
+  for (double x; in >> x;) v.push_back(x);
+  return v;
+}
+
+ItkAffine ReadItkAffineText(const std::string& path, int dim) {
+  std::ifstream in(path);
+  std::vector<double> parameters, fixed;
+  std::string type;
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind("Transform: ", 0) == 0) type = line.substr(11);
+    if (line.rfind("Parameters: ", 0) == 0) parameters = NumbersAfter(line, "Parameters: ");
+    if (line.rfind("FixedParameters: ", 0) == 0) fixed = NumbersAfter(line, "FixedParameters: ");
+  }
+  const std::string expected = "AffineTransform_double_" + std::to_string(dim) + "_" +
+                               std::to_string(dim);
+  if (type != expected || parameters.size() != static_cast<std::size_t>(dim * dim + dim) ||
+      fixed.size() != static_cast<std::size_t>(dim)) {
+    throw std::runtime_error(path + ": not an " + expected);
+  }
+  ItkAffine a;
+  for (int r = 0; r < dim; ++r) {
+    for (int col = 0; col < dim; ++col) a.M(r, col) = parameters[r * dim + col];
+    a.t[r] = parameters[dim * dim + r];
+    a.c[r] = fixed[r];
+  }
+  return a;
+}
+
 // out(i) = moving(T(p_i)), T the warp as ITK applies it (`sign` = −1 negates the displacement,
-// 0 drops it: the controls that show the comparison can fail).
+// 0 drops it: the controls that show the comparison can fail), then `affine` when given.
 std::vector<double> ItkResample(const ItkImage& reference, const ItkImage& warp,
-                                const ItkImage& moving, double sign) {
+                                const ItkImage& moving, double sign,
+                                const std::optional<ItkAffine>& affine = std::nullopt) {
   std::vector<double> out;
   for (long k = 0; k < reference.size[2]; ++k) {
     for (long j = 0; j < reference.size[1]; ++j) {
@@ -134,6 +179,8 @@ std::vector<double> ItkResample(const ItkImage& reference, const ItkImage& warp,
         if (warp.InsideBuffer(ci)) {
           for (int c = 0; c < warp.dim; ++c) p[c] += sign * warp.Linear(ci, c);
         }
+        if (affine) p = affine->Map(p);
+        if (warp.dim == 2) p[2] = 0.0;
         // Outside the moving image ITK gives a default value (NaN here, left out of the
         // comparison); `register` replicates the border there.
         const Eigen::Vector3d mi = moving.ContinuousIndex(p);
@@ -211,8 +258,9 @@ class ItkConvention : public diffeoflow::testing::ScratchTest {
   ItkConvention() : ScratchTest("itk_convention_") {}
 
   // Registers moving onto fixed, writes the outputs, and compares warped.nii.gz with the ITK
-  // reading of displacement.nii.gz applied to moving.nii.gz.
-  void Check(const Grid& fixed_grid, const Grid& moving_grid) {
+  // reading of displacement.nii.gz (then affine.txt, with the affine stage) applied to
+  // moving.nii.gz.
+  void Check(const Grid& fixed_grid, const Grid& moving_grid, bool affine_stage = false) {
     using namespace diffeoflow::registration;
     const Eigen::Vector3d c(3.0, -4.0, 5.0);
     const bool three = fixed_grid.dim == 3;
@@ -223,6 +271,7 @@ class ItkConvention : public diffeoflow::testing::ScratchTest {
     options.metric.alpha_mm2 = 16.0;
     options.levels = 1;
     options.iterations = three ? 15 : 30;
+    if (!affine_stage) options.affine.mode = AffineMode::kNone;
     const RegistrationResult result = Register(moving, fixed, options);
     WriteImage(Path("moving.nii.gz"), moving);
     WriteRegistrationOutputs(dir_.string(), result, moving, fixed, ImageFormat::kNiftiGz);
@@ -250,22 +299,38 @@ class ItkConvention : public diffeoflow::testing::ScratchTest {
     const double smallest_spacing =
         std::min({fixed_grid.spacing_mm[0], fixed_grid.spacing_mm[1],
                   three ? fixed_grid.spacing_mm[2] : 1e9});
-    ASSERT_GT(largest, smallest_spacing) << "the registration moved less than a voxel";
-    const double itk = Correlation(ItkResample(warped, warp, moving_itk, 1.0), warped.values, mask);
-    const double none = Correlation(ItkResample(warped, warp, moving_itk, 0.0), warped.values, mask);
+    std::optional<ItkAffine> affine;
+    if (affine_stage) {
+      ASSERT_TRUE(result.affine_stage_ran);
+      affine = ReadItkAffineText(Path("affine.txt"), fixed_grid.dim);
+    } else {
+      ASSERT_GT(largest, smallest_spacing) << "the registration moved less than a voxel";
+    }
+    const double itk =
+        Correlation(ItkResample(warped, warp, moving_itk, 1.0, affine), warped.values, mask);
+    // Controls: without the warp, with it negated, without the affine.
+    const double none =
+        Correlation(ItkResample(warped, warp, moving_itk, 0.0, affine), warped.values, mask);
     const double negated =
-        Correlation(ItkResample(warped, warp, moving_itk, -1.0), warped.values, mask);
+        Correlation(ItkResample(warped, warp, moving_itk, -1.0, affine), warped.values, mask);
+    const double without_affine =
+        Correlation(ItkResample(warped, warp, moving_itk, 1.0), warped.values, mask);
     std::printf("correlation with warped.nii.gz: ITK reading 1 - %.2e, no warp %.6f, negated "
-                "%.6f\n",
-                1.0 - itk, none, negated);
+                "%.6f, without affine.txt %.6f\n",
+                1.0 - itk, none, negated, without_affine);
     EXPECT_GE(itk, 0.999);
-    EXPECT_LT(none, 0.995);  // the warp matters at this threshold
-    EXPECT_LT(negated, none + 1e-3);
+    if (affine_stage) {
+      EXPECT_LT(without_affine, 0.995);  // the affine matters at this threshold
+    } else {
+      EXPECT_LT(none, 0.995);  // the warp matters at this threshold
+      EXPECT_LT(negated, none + 1e-3);
+    }
 
-    // inverse_displacement.nii.gz, read the same way, on the moving grid: composing the two ITK
-    // transforms either way gives back the point (RMS in voxels of the grid the points lie on).
+    // inverse_displacement.nii.gz, read the same way, on the moving grid (on the fixed grid with
+    // an affine stage, where φ⁻¹ acts after A⁻¹): composing the two ITK transforms either way
+    // gives back the point (RMS in voxels of the grid the points lie on).
     const ItkImage inverse = ReadWithNifti(Path("inverse_displacement.nii.gz"));
-    ASSERT_EQ(inverse.size[0], moving_grid.size[0]);
+    ASSERT_EQ(inverse.size[0], (affine_stage ? fixed_grid : moving_grid).size[0]);
     ASSERT_EQ(inverse.components, fixed_grid.dim);
     const double forward_back = RoundTripRms(warp, inverse);
     const double back_forward = RoundTripRms(inverse, warp);
@@ -345,6 +410,23 @@ TEST_F(ItkConvention, Oblique) {
   const Grid moving = MakeGrid(3, 24, Eigen::Vector3d(1.05, 1.05, 1.05),
                                Rotation(-10.0, Eigen::Vector3d(0, 1, 1)), Eigen::Vector3d(3, -4, 5));
   Check(fixed, moving);
+}
+
+// With the affine stage (the default): displacement.nii.gz then affine.txt, as ANTs chains them.
+TEST_F(ItkConvention, TwoDimensionalFlippedWithAffineStage) {
+  Check(MakeGrid(2, 36, Eigen::Vector3d(1.2, 0.8, 1), Eigen::Vector3d(1, -1, 1).asDiagonal(),
+                 Eigen::Vector3d(3, -4, 0)),
+        MakeGrid(2, 40, Eigen::Vector3d::Ones(), Eigen::Matrix3d::Identity(),
+                 Eigen::Vector3d(3, -4, 0)),
+        true);
+}
+
+TEST_F(ItkConvention, ObliqueWithAffineStage) {
+  Check(MakeGrid(3, 24, Eigen::Vector3d(1, 1, 1), Rotation(25.0, Eigen::Vector3d(1, 2, 3)),
+                 Eigen::Vector3d(3, -4, 5)),
+        MakeGrid(3, 24, Eigen::Vector3d(1.05, 1.05, 1.05),
+                 Rotation(-10.0, Eigen::Vector3d(0, 1, 1)), Eigen::Vector3d(3, -4, 5)),
+        true);
 }
 
 }  // namespace

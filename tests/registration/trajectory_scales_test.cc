@@ -72,7 +72,11 @@ TEST_F(TrajectoryScales, AffinesAndNamedAxes) {
   EXPECT_DOUBLE_EQ(a[15], 1.0);
   EXPECT_EQ(ReadAll(file, "moving_affine"), a);
   const std::vector<double> stage = ReadAll(file, "affine");
-  for (int i = 0; i < 16; ++i) EXPECT_EQ(stage[static_cast<std::size_t>(i)], i % 5 == 0 ? 1 : 0);
+  // The affine stage ran (the default) and moved the disc: its matrix, row-major.
+  ASSERT_TRUE(r.affine_stage_ran);
+  EXPECT_GT((r.affine - Eigen::Matrix4d::Identity()).norm(), 0.1);
+  ASSERT_EQ(stage.size(), 16u);
+  for (int i = 0; i < 16; ++i) EXPECT_EQ(stage[static_cast<std::size_t>(i)], r.affine(i / 4, i % 4));
 
   // The x scale holds voxel centres in mm along axis 0.
   const std::vector<double> x = ReadAll(file, "x");
