@@ -179,7 +179,7 @@ Vector VolumeElements(Classifier& model, const Vector& theta, const Matrix& x) {
   return volume;
 }
 
-double KineticEnergy(Classifier& model, const Vector& theta, const Matrix& x) {
+double FlowAction(Classifier& model, const Vector& theta, const Matrix& x) {
   RequireVectorModel(model, theta, x);
   const ModelSpec& spec = model.spec();
   const Index B = x.cols(), W = spec.state_size();
