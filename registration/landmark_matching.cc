@@ -53,7 +53,7 @@ double KroneckerQuadratic(const Matrix& K, int dim, const Vector& p, Vector* gra
 }
 
 // A loss on the end residual r = q(1) − y: value and ∂/∂r.
-using DataTerm = std::function<double(const Vector& r, Vector& d_r)>;
+using EndPointLoss = std::function<double(const Vector& r, Vector& d_r)>;
 
 // The two parameterisations, seen by the optimisers as θ ↦ (E_kin(θ), r(θ)) with gradients.
 class MatchingModel {
@@ -61,8 +61,8 @@ class MatchingModel {
   virtual ~MatchingModel() = default;
   virtual Eigen::Index num_parameters() const = 0;
   // Returns E_kin + D(r); fills grad (if non-null), kinetic and residual.
-  virtual double Evaluate(const Vector& theta, const DataTerm& data, Vector* grad, double* kinetic,
-                          Vector* residual) = 0;
+  virtual double Evaluate(const Vector& theta, const EndPointLoss& data, Vector* grad,
+                          double* kinetic, Vector* residual) = 0;
   long evaluations = 0;
 };
 
@@ -79,7 +79,7 @@ class ShootingModel : public MatchingModel {
         solver_(solver) {}
   Eigen::Index num_parameters() const override { return nd_; }
 
-  double Evaluate(const Vector& p0, const DataTerm& data, Vector* grad, double* kinetic,
+  double Evaluate(const Vector& p0, const EndPointLoss& data, Vector* grad, double* kinetic,
                   Vector* residual) override {
     ++evaluations;
     Vector x0(2 * nd_);
@@ -161,7 +161,7 @@ class LddmmModel : public MatchingModel {
         solver_(solver) {}
   Eigen::Index num_parameters() const override { return dynamics_.param_dim(); }
 
-  double Evaluate(const Vector& theta, const DataTerm& data, Vector* grad, double* kinetic,
+  double Evaluate(const Vector& theta, const EndPointLoss& data, Vector* grad, double* kinetic,
                   Vector* residual) override {
     ++evaluations;
     Vector x0(nd_ + 1);
@@ -252,7 +252,8 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
   inner.gradient_tolerance = 1e-12;
   inner.parameter_tolerance = 1e-14;
   inner.learning_rate = options.learning_rate;
-  const auto run_inner = [&](const DataTerm& data, int max_iterations, bool* stop_on_tolerance) {
+  const auto run_inner = [&](const EndPointLoss& data, int max_iterations,
+                             bool* stop_on_tolerance) {
     FunctionObjective objective(model.num_parameters(), [&](const Vector& wv, Vector* grad) {
       const double value =
           model.Evaluate(ApplyToMomenta(S, dim, wv), data, grad, &last_kinetic, &last_residual);
@@ -279,7 +280,7 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
 
   if (options.sigma > 0.0) {
     const double w = 1.0 / (options.sigma * options.sigma);
-    const DataTerm data = [w](const Vector& r, Vector& d_r) {
+    const EndPointLoss data = [w](const Vector& r, Vector& d_r) {
       d_r = w * r;
       return 0.5 * w * r.squaredNorm();
     };
@@ -294,7 +295,7 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
   double previous_norm = std::numeric_limits<double>::infinity();
   bool stop = true;
   for (int round = 0; round < options.max_outer_iterations; ++round) {
-    const DataTerm data = [&lambda, mu](const Vector& r, Vector& d_r) {
+    const EndPointLoss data = [&lambda, mu](const Vector& r, Vector& d_r) {
       if (lambda.size() != r.size()) lambda = Vector::Zero(r.size());
       d_r = lambda + mu * r;
       return lambda.dot(r) + 0.5 * mu * r.squaredNorm();
