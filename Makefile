@@ -1,5 +1,6 @@
 # The two front-door commands: `make demo` and `make check`.
-# Both install missing Debian packages, configure CMake and build with all cores.
+# Both install missing Debian packages, configure CMake and build with all cores: `make demo` only
+# the `diffeoflow` command line it runs, `make check` (and `make build`) every target.
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
@@ -11,7 +12,7 @@ SANITIZE   ?= 1
 # Tests too slow under ASan on 2 cores (they train to an accuracy); the Release pass runs them.
 ASAN_EXCLUDE ?= OdeNetLearnsTwoSpirals
 
-.PHONY: all deps configure build demo check test sanitize bench fuzz clean
+.PHONY: all deps configure build build-cli demo check test sanitize bench fuzz clean
 
 all: build
 
@@ -24,7 +25,11 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD) -j $(JOBS)
 
-demo: build
+# Only what the demo runs: not the test binaries, examples or benchmarks.
+build-cli: configure
+	@cmake --build $(BUILD) -j $(JOBS) --target diffeoflow
+
+demo: build-cli
 	@sh scripts/demo.sh $(BUILD) $(DEMO_OUT)
 
 test: build

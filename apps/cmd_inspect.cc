@@ -244,7 +244,7 @@ ModelGeometry InspectModel(const InspectFlags& f, const flows::ModelFile& file, 
     }
     r.fisher_data = "grid, labelled by the model";
   }
-  r.kinetic_energy = flows::KineticEnergy(model, theta, data);
+  r.kinetic_energy = flows::FlowAction(model, theta, data);
   r.fisher = flows::Fisher(model, theta, data, labels.data(), 512);
 
   // Metric ellipses on a lattice of about kEllipses points inside the grid.

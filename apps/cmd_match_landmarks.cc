@@ -6,6 +6,7 @@
 
 #include "apps/command.h"
 #include "registration/landmark_matching.h"
+#include "registration/landmark_outputs.h"
 #include "registration/outputs/summary_figure.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"

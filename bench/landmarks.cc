@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "registration/landmark_matching.h"
+#include "registration/landmark_outputs.h"
+#include "registration/shapes.h"
 
 namespace {
 

@@ -16,7 +16,7 @@
 // The layer-wise paths are read back from the trajectories.h5 each model writes (the file
 // `diffeoflow train` writes, flows/summary_figure.h): /states (T, N, W) and /projection (W, 2).
 //
-// The action (complexity) of the hidden flow is flows/geometry.h KineticEnergy over the test
+// The action (complexity) of the hidden flow is flows/geometry.h FlowAction over the test
 // points: ∫₀¹ ‖dh/dt‖² dt for odenet, Σ_l ‖h_{l+1} − h_l‖² / Δ for the discrete networks; beside it
 // the Fisher–Rao norm E ⟨θ, ∇_θ ℓ⟩² over the first 512 test points. The time column is the training
 // time (TrainSummary::wall_seconds); the check that trajectories.h5 holds exactly the states
@@ -171,7 +171,7 @@ int main(int argc, char** argv) {
         r.test_accuracy = s.test_accuracy;
         r.train_accuracy = s.train_accuracy;
         r.wall_seconds = s.wall_seconds;
-        r.action = KineticEnergy(model, theta, test.features);
+        r.action = FlowAction(model, theta, test.features);
         r.fisher_rao_norm = Fisher(model, theta, test.features, test.labels.data()).fisher_rao_norm;
 
         const std::string dir =

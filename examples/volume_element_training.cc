@@ -119,7 +119,7 @@ Stage Measure(Classifier& model, const Vector& theta, const Grid& grid, const Da
   s.name = name;
   s.epoch = epoch;
   s.test_accuracy = Accuracy(model, theta, test).second;
-  s.kinetic_energy = KineticEnergy(model, theta, test.features);
+  s.kinetic_energy = FlowAction(model, theta, test.features);
   s.fisher = Fisher(model, theta, test.features, test.labels.data());
   const Vector volume = VolumeElements(model, theta, grid.points);
   const Matrix logits = model.Logits(theta, grid.points);

@@ -252,6 +252,36 @@ double Classifier::ReadOut(const Vector& theta, const Matrix& h, const int* labe
   return loss;
 }
 
+Matrix DepthRecurrence::Next(const Eigen::Ref<const Matrix>& h,
+                             const Eigen::Ref<const Matrix>& h_previous,
+                             const Eigen::Ref<const Matrix>& g) const {
+  switch (kind_) {
+    case ModelKind::kResNet: return h + delta_ * g;
+    case ModelKind::kC2: return 2.0 * h - h_previous + delta_ * delta_ * g;
+    default: return g;
+  }
+}
+
+double DepthRecurrence::BlockScale() const {
+  switch (kind_) {
+    case ModelKind::kResNet: return delta_;
+    case ModelKind::kC2: return delta_ * delta_;
+    default: return 1.0;
+  }
+}
+
+void DepthRecurrence::Backward(const Matrix& u, const Matrix& x_bar, Matrix& a_h,
+                               Matrix& a_previous) const {
+  switch (kind_) {
+    case ModelKind::kResNet: a_h += u + x_bar; break;
+    case ModelKind::kC2:
+      a_h += 2.0 * u + x_bar;
+      a_previous -= u;
+      break;
+    default: a_h += x_bar; break;
+  }
+}
+
 BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int* labels,
                                  Vector* gradient) {
   if (theta.size() != param_dim_) {
@@ -260,7 +290,6 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
   }
   BatchResult result;
   const Index B = x.cols(), W = spec_.state_size();
-  const double delta = 1.0 / spec_.depth;
   Matrix h0 = Embed(theta, x);
   Matrix h0_bar;
   if (gradient != nullptr) gradient->setZero(param_dim_);
@@ -293,26 +322,8 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     h0_bar = Eigen::Map<const Matrix>(g.grad_x0.data(), W, B);
   } else {
     const int L = spec_.depth;
-    std::vector<Matrix> hs(static_cast<std::size_t>(L) + 1);
-    hs[0] = std::move(h0);
     std::vector<Index> offsets;
-    Index offset = flow_offset_;
-    for (int l = 0; l < L; ++l) {
-      Sequential& block = blocks_[static_cast<std::size_t>(l)];
-      offsets.push_back(offset);
-      const Matrix& h = hs[static_cast<std::size_t>(l)];
-      ConstMatrixView g =
-          block.Forward(l * delta, theta.data() + offset, ConstMatrixView(h.data(), W, B));
-      Matrix& next = hs[static_cast<std::size_t>(l) + 1];
-      switch (spec_.kind) {
-        case ModelKind::kResNet: next = h + delta * g; break;
-        case ModelKind::kC2:
-          next = 2.0 * h - hs[static_cast<std::size_t>(std::max(l - 1, 0))] + delta * delta * g;
-          break;
-        default: next = g; break;
-      }
-      offset += block.param_dim();
-    }
+    const std::vector<Matrix> hs = LayerStates(theta, std::move(h0), &offsets);
     Matrix hL_bar;
     result.loss = ReadOut(theta, hs.back(), labels, &result.correct,
                           gradient != nullptr ? &hL_bar : nullptr,
@@ -323,25 +334,16 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     Matrix a_before = Matrix::Zero(W, B);
     a.back() = hL_bar;
     Matrix y_bar(W, B), x_bar(W, B);
+    const DepthRecurrence recurrence(spec_.kind, L);
     for (int l = L - 1; l >= 0; --l) {
       const auto k = static_cast<std::size_t>(l);
       Sequential& block = blocks_[k];
       const Matrix& u = a[k + 1];
-      const double scale = spec_.kind == ModelKind::kResNet ? delta
-                           : spec_.kind == ModelKind::kC2   ? delta * delta
-                                                            : 1.0;
-      y_bar = scale * u;
-      block.Backward(l * delta, theta.data() + offsets[k], ConstMatrixView(hs[k].data(), W, B),
-                     ConstMatrixView(y_bar.data(), W, B), MatrixView(x_bar.data(), W, B),
-                     grad + offsets[k]);
-      switch (spec_.kind) {
-        case ModelKind::kResNet: a[k] += u + x_bar; break;
-        case ModelKind::kC2:
-          a[k] += 2.0 * u + x_bar;
-          (l >= 1 ? a[k - 1] : a_before) -= u;
-          break;
-        default: a[k] += x_bar; break;
-      }
+      y_bar = recurrence.BlockScale() * u;
+      block.Backward(l * recurrence.delta(), theta.data() + offsets[k],
+                     ConstMatrixView(hs[k].data(), W, B), ConstMatrixView(y_bar.data(), W, B),
+                     MatrixView(x_bar.data(), W, B), grad + offsets[k]);
+      recurrence.Backward(u, x_bar, a[k], l >= 1 ? a[k - 1] : a_before);
     }
     h0_bar = a[0] + a_before;
   }
@@ -390,25 +392,28 @@ std::vector<Matrix> Classifier::Paths(const Vector& theta, const Matrix& x, int 
     for (const Vector& state : s.states) out.push_back(Eigen::Map<const Matrix>(state.data(), W, B));
     return out;
   }
-  const double delta = 1.0 / spec_.depth;
-  out.push_back(h0);
+  return LayerStates(theta, std::move(h0), nullptr);
+}
+
+std::vector<Matrix> Classifier::LayerStates(const Vector& theta, Matrix h0,
+                                            std::vector<Index>* offsets) {
+  const DepthRecurrence recurrence(spec_.kind, spec_.depth);
+  const Index B = h0.cols(), W = spec_.state_size();
+  std::vector<Matrix> hs;
+  hs.reserve(static_cast<std::size_t>(spec_.depth) + 1);
+  hs.push_back(std::move(h0));
   Index offset = flow_offset_;
   for (int l = 0; l < spec_.depth; ++l) {
     Sequential& block = blocks_[static_cast<std::size_t>(l)];
-    const Matrix h = out.back();
-    ConstMatrixView g =
-        block.Forward(l * delta, theta.data() + offset, ConstMatrixView(h.data(), W, B));
-    switch (spec_.kind) {
-      case ModelKind::kResNet: out.push_back(h + delta * g); break;
-      case ModelKind::kC2:
-        out.push_back(2.0 * h - out[static_cast<std::size_t>(std::max(l - 1, 0))] +
-                      delta * delta * g);
-        break;
-      default: out.push_back(g); break;
-    }
+    if (offsets != nullptr) offsets->push_back(offset);
+    const Matrix& h = hs.back();
+    ConstMatrixView g = block.Forward(l * recurrence.delta(), theta.data() + offset,
+                                      ConstMatrixView(h.data(), W, B));
+    Matrix next = recurrence.Next(h, hs[static_cast<std::size_t>(std::max(l - 1, 0))], g);
+    hs.push_back(std::move(next));
     offset += block.param_dim();
   }
-  return out;
+  return hs;
 }
 
 Matrix Classifier::Logits(const Vector& theta, const Matrix& x, Index batch) {

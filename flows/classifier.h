@@ -61,6 +61,30 @@ struct ModelSpec {
   void Validate() const;     // InputError naming the flag
 };
 
+// The layer recurrence of the discrete-depth models (resnet, c2, mlp above) with Δ = 1/L:
+//   h_{l+1} = a h_l + b h_{l−1} + c g_l,
+//   (a, b, c) = (1, 0, Δ) resnet, (2, −1, Δ²) c2, (0, 0, 1) mlp,
+// g_l being block l applied to h_l and h_{−1} = h_0. It is linear in (h_l, h_{l−1}, g_l), so
+// tangents (forward mode, flows/geometry.cc) follow the same rule, and its transpose is the
+// backward pass (Classifier::Evaluate).
+class DepthRecurrence {
+ public:
+  DepthRecurrence(ModelKind kind, int depth) : kind_(kind), delta_(1.0 / depth) {}
+  double delta() const { return delta_; }  // Δ; block l runs at depth t = l Δ
+  // h_{l+1} from h_l, h_{l−1} and g_l (h_previous is read by c2 only).
+  Matrix Next(const Eigen::Ref<const Matrix>& h, const Eigen::Ref<const Matrix>& h_previous,
+              const Eigen::Ref<const Matrix>& g) const;
+  // c = ∂h_{l+1}/∂g_l: block l's output adjoint is c u for u = ∂L/∂h_{l+1}.
+  double BlockScale() const;
+  // For u = ∂L/∂h_{l+1} and x̄ = the input adjoint block l returned for c u: adds a u + x̄ into
+  // a_h (∂L/∂h_l) and b u into a_previous (∂L/∂h_{l−1}).
+  void Backward(const Matrix& u, const Matrix& x_bar, Matrix& a_h, Matrix& a_previous) const;
+
+ private:
+  ModelKind kind_;
+  double delta_;
+};
+
 struct BatchResult {
   double loss = 0.0;
   Index correct = 0;
@@ -103,6 +127,9 @@ class Classifier {
 
  private:
   Matrix Embed(const Vector& theta, const Matrix& x);
+  // h_0 … h_L of a discrete-depth model from h_0 (DepthRecurrence); `offsets`, when non-null,
+  // receives the offset in θ of each block.
+  std::vector<Matrix> LayerStates(const Vector& theta, Matrix h0, std::vector<Index>* offsets);
   // Whether Embed splits a batch of B over embed_shards_ (EmbedBackward follows the same split).
   bool EmbedsOnShards(Index B) const;
   // The embedding's backward pass after Embed of the same x: writes its θ̄ into grad.

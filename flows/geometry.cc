@@ -132,7 +132,8 @@ void ChunkJacobians(Classifier& model, const Vector& theta, const Matrix& x,
     return;
   }
 
-  const double delta = 1.0 / spec.depth;
+  // The layer recurrence carries the features and, being linear, their tangents.
+  const DepthRecurrence recurrence(spec.kind, spec.depth);
   Index offset = model.flow_offset();
   Matrix h_previous = h;                      // h_{l−1} (c2: h_{−1} = h_0)
   std::vector<Matrix> previous = tangents;    // T_{l−1}
@@ -140,28 +141,15 @@ void ChunkJacobians(Classifier& model, const Vector& theta, const Matrix& x,
     const Sequential& block = model.layer_blocks()[static_cast<std::size_t>(l)];
     Matrix g = h;
     std::vector<Matrix> g_tangents = tangents;
-    ForwardTangents(block, l * delta, theta.data() + offset, g, g_tangents);
+    ForwardTangents(block, l * recurrence.delta(), theta.data() + offset, g, g_tangents);
     offset += block.param_dim();
-    switch (spec.kind) {
-      case ModelKind::kResNet:
-        h += delta * g;
-        for (std::size_t k = 0; k < tangents.size(); ++k) tangents[k] += delta * g_tangents[k];
-        break;
-      case ModelKind::kC2: {
-        Matrix next = 2.0 * h - h_previous + delta * delta * g;
-        h_previous = std::move(h);
-        h = std::move(next);
-        for (std::size_t k = 0; k < tangents.size(); ++k) {
-          Matrix next_tangent = 2.0 * tangents[k] - previous[k] + delta * delta * g_tangents[k];
-          previous[k] = std::move(tangents[k]);
-          tangents[k] = std::move(next_tangent);
-        }
-        break;
-      }
-      default:
-        h = std::move(g);
-        tangents = std::move(g_tangents);
-        break;
+    Matrix next = recurrence.Next(h, h_previous, g);
+    h_previous = std::move(h);
+    h = std::move(next);
+    for (std::size_t k = 0; k < tangents.size(); ++k) {
+      Matrix next_tangent = recurrence.Next(tangents[k], previous[k], g_tangents[k]);
+      previous[k] = std::move(tangents[k]);
+      tangents[k] = std::move(next_tangent);
     }
   }
   for (Index b = 0; b < B; ++b) {
@@ -191,7 +179,7 @@ Vector VolumeElements(Classifier& model, const Vector& theta, const Matrix& x) {
   return volume;
 }
 
-double KineticEnergy(Classifier& model, const Vector& theta, const Matrix& x) {
+double FlowAction(Classifier& model, const Vector& theta, const Matrix& x) {
   RequireVectorModel(model, theta, x);
   const ModelSpec& spec = model.spec();
   const Index B = x.cols(), W = spec.state_size();

@@ -33,12 +33,13 @@ std::vector<Matrix> FeatureJacobians(Classifier& model, const Vector& theta, con
 // space (0 when the map loses rank, e.g. through a narrow embedding).
 Vector VolumeElements(Classifier& model, const Vector& theta, const Matrix& x);
 
-// Action of the hidden flow ∫₀¹ ‖f(t, h)‖² dt averaged over the points. Continuous models integrate
-// it as an extra state (solvers/kinetic_energy.h); discrete models use the depth step Δ = 1/L and
-// the difference quotient of their layers, Σ_l ‖h_{l+1} − h_l‖² / Δ (= Σ_l Δ ‖(h_{l+1} − h_l)/Δ‖²,
-// the rectangle rule of the same integral for resnet / c2; for mlp, whose layers are not small
-// steps, the same sum measures how far each layer moves the features).
-double KineticEnergy(Classifier& model, const Vector& theta, const Matrix& x);
+// Action of the hidden flow ∫₀¹ ‖f(t, h)‖² dt averaged over the points (no ½, as Finlay et al.
+// 2020's regulariser; KineticEnergy in solvers/landmarks.h is the Hamiltonian ½ pᵀK p). Continuous
+// models integrate it as an extra state (solvers/kinetic_energy.h); discrete models use the depth
+// step Δ = 1/L and the difference quotient of their layers, Σ_l ‖h_{l+1} − h_l‖² / Δ
+// (= Σ_l Δ ‖(h_{l+1} − h_l)/Δ‖², the rectangle rule of the same integral for resnet / c2; for mlp,
+// whose layers are not small steps, the same sum measures how far each layer moves the features).
+double FlowAction(Classifier& model, const Vector& theta, const Matrix& x);
 
 // Fisher–Rao norm E_data ⟨θ, ∇_θ ℓ(x, y)⟩² and the trace of the empirical Fisher E ‖∇_θ ℓ‖², over
 // the first min(N, max_samples) samples (per-sample gradients of the cross-entropy ℓ).

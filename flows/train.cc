@@ -249,13 +249,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         if (options.weight_decay > 0.0) g += options.weight_decay * theta;
         ++state.step;
         if (options.optimizer == Optimizer::kAdam) {
-          const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-          state.m = b1 * state.m + (1.0 - b1) * g;
-          state.v = b2 * state.v + (1.0 - b2) * g.cwiseAbs2();
-          const double c1 = 1.0 - std::pow(b1, static_cast<double>(state.step));
-          const double c2 = 1.0 - std::pow(b2, static_cast<double>(state.step));
-          theta.array() -=
-              rate * (state.m.array() / c1) / ((state.v.array() / c2).sqrt() + eps);
+          AdamStep(AdamOptions{}, state.step, rate, g, state.m, state.v, theta);
         } else {
           state.m = options.momentum * state.m + g;
           theta -= rate * state.m;

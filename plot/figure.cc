@@ -1123,15 +1123,6 @@ struct Scratch {
 
 }  // namespace
 
-Figure::PixelRect Figure::PlotAreaPx(int row, int col) const {
-  const Axes& axes = PanelAt(row, col);
-  Scratch scratch;
-  const double top = title_.empty() ? 0.0 : kFigureTitleHeightPx;
-  const PanelLayout L = Layout(axes.state(), scratch.cr, col * panel_width_px_,
-                               top + row * panel_height_px_, panel_width_px_, panel_height_px_);
-  return {L.frame.px, L.frame.py, L.frame.pw, L.frame.ph};
-}
-
 Eigen::Vector2d Figure::DataToPixel(int row, int col, double x, double y) const {
   const Axes& axes = PanelAt(row, col);
   Scratch scratch;

@@ -247,15 +247,8 @@ class Figure {
   int Width() const;
   int Height() const;
 
-  // Where panel (row, col) draws its data, in PNG pixels (x to the right, y downwards), and where
-  // a data point lands; for annotating a saved figure and for tests. Throws like At.
-  struct PixelRect {
-    double x = 0.0;
-    double y = 0.0;
-    double width = 0.0;
-    double height = 0.0;
-  };
-  PixelRect PlotAreaPx(int row, int col) const;
+  // Where a data point of panel (row, col) lands in PNG pixels (x to the right, y downwards); for
+  // annotating a saved figure and for tests. Throws like At.
   Eigen::Vector2d DataToPixel(int row, int col, double x, double y) const;
 
   // Renders and writes the PNG atomically (temporary file beside `path`, then rename).

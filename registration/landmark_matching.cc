@@ -3,10 +3,8 @@
 #include <ceres/ceres.h>
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <cmath>
-#include <fstream>
 #include <iomanip>
 #include <limits>
 #include <memory>
@@ -14,10 +12,8 @@
 
 #include <Eigen/Cholesky>
 
-#include "solvers/atomic_file.h"
 #include "solvers/clock.h"
 #include "solvers/errors.h"
-#include "solvers/hdf5.h"
 
 namespace diffeoflow::registration {
 namespace {
@@ -53,7 +49,7 @@ double KroneckerQuadratic(const Matrix& K, int dim, const Vector& p, Vector* gra
 }
 
 // A loss on the end residual r = q(1) − y: value and ∂/∂r.
-using DataTerm = std::function<double(const Vector& r, Vector& d_r)>;
+using EndPointLoss = std::function<double(const Vector& r, Vector& d_r)>;
 
 // The two parameterisations, seen by the optimisers as θ ↦ (E_kin(θ), r(θ)) with gradients.
 class MatchingModel {
@@ -61,8 +57,8 @@ class MatchingModel {
   virtual ~MatchingModel() = default;
   virtual Eigen::Index num_parameters() const = 0;
   // Returns E_kin + D(r); fills grad (if non-null), kinetic and residual.
-  virtual double Evaluate(const Vector& theta, const DataTerm& data, Vector* grad, double* kinetic,
-                          Vector* residual) = 0;
+  virtual double Evaluate(const Vector& theta, const EndPointLoss& data, Vector* grad,
+                          double* kinetic, Vector* residual) = 0;
   long evaluations = 0;
 };
 
@@ -79,7 +75,7 @@ class ShootingModel : public MatchingModel {
         solver_(solver) {}
   Eigen::Index num_parameters() const override { return nd_; }
 
-  double Evaluate(const Vector& p0, const DataTerm& data, Vector* grad, double* kinetic,
+  double Evaluate(const Vector& p0, const EndPointLoss& data, Vector* grad, double* kinetic,
                   Vector* residual) override {
     ++evaluations;
     Vector x0(2 * nd_);
@@ -161,7 +157,7 @@ class LddmmModel : public MatchingModel {
         solver_(solver) {}
   Eigen::Index num_parameters() const override { return dynamics_.param_dim(); }
 
-  double Evaluate(const Vector& theta, const DataTerm& data, Vector* grad, double* kinetic,
+  double Evaluate(const Vector& theta, const EndPointLoss& data, Vector* grad, double* kinetic,
                   Vector* residual) override {
     ++evaluations;
     Vector x0(nd_ + 1);
@@ -252,7 +248,8 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
   inner.gradient_tolerance = 1e-12;
   inner.parameter_tolerance = 1e-14;
   inner.learning_rate = options.learning_rate;
-  const auto run_inner = [&](const DataTerm& data, int max_iterations, bool* stop_on_tolerance) {
+  const auto run_inner = [&](const EndPointLoss& data, int max_iterations,
+                             bool* stop_on_tolerance) {
     FunctionObjective objective(model.num_parameters(), [&](const Vector& wv, Vector* grad) {
       const double value =
           model.Evaluate(ApplyToMomenta(S, dim, wv), data, grad, &last_kinetic, &last_residual);
@@ -279,7 +276,7 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
 
   if (options.sigma > 0.0) {
     const double w = 1.0 / (options.sigma * options.sigma);
-    const DataTerm data = [w](const Vector& r, Vector& d_r) {
+    const EndPointLoss data = [w](const Vector& r, Vector& d_r) {
       d_r = w * r;
       return 0.5 * w * r.squaredNorm();
     };
@@ -294,7 +291,7 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
   double previous_norm = std::numeric_limits<double>::infinity();
   bool stop = true;
   for (int round = 0; round < options.max_outer_iterations; ++round) {
-    const DataTerm data = [&lambda, mu](const Vector& r, Vector& d_r) {
+    const EndPointLoss data = [&lambda, mu](const Vector& r, Vector& d_r) {
       if (lambda.size() != r.size()) lambda = Vector::Zero(r.size());
       d_r = lambda + mu * r;
       return lambda.dot(r) + 0.5 * mu * r.squaredNorm();
@@ -630,164 +627,6 @@ std::vector<Matrix> CarryAlongMatch(const LandmarkMatchingResult& result, const 
     }
   }
   return carried;
-}
-
-nlohmann::json LandmarkMetricsJson(const LandmarkMatchingResult& result) {
-  nlohmann::json j;
-  j["method"] = LandmarkMethodName(result.method);
-  j["residual_rms"] = result.residual_rms;
-  j["kinetic_energy"] = result.kinetic_energy;
-  j["iterations"] = result.iterations;
-  j["wall_seconds"] = result.wall_seconds;
-  j["parameters"] = result.num_parameters();
-  j["data_term"] = result.data_term;
-  j["velocity_norm_per_time"] = result.velocity_norm_per_time;
-  j["kernel_width"] = result.kernel_width;
-  j["sigma"] = result.options.sigma;
-  j["steps"] = result.options.steps;
-  j["landmarks"] = result.source.rows();
-  j["dim"] = result.dim;
-  j["evaluations"] = result.evaluations;
-  j["loss_history"] = result.loss_history;
-  j["residual_history"] = result.residual_history;
-  j["termination"] = result.termination;
-  j["converged"] = result.converged;
-  return j;
-}
-
-void WriteLandmarkTrajectory(const std::string& path, const LandmarkMatchingResult& result) {
-  const std::uint64_t T = result.times.size();
-  const std::uint64_t n = result.source.rows(), d = result.dim;
-  std::vector<double> states, positions, momenta;
-  for (std::size_t k = 0; k < T; ++k) {
-    positions.insert(positions.end(), result.positions[k].begin(), result.positions[k].end());
-    momenta.insert(momenta.end(), result.momenta[k].begin(), result.momenta[k].end());
-    states.insert(states.end(), result.positions[k].begin(), result.positions[k].end());
-    states.insert(states.end(), result.momenta[k].begin(), result.momenta[k].end());
-  }
-  h5::Writer writer(path);
-  writer.SetAttribute("/", "format", "diffeoflow-trajectory");
-  writer.SetAttribute("/", "version", std::int64_t{1});
-  writer.SetAttribute("/", "kind", "landmarks");
-  writer.WriteDoubles("times", result.times, {T});
-  writer.SetAttribute("times", "units", "1");
-  writer.WriteDoubles("states", states, {T, 2, n, d});
-  writer.SetAttribute("states", "units", "landmark units; [positions, momenta]");
-  writer.WriteDoubles("positions", positions, {T, n, d});
-  writer.WriteDoubles("momenta", momenta, {T, n, d});
-  writer.WriteDoubles("source", Pack(result.source).data(), {n, d});
-  writer.WriteDoubles("target", Pack(result.target).data(), {n, d});
-  writer.WriteDoubles("velocity_norm_per_time", result.velocity_norm_per_time, {T});
-  writer.WriteDoubles("parameters", result.parameters.data(),
-                      {static_cast<std::uint64_t>(result.parameters.size())});
-  writer.CreateGroup("options");
-  writer.SetAttribute("options", "method", LandmarkMethodName(result.method));
-  writer.SetAttribute("options", "kernel", "gaussian exp(-|x-y|^2/(2 W^2))");
-  writer.SetAttribute("options", "kernel_width", Number(result.kernel_width));
-  writer.SetAttribute("options", "sigma", Number(result.options.sigma));
-  writer.SetAttribute("options", "steps", std::to_string(result.options.steps));
-  writer.SetAttribute("options", "solver", MethodName(result.options.solver));
-  if (result.method == LandmarkMethod::kLddmm) {
-    writer.SetAttribute("options", "time_points",
-                        std::to_string(result.parameters.size() / (n * d)));
-    writer.SetAttribute("options", "interpolation",
-                        MomentumInterpolationName(result.options.interpolation));
-    writer.SetAttribute("options", "optimizer", OptimizerName(result.options.optimizer));
-  }
-  writer.Commit();
-}
-
-Matrix ReadLandmarksCsv(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw InputError(path + ": cannot open the landmark file");
-  std::vector<std::vector<double>> rows;
-  std::string line;
-  int line_number = 0;
-  bool seen_data_or_header = false;
-  while (std::getline(in, line)) {
-    ++line_number;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) continue;
-    std::vector<double> values;
-    bool numeric = true;      // every field a finite number
-    bool any_number = false;  // some field parses as a number (a header row has none)
-    std::size_t begin = 0;
-    while (begin <= line.size()) {
-      std::size_t end = line.find(',', begin);
-      if (end == std::string::npos) end = line.size();
-      std::string field = line.substr(begin, end - begin);
-      const std::size_t a = field.find_first_not_of(" \t");
-      const std::size_t b = field.find_last_not_of(" \t");
-      field = a == std::string::npos ? "" : field.substr(a, b - a + 1);
-      if (!field.empty() && field[0] == '+') field.erase(0, 1);
-      double value = 0.0;
-      const auto parsed = std::from_chars(field.data(), field.data() + field.size(), value);
-      const bool is_number = !field.empty() && parsed.ec == std::errc() &&
-                             parsed.ptr == field.data() + field.size();
-      any_number = any_number || is_number;
-      if (!is_number || !std::isfinite(value)) numeric = false;
-      values.push_back(value);
-      begin = end + 1;
-    }
-    const std::string where = path + ":" + std::to_string(line_number);
-    if (!numeric) {
-      if (!seen_data_or_header && !any_number) {  // the header row
-        seen_data_or_header = true;
-        if (values.size() != 2 && values.size() != 3) {
-          throw InputError(where + ": header must name 2 or 3 columns");
-        }
-        continue;
-      }
-      throw InputError(where + ": expected 2 or 3 comma-separated finite numbers, got '" + line +
-                       "'");
-    }
-    seen_data_or_header = true;
-    if (values.size() != 2 && values.size() != 3) {
-      throw InputError(where + ": expected 2 or 3 columns, got " + std::to_string(values.size()));
-    }
-    if (!rows.empty() && values.size() != rows.front().size()) {
-      throw InputError(where + ": expected " + std::to_string(rows.front().size()) +
-                       " columns like the first landmark, got " + std::to_string(values.size()));
-    }
-    rows.push_back(std::move(values));
-  }
-  if (rows.empty()) throw InputError(path + ": no landmarks (expected rows of 2 or 3 numbers)");
-  Matrix points(static_cast<Eigen::Index>(rows.size()), static_cast<Eigen::Index>(rows[0].size()));
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    for (std::size_t c = 0; c < rows[i].size(); ++c) points(i, c) = rows[i][c];
-  }
-  return points;
-}
-
-void WriteLandmarksCsv(const std::string& path, const Matrix& landmarks) {
-  std::ostringstream out;
-  out << std::setprecision(17);
-  out << (landmarks.cols() == 3 ? "x,y,z\n" : "x,y\n");
-  for (Eigen::Index i = 0; i < landmarks.rows(); ++i) {
-    for (Eigen::Index c = 0; c < landmarks.cols(); ++c) {
-      out << (c ? "," : "") << landmarks(i, c);
-    }
-    out << "\n";
-  }
-  WriteFileAtomically(path, out.str());
-}
-
-Matrix CircleLandmarks(int n) {
-  Matrix points(n, 2);
-  for (int i = 0; i < n; ++i) {
-    const double a = 2.0 * M_PI * i / n;
-    points.row(i) << std::cos(a), std::sin(a);
-  }
-  return points;
-}
-
-Matrix SmoothWarpOfPoints(const Matrix& points, double amplitude) {
-  Matrix out = points;
-  for (Eigen::Index i = 0; i < points.rows(); ++i) {
-    out(i, 0) += amplitude * std::sin(M_PI * points(i, 1));
-    out(i, 1) += amplitude * std::cos(M_PI * points(i, 0));
-  }
-  return out;
 }
 
 }  // namespace diffeoflow::registration

@@ -30,8 +30,6 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "solvers/integrate.h"
 #include "solvers/landmarks.h"
 #include "solvers/optimize.h"
@@ -121,29 +119,5 @@ LandmarkMatchingResult MatchLandmarks(const Matrix& source, const Matrix& target
 // Carries arbitrary points (rows of `points`, M × d) along the matched flow; returns their
 // positions at every recorded time (each M × d).
 std::vector<Matrix> CarryAlongMatch(const LandmarkMatchingResult& result, const Matrix& points);
-
-// metrics.json: method, residual_rms, kinetic_energy, iterations, wall_seconds, parameters, and
-// data_term, velocity_norm_per_time, kernel_width, sigma, steps, landmarks, dim, evaluations,
-// loss_history, residual_history, termination, converged.
-nlohmann::json LandmarkMetricsJson(const LandmarkMatchingResult& result);
-
-// trajectory.h5 (kind "landmarks"): /times (T+1), /states (T+1, 2, N, d) with [positions, momenta],
-// /positions and /momenta (T+1, N, d), /source and /target (N, d), /parameters, /options.
-void WriteLandmarkTrajectory(const std::string& path, const LandmarkMatchingResult& result);
-
-// summary.png: WriteLandmarkSummaryFigure in registration/outputs/summary_figure.h.
-
-// CSV: one landmark a row, 2 or 3 comma-separated numbers, an optional header row (the first row,
-// when it holds no number), blank lines ignored. Throws InputError naming the file and line for a
-// missing file, a malformed row, a row of another width, or fewer than one landmark.
-Matrix ReadLandmarksCsv(const std::string& path);
-// Writes atomically, "x,y[,z]" header then one row a landmark, full precision.
-void WriteLandmarksCsv(const std::string& path, const Matrix& landmarks);
-
-// The test shape of the benchmarks: n landmarks evenly on the unit circle, and their image under
-// the smooth diffeomorphism φ(x, y) = (x + a sin(π y), y + a cos(π x)) (det Dφ ≥ 1 − a²π² > 0
-// for a < 1/π).
-Matrix CircleLandmarks(int n);
-Matrix SmoothWarpOfPoints(const Matrix& points, double amplitude);
 
 }  // namespace diffeoflow::registration

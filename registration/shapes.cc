@@ -480,4 +480,22 @@ WarpedPair MakeRandomlyWarpedPair(const Image& image, const RandomDiffeomorphism
   return pair;
 }
 
+Eigen::MatrixXd CircleLandmarks(int n) {
+  Eigen::MatrixXd points(n, 2);
+  for (int i = 0; i < n; ++i) {
+    const double a = 2.0 * M_PI * i / n;
+    points.row(i) << std::cos(a), std::sin(a);
+  }
+  return points;
+}
+
+Eigen::MatrixXd SmoothWarpOfPoints(const Eigen::MatrixXd& points, double amplitude) {
+  Eigen::MatrixXd out = points;
+  for (Eigen::Index i = 0; i < points.rows(); ++i) {
+    out(i, 0) += amplitude * std::sin(M_PI * points(i, 1));
+    out(i, 1) += amplitude * std::cos(M_PI * points(i, 0));
+  }
+  return out;
+}
+
 }  // namespace diffeoflow::registration

@@ -2,7 +2,8 @@
 // warps to make a known deformation of any image (e.g. a brain against a warped copy of itself);
 // and the hard cases of the robustness benchmark (bench/robustness.cc, docs/robustness.md): thin
 // C rings with a deep, narrow-mouthed hollow, large translations, large random diffeomorphisms
-// of any 2-D/3-D image, intensity ranges other than [0, 1].
+// of any 2-D/3-D image, intensity ranges other than [0, 1]; and landmark sets for the landmark
+// matching benchmarks and tests.
 #pragma once
 
 #include <array>
@@ -154,5 +155,11 @@ RandomDiffeomorphism MakeRandomDiffeomorphism(const Grid& grid,
 // φ = MakeRandomDiffeomorphism(image.grid, options); displacement_mm = φ − id.
 WarpedPair MakeRandomlyWarpedPair(const Image& image,
                                   const RandomDiffeomorphismOptions& options = {});
+
+// Landmarks (rows, N × 2) for the landmark benchmarks and tests: n landmarks evenly on the unit circle, and their image under
+// the smooth diffeomorphism φ(x, y) = (x + a sin(π y), y + a cos(π x)) (det Dφ ≥ 1 − a²π² > 0
+// for a < 1/π).
+Eigen::MatrixXd CircleLandmarks(int n);
+Eigen::MatrixXd SmoothWarpOfPoints(const Eigen::MatrixXd& points, double amplitude);
 
 }  // namespace diffeoflow::registration

@@ -17,20 +17,4 @@ Matrix Dynamics::JacobianX(double t, ConstVectorRef x, ConstVectorRef theta) {
   return jacobian;
 }
 
-void Dynamics::jvp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef v,
-                   VectorRef out) {
-  const Eigen::Index n = state_dim();
-  jacobian_workspace_.resize(n, n);
-  unit_.setZero(n);
-  row_.resize(n);
-  theta_row_.resize(param_dim());
-  for (Eigen::Index i = 0; i < n; ++i) {
-    unit_[i] = 1.0;
-    vjp(t, x, theta, unit_, row_, theta_row_);
-    jacobian_workspace_.row(i) = row_.transpose();
-    unit_[i] = 0.0;
-  }
-  out.noalias() = jacobian_workspace_ * v;
-}
-
 }  // namespace diffeoflow

@@ -2,7 +2,6 @@
 //
 //   f:    dxdt = f(t, x; θ)
 //   vjp:  given a, return  a_x = aᵀ ∂f/∂x  and  a_θ = aᵀ ∂f/∂θ
-//   jvp:  given v, return  ∂f/∂x v   (forward sensitivity; default builds ∂f/∂x from vjp rows)
 //
 // The integrator and the adjoint never know what moves: a batch of feature vectors through a
 // network (batches are rows of one state vector), or grid points through a velocity field.
@@ -39,16 +38,11 @@ class Dynamics {
   virtual void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
                    VectorRef a_x, VectorRef a_theta) = 0;
 
-  // out = ∂f/∂x v. The default forms ∂f/∂x from state_dim() vjp calls with unit vectors, which is
-  // right for the small systems forward sensitivity is meant for; override it for speed.
-  virtual void jvp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef v,
-                   VectorRef out);
-
-  // ∂f/∂x as a dense matrix (state_dim × state_dim), built from vjp rows.
+  // ∂f/∂x as a dense matrix (state_dim × state_dim) from state_dim() vjp calls with unit vectors:
+  // right for the small systems forward sensitivity (ForwardSensitivity) is meant for.
   Matrix JacobianX(double t, ConstVectorRef x, ConstVectorRef theta);
 
  private:
-  Matrix jacobian_workspace_;
   Vector unit_, row_, theta_row_;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -51,6 +52,117 @@ GradientCheckResult CheckDirectionalDerivative(const std::function<double(const 
   const double scale = std::max({std::abs(result.analytic), std::abs(result.numeric),
                                  std::numeric_limits<double>::min()});
   result.relative_error = std::abs(result.analytic - result.numeric) / scale;
+  return result;
+}
+
+namespace {
+
+Vector RandomUnit(Eigen::Index n, std::mt19937& rng) {
+  std::normal_distribution<double> normal(0.0, 1.0);
+  Vector v(n);
+  do {
+    for (Eigen::Index i = 0; i < n; ++i) v[i] = normal(rng);
+  } while (n > 0 && v.norm() == 0.0);
+  if (n > 0) v.normalize();
+  return v;
+}
+
+// |analytic − numeric| relative to max(bound, |numeric|), bound = ‖gradient‖ ‖direction‖.
+double ProductError(double analytic, double numeric, double bound) {
+  const double scale =
+      std::max({bound, std::abs(numeric), std::numeric_limits<double>::min()});
+  return std::abs(analytic - numeric) / scale;
+}
+
+bool SameValues(const Vector& a, const Vector& b) {
+  return a.size() == b.size() && (a.array() == b.array()).all();
+}
+
+}  // namespace
+
+std::string DynamicsCheckResult::Report() const {
+  std::ostringstream out;
+  out << "vjp against central differences: state " << state_error << ", θ " << param_error
+      << "; outputs overwritten: f " << (f_overwrites ? "yes" : "no") << ", vjp "
+      << (vjp_overwrites ? "yes" : "no") << "; allocations: ";
+  if (f_allocations < 0) {
+    out << "not counted";
+  } else {
+    out << "f " << f_allocations << ", vjp " << vjp_allocations;
+  }
+  out << (passed ? " (passed)" : " (FAILED)");
+  return out.str();
+}
+
+DynamicsCheckResult CheckDynamics(Dynamics& dynamics, double t, const Vector& x,
+                                  const Vector& theta, const DynamicsCheckOptions& options) {
+  const Eigen::Index n = dynamics.state_dim();
+  const Eigen::Index p = dynamics.param_dim();
+  if (x.size() != n || theta.size() != p) {
+    throw std::invalid_argument("CheckDynamics: x has " + std::to_string(x.size()) +
+                                " entries and θ " + std::to_string(theta.size()) +
+                                ", the dynamics needs " + std::to_string(n) + " and " +
+                                std::to_string(p));
+  }
+  std::mt19937 rng(options.seed);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const double h = options.h;
+  DynamicsCheckResult result;
+  Vector a(n), a_x(n), a_theta(p), forward(n), backward(n);
+  for (int k = 0; k < options.directions; ++k) {
+    for (Eigen::Index i = 0; i < n; ++i) a[i] = normal(rng);
+    dynamics.vjp(t, x, theta, a, a_x, a_theta);
+    const Vector u = RandomUnit(n, rng);
+    dynamics.f(t, x + h * u, theta, forward);
+    dynamics.f(t, x - h * u, theta, backward);
+    result.state_error =
+        std::max(result.state_error, ProductError(a_x.dot(u), a.dot(forward - backward) / (2 * h),
+                                                  a_x.norm()));
+    if (p > 0) {
+      const Vector s = RandomUnit(p, rng);
+      dynamics.f(t, x, theta + h * s, forward);
+      dynamics.f(t, x, theta - h * s, backward);
+      result.param_error = std::max(
+          result.param_error,
+          ProductError(a_theta.dot(s), a.dot(forward - backward) / (2 * h), a_theta.norm()));
+    }
+  }
+
+  // Outputs are overwritten, never accumulated into.
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  Vector f_zero = Vector::Zero(n), f_nan = Vector::Constant(n, nan);
+  dynamics.f(t, x, theta, f_zero);
+  dynamics.f(t, x, theta, f_nan);
+  result.f_overwrites = SameValues(f_zero, f_nan);
+  Vector ax_zero = Vector::Zero(n), ax_nan = Vector::Constant(n, nan);
+  Vector at_zero = Vector::Zero(p), at_nan = Vector::Constant(p, nan);
+  dynamics.vjp(t, x, theta, a, ax_zero, at_zero);
+  dynamics.vjp(t, x, theta, a, ax_nan, at_nan);
+  result.vjp_overwrites = SameValues(ax_zero, ax_nan) && SameValues(at_zero, at_nan);
+
+  // No allocation once warm: the calls above were the warm-up (first-call dispatch, threads).
+  // The counted calls alternate between x and a nearby state, as the stages of a step do, so that
+  // a Dynamics that remembers its last evaluation is counted on both paths.
+  if (options.allocation_count) {
+    const Vector nearby = x + 1e-3 * RandomUnit(n, rng);
+    long before = options.allocation_count();
+    for (int r = 0; r < options.allocation_repeats; ++r) {
+      dynamics.f(t, x, theta, forward);
+      dynamics.f(t, nearby, theta, backward);
+    }
+    result.f_allocations = options.allocation_count() - before;
+    before = options.allocation_count();
+    for (int r = 0; r < options.allocation_repeats; ++r) {
+      dynamics.vjp(t, nearby, theta, a, a_x, a_theta);
+      dynamics.vjp(t, x, theta, a, a_x, a_theta);
+    }
+    result.vjp_allocations = options.allocation_count() - before;
+  }
+
+  result.passed = result.state_error <= options.tolerance &&
+                  result.param_error <= options.tolerance && result.f_overwrites &&
+                  result.vjp_overwrites && result.f_allocations <= 0 &&
+                  result.vjp_allocations <= 0;
   return result;
 }
 

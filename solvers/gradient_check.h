@@ -1,8 +1,10 @@
 // Central finite differences, the oracle every derivative in diffeoflow is tested against.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <random>
+#include <string>
 
 #include "solvers/dynamics.h"
 
@@ -26,5 +28,42 @@ struct GradientCheckResult {
 GradientCheckResult CheckDirectionalDerivative(const std::function<double(const Vector&)>& fn,
                                                const Vector& x, const Vector& gradient,
                                                std::mt19937& rng, double h = 1e-6);
+
+// ---- the contract of a Dynamics -----------------------------------------------------------------
+//
+// CheckDynamics runs one Dynamics at one point (t, x, θ) through what dynamics.h asks of it:
+//  - vjp against central differences: for random a and unit directions u (state) and s (θ),
+//        ⟨a_x, u⟩ ≈ ⟨a, f(x + h u) − f(x − h u)⟩ / 2h,
+//        ⟨a_θ, s⟩ ≈ ⟨a, f(θ + h s) − f(θ − h s)⟩ / 2h,
+//    each error relative to max(‖a_x‖ ‖u‖, |difference|) (resp. a_θ), the Cauchy–Schwarz bound of
+//    the product, so a near-zero product in one direction does not make the check meaningless;
+//  - f and vjp overwrite their outputs: outputs filled with NaN before the call come out equal to
+//    outputs filled with zeros;
+//  - f and vjp do not allocate: when `allocation_count` is given (a test binary that replaces the
+//    global operator new supplies it), repeated calls after a warm-up must not change the count.
+struct DynamicsCheckOptions {
+  double h = 1e-6;                // central-difference step along a unit direction
+  double tolerance = 1e-6;        // largest relative error accepted
+  int directions = 3;             // random (a, u, s) triples
+  std::uint32_t seed = 1;
+  // Allocations made so far in the process; empty: allocations are not counted.
+  std::function<long()> allocation_count;
+  int allocation_repeats = 2;     // rounds of counted f and vjp calls (two states a round)
+};
+
+struct DynamicsCheckResult {
+  double state_error = 0.0;  // largest relative error of ⟨a_x, u⟩ over the directions
+  double param_error = 0.0;  // the same for ⟨a_θ, s⟩ (0 when param_dim() = 0)
+  bool f_overwrites = true;
+  bool vjp_overwrites = true;
+  long f_allocations = -1;    // allocations in the counted calls of f; −1: not counted
+  long vjp_allocations = -1;  // the same for vjp
+  bool passed = false;        // errors ≤ tolerance, outputs overwritten, no allocation counted
+  std::string Report() const;
+};
+
+// Throws std::invalid_argument when x or θ do not have the dynamics' sizes.
+DynamicsCheckResult CheckDynamics(Dynamics& dynamics, double t, const Vector& x,
+                                  const Vector& theta, const DynamicsCheckOptions& options = {});
 
 }  // namespace diffeoflow

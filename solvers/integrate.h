@@ -132,7 +132,8 @@ GradientResult Gradient(Dynamics& dynamics, const Vector& x0, const Vector& thet
                         const SolverOptions& options, const GradientOptions& gradient_options);
 
 // Forward sensitivity: integrates the variational equation dJ/dt = ∂f/∂x J, J(t0) = I, with
-// the state, and returns J(t_i) = ∂x(t_i)/∂x0 at each output time. Cost ~ state_dim jvps per f.
+// the state, and returns J(t_i) = ∂x(t_i)/∂x0 at each output time. Cost: state_dim vjps per f
+// (Dynamics::JacobianX).
 struct SensitivitySolution {
   std::vector<double> times;
   std::vector<Vector> states;

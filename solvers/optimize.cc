@@ -304,9 +304,7 @@ void MinimizeGradientDescent(CountedObjective& objective, Vector& x,
   }
 }
 
-// Adam (Kingma & Ba 2015, Algorithm 1): with g_k = ∇f(x_{k−1}),
-//   m_k = β1 m_{k−1} + (1 − β1) g_k,   v_k = β2 v_{k−1} + (1 − β2) g_k²,
-//   x_k = x_{k−1} − α m̂_k / (√v̂_k + ε),  m̂_k = m_k / (1 − β1ᵏ),  v̂_k = v_k / (1 − β2ᵏ).
+// Adam (AdamStep, Kingma & Ba 2015) with g_k = ∇f(x_{k−1}).
 void MinimizeAdam(CountedObjective& objective, Vector& x, const OptimizerOptions& options,
                   Clock::time_point start, OptimizerSummary& result) {
   Stopping stopping(options, start);
@@ -316,20 +314,11 @@ void MinimizeAdam(CountedObjective& objective, Vector& x, const OptimizerOptions
   double cost = 0.0;
   if (!EvaluateStart(objective, x, options, cost, gradient, result)) return;
   Vector previous_x(x.size());
-  double beta1_power = 1.0;
-  double beta2_power = 1.0;
+  const AdamOptions adam{options.adam_beta1, options.adam_beta2, options.adam_epsilon};
   result.termination = "max iterations";
   for (int iteration = 1; iteration <= options.max_iterations; ++iteration) {
-    first_moment = options.adam_beta1 * first_moment + (1.0 - options.adam_beta1) * gradient;
-    second_moment = options.adam_beta2 * second_moment +
-                    (1.0 - options.adam_beta2) * gradient.cwiseAbs2();
-    beta1_power *= options.adam_beta1;
-    beta2_power *= options.adam_beta2;
-    const double first_correction = 1.0 / (1.0 - beta1_power);
-    const double second_correction = 1.0 / (1.0 - beta2_power);
     previous_x = x;
-    x.array() -= options.learning_rate * (first_moment.array() * first_correction) /
-                 ((second_moment.array() * second_correction).sqrt() + options.adam_epsilon);
+    AdamStep(adam, iteration, options.learning_rate, gradient, first_moment, second_moment, x);
     const double previous_cost = cost;
     cost = objective(x, &gradient);
     if (!std::isfinite(cost) || !gradient.allFinite()) {
@@ -353,6 +342,17 @@ void MinimizeAdam(CountedObjective& objective, Vector& x, const OptimizerOptions
 }
 
 }  // namespace
+
+void AdamStep(const AdamOptions& options, long k, double learning_rate, const Vector& gradient,
+              Vector& first_moment, Vector& second_moment, Vector& x) {
+  const double b1 = options.beta1, b2 = options.beta2;
+  first_moment = b1 * first_moment + (1.0 - b1) * gradient;
+  second_moment = b2 * second_moment + (1.0 - b2) * gradient.cwiseAbs2();
+  const double c1 = 1.0 - std::pow(b1, static_cast<double>(k));
+  const double c2 = 1.0 - std::pow(b2, static_cast<double>(k));
+  x.array() -= learning_rate * (first_moment.array() / c1) /
+               ((second_moment.array() / c2).sqrt() + options.epsilon);
+}
 
 Optimizer ParseOptimizer(const std::string& name, const std::string& argument) {
   if (name == "lbfgs") return Optimizer::kLbfgs;

@@ -36,6 +36,22 @@ enum class Optimizer { kLbfgs, kGradientDescent, kAdam };
 Optimizer ParseOptimizer(const std::string& name, const std::string& argument = "--optimizer");
 std::string OptimizerName(Optimizer o);
 
+// Adam (Kingma & Ba 2015, Algorithm 1), one step at a time, for loops that own their iteration
+// (mini-batch training) as well as for Minimize. Step k (k = 1, 2, …) with gradient g_k:
+//   m_k = β1 m_{k−1} + (1 − β1) g_k,   v_k = β2 v_{k−1} + (1 − β2) g_k²,
+//   x_k = x_{k−1} − α m̂_k / (√v̂_k + ε),  m̂_k = m_k / (1 − β1ᵏ),  v̂_k = v_k / (1 − β2ᵏ).
+struct AdamOptions {
+  double beta1 = 0.9;    // decay of the first moment, in [0, 1)
+  double beta2 = 0.999;  // decay of the second moment, in [0, 1)
+  double epsilon = 1e-8; // added to √v̂, > 0
+};
+
+// Takes step k ≥ 1 on x with step size α = learning_rate. The caller keeps the moments (zero
+// before the first step) and k, so that it can checkpoint and restore them; the bias corrections
+// depend on k alone, so a restored run continues exactly.
+void AdamStep(const AdamOptions& options, long k, double learning_rate, const Vector& gradient,
+              Vector& first_moment, Vector& second_moment, Vector& x);
+
 struct IterationReport {
   int iteration = 0;
   double cost = 0.0;
@@ -55,9 +71,9 @@ struct OptimizerOptions {
   int lbfgs_rank = 10;                  // Ceres max_lbfgs_rank
   // Gradient descent and Adam: step size (GD uses a backtracking line search starting from it).
   double learning_rate = 1e-2;
-  double adam_beta1 = 0.9;
-  double adam_beta2 = 0.999;
-  double adam_epsilon = 1e-8;
+  double adam_beta1 = AdamOptions{}.beta1;
+  double adam_beta2 = AdamOptions{}.beta2;
+  double adam_epsilon = AdamOptions{}.epsilon;
   // Called after every iteration; return false to stop (e.g. on SIGINT).
   std::function<bool(const IterationReport&)> callback;
 

@@ -1,36 +1,15 @@
-// The network vector field as a Dynamics: its vjp against finite differences, batch sharding over
-// threads, the forward cache, and no allocation inside f and vjp.
+// The network vector field as a Dynamics: the Dynamics contract (vjp against finite differences,
+// no allocation inside f and vjp), batch sharding over threads and the forward cache.
 #include "flows/field.h"
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
 #include <random>
 
 #include <gtest/gtest.h>
 
+#include "flows/classifier.h"
 #include "solvers/errors.h"
-#include "solvers/gradient_check.h"
+#include "tests/common/dynamics_check.h"
 #include "tests/flows/test_util.h"
-
-// Counts every allocation of the test binary (it only counts; ASan still sees the real malloc).
-namespace {
-std::atomic<long> g_allocations{0};
-}  // namespace
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t size) {
-  g_allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
 
 namespace diffeoflow::flows {
 namespace {
@@ -47,6 +26,8 @@ TEST(MlpField, HasTheLayoutOfTheChenEtAlField) {
   EXPECT_THROW(MlpField(3, {}, Activation::kTanh), InputError);
 }
 
+// The Dynamics contract with one and two threads (vjp against central differences, outputs
+// overwritten, no allocation once warm), and two threads give the one-thread vjp.
 TEST(NetworkField, VjpMatchesFiniteDifferencesWithOneAndTwoThreads) {
   const Index dim = 3, batch = 5;
   const Sequential net = MlpField(dim, {6, 4}, Activation::kSoftplus);
@@ -61,20 +42,11 @@ TEST(NetworkField, VjpMatchesFiniteDifferencesWithOneAndTwoThreads) {
     NetworkField field(net, batch, threads);
     EXPECT_EQ(field.threads(), threads);
     ASSERT_EQ(field.state_dim(), dim * batch);
-    Vector dxdt(field.state_dim()), a_x(field.state_dim()), a_theta(field.param_dim());
+    DynamicsCheckOptions options;
+    options.tolerance = 1e-8;
+    diffeoflow::testing::ExpectDynamicsContract(field, t, x, theta, options);
+    Vector a_x(field.state_dim()), a_theta(field.param_dim());
     field.vjp(t, x, theta, a, a_x, a_theta);
-    auto loss_x = [&](const Vector& xx) {
-      Vector out(field.state_dim());
-      field.f(t, xx, theta, out);
-      return a.dot(out);
-    };
-    auto loss_theta = [&](const Vector& th) {
-      Vector out(field.state_dim());
-      field.f(t, x, th, out);
-      return a.dot(out);
-    };
-    EXPECT_LT(RelativeMaxError(a_x, NumericalGradient(loss_x, x)), 1e-8);
-    EXPECT_LT(RelativeMaxError(a_theta, NumericalGradient(loss_theta, theta)), 1e-8);
     if (threads == 1) {
       reference_ax = a_x;
       reference_at = a_theta;
@@ -158,6 +130,8 @@ TEST(NetworkField, CachedStagePassesGiveTheSameVjpAsAFreshField) {
   EXPECT_THROW(NetworkField(net, 4, 1, 0), InputError);
 }
 
+// A field of the size training uses (64 points, two hidden layers), f and vjp at t and t + 0.05
+// as a step's stages ask for them: no allocation once warm, with one and two threads.
 TEST(NetworkField, FAndVjpDoNotAllocate) {
   const Sequential net = MlpField(4, {32, 16}, Activation::kTanh);
   std::mt19937 rng(9);
@@ -166,23 +140,38 @@ TEST(NetworkField, FAndVjpDoNotAllocate) {
   for (int threads : {1, 2}) {
     NetworkField field(net, 64, threads);
     const Vector x = RandomVector(field.state_dim(), rng);
-    const Vector a = RandomVector(field.state_dim(), rng);
-    Vector dxdt(field.state_dim()), a_x(field.state_dim()), a_theta(field.param_dim());
-    field.f(0.0, x, theta, dxdt);  // warm-up (thread start, first-call dispatch)
-    field.vjp(0.0, x, theta, a, a_x, a_theta);
-    const long before = g_allocations.load();
-    for (int i = 0; i < 10; ++i) {
-      const double t = 0.1 * i;
-      field.f(t, x, theta, dxdt);
-      field.vjp(t, x, theta, a, a_x, a_theta);
-      field.vjp(t + 0.05, x, theta, a, a_x, a_theta);
+    for (double t : {0.3, 0.35}) {
+      const DynamicsCheckResult r =
+          diffeoflow::testing::ExpectDynamicsContract(field, t, x, theta);
+      EXPECT_EQ(r.f_allocations, 0) << threads << " thread(s)";
+      EXPECT_EQ(r.vjp_allocations, 0) << threads << " thread(s)";
     }
-    EXPECT_EQ(g_allocations.load() - before, 0) << threads << " thread(s)";
   }
-  // The counter does see allocations.
-  const long before = g_allocations.load();
-  auto probe = std::make_unique<Vector>(100);
-  EXPECT_GT(g_allocations.load(), before);
+  // The counter does see allocations, Eigen's heap storage among them.
+  const long before = diffeoflow::testing::AllocationCount();
+  const Vector probe = RandomVector(100, rng);
+  EXPECT_GT(diffeoflow::testing::AllocationCount(), before);
+}
+
+// The convolutional ODE-Net's field (GroupNorm–ReLU–ConcatConv stages) in double precision, with
+// the stage cache the discrete adjoint of RK4 uses: the same contract.
+TEST(NetworkField, ConvolutionalFieldKeepsTheContract) {
+  ModelSpec spec;
+  spec.kind = ModelKind::kOdeNet;
+  spec.input_shape = {1, 12, 12};
+  spec.classes = 3;
+  spec.width = 4;
+  spec.precision = Precision::kDouble;
+  Classifier model(spec);
+  const Vector all = model.Initialize(3);
+  const Sequential& net = model.flow_field();
+  const Vector theta = all.segment(model.flow_offset(), net.param_dim());
+  std::mt19937 rng(5);
+  for (int threads : {1, 2}) {
+    NetworkField field(net, 3, threads, /*cached_points=*/4);
+    const Vector x = RandomVector(field.state_dim(), rng);
+    diffeoflow::testing::ExpectDynamicsContract(field, 0.25, x, theta);
+  }
 }
 
 TEST(NetworkField, RejectsANetworkThatIsNotAVectorField) {

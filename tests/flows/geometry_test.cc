@@ -202,7 +202,7 @@ TEST(FlowsGeometry, FisherRaoNormOfHomogeneousReluNetwork) {
   EXPECT_NEAR(fisher.fisher_rao_norm, expected, 1e-10 * expected);
 }
 
-TEST(FlowsGeometry, KineticEnergyOfAffineInTimeField) {
+TEST(FlowsGeometry, FlowActionOfAffineInTimeField) {
   // odenet on the input itself, field f = A relu(t·1) + c = a t + c with a = A·1:
   // ∫₀¹ ‖a t + c‖² dt = ‖a‖²/3 + a·c + ‖c‖² for every point.
   ModelSpec spec = Spec(ModelKind::kOdeNet);
@@ -223,10 +223,10 @@ TEST(FlowsGeometry, KineticEnergyOfAffineInTimeField) {
   const Vector a = A.rowwise().sum();
   const double expected = a.squaredNorm() / 3 + a.dot(c) + c.squaredNorm();
   const Matrix x = RandomPoints(5, rng);
-  EXPECT_NEAR(KineticEnergy(model, theta, x), expected, 1e-12 * expected);
+  EXPECT_NEAR(FlowAction(model, theta, x), expected, 1e-12 * expected);
 }
 
-TEST(FlowsGeometry, KineticEnergyOfResNetWithConstantBlocks) {
+TEST(FlowsGeometry, FlowActionOfResNetWithConstantBlocks) {
   // g_l = c_l: h_{l+1} − h_l = Δ c_l and Σ_l ‖Δ c_l‖² / Δ = Δ Σ_l ‖c_l‖².
   ModelSpec spec = Spec(ModelKind::kResNet);
   Classifier model(spec);
@@ -242,7 +242,7 @@ TEST(FlowsGeometry, KineticEnergyOfResNetWithConstantBlocks) {
     offset += block.param_dim();
   }
   const Matrix x = RandomPoints(4, rng);
-  EXPECT_NEAR(KineticEnergy(model, theta, x), expected, 1e-12 * expected);
+  EXPECT_NEAR(FlowAction(model, theta, x), expected, 1e-12 * expected);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@
 
 #include <gtest/gtest.h>
 
+#include "registration/landmark_outputs.h"
+#include "registration/shapes.h"
 #include "solvers/errors.h"
 #include "solvers/integrate.h"
 #include "solvers/landmarks.h"

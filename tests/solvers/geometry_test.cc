@@ -85,7 +85,7 @@ TEST(Geometry, BatchJacobiansOfANetworkFlowEqualFiniteDifferences) {
   EXPECT_THROW(BatchForwardSensitivity(field, x0, theta, 3, {1.0}, options), InputError);
 }
 
-TEST(KineticEnergy, ActionOfALinearFlowMatchesQuadrature) {
+TEST(KineticEnergyAugmented, ActionOfALinearFlowMatchesQuadrature) {
   testing::LinearDynamics linear(2);
   Matrix A(2, 2);
   A << -0.2, 1.0, -1.0, -0.2;
@@ -110,7 +110,7 @@ TEST(KineticEnergy, ActionOfALinearFlowMatchesQuadrature) {
   EXPECT_NEAR(s.states[0][2], integral, 1e-9);
 }
 
-TEST(KineticEnergy, GradientOfTheActionEqualsFiniteDifferences) {
+TEST(KineticEnergyAugmented, GradientOfTheActionEqualsFiniteDifferences) {
   testing::TanhField field(3, 2, 5);
   std::mt19937 rng(9);
   std::normal_distribution<double> normal;

@@ -148,6 +148,53 @@ TEST(Integrate, RecordsOutputTimesExactlyIncludingT0) {
   EXPECT_LT((sol.states[1] - (0.3 * A).exp() * x0).norm(), 1e-4);
 }
 
+// The adaptive methods' propagated solution has the order MethodOrder states (Dopri5 5,
+// Cash–Karp 5, Fehlberg 7(8) 8): with the step sequence pinned (initial_dt = max_dt = 1/steps and a
+// tolerance no step can fail, as DiscreteExact does) each is a fixed-step method, and halving the
+// step divides the global error on the linear system by 2^order.
+class AdaptiveOrder : public ::testing::TestWithParam<OrderCase> {};
+
+TEST_P(AdaptiveOrder, PinnedStepsShowTheMethodsOrder) {
+  const Method method = GetParam().method;
+  EXPECT_EQ(MethodOrder(method), GetParam().order);
+  LinearDynamics dyn(3);
+  const Matrix A = TestMatrix();
+  const Vector x0 = Vector::LinSpaced(3, 1.0, -1.0);
+  const Vector exact = A.exp() * x0;
+  SolverOptions options;
+  options.method = method;
+  options.rtol = 1e6;
+  options.atol = 1e6;
+  // Fehlberg78 reaches round-off within a few halvings: start it from fewer steps.
+  const std::vector<int> step_counts =
+      GetParam().order >= 8 ? std::vector<int>{2, 4, 8} : std::vector<int>{8, 16, 32, 64};
+  std::vector<double> errors;
+  for (int steps : step_counts) {
+    options.initial_dt = 1.0 / steps;
+    options.max_dt = 1.0 / steps;
+    const Solution sol = Integrate(dyn, x0, Flatten(A), {1.0}, options);
+    EXPECT_EQ(sol.summary.steps_accepted, steps) << MethodName(method);
+    EXPECT_EQ(sol.summary.steps_rejected, 0) << MethodName(method);
+    errors.push_back((sol.states[0] - exact).norm());
+  }
+  for (std::size_t i = 1; i < errors.size(); ++i) {
+    const double observed = std::log2(errors[i - 1] / errors[i]);
+    EXPECT_NEAR(observed, GetParam().order, 0.3)
+        << MethodName(method) << " " << step_counts[i - 1] << " -> " << step_counts[i]
+        << " steps: errors " << errors[i - 1] << ", " << errors[i];
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Engine, AdaptiveOrder,
+                         ::testing::Values(OrderCase{Method::kDopri5, 5},
+                                           OrderCase{Method::kCashKarp54, 5},
+                                           OrderCase{Method::kFehlberg78, 8}),
+                         [](const auto& info) {
+                           std::string name = MethodName(info.param.method);
+                           name.erase(std::remove(name.begin(), name.end(), '-'), name.end());
+                           return name;
+                         });
+
 // ---- gradients: linear system against the closed form -----------------------------------------
 
 Vector ThetaOf(const Matrix& A) { return Flatten(A); }
@@ -325,18 +372,37 @@ TEST(GradientBacksolve, SeminormNeedsNoMoreBackwardStepsThanTheFullNorm) {
 }
 
 TEST(GradientCheckpointed, AdjointTolerancesAreHonoured) {
+  // The forward solve is accurate (rtol 1e-12); only the adjoint tolerances change. Each tighter
+  // adjoint takes more backward steps and lands closer to the reference gradient: the discrete
+  // adjoint of RK4 with 4000 steps (the exact derivative of a map within ~1e-14 of the flow's).
   FieldProblem p;
+  SolverOptions reference_options;
+  reference_options.method = Method::kRk4;
+  reference_options.steps = 4000;
+  const GradientResult reference = Gradient(p.dyn, p.x0, p.theta, {1.0}, WeightedSquares,
+                                            reference_options, GradientOptions{});
   SolverOptions options;
   options.method = Method::kDopri5;
-  options.rtol = 1e-6;
-  options.atol = 1e-8;
+  options.rtol = 1e-12;
+  options.atol = 1e-14;
   GradientOptions gopts;
   gopts.mode = GradientMode::kCheckpointed;
-  const GradientResult loose = Gradient(p.dyn, p.x0, p.theta, {1.0}, WeightedSquares, options, gopts);
-  gopts.adjoint_rtol = 1e-10;
-  gopts.adjoint_atol = 1e-12;
-  const GradientResult tight = Gradient(p.dyn, p.x0, p.theta, {1.0}, WeightedSquares, options, gopts);
-  EXPECT_GT(tight.summary.backward_steps_accepted, loose.summary.backward_steps_accepted);
+  std::vector<double> errors;
+  long previous_steps = 0;
+  for (double tol : {1e-4, 1e-7, 1e-10}) {
+    gopts.adjoint_rtol = tol;
+    gopts.adjoint_atol = 1e-2 * tol;
+    const GradientResult r = Gradient(p.dyn, p.x0, p.theta, {1.0}, WeightedSquares, options, gopts);
+    errors.push_back(std::max(RelativeError(r.grad_x0, reference.grad_x0),
+                              RelativeError(r.grad_theta, reference.grad_theta)));
+    EXPECT_GT(r.summary.backward_steps_accepted, previous_steps) << "adjoint rtol " << tol;
+    previous_steps = r.summary.backward_steps_accepted;
+    if (errors.size() > 1) {
+      EXPECT_LT(errors.back(), errors[errors.size() - 2]) << "adjoint rtol " << tol;
+    }
+  }
+  EXPECT_LT(errors.back(), 5e-11);
+  EXPECT_GT(errors.front(), 10.0 * errors.back());
 }
 
 // ---- forward sensitivity --------------------------------------------------------------------

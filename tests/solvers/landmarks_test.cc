@@ -11,6 +11,7 @@
 #include "solvers/errors.h"
 #include "solvers/gradient_check.h"
 #include "solvers/integrate.h"
+#include "tests/common/dynamics_check.h"
 
 namespace diffeoflow {
 namespace {
@@ -38,25 +39,14 @@ double RelativeError(const Vector& a, const Vector& b) {
   return (a - b).norm() / std::max({a.norm(), b.norm(), 1e-300});
 }
 
-// a_x of the VJP against the central-difference gradient of x ↦ aᵀ f(x) (and θ ↦ aᵀ f).
+// The Dynamics contract (vjp against central differences in state and θ, outputs overwritten, no
+// allocation in f and vjp) with directions seeded from rng.
 void ExpectVjpMatchesFiniteDifferences(Dynamics& dyn, double t, const Vector& x,
                                        const Vector& theta, std::mt19937& rng) {
-  const Vector a = RandomVector(dyn.state_dim(), rng);
-  Vector a_x(dyn.state_dim()), a_theta(dyn.param_dim());
-  dyn.vjp(t, x, theta, a, a_x, a_theta);
-  Vector fx(dyn.state_dim());
-  const auto along_x = [&](const Vector& y) {
-    dyn.f(t, y, theta, fx);
-    return a.dot(fx);
-  };
-  EXPECT_LT(RelativeError(a_x, NumericalGradient(along_x, x, 1e-6)), 1e-7);
-  if (dyn.param_dim() > 0) {
-    const auto along_theta = [&](const Vector& th) {
-      dyn.f(t, x, th, fx);
-      return a.dot(fx);
-    };
-    EXPECT_LT(RelativeError(a_theta, NumericalGradient(along_theta, theta, 1e-6)), 1e-7);
-  }
+  DynamicsCheckOptions options;
+  options.seed = static_cast<std::uint32_t>(rng());
+  options.tolerance = 1e-7;
+  testing::ExpectDynamicsContract(dyn, t, x, theta, options);
 }
 
 TEST(LandmarkHamiltonian, FieldIsHamiltonsEquationsOfTheEnergy) {

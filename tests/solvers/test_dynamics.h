@@ -38,7 +38,7 @@ class LinearDynamics : public Dynamics {
 class TanhField : public Dynamics {
  public:
   TanhField(Eigen::Index batch, Eigen::Index dim, Eigen::Index hidden)
-      : B_(batch), D_(dim), H_(hidden), z_(hidden, batch), g_(hidden, batch) {}
+      : B_(batch), D_(dim), H_(hidden), z_(hidden, batch), g_(hidden, batch), shift_(hidden) {}
   Eigen::Index state_dim() const override { return B_ * D_; }
   Eigen::Index param_dim() const override { return H_ * D_ + 2 * H_ + D_ * H_ + D_; }
 
@@ -86,12 +86,14 @@ class TanhField : public Dynamics {
     z_.noalias() = W1(theta) * X;
     const Eigen::Map<const Vector> wt(theta.data() + H_ * D_, H_);
     const Eigen::Map<const Vector> b1(theta.data() + H_ * D_ + H_, H_);
-    z_.colwise() += t * wt + b1;
+    shift_.noalias() = t * wt + b1;  // a workspace: colwise() += of an expression allocates
+    z_.colwise() += shift_;
     z_ = z_.array().tanh().matrix();
   }
 
   Eigen::Index B_, D_, H_;
   Matrix z_, g_;
+  Vector shift_;
 };
 
 }  // namespace diffeoflow::testing
