@@ -155,6 +155,19 @@ class Register(unittest.TestCase):
             return [line for line in table.splitlines() if not line.startswith("| wall time")]
         self.assertEqual(no_time_row(both["table"]), no_time_row(cli_table))
 
+    def test_three_d(self):
+        # A float32 3-D ball moved 2 voxels along axis 0 (x): u_x about +2, u_y and u_z about 0.
+        x, y, z = np.meshgrid(np.arange(24), np.arange(20), np.arange(16), indexing="ij")
+        fixed = ((x - 11) ** 2 + (y - 10) ** 2 + (z - 8) ** 2 <= 36).astype(np.float32)
+        moving = ((x - 13) ** 2 + (y - 10) ** 2 + (z - 8) ** 2 <= 36).astype(np.float32)
+        r = diffeoflow.register(fixed, moving, levels=1, iterations=10, threads=1, quiet=True)
+        self.assertEqual(r.displacement.shape, (24, 20, 16, 3))
+        self.assertEqual(r.jacobian.shape, (24, 20, 16))
+        self.assertGreater(r.metrics["ssd_reduction"], 0.9)
+        u = r.displacement[fixed > 0]
+        self.assertGreater(u[:, 0].mean(), 1.0)
+        self.assertLess(np.abs(u[:, 1:].mean(axis=0)).max(), 0.5)
+
     def test_lddmm_method(self):
         r = diffeoflow.register(self.fixed, self.moving, "lddmm", **OPTIONS)
         self.assertEqual(r.metrics["method"], "lddmm")
