@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -31,6 +32,7 @@
 
 #include "apps/command.h"
 #include "apps/registration_flags.h"
+#include "apps/train_command.h"
 #include "flows/own_data.h"
 #include "flows/trained_model.h"
 #include "registration/image.h"
@@ -39,8 +41,10 @@
 #include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 #include "registration/world_space.h"
+#include "solvers/atomic_file.h"
 #include "solvers/errors.h"
 #include "solvers/interrupt.h"
+#include "solvers/read_file.h"
 
 namespace py = pybind11;
 
@@ -245,6 +249,39 @@ bool RunInterruptible(Work&& work) {
   throw py::error_already_set();
 }
 
+// --- options: keyword arguments through the command line's flag definitions --------------------
+
+// Parses `args` followed by the keyword arguments as flags of `app`: alpha=64 is `--alpha 64`,
+// no_normalize=True is `--no-normalize` (False: left out). TypeError for a keyword that is no
+// flag of `app` or is in `reserved` (set by the function's own arguments); InputError (ValueError)
+// for a value the flag rejects, with the CLI's message.
+void ParseKeywords(CLI::App& app, const py::kwargs& kwargs,
+                   std::initializer_list<std::string_view> reserved,
+                   std::vector<std::string> args) {
+  for (const auto& [key, value] : kwargs) {
+    const std::string name = py::str(key);
+    std::string flag = "--" + name;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    if (std::find(reserved.begin(), reserved.end(), name) != reserved.end() ||
+        name.find('-') != std::string::npos || app.get_option_no_throw(flag) == nullptr) {
+      throw py::type_error("unexpected keyword argument '" + name + "'");
+    }
+    if (py::isinstance<py::bool_>(value)) {
+      if (value.cast<bool>()) args.push_back(flag);
+      continue;
+    }
+    args.push_back(flag);
+    args.push_back(py::str(value));
+  }
+  std::vector<const char*> argv{"diffeoflow"};
+  for (const std::string& a : args) argv.push_back(a.c_str());
+  try {
+    app.parse(static_cast<int>(argv.size()), argv.data());
+  } catch (const CLI::ParseError& e) {
+    throw InputError(e.what());
+  }
+}
+
 // --- registration -------------------------------------------------------------------------------
 
 // The registration options from Python keyword arguments, through the CLI's flag definitions:
@@ -263,30 +300,7 @@ registration::RegistrationOptions OptionsFromKwargs(const std::string& method,
     args.push_back("--method");
     args.push_back(method);
   }
-  for (const auto& [key, value] : kwargs) {
-    const std::string name = py::str(key);
-    std::string flag = "--" + name;
-    std::replace(flag.begin(), flag.end(), '_', '-');
-    const bool reserved = name == "fixed" || name == "moving" || name == "out" ||
-                          name == "resume" || name == "method";
-    if (reserved || name.find('-') != std::string::npos ||
-        app.get_option_no_throw(flag) == nullptr) {
-      throw py::type_error("unexpected keyword argument '" + name + "'");
-    }
-    if (py::isinstance<py::bool_>(value)) {
-      if (value.cast<bool>()) args.push_back(flag);
-      continue;
-    }
-    args.push_back(flag);
-    args.push_back(py::str(value));
-  }
-  std::vector<const char*> argv{"diffeoflow.register"};
-  for (const std::string& a : args) argv.push_back(a.c_str());
-  try {
-    app.parse(static_cast<int>(argv.size()), argv.data());
-  } catch (const CLI::ParseError& e) {
-    throw InputError(e.what());
-  }
+  ParseKeywords(app, kwargs, {"fixed", "moving", "out", "resume", "method"}, std::move(args));
   registration::RegistrationOptions options = flags.Resolve(common);
   options.checkpoint.clear();  // nothing is written but by save()
   options.resume = false;
@@ -395,6 +409,22 @@ py::dict RunComparison(const py::object& fixed, const py::object& moving,
 struct PyModel {
   flows::TrainedModel model;
   std::string path;
+  std::string file;                   // model.h5 as train wrote it, for save()
+  py::object metrics = py::none();    // metrics.json of the run, when known
+
+  // Reads model.h5 at `model_path` (and metrics.json beside it when there is one).
+  static std::shared_ptr<PyModel> Read(const std::string& model_path) {
+    auto out = std::make_shared<PyModel>();
+    out->model = flows::ReadTrainedModel(model_path);
+    out->path = model_path;
+    out->file = ReadWholeFile(model_path, "path");
+    const std::filesystem::path metrics =
+        std::filesystem::path(model_path).parent_path() / "metrics.json";
+    if (std::filesystem::is_regular_file(metrics)) {
+      out->metrics = py::module_::import("json").attr("loads")(ReadWholeFile(metrics.string()));
+    }
+    return out;
+  }
 
   py::array_t<double> PredictProba(const py::object& x, long batch, int threads) const {
     using RowMajor = py::array_t<double, py::array::c_style | py::array::forcecast>;
@@ -437,6 +467,62 @@ struct PyModel {
     return out;
   }
 };
+
+// `diffeoflow train` in this process: data is a built-in data set's name or (x_train, y_train[,
+// x_test, y_test]) arrays (N x D features or N images, integer labels), written as .npy into the
+// output folder for train's own-data path. The files train writes go to `out` (a temporary folder,
+// removed afterwards, when None).
+std::shared_ptr<PyModel> RunTraining(const py::object& data, const std::string& model,
+                                     const py::object& out, const py::kwargs& kwargs) {
+  const py::module_ np = py::module_::import("numpy");
+  const bool temporary = out.is_none();
+  const std::string dir =
+      temporary ? std::string(py::str(py::module_::import("tempfile").attr("mkdtemp")()))
+                : std::string(py::str(py::module_::import("os").attr("fspath")(out)));
+  struct RemoveTemporary {
+    bool remove;
+    std::string dir;
+    ~RemoveTemporary() {
+      std::error_code ignored;
+      if (remove) std::filesystem::remove_all(dir, ignored);
+    }
+  } cleanup{temporary, dir};
+
+  std::vector<std::string> args{"--out", dir, "--model", model};
+  if (py::isinstance<py::str>(data)) {
+    args.insert(args.end(), {"--dataset", std::string(py::str(data))});
+  } else if (py::isinstance<py::tuple>(data) && (py::len(data) == 2 || py::len(data) == 4)) {
+    EnsureOutputDirectory(dir, "out");
+    const char* names[] = {"train_data", "train_labels", "test_data", "test_labels"};
+    const py::tuple arrays = data.cast<py::tuple>();
+    for (std::size_t i = 0; i < arrays.size(); ++i) {
+      const std::string path = (std::filesystem::path(dir) / (std::string(names[i]) + ".npy")).string();
+      np.attr("save")(path, np.attr("ascontiguousarray")(arrays[i]));
+      std::string flag = std::string("--") + names[i];
+      std::replace(flag.begin(), flag.end(), '_', '-');
+      args.insert(args.end(), {flag, path});
+    }
+  } else {
+    throw py::type_error(
+        "data: expected a data set's name ('spirals', 'circles', 'moons', 'fashion-mnist') or a "
+        "tuple (x_train, y_train) or (x_train, y_train, x_test, y_test)");
+  }
+  CLI::App app{"diffeoflow.train"};
+  app::CommonFlags common;
+  app::TrainFlags flags;
+  app::AddTrainFlags(app, flags);
+  app.add_flag("--quiet", common.quiet);
+  app.add_option("--threads", common.threads)->check(CLI::NonNegativeNumber);
+  app.add_option("--seed", common.seed);
+  ParseKeywords(app, kwargs,
+                {"dataset", "train_data", "train_labels", "test_data", "test_labels", "out",
+                 "model", "data"},
+                std::move(args));
+  int status = 0;
+  const bool interrupted = RunInterruptible([&] { status = app::RunTrain(flags, common); });
+  if (interrupted || status != 0) RaiseKeyboardInterrupt();
+  return PyModel::Read((std::filesystem::path(dir) / "model.h5").string());
+}
 
 }  // namespace
 }  // namespace diffeoflow::python
@@ -561,6 +647,12 @@ PYBIND11_MODULE(diffeoflow, m) {
           },
           py::arg("x"), py::arg("batch") = 1024, py::arg("threads") = 1,
           "The most probable class of each sample.")
+      .def_property_readonly(
+          "metrics", [](const PyModel& m) { return m.metrics; },
+          "metrics.json of the training run as a dict (None when the file is not beside it).")
+      .def(
+          "save", [](const PyModel& m, const std::string& path) { WriteFileAtomically(path, m.file); },
+          py::arg("path"), "Writes model.h5, the file train wrote, to path.")
       .def_property_readonly("kind", [](const PyModel& m) { return m.model.kind; })
       .def_property_readonly("classes", [](const PyModel& m) { return m.model.classes; })
       .def_property_readonly("input_shape", [](const PyModel& m) { return m.model.input_shape; })
@@ -569,13 +661,18 @@ PYBIND11_MODULE(diffeoflow, m) {
                std::to_string(m.model.classes) + " classes>";
       });
 
+  m.def("train", &RunTraining, py::arg("data") = "spirals", py::arg("model") = "odenet",
+        py::kw_only(), py::arg("out") = py::none(),
+        "train(data='spirals', model='odenet', *, out=None, **options) -> Model\n\n"
+        "`diffeoflow train`: data is 'spirals' | 'circles' | 'moons' | 'fashion-mnist' or a tuple\n"
+        "(x_train, y_train[, x_test, y_test]) of arrays (N x D features or N images; integer\n"
+        "labels). options: train's flags with underscores (epochs=, hidden=, steps=, solver=,\n"
+        "gradient=, lr=, batch=, samples=, seed=, threads=, quiet=, ...). out: the folder for\n"
+        "train's files (model.h5, metrics.json, ...); None: a temporary folder, removed.\n"
+        "Releases the GIL; Ctrl-C raises KeyboardInterrupt.");
+
   m.def(
       "load_model",
-      [](const std::string& path) {
-        auto out = std::make_shared<PyModel>();
-        out->model = flows::ReadTrainedModel(path);
-        out->path = path;
-        return out;
-      },
+      &PyModel::Read,
       py::arg("path"), "load_model(path) -> Model: a model.h5 written by `diffeoflow train`.");
 }

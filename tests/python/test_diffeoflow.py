@@ -247,29 +247,67 @@ class Interrupt(unittest.TestCase):
         self.assertEqual(done.stdout.strip(), "KeyboardInterrupt")
 
 
-@unittest.skipUnless(CLI, "DIFFEOFLOW_CLI not set")
 class Model(unittest.TestCase):
-    def test_load_model_predicts_as_the_cli(self):
+    TRAIN = ["--samples", "400", "--epochs", "2", "--threads", "1", "--quiet"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = diffeoflow.train("spirals", samples=400, epochs=2, threads=1, quiet=True)
+        cls.x = np.random.default_rng(3).uniform(-1.5, 1.5, size=(50, 2))
+
+    def test_probabilities(self):
+        p = self.model.predict_proba(self.x)
+        self.assertEqual(p.shape, (50, self.model.classes))
+        np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+        np.testing.assert_array_equal(self.model.predict(self.x), np.argmax(p, axis=1))
+        self.assertEqual(self.model.metrics["epochs"], 2)
+        self.assertGreater(self.model.metrics["train_accuracy"], 0.5)
+        # Fortran order and float32 give the same probabilities (to float32's precision).
+        np.testing.assert_array_equal(self.model.predict_proba(np.asfortranarray(self.x)), p)
+        np.testing.assert_allclose(self.model.predict_proba(self.x.astype(np.float32)), p,
+                                   atol=1e-6)
+        with self.assertRaisesRegex(ValueError, "x"):
+            self.model.predict_proba(np.zeros((4, 3)))
+
+    def test_save_and_load_model(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.h5")
+            self.model.save(path)
+            loaded = diffeoflow.load_model(path)
+        np.testing.assert_array_equal(loaded.predict_proba(self.x),
+                                      self.model.predict_proba(self.x))
+
+    def test_own_arrays(self):
+        rng = np.random.default_rng(5)
+        x = rng.normal(size=(300, 3))
+        y = (x[:, 0] + 0.5 * x[:, 2] > 0).astype(np.int64)
+        with tempfile.TemporaryDirectory() as tmp:
+            model = diffeoflow.train((x, y), "odenet", out=os.path.join(tmp, "run"), epochs=20,
+                                     threads=1, quiet=True)
+            self.assertTrue(os.path.exists(os.path.join(tmp, "run", "metrics.json")))
+        self.assertEqual(model.input_shape, [3])
+        self.assertGreater(model.metrics["test_accuracy"], 0.9)
+        with self.assertRaisesRegex(TypeError, "data: expected"):
+            diffeoflow.train([x, y])
+        with self.assertRaisesRegex(ValueError, "--epochs"):
+            diffeoflow.train("spirals", epochs=0)
+
+    @unittest.skipUnless(CLI, "DIFFEOFLOW_CLI not set")
+    def test_equals_the_command_line(self):
         with tempfile.TemporaryDirectory() as tmp:
             out = os.path.join(tmp, "model")
-            subprocess.run([CLI, "train", "--dataset", "spirals", "--samples", "400",
-                            "--epochs", "2", "--out", out, "--threads", "1", "--quiet"],
+            subprocess.run([CLI, "train", "--dataset", "spirals", "--out", out] + self.TRAIN,
                            check=True)
-            x = np.random.default_rng(3).uniform(-1.5, 1.5, size=(50, 2))
-            np.save(os.path.join(tmp, "x.npy"), x)
+            np.save(os.path.join(tmp, "x.npy"), self.x)
             subprocess.run([CLI, "predict", "--model", os.path.join(out, "model.h5"), "--data",
                             os.path.join(tmp, "x.npy"), "--out", os.path.join(tmp, "p.npy"),
                             "--quiet"], check=True)
-            model = diffeoflow.load_model(os.path.join(out, "model.h5"))
-            p = model.predict_proba(x)
-            self.assertEqual(p.shape, (50, model.classes))
-            np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
-            np.testing.assert_allclose(p, np.load(os.path.join(tmp, "p.npy")), atol=1e-6)
-            np.testing.assert_array_equal(model.predict(x), np.argmax(p, axis=1))
-            # Fortran order and float32 give the same probabilities.
-            np.testing.assert_allclose(model.predict_proba(np.asfortranarray(x)), p, atol=0)
-            with self.assertRaisesRegex(ValueError, "x"):
-                model.predict_proba(np.zeros((4, 3)))
+            cli = diffeoflow.load_model(os.path.join(out, "model.h5"))
+            cli_predicted = np.load(os.path.join(tmp, "p.npy"))
+        # The same training (same seed, one thread) in this process and in the CLI.
+        np.testing.assert_array_equal(cli.predict_proba(self.x), self.model.predict_proba(self.x))
+        np.testing.assert_allclose(cli.predict_proba(self.x), cli_predicted, atol=1e-6)  # float32
+        self.assertEqual(cli.metrics["test_accuracy"], self.model.metrics["test_accuracy"])
 
 
 if __name__ == "__main__":
