@@ -240,6 +240,18 @@ class Interrupt(unittest.TestCase):
                   " threads=1, quiet=True)\n"
                   "except KeyboardInterrupt:\n"
                   "    print('KeyboardInterrupt')\n")
+        self.assertInterrupted(script)
+        # train: after the 2nd epoch, and the output folder gets no model.h5.
+        self.assertInterrupted("import os, sys, tempfile, diffeoflow\n"
+                               "out = os.path.join(tempfile.mkdtemp(), 'run')\n"
+                               "try:\n"
+                               "    diffeoflow.train('spirals', epochs=50, samples=400, out=out,"
+                               " threads=1, quiet=True)\n"
+                               "except KeyboardInterrupt:\n"
+                               "    print('KeyboardInterrupt' if not os.path.exists("
+                               "os.path.join(out, 'model.h5')) else 'model.h5 written')\n")
+
+    def assertInterrupted(self, script):
         env = dict(os.environ, DIFFEOFLOW_TEST_SIGNAL_AFTER="2")
         done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                               text=True, timeout=120)
