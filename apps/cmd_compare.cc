@@ -19,6 +19,7 @@
 #include "apps/registration_flags.h"
 #include "plot/figure.h"
 #include "registration/image_io.h"
+#include "registration/outputs/comparison.h"
 #include "registration/outputs/register_outputs.h"
 #include "registration/outputs/summary_figure.h"
 #include "registration/register.h"
@@ -29,77 +30,9 @@
 namespace diffeoflow::app {
 namespace {
 
+using registration::MethodOutcome;
 using registration::RegistrationMethod;
 using registration::RegistrationResult;
-
-// One method of the comparison: its result, or the message of the numerical failure that stopped
-// it (the other method runs all the same).
-struct MethodOutcome {
-  RegistrationMethod method = RegistrationMethod::kLddmm;
-  std::optional<RegistrationResult> result;
-  std::string error;
-  bool interrupted = false;
-  bool ok() const { return result.has_value(); }
-  std::string name() const { return registration::RegistrationMethodName(method); }
-};
-
-const char* Title(RegistrationMethod method) {
-  return method == RegistrationMethod::kLddmm ? "LDDMM (GD on v_t)" : "geodesic shooting";
-}
-
-std::string ComparisonTable(const MethodOutcome& gd, const MethodOutcome& shoot,
-                            const registration::RegistrationOptions& options, bool figure_drawn) {
-  std::ostringstream s;
-  char line[512];
-  s << "# Gradient descent on v_t (LDDMM) against geodesic shooting\n\n";
-  s << "Same pair, metric L = (I - " << options.metric.alpha_mm2 << " mm^2 Laplacian)^"
-    << options.metric.gamma << ", ";
-  if (options.similarity == registration::SimilarityMeasure::kLocalNcc) {
-    s << "local NCC (window radius " << options.ncc_radius << " voxels) with weight "
-      << "(1/25)/sigma^2 on 1/2 sum (cc_ff - cc)";
-  } else {
-    s << "SSD weight 1/sigma^2";
-  }
-  s << " with sigma = " << options.sigma << ", T = " << options.time_steps << " time steps, ";
-  if (const MethodOutcome* done = gd.ok() ? &gd : shoot.ok() ? &shoot : nullptr) {
-    s << done->result->level_starts.size() << " resolution levels.";
-  } else {
-    s << "at most " << options.levels << " resolution levels.";
-  }
-  if (options.similarity != registration::SimilarityMeasure::kSsd) {
-    s << " The SSD rows measure the sum of squared differences all the same.";
-  }
-  s << "\n\n";
-  s << "| | LDDMM (GD on v_t) | geodesic shooting |\n|---|---:|---:|\n";
-  // A failed method's column says so in every row; its error follows the table.
-  auto row = [&](const char* name, const char* fmt,
-                 const std::function<double(const RegistrationResult&)>& value) {
-    char fa[64] = "failed", fb[64] = "failed";
-    if (gd.ok()) std::snprintf(fa, sizeof(fa), fmt, value(*gd.result));
-    if (shoot.ok()) std::snprintf(fb, sizeof(fb), fmt, value(*shoot.result));
-    std::snprintf(line, sizeof(line), "| %s | %s | %s |\n", name, fa, fb);
-    s << line;
-  };
-  using R = const RegistrationResult&;
-  row("initial SSD", "%.5g", [](R r) { return r.ssd_initial; });
-  row("final SSD", "%.5g", [](R r) { return r.ssd_final; });
-  row("SSD reduction [%]", "%.2f", [](R r) { return 100 * r.ssd_reduction(); });
-  row("kinetic energy 1/2 int |v_t|_V^2 dt", "%.5g", [](R r) { return r.kinetic_energy; });
-  row("spread of |v_t|_V [%]", "%.3f", [](R r) { return 100 * r.velocity_norm_spread(); });
-  row("free parameters", "%.0f", [](R r) { return static_cast<double>(r.parameters); });
-  row("iterations (all levels)", "%.0f", [](R r) { return static_cast<double>(r.iterations); });
-  row("wall time [s]", "%.2f", [](R r) { return r.wall_seconds; });
-  row("min det Dphi", "%.4f", [](R r) { return r.min_jacobian; });
-  row("max det Dphi", "%.4f", [](R r) { return r.max_jacobian; });
-  for (const MethodOutcome* o : {&gd, &shoot}) {
-    if (!o->ok()) {
-      s << "\n**" << Title(o->method) << " failed** (numerical failure; no " << o->name()
-        << "/ results): " << o->error << "\n";
-    }
-  }
-  if (!figure_drawn) s << "\ncomparison.png is not drawn: neither method gave a result.\n";
-  return s.str();
-}
 
 // Draws both methods; the panels of a method that failed say so instead (needs one result).
 void ComparisonFigure(const std::string& path, const MethodOutcome& gd_outcome,
@@ -217,17 +150,6 @@ void ComparisonFigure(const std::string& path, const MethodOutcome& gd_outcome,
   fig.SavePng(path);
 }
 
-// comparison.json's entry of one method: metrics.json's keys and "status": "ok", or
-// {"method", "status": "failed", "error"}.
-nlohmann::json ComparisonEntry(const MethodOutcome& outcome) {
-  if (!outcome.ok()) {
-    return {{"method", outcome.name()}, {"status", "failed"}, {"error", outcome.error}};
-  }
-  nlohmann::json entry = registration::MetricsJson(*outcome.result);
-  entry["status"] = "ok";
-  return entry;
-}
-
 // Runs one method. A numerical failure (NaN/Inf, a folded map) becomes the outcome's error;
 // anything else (bad input: exit 2) propagates. An interrupted run keeps its checkpoint.
 MethodOutcome RunMethod(RegistrationMethod method, registration::RegistrationOptions options,
@@ -237,7 +159,7 @@ MethodOutcome RunMethod(RegistrationMethod method, registration::RegistrationOpt
   outcome.method = method;
   options.method = method;
   options.checkpoint = checkpoint;
-  if (!common.quiet) std::cerr << Title(method) << "\n";
+  if (!common.quiet) std::cerr << registration::MethodTitle(method) << "\n";
   try {
     // Tests only (docs/registration.md): DIFFEOFLOW_TEST_FAIL_METHOD=lddmm|shooting fails that
     // method here as a numerical failure would.

@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include <CLI/CLI.hpp>
 
 #include "solvers/errors.h"
@@ -26,7 +28,7 @@ struct CommonFlags {
   int threads = 0;  // 0: all cores
   unsigned seed = 1;
   // True when progress lines should be drawn (a terminal on stderr and not --quiet).
-  bool ShowProgress() const;
+  bool ShowProgress() const { return !quiet && isatty(fileno(stderr)) != 0; }
 };
 
 // Setup adds the subcommand's options to `sub` (which already has the common flags bound to

@@ -18,8 +18,6 @@ std::vector<Command>& CommandRegistry() {
   return registry;
 }
 
-bool CommonFlags::ShowProgress() const { return !quiet && isatty(fileno(stderr)) != 0; }
-
 }  // namespace diffeoflow::app
 
 int main(int argc, char** argv) {
