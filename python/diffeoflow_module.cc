@@ -40,6 +40,7 @@
 #include "registration/outputs/comparison.h"
 #include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
+#include "registration/transform_chain.h"
 #include "registration/world_space.h"
 #include "solvers/atomic_file.h"
 #include "solvers/errors.h"
@@ -287,8 +288,11 @@ void ParseKeywords(CLI::App& app, const py::kwargs& kwargs,
 // The registration options from Python keyword arguments, through the CLI's flag definitions:
 // alpha=64 is parsed as `--alpha 64`, no_normalize=True as `--no-normalize`.
 // `method` is empty for compare (which has no --method).
+// `affine` is the CLI's --affine (none | rigid | affine) when it is a string (an array is the
+// geometry of array inputs, ReadPair).
 registration::RegistrationOptions OptionsFromKwargs(const std::string& method,
-                                                    const py::kwargs& kwargs) {
+                                                    const py::kwargs& kwargs,
+                                                    const py::object& affine) {
   CLI::App app{"diffeoflow.register"};
   app::CommonFlags common;
   app::RegistrationFlags flags;
@@ -299,6 +303,10 @@ registration::RegistrationOptions OptionsFromKwargs(const std::string& method,
   if (!method.empty()) {
     args.push_back("--method");
     args.push_back(method);
+  }
+  if (py::isinstance<py::str>(affine)) {
+    args.push_back("--affine");
+    args.push_back(py::str(affine));
   }
   ParseKeywords(app, kwargs, {"fixed", "moving", "out", "resume", "method"}, std::move(args));
   registration::RegistrationOptions options = flags.Resolve(common);
@@ -324,9 +332,18 @@ struct PyRegistration {
                   const py::object& default_value, const py::object& spacing,
                   const py::object& affine) const {
     const ApplyInput in(image, interpolation, default_value, spacing, affine);
+    // The whole map x -> A(phi(x)) (transform_chain.h: the warp first, then the affine).
+    registration::TransformChain chain;
+    chain.Append(std::make_unique<registration::DisplacementFieldWorldTransform>(
+        result.displacement, "displacement"));
+    chain.Append(std::make_unique<registration::AffineWorldTransform>(result.affine, "affine"));
     return WarpedWithoutGil([&] {
-      return registration::WarpThroughWorld(in.image, result.grid, result.phi, in.interpolation,
-                                            in.outside);
+      return registration::ResampleThroughChain(
+          in.image, result.grid, chain,
+          in.interpolation == Interpolation::kNearest
+              ? registration::ResampleInterpolation::kNearest
+              : registration::ResampleInterpolation::kLinear,
+          in.outside);
     });
   }
 };
@@ -353,8 +370,8 @@ std::shared_ptr<PyRegistration> RunRegistration(const py::object& fixed, const p
                                                 const py::object& affine,
                                                 const py::kwargs& kwargs) {
   if (method.empty()) throw InputError("--method: expected shooting or lddmm, got ''");
-  const registration::RegistrationOptions options = OptionsFromKwargs(method, kwargs);
-  auto out = ReadPair(fixed, moving, spacing, affine);
+  const registration::RegistrationOptions options = OptionsFromKwargs(method, kwargs, affine);
+  auto out = ReadPair(fixed, moving, spacing, py::isinstance<py::str>(affine) ? py::none() : affine);
   const bool interrupted = RunInterruptible(
       [&] { out->result = registration::Register(out->moving, out->fixed, options); });
   if (interrupted || out->result.interrupted) RaiseKeyboardInterrupt();
@@ -368,8 +385,9 @@ py::dict RunComparison(const py::object& fixed, const py::object& moving,
                        const py::kwargs& kwargs) {
   using registration::MethodOutcome;
   using registration::RegistrationMethod;
-  const registration::RegistrationOptions options = OptionsFromKwargs("", kwargs);
-  const auto pair = ReadPair(fixed, moving, spacing, affine);
+  const registration::RegistrationOptions options = OptionsFromKwargs("", kwargs, affine);
+  const auto pair =
+      ReadPair(fixed, moving, spacing, py::isinstance<py::str>(affine) ? py::none() : affine);
   MethodOutcome gd, shoot;
   gd.method = RegistrationMethod::kLddmm;
   shoot.method = RegistrationMethod::kShooting;
