@@ -579,6 +579,20 @@ PYBIND11_MODULE(diffeoflow, m) {
           },
           "u in mm along the fixed image's axes, shape (nx, ny[, nz], dim): phi(x) = x + u(x).")
       .def_property_readonly(
+          "inverse_displacement",
+          [](const PyRegistration& r) {
+            const registration::VectorField& u = r.result.inverse_displacement;
+            return FieldToArray(u.grid, u.data.data(), u.grid.dim);
+          },
+          "The inverse map phi^-1 (the flow traced backward), u in mm along the axes of its grid:\n"
+          "the moving image's grid without an affine stage, else the fixed grid (as\n"
+          "inverse_displacement.nii.gz; docs/transforms.md).")
+      .def_property_readonly(
+          "stage_affine",
+          [](const PyRegistration& r) { return MatrixToArray(r.result.affine); },
+          "The affine stage's 4 x 4 world map (RAS mm, fixed world -> moving world); the whole\n"
+          "map is x -> stage_affine(phi(x)). The identity with affine='none'.")
+      .def_property_readonly(
           "jacobian", [](const PyRegistration& r) { return ImageToArray(r.result.jacobian); },
           "det D phi on the fixed grid.")
       .def_property_readonly(
