@@ -116,8 +116,8 @@ VectorField ComposeDisplacements(const VectorField& u1, const VectorField& u2);
 // Finite differences (physical units; scheme in the file comment)
 
 // ∇I: dim components, component-major, in intensity / mm.
-void Gradient(const Grid& grid, ConstFieldRef image, FieldRef out);
-VectorField Gradient(const Image& image);
+void ImageGradient(const Grid& grid, ConstFieldRef image, FieldRef out);
+VectorField ImageGradient(const Image& image);
 
 // div v = Σ_d ∂v_d/∂x_d for a field with dim components (units of v per mm).
 void Divergence(const Grid& grid, ConstFieldRef field, FieldRef out);

@@ -210,7 +210,7 @@ TEST(FiniteDifferences, GradientAndDivergenceOfLinearFieldsAreExact) {
   const Grid grid = MakeGrid(3, 6, 5, 4, {0.5, 2.0, 1.5});
   const Eigen::Vector4d c(1.0, 2.0, -3.0, 0.5);  // per voxel
   const Image f{grid, LinearFunction(grid, c)};
-  const VectorField g = Gradient(f);
+  const VectorField g = ImageGradient(f);
   for (int d = 0; d < 3; ++d) {
     EXPECT_LE((g.component(d).array() - c[d + 1] / grid.spacing_mm[d]).abs().maxCoeff(), 1e-12);
   }
