@@ -242,7 +242,9 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common) {
     ShootingClassifier shooting;
     InstallInterruptHandler();
     const ShootingClassifierSummary s = TrainShootingClassifier(train, test, so, &shooting);
-    if (s.termination == "interrupted") return Interrupted(" (--model shooting keeps no checkpoint)");
+    if (s.termination_type == Termination::kInterrupted) {
+      return Interrupted(" (--model shooting keeps no checkpoint)");
+    }
     WriteShootingClassifier((std::filesystem::path(f.out) / "model.h5").string(), shooting,
                             data.record);
     nlohmann::json j = ShootingMetricsJson(s, shooting);

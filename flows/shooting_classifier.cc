@@ -148,6 +148,23 @@ std::string ShootingClassifierSummary::BriefReport() const {
   return out.str();
 }
 
+std::string ShootingClassifierSummary::FullReport() const {
+  std::ostringstream out;
+  out << "parameters      " << parameters << " (" << control_points << " control points)\n"
+      << "iterations      " << iterations << "\n"
+      << "evaluations     " << evaluations << "\n"
+      << "train accuracy  " << train_accuracy << " (loss " << train_loss << ")\n"
+      << "test accuracy   " << test_accuracy << " (loss " << test_loss << ")\n"
+      << "NFE             " << nfe_forward << " forward, " << nfe_backward
+      << " backward per evaluation\n"
+      << "samples/s       " << samples_per_second << "\n"
+      << "kinetic energy  " << kinetic_energy << "\n"
+      << "action          " << action << " (per point " << point_action << ")\n"
+      << "termination     " << TerminationName(termination_type) << ": " << termination << "\n"
+      << "wall time       " << wall_seconds << " s\n";
+  return out.str();
+}
+
 Vector ShootingParameters(const ShootingClassifier& model) {
   Vector theta(model.num_parameters());
   theta << Flatten(model.momenta), Flatten(model.readout), model.bias;
@@ -321,6 +338,7 @@ ShootingClassifierSummary TrainShootingClassifier(const Dataset& train, const Da
     }
     s.point_action = integral / static_cast<double>(n);
   }
+  s.termination_type = os.termination_type;
   s.termination = os.termination;
   s.wall_seconds = SecondsSince(start);
   return s;

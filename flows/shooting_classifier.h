@@ -89,8 +89,10 @@ struct ShootingClassifierSummary {
   double kinetic_energy = 0.0;  // H(q_0, p_0) = ½ ∫ ‖v_t‖²_V dt
   double action = 0.0;          // ∫₀¹ ‖v_t‖²_V dt = 2H
   double point_action = 0.0;    // mean over training points of ∫₀¹ ‖v_t(x_m(t))‖² dt (trapezoid)
-  std::string termination;
+  Termination termination_type = Termination::kIterationLimit;
+  std::string termination;      // the message (metrics.json "termination")
   std::string BriefReport() const;
+  std::string FullReport() const;
 };
 
 // θ = [p_0 | R | b] of a model, and back (sizes must match the model's).

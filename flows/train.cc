@@ -85,6 +85,21 @@ std::string TrainSummary::BriefReport() const {
   return s.str();
 }
 
+std::string TrainSummary::FullReport() const {
+  std::ostringstream s;
+  s << "parameters      " << parameters << "\n"
+    << "epochs          " << epochs << " (" << start_epoch << " before this run)\n"
+    << "train accuracy  " << train_accuracy << "\n"
+    << "test accuracy   " << test_accuracy << "\n"
+    << "test loss       " << test_loss << "\n"
+    << "samples/s       " << samples_per_second << "\n"
+    << "NFE per batch   " << nfe_forward << " forward, " << nfe_backward << " backward\n"
+    << "termination     " << TerminationName(termination_type) << ": " << termination << "\n"
+    << "interrupted     " << (interrupted ? "yes" : "no") << "\n"
+    << "wall time       " << wall_seconds << " s\n";
+  return s.str();
+}
+
 std::pair<double, double> Accuracy(Classifier& model, const Vector& theta, const Dataset& data,
                                    Index batch) {
   double loss = 0.0;
@@ -118,6 +133,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   double train_seconds = 0.0;
   long samples = 0, batches = 0, nfe_f = 0, nfe_b = 0;
   const bool budget = options.time_budget_seconds > 0.0;
+  summary.termination_type = Termination::kIterationLimit;
   summary.termination = "epochs";
   summary.epochs = state.epoch;
 
@@ -180,13 +196,14 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     } catch (const NumericalError& e) {
       throw NumericalError(std::string("training diverged (full-batch L-BFGS): ") + e.what());
     }
+    summary.termination_type = os.termination_type;
     summary.termination = os.termination;
     (void)evaluations;
     if (!std::isfinite(os.final_cost) || !theta.allFinite()) {
       throw NumericalError("training diverged: the full-batch loss or the parameters became "
                            "NaN/Inf (try a smaller --lr or --weight-decay)");
     }
-    if (os.termination == "interrupted") summary.interrupted = true;
+    if (os.termination_type == Termination::kInterrupted) summary.interrupted = true;
   } else {
     Vector epoch_start_theta;
     OptimizerState epoch_start_state;
@@ -294,6 +311,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
       }
       if (!options.checkpoint.empty()) WriteCheckpoint(options.checkpoint, theta, state);
       if (out_of_time) {
+        summary.termination_type = Termination::kTimeLimit;
         summary.termination = "time budget";
         break;
       }
@@ -302,6 +320,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   summary.epochs = state.epoch;
   summary.wall_seconds = train_seconds;
   if (summary.interrupted) {
+    summary.termination_type = Termination::kInterrupted;
     summary.termination = "interrupted";
     return summary;
   }

@@ -75,9 +75,12 @@ struct TrainSummary {
   double nfe_backward = 0.0;
   double wall_seconds = 0.0;   // training time of this run
   Index parameters = 0;
-  std::string termination;     // "epochs", "time budget", "interrupted", "converged: ..."
+  Termination termination_type = Termination::kIterationLimit;
+  // The message: "epochs", "time budget", "interrupted", "converged: ..." (metrics.json).
+  std::string termination;
   bool interrupted = false;    // SIGINT/SIGTERM: θ is the last checkpointed one; nothing evaluated
   std::string BriefReport() const;
+  std::string FullReport() const;
 };
 
 // Mean loss and accuracy of θ on a data set.

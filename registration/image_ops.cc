@@ -341,18 +341,18 @@ VectorField ComposeDisplacements(const VectorField& u1, const VectorField& u2) {
 
 // ---------------------------------------------------------------------------------------------
 
-void Gradient(const Grid& grid, ConstFieldRef image, FieldRef out) {
+void ImageGradient(const Grid& grid, ConstFieldRef image, FieldRef out) {
   const Index n = grid.voxels();
-  CheckSize(image.size(), n, "Gradient image");
-  CheckSize(out.size(), grid.dim * n, "Gradient output");
+  CheckSize(image.size(), n, "ImageGradient image");
+  CheckSize(out.size(), grid.dim * n, "ImageGradient output");
   for (int d = 0; d < grid.dim; ++d) {
     AccumulatePartial(grid, image.data(), d, 1.0, false, out.data() + d * n);
   }
 }
 
-VectorField Gradient(const Image& image) {
+VectorField ImageGradient(const Image& image) {
   VectorField out{image.grid, Eigen::VectorXd(image.grid.dim * image.grid.voxels())};
-  Gradient(image.grid, image.data, out.data);
+  ImageGradient(image.grid, image.data, out.data);
   return out;
 }
 

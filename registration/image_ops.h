@@ -61,12 +61,6 @@ inline double SampleLinear(const Grid& grid, const double* data, double x, doubl
 inline double SampleLinearWithGradient(const Grid& grid, const double* data, double x, double y,
                                        double z, double gradient[3]);
 
-// The adjoint (transpose) of SampleLinear with respect to `data`: adds weight · w_v to each of
-// the 4 (2-D) or 8 (3-D) voxels v that SampleLinear(x, y, z) combines with weights w_v.
-// Σ_x a(x)·SampleLinear(data)(p_x) = ⟨SplatLinear(a), data⟩ exactly.
-inline void SplatLinear(const Grid& grid, double* data, double x, double y, double z,
-                        double weight);
-
 // Nearest-neighbour interpolation (round half away from zero), coordinates clamped.
 inline double SampleNearest(const Grid& grid, const double* data, double x, double y,
                             double z = 0.0);
@@ -116,8 +110,8 @@ VectorField ComposeDisplacements(const VectorField& u1, const VectorField& u2);
 // Finite differences (physical units; scheme in the file comment)
 
 // ∇I: dim components, component-major, in intensity / mm.
-void Gradient(const Grid& grid, ConstFieldRef image, FieldRef out);
-VectorField Gradient(const Image& image);
+void ImageGradient(const Grid& grid, ConstFieldRef image, FieldRef out);
+VectorField ImageGradient(const Image& image);
 
 // div v = Σ_d ∂v_d/∂x_d for a field with dim components (units of v per mm).
 void Divergence(const Grid& grid, ConstFieldRef field, FieldRef out);
@@ -273,41 +267,6 @@ inline double SampleLinearWithGradient(const Grid& grid, const double* data, dou
   gradient[1] = ay.clamped ? 0.0 : (v01 - v00) + az.f * ((v11 - v10) - (v01 - v00));
   gradient[2] = az.clamped ? 0.0 : v1 - v0;
   return v0 + az.f * (v1 - v0);
-}
-
-inline void SplatLinear(const Grid& grid, double* data, double x, double y, double z,
-                        double weight) {
-  const detail::LinearAxis ax = detail::LocateLinear(x, grid.size[0]);
-  const detail::LinearAxis ay = detail::LocateLinear(y, grid.size[1]);
-  const Eigen::Index nx = grid.size[0];
-  // Weights of the two neighbours along each axis; when an axis has one voxel both indices are 0
-  // and the weights (1, 0) keep the total weight.
-  const double wx0 = 1.0 - ax.f, wx1 = ax.f;
-  const double wy0 = 1.0 - ay.f, wy1 = ay.f;
-  if (grid.dim == 2) {
-    double* r0 = data + ay.i0 * nx;
-    double* r1 = data + ay.i1 * nx;
-    r0[ax.i0] += weight * wy0 * wx0;
-    r0[ax.i1] += weight * wy0 * wx1;
-    r1[ax.i0] += weight * wy1 * wx0;
-    r1[ax.i1] += weight * wy1 * wx1;
-    return;
-  }
-  const detail::LinearAxis az = detail::LocateLinear(z, grid.size[2]);
-  const Eigen::Index nxy = nx * grid.size[1];
-  const double wz0 = 1.0 - az.f, wz1 = az.f;
-  double* p00 = data + az.i0 * nxy + ay.i0 * nx;
-  double* p01 = data + az.i0 * nxy + ay.i1 * nx;
-  double* p10 = data + az.i1 * nxy + ay.i0 * nx;
-  double* p11 = data + az.i1 * nxy + ay.i1 * nx;
-  p00[ax.i0] += weight * wz0 * wy0 * wx0;
-  p00[ax.i1] += weight * wz0 * wy0 * wx1;
-  p01[ax.i0] += weight * wz0 * wy1 * wx0;
-  p01[ax.i1] += weight * wz0 * wy1 * wx1;
-  p10[ax.i0] += weight * wz1 * wy0 * wx0;
-  p10[ax.i1] += weight * wz1 * wy0 * wx1;
-  p11[ax.i0] += weight * wz1 * wy1 * wx0;
-  p11[ax.i1] += weight * wz1 * wy1 * wx1;
 }
 
 inline double SampleNearest(const Grid& grid, const double* data, double x, double y, double z) {

@@ -201,6 +201,7 @@ struct RunState {
   Clock::time_point start;
   int iterations = 0;
   std::vector<double> loss_history, residual_history;
+  Termination termination_type = Termination::kIterationLimit;
   std::string termination;
   bool converged = false;
 };
@@ -281,6 +282,7 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
       return 0.5 * w * r.squaredNorm();
     };
     const OptimizerSummary s = run_inner(data, iteration_budget, nullptr);
+    run.termination_type = s.termination_type;
     run.termination = s.termination;
     run.converged = s.converged;
     return;
@@ -301,15 +303,18 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
     model.Evaluate(theta, data, nullptr, &last_kinetic, &last_residual);
     const double rms = Rms(last_residual, landmarks);
     if (rms <= options.residual_tolerance) {
+      run.termination_type = Termination::kConverged;
       run.termination = "converged: residual rms " + std::to_string(rms) + " <= tolerance";
       run.converged = true;
       return;
     }
     if (RemainingSeconds(options, run) <= 0.0) {
+      run.termination_type = Termination::kTimeLimit;
       run.termination = "time limit";
       return;
     }
-    if (s.termination == "stopped by callback") {
+    if (s.termination_type == Termination::kUserStop) {
+      run.termination_type = s.termination_type;
       run.termination = s.termination;
       return;
     }
@@ -318,6 +323,7 @@ void MinimizeEnergy(MatchingModel& model, Vector& theta, Eigen::Index landmarks,
     if (norm > 0.25 * previous_norm) mu *= 10.0;
     previous_norm = norm;
   }
+  run.termination_type = Termination::kIterationLimit;
   run.termination = "max outer iterations (augmented Lagrangian)";
 }
 
@@ -444,6 +450,15 @@ void LevenbergMarquardt(ShootingModel& model, Vector& p0, Eigen::Index landmarks
   run.termination = summary.message;
   run.converged = summary.termination_type == ceres::CONVERGENCE ||
                   summary.termination_type == ceres::USER_SUCCESS;
+  if (run.converged) {
+    run.termination_type = Termination::kConverged;
+  } else if (summary.termination_type == ceres::NO_CONVERGENCE) {
+    run.termination_type = summary.message.find("time") != std::string::npos
+                               ? Termination::kTimeLimit
+                               : Termination::kIterationLimit;
+  } else {
+    run.termination_type = Termination::kFailed;
+  }
   if (summary.termination_type == ceres::USER_SUCCESS) {
     run.termination = "converged: residual rms <= tolerance";
   }
@@ -507,6 +522,23 @@ std::string LandmarkMatchingResult::BriefReport() const {
       << ", kinetic energy " << Number(kinetic_energy) << ", " << iterations << " iterations, "
       << evaluations << " evaluations, " << parameters.size() << " parameters, "
       << Number(wall_seconds) << " s (" << termination << ")";
+  return out.str();
+}
+
+std::string LandmarkMatchingResult::FullReport() const {
+  std::ostringstream out;
+  out << "method          " << LandmarkMethodName(method) << "\n"
+      << "landmarks       " << source.rows() << " in " << dim << "-D\n"
+      << "kernel width    " << Number(kernel_width) << "\n"
+      << "parameters      " << parameters.size() << "\n"
+      << "iterations      " << iterations << "\n"
+      << "evaluations     " << evaluations << "\n"
+      << "residual rms    " << Number(residual_rms) << "\n"
+      << "kinetic energy  " << Number(kinetic_energy) << "\n"
+      << "data term       " << Number(data_term) << "\n"
+      << "termination     " << TerminationName(termination_type) << ": " << termination << "\n"
+      << "converged       " << (converged ? "yes" : "no") << "\n"
+      << "wall time       " << Number(wall_seconds) << " s\n";
   return out.str();
 }
 
@@ -593,6 +625,7 @@ LandmarkMatchingResult MatchLandmarks(const Matrix& source, const Matrix& target
   result.iterations = run.iterations;
   result.loss_history = std::move(run.loss_history);
   result.residual_history = std::move(run.residual_history);
+  result.termination_type = run.termination_type;
   result.termination = run.termination;
   result.converged = run.converged;
   result.wall_seconds = SecondsSince(run.start);

@@ -103,12 +103,14 @@ struct LandmarkMatchingResult {
   double wall_seconds = 0.0;
   std::vector<double> loss_history;    // objective after each iteration
   std::vector<double> residual_history;  // residual rms after each iteration
-  std::string termination;
+  Termination termination_type = Termination::kIterationLimit;
+  std::string termination;        // the message (metrics.json "termination")
   bool converged = false;
   LandmarkMatchingOptions options;
 
   long num_parameters() const { return parameters.size(); }
   std::string BriefReport() const;
+  std::string FullReport() const;
 };
 
 // source and target: N × d (d = 2 or 3), rows are landmarks. Throws InputError for mismatched

@@ -441,22 +441,24 @@ int SubstepsFor(double lipschitz, const FlowProblemOptions& options) {
                                      static_cast<double>(options.max_substeps)));
 }
 
-VelocityFieldObjective::VelocityFieldObjective(const Image& moving, const Image& fixed,
-                                               const Grid& mesh, const MetricPowers& metric,
-                                               const FlowProblemOptions& options)
-    : moving_(moving),
-      fixed_(fixed),
-      metric_(metric),
+FlowObjective::FlowObjective(const Image& moving, const Image& fixed, const Grid& mesh,
+                             const MetricPowers& metric, const FlowProblemOptions& options)
+    : metric_(metric),
       options_(options),
       mesh_(mesh),
       map_(mesh, fixed.grid),
-      data_term_(moving, fixed, options),
-      flow_(mesh, options.time_steps),
-      identity_(IdentityPositions(mesh)) {}
+      data_term_(moving, fixed, options) {}
 
-std::vector<double> VelocityFieldObjective::OutputTimes() const {
+std::vector<double> FlowObjective::OutputTimes() const {
   return UniformTimes(options_.time_steps);
 }
+
+VelocityFieldObjective::VelocityFieldObjective(const Image& moving, const Image& fixed,
+                                               const Grid& mesh, const MetricPowers& metric,
+                                               const FlowProblemOptions& options)
+    : FlowObjective(moving, fixed, mesh, metric, options),
+      flow_(mesh, options.time_steps),
+      identity_(IdentityPositions(mesh)) {}
 
 int VelocityFieldObjective::Substeps(const Vector& v) const {
   if (options_.substeps > 0) return options_.substeps;

@@ -273,10 +273,34 @@ struct FlowEvaluation {
   int substeps = 1;       // integration steps per recorded interval (CFL bound)
 };
 
-// E(w) of velocity-field LDDMM at one resolution, w = the whitened velocities (T + 1 fields).
-class VelocityFieldObjective : public Objective {
+// What the objectives of both methods (VelocityFieldObjective, ShootingObjective in shooting.h)
+// share: the metric on the mesh, the options, the map from the mesh to the image grid, the data
+// term, and what the last evaluation left.
+class FlowObjective : public Objective {
  public:
+  const MeshToImageMap& map() const { return map_; }
+  const FlowEvaluation& last() const { return last_; }
+  long function_evaluations() const { return evaluations_; }
+  // The T + 1 recorded time points, equally spaced on [0, 1].
+  std::vector<double> OutputTimes() const;
+
+ protected:
   // The flow runs on `mesh` (same extent as the images; the metric is built for the mesh).
+  FlowObjective(const Image& moving, const Image& fixed, const Grid& mesh,
+                const MetricPowers& metric, const FlowProblemOptions& options);
+
+  MetricPowers metric_;
+  FlowProblemOptions options_;
+  Grid mesh_;
+  MeshToImageMap map_;
+  DataTerm data_term_;
+  FlowEvaluation last_;
+  long evaluations_ = 0;
+};
+
+// E(w) of velocity-field LDDMM at one resolution, w = the whitened velocities (T + 1 fields).
+class VelocityFieldObjective : public FlowObjective {
+ public:
   VelocityFieldObjective(const Image& moving, const Image& fixed, const Grid& mesh,
                          const MetricPowers& metric, const FlowProblemOptions& options);
   Eigen::Index num_parameters() const override { return flow_.param_dim(); }
@@ -286,28 +310,15 @@ class VelocityFieldObjective : public Objective {
   Vector Velocities(const Vector& w) const;
   // Mesh positions q(t_k) at the T + 1 time points of the velocity grids.
   std::vector<Vector> Path(const Vector& w);
-  const MeshToImageMap& map() const { return map_; }
   // ‖v_k‖_V at each time point.
   std::vector<double> VelocityNorms(const Vector& w) const;
-  const FlowEvaluation& last() const { return last_; }
-  long function_evaluations() const { return evaluations_; }
-  std::vector<double> OutputTimes() const;
   // Integration steps per recorded interval for velocities v (SubstepsFor their Lipschitz bound).
   int Substeps(const Vector& v) const;
 
  private:
-  const Image& moving_;
-  const Image& fixed_;
-  MetricPowers metric_;
-  FlowProblemOptions options_;
-  Grid mesh_;
-  MeshToImageMap map_;
-  DataTerm data_term_;
   VelocityFieldFlow flow_;
   Vector identity_;
   Vector v_;
-  FlowEvaluation last_;
-  long evaluations_ = 0;
 };
 
 // The fixed-step solver of the flows: T · substeps RK4 steps on [0, 1] (the T + 1 recorded time

@@ -244,6 +244,7 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
   double energy = 0.0;
   try {
     if (InterruptRequested()) {
+      summary.termination_type = Termination::kInterrupted;
       summary.termination = "interrupted";
     } else if (optimise) {
       summary = Minimize(objective, w, opt);
@@ -253,12 +254,13 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
   } catch (const NumericalError& e) {
     throw NumericalError("registration at " + where + ": " + e.what() + advice);
   }
-  if (summary.termination == "interrupted") return {true, summary.iterations};
+  if (summary.termination_type == Termination::kInterrupted) return {true, summary.iterations};
 
   state.level_starts.push_back(static_cast<int>(state.loss_history.size()));
   if (optimise) {
     state.iterations += summary.iterations;
     state.evaluations += summary.evaluations;
+    state.termination_type = summary.termination_type;
     state.termination = summary.termination;
     for (double c : summary.cost_history) state.loss_history.push_back(c);
   } else {
@@ -279,6 +281,7 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
   }
   if (options.max_seconds > 0 && SecondsSince(start) >= options.max_seconds) {
     state.time_up = true;
+    state.termination_type = Termination::kTimeLimit;
     state.termination = "time limit";
   }
   return {false, summary.iterations};
@@ -518,6 +521,7 @@ void CopyProgress(const RegistrationCheckpoint& state, RegistrationResult& resul
   result.evaluations = state.evaluations;
   result.loss_history = state.loss_history;
   result.level_starts = state.level_starts;
+  result.termination_type = state.termination_type;
   result.termination = state.termination;
 }
 
@@ -631,6 +635,29 @@ std::string RegistrationResult::BriefReport() const {
   return buffer;
 }
 
+std::string RegistrationResult::FullReport() const {
+  std::ostringstream out;
+  out << "method              " << RegistrationMethodName(method) << "\n"
+      << "parameters          " << parameters << "\n"
+      << "levels              " << level_starts.size() << "\n"
+      << "iterations          " << iterations << "\n"
+      << "evaluations         " << evaluations << "\n"
+      << "SSD                 " << ssd_initial << " -> " << ssd_final << " (reduction "
+      << 100.0 * ssd_reduction() << " %)\n"
+      << "energy              " << energy << "\n"
+      << "kinetic energy      " << kinetic_energy << "\n"
+      << "|v_t|_V spread      " << 100.0 * velocity_norm_spread() << " %\n"
+      << "det Dphi            [" << min_jacobian << ", " << max_jacobian << "]\n"
+      << "substeps            " << substeps << "\n"
+      << "inverse consistency " << inverse_consistency_rms_voxels << " voxels (rms)\n"
+      << "termination         " << TerminationName(termination_type) << ": " << termination
+      << "\n"
+      << "interrupted         " << (interrupted ? "yes" : "no") << "\n"
+      << "wall time           " << wall_seconds << " s\n";
+  if (!world_space_note.empty()) out << "world space         " << world_space_note << "\n";
+  return out.str();
+}
+
 void CheckRegistrationInputs(const Image& moving, const Image& fixed) {
   CheckWorldOverlap(moving.grid, fixed.grid, "--moving", "--fixed");
   if (!AllFinite(moving.data)) throw InputError("--moving: image contains NaN or Inf");
@@ -668,6 +695,7 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
       stopped.method = options.method;
       stopped.options = options;
       stopped.interrupted = true;
+      stopped.termination_type = Termination::kInterrupted;
       stopped.termination = "interrupted";
       stopped.wall_seconds = SecondsSince(start);
       return stopped;
@@ -742,6 +770,7 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
       if (checkpointing) WriteRegistrationCheckpoint(options.checkpoint, fingerprint, state);
       CopyProgress(state, result);
       result.interrupted = true;
+      result.termination_type = Termination::kInterrupted;
       result.termination = "interrupted";
       result.iterations = state.iterations + run.iterations;
       result.wall_seconds = SecondsSince(start);
@@ -758,7 +787,10 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
     if (checkpointing) WriteRegistrationCheckpoint(options.checkpoint, fingerprint, state);
   }
   CopyProgress(state, result);
-  if (options.iterations == 0) result.termination = "no iterations requested";
+  if (options.iterations == 0) {
+    result.termination_type = Termination::kNoIterations;
+    result.termination = "no iterations requested";
+  }
 
   TracedFlow flow_used;
   AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input, options, result,

@@ -174,7 +174,8 @@ struct RegistrationResult {
   long parameters = 0;          // free variables at the finest level
   std::vector<double> loss_history;   // E after each iteration (all levels, index 0: initial)
   std::vector<int> level_starts;      // index into loss_history where each level starts
-  std::string termination;
+  Termination termination_type = Termination::kIterationLimit;  // of the last level optimised
+  std::string termination;            // the message (metrics.json "termination")
   RegistrationOptions options;
   // True when SIGINT/SIGTERM stopped the run: the checkpoint holds the completed levels and no
   // other result field is meaningful.
@@ -212,6 +213,7 @@ struct RegistrationResult {
   // Relative spread (max − min) / mean of ‖v_t‖_V.
   double velocity_norm_spread() const;
   std::string BriefReport() const;
+  std::string FullReport() const;
 };
 
 // InputError (naming --moving / --fixed) unless the images have the same dimension, overlap in

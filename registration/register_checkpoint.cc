@@ -78,6 +78,7 @@ void WriteRegistrationCheckpoint(const std::string& path, const std::string& fin
   out.SetAttribute("/", "iterations", std::int64_t{c.iterations});
   out.SetAttribute("/", "evaluations", std::int64_t{c.evaluations});
   out.SetAttribute("/", "termination", c.termination);
+  out.SetAttribute("/", "termination_type", static_cast<std::int64_t>(c.termination_type));
   out.SetAttribute("/", "time_up", std::int64_t{c.time_up ? 1 : 0});
   out.WriteDoubles("carried_velocity", c.carried_velocity.data(),
                    {static_cast<std::uint64_t>(c.carried_velocity.size())});
@@ -108,6 +109,14 @@ RegistrationCheckpoint ReadRegistrationCheckpoint(const std::string& path,
   c.iterations = static_cast<int>(in.IntAttribute("/", "iterations"));
   c.evaluations = static_cast<int>(in.IntAttribute("/", "evaluations"));
   c.termination = in.StringAttribute("/", "termination");
+  // Checkpoints written before the attribute existed keep the default.
+  if (in.HasAttribute("/", "termination_type")) {
+    const std::int64_t type = in.IntAttribute("/", "termination_type");
+    if (type < 0 || type > static_cast<std::int64_t>(Termination::kFailed)) {
+      throw InputError(path + ": termination_type " + std::to_string(type) + " is not a Termination");
+    }
+    c.termination_type = static_cast<Termination>(type);
+  }
   c.time_up = in.IntAttribute("/", "time_up") != 0;
   const std::vector<double> carried = in.ReadDoubles("carried_velocity");
   const std::vector<double> w = in.ReadDoubles("w");

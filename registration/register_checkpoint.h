@@ -4,7 +4,8 @@
 //
 // HDF5 layout (one file):
 //   /  attributes  format = "diffeoflow-registration-checkpoint", version = 1, fingerprint,
-//                  levels_done, iterations, evaluations, termination, time_up (0 or 1)
+//                  levels_done, iterations, evaluations, termination (the message),
+//                  termination_type (the Termination as an integer), time_up (0 or 1)
 //   /carried_velocity   v = K^{1/2} w on the mesh of the last completed level (mm per unit time;
 //                       T + 1 fields for lddmm, one for shooting), what the next level starts from
 //   /w                  the last completed level's final whitened iterate (band-limited when B > 0)
@@ -32,7 +33,8 @@ struct RegistrationCheckpoint {
   int evaluations = 0;
   std::vector<double> loss_history;
   std::vector<int> level_starts;
-  std::string termination;
+  Termination termination_type = Termination::kIterationLimit;
+  std::string termination;           // the message
   bool time_up = false;              // the time limit ran out: later levels only evaluate
 };
 

@@ -303,22 +303,12 @@ double EpdiffShooting::VelocityNorm(const Vector& state) {
 ShootingObjective::ShootingObjective(const Image& moving, const Image& fixed, const Grid& mesh,
                                      const MetricPowers& metric,
                                      const FlowProblemOptions& options)
-    : moving_(moving),
-      fixed_(fixed),
-      metric_(metric),
-      options_(options),
-      mesh_(mesh),
-      map_(mesh, fixed.grid),
-      data_term_(moving, fixed, options),
+    : FlowObjective(moving, fixed, mesh, metric, options),
       shooting_(mesh, metric.smooth, options.threads) {
   const Eigen::Index block = mesh.dim * mesh.voxels();
   x0_.resize(2 * block);
   x0_.head(block) = IdentityPositions(mesh);
   x0_.tail(block).setZero();
-}
-
-std::vector<double> ShootingObjective::OutputTimes() const {
-  return UniformTimes(options_.time_steps);
 }
 
 Vector ShootingObjective::InitialMomentum(const Vector& w) const {

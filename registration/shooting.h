@@ -179,9 +179,8 @@ class EpdiffShooting : public Dynamics {
 };
 
 // E(w) of geodesic shooting at one resolution (see above).
-class ShootingObjective : public Objective {
+class ShootingObjective : public FlowObjective {
  public:
-  // The flow runs on `mesh` (same extent as the images; the metric is built for the mesh).
   ShootingObjective(const Image& moving, const Image& fixed, const Grid& mesh,
                     const MetricPowers& metric, const FlowProblemOptions& options);
   Eigen::Index num_parameters() const override { return mesh_.dim * mesh_.voxels(); }
@@ -195,11 +194,7 @@ class ShootingObjective : public Objective {
   // for TraceMap; `substeps` receives s: Substeps of the initial state, doubled (up to
   // max_substeps) until every step h obeys h · Lip(v) ≤ max_step_lipschitz at both its ends.
   std::vector<Vector> StepVelocities(const Vector& w, int* substeps);
-  std::vector<double> OutputTimes() const;
   EpdiffShooting& dynamics() { return shooting_; }
-  const MeshToImageMap& map() const { return map_; }
-  const FlowEvaluation& last() const { return last_; }
-  long function_evaluations() const { return evaluations_; }
   // Integration steps per recorded interval for the geodesic from `state` (q, m): SubstepsFor
   // the Lipschitz bound of its velocity v_0. Along a geodesic ‖v_t‖_V is constant but Lip(v_t) is
   // not; the objective accepts that (its flow only needs to be accurate), while StepVelocities,
@@ -210,18 +205,9 @@ class ShootingObjective : public Objective {
   // weight · H(state); adds nothing to, but overwrites, `gradient` (2 · dim × voxels) when non-null.
   double KineticTerm(const Vector& state, double weight, Vector* gradient);
 
-  const Image& moving_;
-  const Image& fixed_;
-  MetricPowers metric_;
-  FlowProblemOptions options_;
-  Grid mesh_;
-  MeshToImageMap map_;
-  DataTerm data_term_;
   EpdiffShooting shooting_;
   Vector x0_;
   Vector rhs_;
-  FlowEvaluation last_;
-  long evaluations_ = 0;
 };
 
 }  // namespace diffeoflow::registration

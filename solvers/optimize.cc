@@ -13,6 +13,7 @@
 #include <cmath>
 #include <exception>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 
@@ -169,18 +170,28 @@ void MinimizeLbfgs(CountedObjective& objective, Vector& x, const OptimizerOption
   switch (summary.termination_type) {
     case ceres::CONVERGENCE:
       result.converged = true;
+      result.termination_type = Termination::kConverged;
       result.termination = "converged: " + summary.message;
       break;
     case ceres::NO_CONVERGENCE:
-      result.termination =
-          summary.message.find("time") != std::string::npos ? "time limit" : "max iterations";
+      if (summary.message.find("time") != std::string::npos) {
+        result.termination_type = Termination::kTimeLimit;
+        result.termination = "time limit";
+      } else {
+        result.termination_type = Termination::kIterationLimit;
+        result.termination = "max iterations";
+      }
       break;
     case ceres::USER_SUCCESS:
+      result.termination_type = callback.interrupted() ? Termination::kInterrupted
+                                : callback.stopped()   ? Termination::kUserStop
+                                                       : Termination::kUserStop;
       result.termination = callback.interrupted() ? "interrupted"
                            : callback.stopped()   ? "stopped by callback"
                                                   : summary.message;
       break;
     default:
+      result.termination_type = Termination::kFailed;
       result.termination = "failed: " + summary.message;
       break;
   }
@@ -190,16 +201,22 @@ void MinimizeLbfgs(CountedObjective& objective, Vector& x, const OptimizerOption
 // ---------------------------------------------------------------------------------------------
 // Gradient descent and Adam share the stopping rules.
 
+struct Stop {
+  Termination type;
+  std::string message;
+};
+
 class Stopping {
  public:
   Stopping(const OptimizerOptions& options, Clock::time_point start)
       : options_(options), start_(start) {}
 
-  // Reports the iteration to the callback; returns the reason to stop, or "" to go on.
-  std::string AfterIteration(int iteration, double previous_cost, double cost,
-                             double gradient_norm, double step_size, OptimizerSummary& result) {
-    if (!std::isfinite(cost)) return "failed: non-finite cost";
-    if (InterruptRequested()) return "interrupted";
+  // Reports the iteration to the callback; returns the reason to stop, or nothing to go on.
+  std::optional<Stop> AfterIteration(int iteration, double previous_cost, double cost,
+                                     double gradient_norm, double step_size,
+                                     OptimizerSummary& result) {
+    if (!std::isfinite(cost)) return Stop{Termination::kFailed, "failed: non-finite cost"};
+    if (InterruptRequested()) return Stop{Termination::kInterrupted, "interrupted"};
     if (options_.callback) {
       IterationReport report;
       report.iteration = iteration;
@@ -207,19 +224,23 @@ class Stopping {
       report.gradient_norm = gradient_norm;
       report.step_size = step_size;
       report.elapsed_seconds = SecondsSince(start_);
-      if (!options_.callback(report)) return "stopped by callback";
+      if (!options_.callback(report)) return Stop{Termination::kUserStop, "stopped by callback"};
     }
     if (gradient_norm <= options_.gradient_tolerance) {
       result.converged = true;
-      return "converged: gradient norm " + NumberText(gradient_norm) + " <= gradient_tolerance";
+      return Stop{Termination::kConverged,
+                  "converged: gradient norm " + NumberText(gradient_norm) +
+                      " <= gradient_tolerance"};
     }
     const double scale = std::max(std::abs(previous_cost), std::numeric_limits<double>::min());
     if (std::abs(previous_cost - cost) / scale < options_.function_tolerance) {
       result.converged = true;
-      return "converged: relative cost change < function_tolerance";
+      return Stop{Termination::kConverged, "converged: relative cost change < function_tolerance"};
     }
-    if (SecondsSince(start_) >= options_.max_seconds) return "time limit";
-    return "";
+    if (SecondsSince(start_) >= options_.max_seconds) {
+      return Stop{Termination::kTimeLimit, "time limit"};
+    }
+    return std::nullopt;
   }
 
  private:
@@ -236,11 +257,13 @@ bool EvaluateStart(CountedObjective& objective, const Vector& x, const Optimizer
   result.final_cost = cost;
   result.cost_history.push_back(cost);
   if (!std::isfinite(cost) || !gradient.allFinite()) {
+    result.termination_type = Termination::kFailed;
     result.termination = "failed: non-finite cost or gradient at the initial point";
     return false;
   }
   if (gradient.norm() <= options.gradient_tolerance) {
     result.converged = true;
+    result.termination_type = Termination::kConverged;
     result.termination = "converged: gradient norm <= gradient_tolerance at the initial point";
     return false;
   }
@@ -278,6 +301,7 @@ void MinimizeGradientDescent(CountedObjective& objective, Vector& x,
       step *= 0.5;
     }
     if (!accepted) {
+      result.termination_type = Termination::kFailed;
       result.termination = "line search failed: no decrease along the gradient";
       break;
     }
@@ -289,15 +313,16 @@ void MinimizeGradientDescent(CountedObjective& objective, Vector& x,
     result.iterations = iteration;
     result.final_cost = cost;
     result.cost_history.push_back(cost);
-    std::string stop =
+    std::optional<Stop> stop =
         stopping.AfterIteration(iteration, previous_cost, cost, gradient.norm(), step, result);
-    if (stop.empty() && step_norm <= options.parameter_tolerance *
-                                          (x.norm() + options.parameter_tolerance)) {
+    if (!stop && step_norm <= options.parameter_tolerance *
+                                  (x.norm() + options.parameter_tolerance)) {
       result.converged = true;
-      stop = "converged: step norm <= parameter_tolerance";
+      stop = Stop{Termination::kConverged, "converged: step norm <= parameter_tolerance"};
     }
-    if (!stop.empty()) {
-      result.termination = stop;
+    if (stop) {
+      result.termination_type = stop->type;
+      result.termination = stop->message;
       break;
     }
     step *= 2.0;
@@ -324,6 +349,7 @@ void MinimizeAdam(CountedObjective& objective, Vector& x, const OptimizerOptions
     if (!std::isfinite(cost) || !gradient.allFinite()) {
       // Keep the last point where cost and gradient were finite.
       x.swap(previous_x);
+      result.termination_type = Termination::kFailed;
       result.termination =
           "failed: non-finite cost or gradient at iteration " + std::to_string(iteration);
       break;
@@ -331,11 +357,11 @@ void MinimizeAdam(CountedObjective& objective, Vector& x, const OptimizerOptions
     result.iterations = iteration;
     result.final_cost = cost;
     result.cost_history.push_back(cost);
-    const std::string stop = stopping.AfterIteration(iteration, previous_cost, cost,
-                                                     gradient.norm(), options.learning_rate,
-                                                     result);
-    if (!stop.empty()) {
-      result.termination = stop;
+    const std::optional<Stop> stop = stopping.AfterIteration(
+        iteration, previous_cost, cost, gradient.norm(), options.learning_rate, result);
+    if (stop) {
+      result.termination_type = stop->type;
+      result.termination = stop->message;
       break;
     }
   }
@@ -397,6 +423,19 @@ void OptimizerOptions::Validate() const {
   }
 }
 
+std::string TerminationName(Termination termination) {
+  switch (termination) {
+    case Termination::kConverged: return "converged";
+    case Termination::kIterationLimit: return "iteration limit";
+    case Termination::kTimeLimit: return "time limit";
+    case Termination::kUserStop: return "stopped by callback";
+    case Termination::kInterrupted: return "interrupted";
+    case Termination::kNoIterations: return "no iterations";
+    case Termination::kFailed: return "failed";
+  }
+  return "unknown";
+}
+
 std::string OptimizerSummary::BriefReport() const {
   std::ostringstream out;
   out << OptimizerName(optimizer) << ": " << iterations << " iterations, " << evaluations
@@ -444,6 +483,7 @@ OptimizerSummary Minimize(Objective& objective, Vector& x, const OptimizerOption
     result.initial_cost = result.final_cost = counted(x, nullptr);
     result.cost_history.push_back(result.initial_cost);
     result.converged = true;
+    result.termination_type = Termination::kConverged;
     result.termination = "converged: no parameters";
   } else {
     switch (options.optimizer) {

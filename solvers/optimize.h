@@ -80,6 +80,23 @@ struct OptimizerOptions {
   void Validate() const;
 };
 
+// Why an optimiser, or a loop over one, stopped (as Ceres' TerminationType). The message beside it
+// says the same in words, with the figures (a tolerance, the cost); it is what reports and
+// metrics.json print.
+enum class Termination {
+  kConverged,       // a tolerance was met
+  kIterationLimit,  // max iterations, epochs or outer iterations
+  kTimeLimit,       // max_seconds or a time budget
+  kUserStop,        // the iteration callback returned false
+  kInterrupted,     // SIGINT/SIGTERM (solvers/interrupt.h)
+  kNoIterations,    // none were requested
+  kFailed,          // non-finite cost or gradient, a failed line search, a solver error
+};
+
+// "converged", "iteration limit", "time limit", "stopped by callback", "interrupted",
+// "no iterations", "failed".
+std::string TerminationName(Termination termination);
+
 struct OptimizerSummary {
   Optimizer optimizer = Optimizer::kLbfgs;
   int iterations = 0;
@@ -89,7 +106,8 @@ struct OptimizerSummary {
   std::vector<double> cost_history;  // cost after each iteration (index 0: initial)
   // "converged: ...", "max iterations", "time limit", "stopped by callback", "interrupted"
   // (SIGINT/SIGTERM, see solvers/interrupt.h; x holds the last accepted iterate), "failed: ..."
-  std::string termination;
+  Termination termination_type = Termination::kIterationLimit;
+  std::string termination;  // the message
   bool converged = false;
   double wall_seconds = 0.0;
   std::string BriefReport() const;

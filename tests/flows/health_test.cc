@@ -158,6 +158,7 @@ TEST_F(TrainHealth, InterruptStopsAtTheCheckpointAndResumeMatchesTheUninterrupte
     const TrainSummary stopped = Train(model, theta, train_, test_, first);
     ClearInterrupt();
     EXPECT_TRUE(stopped.interrupted);
+    EXPECT_EQ(stopped.termination_type, Termination::kInterrupted);
     EXPECT_EQ(stopped.termination, "interrupted");
     EXPECT_EQ(stopped.epochs, 2);
     std::int64_t epoch = 0;

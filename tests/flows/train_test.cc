@@ -104,7 +104,8 @@ TEST(Train, TimeBudgetStopsTraining) {
   o.epochs = 100000;
   o.time_budget_seconds = 0.3;
   const TrainSummary s = Train(model, theta, train, test, o);
-  EXPECT_EQ(s.termination, "time budget");
+  EXPECT_EQ(s.termination_type, Termination::kTimeLimit) << s.FullReport();
+  EXPECT_EQ(s.termination, "time budget");  // the text of metrics.json
   EXPECT_LT(s.epochs, 100000);
 }
 

@@ -128,6 +128,7 @@ TEST_F(RegistrationHealth, InterruptedRunResumesToTheUninterruptedResult) {
         continue;
       }
       ASSERT_TRUE(stopped.interrupted) << after;
+      EXPECT_EQ(stopped.termination_type, Termination::kInterrupted) << stopped.FullReport();
       EXPECT_EQ(stopped.termination, "interrupted");
       EXPECT_EQ(stopped.warped.data.size(), 0);
       ASSERT_TRUE(fs::exists(checkpoint));

@@ -97,25 +97,6 @@ TEST(Interpolation, GradientIsTheDerivativeOfTheInterpolant) {
   }
 }
 
-TEST(Interpolation, SplatIsTheAdjointOfSampling) {
-  for (const int dim : {2, 3}) {
-    const Grid grid = MakeGrid(dim, 5, 6, 4);
-    std::mt19937 rng(8);
-    std::normal_distribution<double> g(0.0, 1.0);
-    std::uniform_real_distribution<double> u(-1.0, 7.0);
-    Eigen::VectorXd data(grid.voxels());
-    for (Eigen::Index i = 0; i < data.size(); ++i) data[i] = g(rng);
-    Eigen::VectorXd splat = Eigen::VectorXd::Zero(grid.voxels());
-    double lhs = 0.0;
-    for (int t = 0; t < 100; ++t) {
-      const double x = u(rng), y = u(rng), z = u(rng), a = g(rng);
-      lhs += a * SampleLinear(grid, data.data(), x, y, z);
-      SplatLinear(grid, splat.data(), x, y, z, a);
-    }
-    EXPECT_NEAR(lhs, splat.dot(data), 1e-12 * (1.0 + std::abs(lhs)));
-  }
-}
-
 TEST(Interpolation, NearestPicksTheClosestVoxel) {
   const Grid grid = MakeGrid(2, 4, 3, 1);
   const Eigen::VectorXd f = Eigen::VectorXd::LinSpaced(12, 0.0, 11.0);
@@ -210,7 +191,7 @@ TEST(FiniteDifferences, GradientAndDivergenceOfLinearFieldsAreExact) {
   const Grid grid = MakeGrid(3, 6, 5, 4, {0.5, 2.0, 1.5});
   const Eigen::Vector4d c(1.0, 2.0, -3.0, 0.5);  // per voxel
   const Image f{grid, LinearFunction(grid, c)};
-  const VectorField g = Gradient(f);
+  const VectorField g = ImageGradient(f);
   for (int d = 0; d < 3; ++d) {
     EXPECT_LE((g.component(d).array() - c[d + 1] / grid.spacing_mm[d]).abs().maxCoeff(), 1e-12);
   }

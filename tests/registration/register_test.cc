@@ -74,7 +74,7 @@ TEST_P(RegisterTest, RecoversASmallSmoothWarpWithAPositiveJacobian) {
   EXPECT_GT(r.min_jacobian, 0.0) << r.BriefReport();
   // Only the component along ∇I is determined by the images (the aperture problem): compare it
   // where the image has edges.
-  const VectorField gradient = Gradient(pair.warped);
+  const VectorField gradient = ImageGradient(pair.warped);
   const Eigen::Index n = pair.original.grid.voxels();
   double error = 0.0, size = 0.0;
   for (Eigen::Index i = 0; i < n; ++i) {

@@ -151,6 +151,7 @@ TEST(OptimizeTest, CallbackReturningFalseStopsEveryOptimizer) {
     const OptimizerSummary summary = Minimize(objective, x, options);
     EXPECT_EQ(last_iteration, 3) << OptimizerName(optimizer);
     EXPECT_EQ(summary.iterations, 3) << OptimizerName(optimizer) << "\n" << summary.FullReport();
+    EXPECT_EQ(summary.termination_type, Termination::kUserStop) << OptimizerName(optimizer);
     EXPECT_EQ(summary.termination, "stopped by callback") << OptimizerName(optimizer);
     EXPECT_FALSE(summary.converged);
     EXPECT_LT(summary.final_cost, summary.initial_cost) << OptimizerName(optimizer);
@@ -171,6 +172,7 @@ TEST(OptimizeTest, MaxIterationsIsRespected) {
     options.learning_rate = 1e-3;
     const OptimizerSummary summary = Minimize(objective, x, options);
     EXPECT_EQ(summary.iterations, 5) << OptimizerName(optimizer);
+    EXPECT_EQ(summary.termination_type, Termination::kIterationLimit) << OptimizerName(optimizer);
     EXPECT_EQ(summary.termination, "max iterations") << OptimizerName(optimizer);
     EXPECT_FALSE(summary.converged);
   }
@@ -233,6 +235,7 @@ TEST(OptimizeTest, NonFiniteCostsFailWithoutMovingOrPrinting) {
     const OptimizerSummary summary = Minimize(objective, x, options);
     EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << OptimizerName(optimizer);
     EXPECT_FALSE(summary.converged);
+    EXPECT_EQ(summary.termination_type, Termination::kFailed) << summary.termination;
     EXPECT_EQ(summary.termination.rfind("failed", 0), 0u) << summary.termination;
     EXPECT_EQ(summary.iterations, 0);
     EXPECT_EQ(x, Vector((Vector(2) << 0.5, -0.5).finished())) << OptimizerName(optimizer);
@@ -343,6 +346,7 @@ TEST(OptimizeInterrupt, EveryOptimizerStopsOnAnInterruptAndKeepsItsIterate) {
     x << -1.2, 1.0;
     const OptimizerSummary summary = Minimize(rosenbrock, x, options);
     ClearInterrupt();
+    EXPECT_EQ(summary.termination_type, Termination::kInterrupted) << OptimizerName(which);
     EXPECT_EQ(summary.termination, "interrupted") << OptimizerName(which);
     EXPECT_LE(summary.iterations, 5) << OptimizerName(which);
     EXPECT_LE(summary.final_cost, summary.initial_cost) << OptimizerName(which);
