@@ -116,15 +116,23 @@ class RegistrationFolderTransform : public WorldTransform {
                        "of `diffeoflow register`" +
                        (inverse ? ", written by a version that writes the inverse map)" : ")"));
     }
-    field_ = DisplacementFieldWorldTransform::FromFile(path.string(), argument);
     affine_ = Eigen::Matrix4d::Identity();
     const std::filesystem::path trajectory = folder / "trajectory.h5";
     if (std::filesystem::exists(trajectory)) {
       const h5::Reader reader(trajectory.string());
       const std::string what = argument + ": " + trajectory.string();
+      // Folders written before the ITK/ANTs convention hold vectors along the image axes in
+      // displacement.nii.gz; their trajectory.h5 has no fixed_affine. Read as LPS vectors they
+      // would be a wrong map without a word, so they are refused.
+      if (!reader.Has("fixed_affine")) {
+        throw InputError(argument + ": '" + dir + "' was written by an older diffeoflow whose "
+                         "displacement.nii.gz is not in the ITK/ANTs (LPS) convention; run "
+                         "`diffeoflow register` again");
+      }
       if (const auto a = ReadMatrix(reader, "affine", what)) affine_ = *a;
       if (inverse) reference_ = ReadMovingGrid(reader, what);
     }
+    field_ = DisplacementFieldWorldTransform::FromFile(path.string(), argument);
     if (!reference_) reference_ = field_->DefaultReference();
     inverse_ = inverse;
     affine_inverse_ = affine_.inverse();

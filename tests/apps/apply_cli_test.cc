@@ -11,6 +11,7 @@
 
 #include "registration/displacement_file.h"
 #include "registration/image_io.h"
+#include "solvers/hdf5.h"
 #include "tests/apps/cli_fixture.h"
 
 namespace {
@@ -135,6 +136,15 @@ TEST_F(ApplyCli, BadInputsOneLineExitTwoNothingWritten) {
   reg::WriteDisplacementFile(P("warp3d.nii.gz"), u3);
   std::ofstream(P("garbage.nii.gz")) << "garbage";
   std::ofstream(P("garbage.txt")) << "garbage";
+  // A folder as an older diffeoflow wrote it: trajectory.h5 without fixed_affine (its
+  // displacement.nii.gz then held vectors along the image axes, not ITK's LPS).
+  fs::create_directory(P("old"));
+  fs::copy_file(P("reg/displacement.nii.gz"), P("old/displacement.nii.gz"));
+  {
+    diffeoflow::h5::Writer old(P("old/trajectory.h5"));
+    old.WriteDoubles("times", std::vector<double>{0.0, 1.0}, diffeoflow::h5::Shape{2});
+    old.Commit();
+  }
   const std::string image = " --image " + P("moving.nii.gz");
   struct Case {
     std::string args, words1, words2;
@@ -153,6 +163,7 @@ TEST_F(ApplyCli, BadInputsOneLineExitTwoNothingWritten) {
       {"--transform " + P("reg") + image + " --interpolation cubic", "--interpolation", "bspline"},
       {"--transform " + P("garbage.txt") + image, "--transform", "garbage.txt"},
       {"--transform " + P("reg/affine.txt") + image, "--reference", "affine file"},
+      {"--transform " + P("old") + image, "older diffeoflow", "register"},
   };
   int k = 0;
   for (const Case& c : cases) {
