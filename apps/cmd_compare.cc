@@ -48,14 +48,7 @@ void ComparisonFigure(const std::string& path, const MethodOutcome& gd_outcome,
   const double vmin = std::min(moving.data.minCoeff(), fixed.data.minCoeff());
   const double vmax = std::max(moving.data.maxCoeff(), fixed.data.maxCoeff());
   auto image = [&](plot::Axes& ax, const Eigen::VectorXd& values, const std::string& title) {
-    ax.SetTitle(title).SetXLabel("x [mm]").SetYLabel("y [mm]").SetEqualAspect();
-    plot::ImageOptions io;
-    io.colormap = plot::Colormap::kGray;
-    io.vmin = vmin;
-    io.vmax = vmax;
-    io.origin = plot::Origin::kUpper;
-    io.colorbar_label = "intensity";
-    ax.Image(registration::MidSlice(g, values.data()), extent, io);
+    registration::ImagePanel(ax, g, values, title, vmin, vmax);
   };
   // The panel of a method without a result: its title and "failed" in the middle.
   auto failed = [&](plot::Axes& ax, const std::string& title) {

@@ -41,6 +41,8 @@ void DrawDeformedGrid(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& posi
   ax.SetLimits(0, g.size[0] * g.spacing_mm[0], 0, height).SetEqualAspect();
 }
 
+}  // namespace
+
 void ImagePanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& values,
                 const std::string& title, double vmin, double vmax) {
   ax.SetTitle(title).SetXLabel("x [mm]").SetYLabel("y [mm]").SetEqualAspect();
@@ -52,8 +54,6 @@ void ImagePanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& values,
   io.colorbar_label = "intensity";
   ax.Image(MidSlice(g, values.data()), ExtentOf(g), io);
 }
-
-}  // namespace
 
 void WriteSummaryFigure(const std::string& path, const RegistrationResult& r, const Image& moving,
                         const Image& fixed) {

@@ -5,6 +5,7 @@
 
 #include <Eigen/Core>
 
+#include "plot/figure.h"
 #include "registration/image.h"
 #include "registration/landmark_matching.h"
 #include "registration/register.h"
@@ -18,6 +19,11 @@ void WriteSummaryFigure(const std::string& path, const RegistrationResult& resul
 // summary.png of match-landmarks (2-D only, InputError naming `path` otherwise): both shapes, the
 // landmark paths and the deformed grid.
 void WriteLandmarkSummaryFigure(const std::string& path, const LandmarkMatchingResult& result);
+
+// One grey image panel of these figures: the mid slice of `values` on `g` in mm (y down), with
+// its title, the intensity window [vmin, vmax] and a colour bar.
+void ImagePanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& values,
+                const std::string& title, double vmin, double vmax);
 
 // A 2-D slice (the mid z-slice of a 3-D image) as a matrix: rows = y, cols = x.
 Eigen::MatrixXd MidSlice(const Grid& grid, const double* values);
