@@ -117,6 +117,7 @@ class RegistrationFolderTransform : public WorldTransform {
                        (inverse ? ", written by a version that writes the inverse map)" : ")"));
     }
     affine_ = Eigen::Matrix4d::Identity();
+    std::optional<Eigen::Matrix4d> recorded;
     const std::filesystem::path trajectory = folder / "trajectory.h5";
     if (std::filesystem::exists(trajectory)) {
       const h5::Reader reader(trajectory.string());
@@ -129,8 +130,22 @@ class RegistrationFolderTransform : public WorldTransform {
                          "displacement.nii.gz is not in the ITK/ANTs (LPS) convention; run "
                          "`diffeoflow register` again");
       }
-      if (const auto a = ReadMatrix(reader, "affine", what)) affine_ = *a;
+      if (const auto a = ReadMatrix(reader, "affine", what)) recorded = *a;
       if (inverse) reference_ = ReadMovingGrid(reader, what);
+    }
+    // The affine stage is affine.txt, the file ANTs and ITK read; trajectory.h5 keeps a copy as a
+    // record. A folder whose two disagree (one file replaced by hand) is refused rather than
+    // guessed at.
+    const std::filesystem::path affine_file = folder / "affine.txt";
+    if (std::filesystem::exists(affine_file)) {
+      affine_ = ReadAffineMatrix(affine_file.string(), argument);
+      if (recorded && !recorded->isApprox(affine_, 1e-9)) {
+        throw InputError(argument + ": '" + dir + "': affine.txt and trajectory.h5's affine " +
+                         "differ (expected the two files of one `diffeoflow register` run)");
+      }
+    } else if (recorded && !recorded->isIdentity(1e-12)) {
+      throw InputError(argument + ": '" + dir + "' has no affine.txt but trajectory.h5 records " +
+                       "an affine stage (expected affine.txt next to displacement.nii.gz)");
     }
     field_ = DisplacementFieldWorldTransform::FromFile(path.string(), argument);
     if (!reference_) reference_ = field_->DefaultReference();

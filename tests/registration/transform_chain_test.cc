@@ -8,9 +8,11 @@
 #include <fstream>
 #include <string>
 
+#include "registration/affine.h"
 #include "registration/displacement_file.h"
 #include "registration/image_io.h"
 #include "registration/transform_chain.h"
+#include "registration/transform_io.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
 #include "tests/scratch.h"
@@ -167,13 +169,22 @@ TEST_F(ChainResample, RegisterFolderIsTheAffineAfterTheWarpAndItsInverseBefore) 
   WriteDisplacementFile(Path("reg/inverse_displacement.nii.gz"), u);
   Eigen::Matrix4d a = Translation(0, 3, 0);
   a(0, 0) = 2.0;
-  {
+  // trajectory.h5 as register writes it: the grid's affine (which marks the LPS convention) and a
+  // record of the affine stage, whose file is affine.txt.
+  auto write_trajectory = [&](const Eigen::Matrix4d& recorded) {
     diffeoflow::h5::Writer writer(Path("reg/trajectory.h5"));
-    std::vector<double> rows(16);
-    for (int i = 0; i < 16; ++i) rows[static_cast<std::size_t>(i)] = a(i / 4, i % 4);
-    writer.WriteDoubles("affine", rows, {4, 4});
+    auto rows_of = [](const Eigen::Matrix4d& m) {
+      std::vector<double> rows(16);
+      for (int i = 0; i < 16; ++i) rows[static_cast<std::size_t>(i)] = m(i / 4, i % 4);
+      return rows;
+    };
+    // Unit spacing, identity direction: the voxel-to-world affine is a translation to the origin.
+    writer.WriteDoubles("fixed_affine", rows_of(Translation(-20.0, -20.0, -20.0)), {4, 4});
+    writer.WriteDoubles("affine", rows_of(recorded), {4, 4});
     writer.Commit();
-  }
+  };
+  write_trajectory(a);
+  WriteItkAffine(Path("reg/affine.txt"), a, 3, FieldOfViewCentre(u.grid));
   TransformChain forward, inverse;
   AppendTransform(forward, Path("reg"), false);
   AppendTransform(inverse, Path("reg"), true);
@@ -183,6 +194,25 @@ TEST_F(ChainResample, RegisterFolderIsTheAffineAfterTheWarpAndItsInverseBefore) 
   EXPECT_TRUE(inverse.Map(forward.Map(p)).isApprox(p, 1e-6));
   ASSERT_TRUE(forward.DefaultReference().has_value());
   EXPECT_EQ(forward.DefaultReference()->size, u.grid.size);
+
+  // The affine is affine.txt's: a folder whose trajectory.h5 records another one is refused, and
+  // so is one that records an affine stage but has lost affine.txt.
+  write_trajectory(Translation(0, 4, 0));
+  TransformChain disagreeing;
+  ExpectInputError([&] { AppendTransform(disagreeing, Path("reg"), false); }, "--transform",
+                   "affine.txt and trajectory.h5's affine differ");
+  write_trajectory(a);
+  std::filesystem::remove(Path("reg/affine.txt"));
+  ExpectInputError([&] { AppendTransform(disagreeing, Path("reg"), false); }, "--transform",
+                   "has no affine.txt");
+  // A folder written before the ITK/ANTs convention (no fixed_affine) is refused.
+  {
+    diffeoflow::h5::Writer writer(Path("reg/trajectory.h5"));
+    writer.WriteDoubles("times", {0.0, 1.0}, {2});
+    writer.Commit();
+  }
+  ExpectInputError([&] { AppendTransform(disagreeing, Path("reg"), false); }, "--transform",
+                   "older diffeoflow");
 }
 
 }  // namespace
