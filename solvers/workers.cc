@@ -1,0 +1,43 @@
+#include "solvers/workers.h"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace diffeoflow {
+
+void SumItemsInOrder(std::vector<Workers::Item> items, int total, double* out, std::size_t n) {
+  std::sort(items.begin(), items.end(),
+            [](const Workers::Item& a, const Workers::Item& b) { return a.index < b.index; });
+  if (static_cast<int>(items.size()) != total) {
+    throw std::invalid_argument("SumInItemOrder: " + std::to_string(items.size()) +
+                                " items for a total of " + std::to_string(total));
+  }
+  for (int i = 0; i < total; ++i) {
+    if (items[static_cast<std::size_t>(i)].index != i) {
+      throw std::invalid_argument("SumInItemOrder: item " + std::to_string(i) +
+                                  " is missing or given twice");
+    }
+  }
+  std::fill(out, out + n, 0.0);
+  for (const Workers::Item& item : items) {
+    for (std::size_t k = 0; k < n; ++k) out[k] += item.data[k];
+  }
+}
+
+void SerialWorkers::SumInItemOrder(const std::vector<Item>& local, int total, double* out,
+                                   std::size_t n) {
+  SumItemsInOrder(local, total, out, n);
+}
+
+Workers& Serial() {
+  static SerialWorkers serial;
+  return serial;
+}
+
+std::vector<int> OwnedItems(int total, const Workers& workers) {
+  std::vector<int> owned;
+  for (int i = workers.rank(); i < total; i += workers.count()) owned.push_back(i);
+  return owned;
+}
+
+}  // namespace diffeoflow
