@@ -84,13 +84,13 @@ struct RegistrationOptions {
     m.gamma = 2.0;
     return m;
   }
-  // The data term (lddmm.h DataTerm): SSD, or local NCC over windows of radius ncc_radius voxels
+  // The data term (flow_problem.h DataTerm): SSD, or local NCC over windows of radius ncc_radius voxels
   // (of each pyramid level's grid), invariant to affine intensity changes within a window.
   SimilarityMeasure similarity = SimilarityMeasure::kSsd;
   int ncc_radius = 2;
   // Similarity weight 1/σ²: on ½‖I_m∘φ − I_f‖² for SSD (σ in units of the normalised intensity,
   // [0, 1]); on (1/25)·½ Σ_x (cc_ff(x) − cc(x)) Δx for NCC (σ dimensionless; the factor 1/25 is
-  // measured so that one σ suits both, see DataTerm in lddmm.h).
+  // measured so that one σ suits both, see DataTerm in flow_problem.h).
   // kAuto (sigma, time_steps, mesh_spacing_fraction): chosen from the fixed image by
   // ResolvedFor (the dimension decides; see ResolvedFor). Register resolves them first, and the
   // result's options hold the values used.

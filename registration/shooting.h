@@ -21,7 +21,7 @@
 //               + Σ_d m_i,d ∂_e B_d(q_i)
 //
 // The energy and the free variable: E(m_0) = ½ ∫‖v_t‖²_V dt + D(q(1)), D the data term of
-// lddmm.h (SSD 1/(2σ²)‖I_m ∘ φ − I_f‖² or local NCC), φ = q(1),
+// flow_problem.h (SSD 1/(2σ²)‖I_m ∘ φ − I_f‖² or local NCC), φ = q(1),
 // with the kinetic term by the trapezoidal rule over the T + 1 recorded states (on an exact
 // geodesic it equals ½⟨S_0, K S_0⟩; along the computed path it also charges the integrator's
 // energy error, which the optimiser would otherwise exploit). We optimise the whitened w with
@@ -34,7 +34,7 @@
 #include <thread>
 #include <vector>
 
-#include "registration/lddmm.h"
+#include "registration/flow_problem.h"
 
 namespace diffeoflow::registration {
 

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "registration/image.h"
-#include "registration/lddmm.h"
+#include "registration/flow_problem.h"
 #include "solvers/dynamics.h"
 #include "solvers/integrate.h"
 

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "registration/image_ops.h"
+#include "registration/lddmm.h"
 #include "registration/metric.h"
 #include "registration/shapes.h"
 #include "solvers/gradient_check.h"
