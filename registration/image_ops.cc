@@ -62,44 +62,6 @@ void CheckSize(Index actual, Index expected, const char* what) {
   }
 }
 
-// Affine map from voxel coordinates of `from` to voxel coordinates of `to` through physical space.
-struct VoxelAffine {
-  Eigen::Matrix3d A;
-  Eigen::Vector3d b;
-};
-
-VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to) {
-  const Eigen::Matrix3d s_from = Eigen::Vector3d(from.spacing_mm[0], from.spacing_mm[1],
-                                                 from.spacing_mm[2]).asDiagonal();
-  const Eigen::Vector3d inv_s_to(1.0 / to.spacing_mm[0], 1.0 / to.spacing_mm[1],
-                                 1.0 / to.spacing_mm[2]);
-  const Eigen::Matrix3d to_inv = inv_s_to.asDiagonal() * to.direction.inverse();
-  VoxelAffine m;
-  m.A = to_inv * from.direction * s_from;
-  m.b = to_inv * (Eigen::Vector3d(from.origin_mm[0], from.origin_mm[1], from.origin_mm[2]) -
-                  Eigen::Vector3d(to.origin_mm[0], to.origin_mm[1], to.origin_mm[2]));
-  return m;
-}
-
-// Resamples a scalar field on `source` onto `target` by physical position.
-void ResampleScalar(const Grid& source, const double* data, const Grid& target,
-                    Interpolation interpolation, double* out) {
-  const VoxelAffine m = VoxelToVoxel(target, source);
-  const int nx = target.size[0], ny = target.size[1], nz = target.dim == 3 ? target.size[2] : 1;
-  Index idx = 0;
-  for (int k = 0; k < nz; ++k) {
-    for (int j = 0; j < ny; ++j) {
-      const Eigen::Vector3d row = m.A.col(1) * j + m.A.col(2) * k + m.b;
-      for (int i = 0; i < nx; ++i, ++idx) {
-        const Eigen::Vector3d q = row + m.A.col(0) * i;
-        out[idx] = interpolation == Interpolation::kLinear
-                       ? SampleLinear(source, data, q[0], q[1], q[2])
-                       : SampleNearest(source, data, q[0], q[1], q[2]);
-      }
-    }
-  }
-}
-
 // Separable Gaussian with per-axis standard deviation in voxels (truncated at 3σ, normalised,
 // borders replicated).
 void SmoothVoxels(const Grid& grid, const double* in, const std::array<double, 3>& sigma_vox,
@@ -140,6 +102,50 @@ void SmoothVoxels(const Grid& grid, const double* in, const std::array<double, 3
 }
 
 }  // namespace
+
+VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to, const Eigen::Matrix4d& world) {
+  const Eigen::Vector3d s_from(from.spacing_mm[0], from.spacing_mm[1], from.spacing_mm[2]);
+  const Eigen::Vector3d inv_s_to(1.0 / to.spacing_mm[0], 1.0 / to.spacing_mm[1],
+                                 1.0 / to.spacing_mm[2]);
+  const Eigen::Matrix3d to_inverse = inv_s_to.asDiagonal() * to.direction.inverse();
+  const Eigen::Matrix3d w_linear = world.topLeftCorner<3, 3>();
+  const Eigen::Vector3d w_offset = world.topRightCorner<3, 1>();
+  const Eigen::Vector3d origin_from(from.origin_mm[0], from.origin_mm[1], from.origin_mm[2]);
+  const Eigen::Vector3d origin_to(to.origin_mm[0], to.origin_mm[1], to.origin_mm[2]);
+  return {to_inverse * w_linear * from.direction * s_from.asDiagonal(),
+          to_inverse * (w_linear * origin_from + w_offset - origin_to)};
+}
+
+bool InsideFieldOfView(const Grid& grid, const Eigen::Vector3d& q) {
+  constexpr double kSlack = 1e-6;  // voxels: rounding of the affines
+  for (int d = 0; d < grid.dim; ++d) {
+    if (!(q[d] >= -0.5 - kSlack && q[d] <= grid.size[d] - 0.5 + kSlack)) return false;
+  }
+  return true;
+}
+
+void ResampleScalar(const Grid& source, const double* data, const Grid& target,
+                    Interpolation interpolation, double* out, std::optional<double> outside,
+                    const Eigen::Matrix4d& world) {
+  const VoxelAffine m = VoxelToVoxel(target, source, world);
+  const int nx = target.size[0], ny = target.size[1], nz = target.dim == 3 ? target.size[2] : 1;
+  Index idx = 0;
+  for (int k = 0; k < nz; ++k) {
+    for (int j = 0; j < ny; ++j) {
+      const Eigen::Vector3d row = m.A.col(1) * j + m.A.col(2) * k + m.b;
+      for (int i = 0; i < nx; ++i, ++idx) {
+        const Eigen::Vector3d q = row + m.A.col(0) * i;
+        if (outside && !InsideFieldOfView(source, q)) {
+          out[idx] = *outside;
+        } else {
+          out[idx] = interpolation == Interpolation::kLinear
+                         ? SampleLinear(source, data, q[0], q[1], q[2])
+                         : SampleNearest(source, data, q[0], q[1], q[2]);
+        }
+      }
+    }
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <optional>
 
 #include <Eigen/Core>
 
@@ -141,6 +142,29 @@ Grid ResizedGrid(const Grid& grid, const std::array<int, 3>& size);
 // The next coarser level of a pyramid: size ceil(n/2) in each axis of length > 1 (axes of size 1
 // stay), same extent (ResizedGrid).
 Grid HalvedGrid(const Grid& grid);
+
+// Voxel coordinates of `to` as an affine function of voxel coordinates of `from` through the
+// world: q = A p + b. With a world affine W between them (a `from` world point x is taken to W·x
+// in `to`'s world): q = A_to⁻¹(W(A_from(p))).
+struct VoxelAffine {
+  Eigen::Matrix3d A;
+  Eigen::Vector3d b;
+};
+VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to,
+                         const Eigen::Matrix4d& world = Eigen::Matrix4d::Identity());
+
+// q (voxel coordinates of `grid`) lies in the voxel-corner box [−½, n − ½] of every axis, within
+// 1e-6 voxel (rounding of the affines).
+bool InsideFieldOfView(const Grid& grid, const Eigen::Vector3d& q);
+
+// The scalar field `data` on `source` sampled at every voxel of `target` through the world (and
+// `world` between them, as VoxelToVoxel), into `out` (target.voxels() values). Points outside
+// source's field of view get `outside` when it is given; otherwise coordinates are clamped
+// (border replication).
+void ResampleScalar(const Grid& source, const double* data, const Grid& target,
+                    Interpolation interpolation, double* out,
+                    std::optional<double> outside = std::nullopt,
+                    const Eigen::Matrix4d& world = Eigen::Matrix4d::Identity());
 
 // `image` resampled onto `target` by physical coordinates (both grids' geometry is used),
 // coordinates clamped (border replication). world_space.h ResampleIntoWorld gives points outside

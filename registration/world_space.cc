@@ -17,42 +17,8 @@ using Index = Eigen::Index;
 constexpr double kSpacingTolerance = 1e-6;  // relative
 constexpr double kOriginToleranceMm = 1e-4;
 constexpr double kDirectionTolerance = 1e-6;  // per entry
-// Voxel coordinates within this of the field-of-view box count as inside (rounding of the affines).
-constexpr double kInsideSlack = 1e-6;
-
-Eigen::Vector3d Origin(const Grid& g) {
-  return Eigen::Vector3d(g.origin_mm[0], g.origin_mm[1], g.origin_mm[2]);
-}
-
-// Voxel coordinates of `to` as an affine function of voxel coordinates of `from`: q = A p + b.
-struct VoxelAffine {
-  Eigen::Matrix3d A;
-  Eigen::Vector3d b;
-};
-
-// With a world affine W between them (a `from` world point x is taken to W·x in `to`'s world):
-// q = A_to⁻¹(W(A_from(p))).
-VoxelAffine VoxelToVoxel(const Grid& from, const Grid& to,
-                         const Eigen::Matrix4d& world = Eigen::Matrix4d::Identity()) {
-  const Eigen::Vector3d s_from(from.spacing_mm[0], from.spacing_mm[1], from.spacing_mm[2]);
-  const Eigen::Vector3d inv_s_to(1.0 / to.spacing_mm[0], 1.0 / to.spacing_mm[1],
-                                 1.0 / to.spacing_mm[2]);
-  const Eigen::Matrix3d to_inverse = inv_s_to.asDiagonal() * to.direction.inverse();
-  const Eigen::Matrix3d W = world.topLeftCorner<3, 3>();
-  const Eigen::Vector3d w = world.topRightCorner<3, 1>();
-  return {to_inverse * W * from.direction * s_from.asDiagonal(),
-          to_inverse * (W * Origin(from) + w - Origin(to))};
-}
 
 bool IsIdentity(const Eigen::Matrix4d& affine) { return affine.isIdentity(0.0); }
-
-// Inside the voxel-corner box [−½, n − ½] (axes 0 and 1 in 2-D).
-bool Inside(const Grid& g, const Eigen::Vector3d& q) {
-  for (int d = 0; d < g.dim; ++d) {
-    if (!(q[d] >= -0.5 - kInsideSlack && q[d] <= g.size[d] - 0.5 + kInsideSlack)) return false;
-  }
-  return true;
-}
 
 double Sample(const Grid& g, const double* data, const Eigen::Vector3d& q,
               Interpolation interpolation) {
@@ -207,7 +173,9 @@ double WorldOverlapFraction(const Grid& image, const Grid& reference) {
   for (int k = 0; k < nz; ++k) {
     for (int j = 0; j < ny; ++j) {
       const Eigen::Vector3d row = m.A.col(1) * j + m.A.col(2) * k + m.b;
-      for (int i = 0; i < nx; ++i) inside += Inside(image, row + m.A.col(0) * i) ? 1 : 0;
+      for (int i = 0; i < nx; ++i) {
+        inside += InsideFieldOfView(image, row + m.A.col(0) * i) ? 1 : 0;
+      }
     }
   }
   return static_cast<double>(inside) / static_cast<double>(reference.voxels());
@@ -266,20 +234,8 @@ Image ResampleIntoWorld(const Image& image, const Grid& target, Interpolation in
                      " values, its grid " + std::to_string(image.grid.voxels()));
   }
   Image out{target, Eigen::VectorXd(target.voxels()), image.source_type};
-  const VoxelAffine m = VoxelToVoxel(target, image.grid, world_affine);
-  const int nx = target.size[0], ny = target.size[1], nz = target.dim == 3 ? target.size[2] : 1;
-  const double* data = image.data.data();
-  Index idx = 0;
-  for (int k = 0; k < nz; ++k) {
-    for (int j = 0; j < ny; ++j) {
-      const Eigen::Vector3d row = m.A.col(1) * j + m.A.col(2) * k + m.b;
-      for (int i = 0; i < nx; ++i, ++idx) {
-        const Eigen::Vector3d q = row + m.A.col(0) * i;
-        out.data[idx] =
-            Inside(image.grid, q) ? Sample(image.grid, data, q, interpolation) : outside_value;
-      }
-    }
-  }
+  ResampleScalar(image.grid, image.data.data(), target, interpolation, out.data.data(),
+                 outside_value, world_affine);
   return out;
 }
 
@@ -335,7 +291,8 @@ Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef
   for (Index x = 0; x < n; ++x) {
     const Eigen::Vector3d p(phi[x], phi[n + x], dim == 3 ? phi[2 * n + x] : 0.0);
     const Eigen::Vector3d q = m.A * p + m.b;
-    out.data[x] = Inside(image_grid, q) ? Sample(image_grid, data, q, interpolation) : outside;
+    out.data[x] =
+        InsideFieldOfView(image_grid, q) ? Sample(image_grid, data, q, interpolation) : outside;
   }
   return out;
 }
