@@ -82,25 +82,10 @@ void ComparisonFigure(const std::string& path, const MethodOutcome& gd_outcome,
     }
     std::snprintf(title, sizeof(title), "%s grid, det Dphi >= %.3f", name.c_str(),
                   r->min_jacobian);
-    ax.SetTitle(title).SetXLabel("x [mm]").SetYLabel("y [mm]");
-    plot::ImageOptions io;
-    io.colormap = plot::Colormap::kGray;
-    io.origin = plot::Origin::kUpper;
-    io.colorbar = false;
-    io.vmin = vmin - 2.0 * (vmax - vmin);
-    io.vmax = vmax;
-    ax.Image(registration::MidSlice(g, fixed.data.data()), extent, io);
-    const Eigen::Index n = g.voxels();
-    const Eigen::MatrixXd px = registration::MidSlice(g, r->phi.data());
-    const Eigen::MatrixXd py = registration::MidSlice(g, r->phi.data() + n);
-    const double height = g.size[1] * g.spacing_mm[1];
-    Eigen::MatrixXd X = (px.array() + 0.5) * g.spacing_mm[0];
-    Eigen::MatrixXd Y = height - (py.array() + 0.5) * g.spacing_mm[1];
     plot::Style style;
     style.color = plot::CategoricalColor(color);
     style.width = 0.8;
-    ax.Grid(X, Y, std::max(1, std::max(g.size[0], g.size[1]) / 32), style);
-    ax.SetLimits(extent.xmin, extent.xmax, extent.ymin, extent.ymax).SetEqualAspect();
+    registration::DeformedGridPanel(ax, g, fixed.data, r->phi, title, vmin, vmax, style);
   };
   grid(fig.At(1, 0), gd, "LDDMM", 0);
   grid(fig.At(1, 1), shoot, "shooting", 1);

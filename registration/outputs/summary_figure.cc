@@ -27,12 +27,23 @@ plot::Extent ExtentOf(const Grid& g) {
   return {0.0, g.size[0] * g.spacing_mm[0], 0.0, g.size[1] * g.spacing_mm[1]};
 }
 
-// The deformed grid φ(x) of the mid slice in mm, drawn with y down like the images.
-void DrawDeformedGrid(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& positions,
-                      const plot::Style& style) {
+}  // namespace
+
+void DeformedGridPanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& fixed,
+                       const Eigen::VectorXd& phi, const std::string& title, double vmin,
+                       double vmax, const plot::Style& style) {
+  ax.SetTitle(title).SetXLabel("x [mm]").SetYLabel("y [mm]");
+  plot::ImageOptions io;
+  io.colormap = plot::Colormap::kGray;
+  io.origin = plot::Origin::kUpper;
+  io.colorbar = false;
+  io.vmin = vmin - 2.0 * (vmax - vmin);
+  io.vmax = vmax;
+  ax.Image(MidSlice(g, fixed.data()), ExtentOf(g), io);
+  // φ(x) of the mid slice in mm, drawn with y down like the images.
   const Eigen::Index n = g.voxels();
-  const Eigen::MatrixXd px = MidSlice(g, positions.data());
-  const Eigen::MatrixXd py = MidSlice(g, positions.data() + n);
+  const Eigen::MatrixXd px = MidSlice(g, phi.data());
+  const Eigen::MatrixXd py = MidSlice(g, phi.data() + n);
   const double height = g.size[1] * g.spacing_mm[1];
   Eigen::MatrixXd X = (px.array() + 0.5) * g.spacing_mm[0];
   Eigen::MatrixXd Y = height - (py.array() + 0.5) * g.spacing_mm[1];
@@ -40,8 +51,6 @@ void DrawDeformedGrid(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& posi
   ax.Grid(X, Y, stride, style);
   ax.SetLimits(0, g.size[0] * g.spacing_mm[0], 0, height).SetEqualAspect();
 }
-
-}  // namespace
 
 void ImagePanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& values,
                 const std::string& title, double vmin, double vmax) {
@@ -72,19 +81,11 @@ void WriteSummaryFigure(const std::string& path, const RegistrationResult& r, co
   ImagePanel(fig.At(0, 1), g, fixed.data, "fixed", vmin, vmax);
   ImagePanel(fig.At(0, 2), g, r.warped.data, "warped (moving o phi)", vmin, vmax);
   {
-    plot::Axes& ax = fig.At(0, 3);
-    ax.SetTitle("deformed grid phi(x)").SetXLabel("x [mm]").SetYLabel("y [mm]");
-    plot::ImageOptions io;
-    io.colormap = plot::Colormap::kGray;
-    io.origin = plot::Origin::kUpper;
-    io.colorbar = false;
-    io.vmin = vmin - 2.0 * (vmax - vmin);
-    io.vmax = vmax;
-    ax.Image(MidSlice(g, fixed.data.data()), ExtentOf(g), io);
     plot::Style style;
     style.color = plot::Color::FromHex(0x1f4e9c);
     style.width = 0.8;
-    DrawDeformedGrid(ax, g, r.phi, style);
+    DeformedGridPanel(fig.At(0, 3), g, fixed.data, r.phi, "deformed grid phi(x)", vmin, vmax,
+                      style);
   }
   {
     plot::Axes& ax = fig.At(0, 4);

@@ -25,6 +25,12 @@ void WriteLandmarkSummaryFigure(const std::string& path, const LandmarkMatchingR
 void ImagePanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& values,
                 const std::string& title, double vmin, double vmax);
 
+// The deformed grid φ(x) (voxel coordinates, component-major, on `g`) of the mid slice, every
+// max(n)/32-th line in `style`, over a faint copy of the fixed image (window [vmin, vmax]).
+void DeformedGridPanel(plot::Axes& ax, const Grid& g, const Eigen::VectorXd& fixed,
+                       const Eigen::VectorXd& phi, const std::string& title, double vmin,
+                       double vmax, const plot::Style& style);
+
 // A 2-D slice (the mid z-slice of a 3-D image) as a matrix: rows = y, cols = x.
 Eigen::MatrixXd MidSlice(const Grid& grid, const double* values);
 
