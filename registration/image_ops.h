@@ -58,7 +58,9 @@ inline double SampleLinear(const Grid& grid, const double* data, double x, doubl
 
 // Bi/trilinear interpolation and its exact derivative with respect to (x, y, z) in voxel units
 // (the derivative of the piecewise-linear interpolant; 0 along a clamped axis). gradient[2] is 0
-// in 2-D. Returns the value.
+// in 2-D. Returns the value. (flow_problem.h's MultilinearStencil is the particle–mesh transfer:
+// the same weights kept per corner so that values can be splatted back, zero outside the grid for
+// velocities and momenta, and a zero derivative already at a clamped edge coordinate.)
 inline double SampleLinearWithGradient(const Grid& grid, const double* data, double x, double y,
                                        double z, double gradient[3]);
 
@@ -222,36 +224,15 @@ inline Eigen::Index LocateNearest(double x, int n) {
 
 }  // namespace detail
 
-inline double SampleLinear(const Grid& grid, const double* data, double x, double y, double z) {
-  const detail::LinearAxis ax = detail::LocateLinear(x, grid.size[0]);
-  const detail::LinearAxis ay = detail::LocateLinear(y, grid.size[1]);
-  const Eigen::Index nx = grid.size[0];
-  if (grid.dim == 2) {
-    const double* r0 = data + ay.i0 * nx;
-    const double* r1 = data + ay.i1 * nx;
-    const double v0 = r0[ax.i0] + ax.f * (r0[ax.i1] - r0[ax.i0]);
-    const double v1 = r1[ax.i0] + ax.f * (r1[ax.i1] - r1[ax.i0]);
-    return v0 + ay.f * (v1 - v0);
-  }
-  const detail::LinearAxis az = detail::LocateLinear(z, grid.size[2]);
-  const Eigen::Index nxy = nx * grid.size[1];
-  const double* p00 = data + az.i0 * nxy + ay.i0 * nx;
-  const double* p01 = data + az.i0 * nxy + ay.i1 * nx;
-  const double* p10 = data + az.i1 * nxy + ay.i0 * nx;
-  const double* p11 = data + az.i1 * nxy + ay.i1 * nx;
-  const double v00 = p00[ax.i0] + ax.f * (p00[ax.i1] - p00[ax.i0]);
-  const double v01 = p01[ax.i0] + ax.f * (p01[ax.i1] - p01[ax.i0]);
-  const double v10 = p10[ax.i0] + ax.f * (p10[ax.i1] - p10[ax.i0]);
-  const double v11 = p11[ax.i0] + ax.f * (p11[ax.i1] - p11[ax.i0]);
-  const double v0 = v00 + ay.f * (v01 - v00);
-  const double v1 = v10 + ay.f * (v11 - v10);
-  return v0 + az.f * (v1 - v0);
-}
+namespace detail {
 
-inline double SampleLinearWithGradient(const Grid& grid, const double* data, double x, double y,
-                                       double z, double gradient[3]) {
-  const detail::LinearAxis ax = detail::LocateLinear(x, grid.size[0]);
-  const detail::LinearAxis ay = detail::LocateLinear(y, grid.size[1]);
+// The bi/trilinear interpolant, and with kGradient its derivative into `gradient`: one body for
+// SampleLinear and SampleLinearWithGradient (the value's arithmetic is the same in both).
+template <bool kGradient>
+inline double SampleLinearImpl(const Grid& grid, const double* data, double x, double y, double z,
+                               double* gradient) {
+  const LinearAxis ax = LocateLinear(x, grid.size[0]);
+  const LinearAxis ay = LocateLinear(y, grid.size[1]);
   const Eigen::Index nx = grid.size[0];
   if (grid.dim == 2) {
     const double* r0 = data + ay.i0 * nx;
@@ -260,12 +241,14 @@ inline double SampleLinearWithGradient(const Grid& grid, const double* data, dou
     const double dx1 = r1[ax.i1] - r1[ax.i0];
     const double v0 = r0[ax.i0] + ax.f * dx0;
     const double v1 = r1[ax.i0] + ax.f * dx1;
-    gradient[0] = ax.clamped ? 0.0 : dx0 + ay.f * (dx1 - dx0);
-    gradient[1] = ay.clamped ? 0.0 : v1 - v0;
-    gradient[2] = 0.0;
+    if constexpr (kGradient) {
+      gradient[0] = ax.clamped ? 0.0 : dx0 + ay.f * (dx1 - dx0);
+      gradient[1] = ay.clamped ? 0.0 : v1 - v0;
+      gradient[2] = 0.0;
+    }
     return v0 + ay.f * (v1 - v0);
   }
-  const detail::LinearAxis az = detail::LocateLinear(z, grid.size[2]);
+  const LinearAxis az = LocateLinear(z, grid.size[2]);
   const Eigen::Index nxy = nx * grid.size[1];
   const double* p00 = data + az.i0 * nxy + ay.i0 * nx;
   const double* p01 = data + az.i0 * nxy + ay.i1 * nx;
@@ -281,16 +264,29 @@ inline double SampleLinearWithGradient(const Grid& grid, const double* data, dou
   const double v11 = p11[ax.i0] + ax.f * d11;
   const double v0 = v00 + ay.f * (v01 - v00);
   const double v1 = v10 + ay.f * (v11 - v10);
-  if (ax.clamped) {
-    gradient[0] = 0.0;
-  } else {
-    const double g0 = d00 + ay.f * (d01 - d00);
-    const double g1 = d10 + ay.f * (d11 - d10);
-    gradient[0] = g0 + az.f * (g1 - g0);
+  if constexpr (kGradient) {
+    if (ax.clamped) {
+      gradient[0] = 0.0;
+    } else {
+      const double g0 = d00 + ay.f * (d01 - d00);
+      const double g1 = d10 + ay.f * (d11 - d10);
+      gradient[0] = g0 + az.f * (g1 - g0);
+    }
+    gradient[1] = ay.clamped ? 0.0 : (v01 - v00) + az.f * ((v11 - v10) - (v01 - v00));
+    gradient[2] = az.clamped ? 0.0 : v1 - v0;
   }
-  gradient[1] = ay.clamped ? 0.0 : (v01 - v00) + az.f * ((v11 - v10) - (v01 - v00));
-  gradient[2] = az.clamped ? 0.0 : v1 - v0;
   return v0 + az.f * (v1 - v0);
+}
+
+}  // namespace detail
+
+inline double SampleLinear(const Grid& grid, const double* data, double x, double y, double z) {
+  return detail::SampleLinearImpl<false>(grid, data, x, y, z, nullptr);
+}
+
+inline double SampleLinearWithGradient(const Grid& grid, const double* data, double x, double y,
+                                       double z, double gradient[3]) {
+  return detail::SampleLinearImpl<true>(grid, data, x, y, z, gradient);
 }
 
 inline double SampleNearest(const Grid& grid, const double* data, double x, double y, double z) {
