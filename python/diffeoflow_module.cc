@@ -35,6 +35,7 @@
 #include "apps/train_command.h"
 #include "flows/own_data.h"
 #include "flows/trained_model.h"
+#include "python/engine.h"
 #include "registration/image.h"
 #include "registration/image_io.h"
 #include "registration/outputs/comparison.h"
@@ -707,4 +708,6 @@ PYBIND11_MODULE(diffeoflow, m) {
       "load_model",
       &PyModel::Read,
       py::arg("path"), "load_model(path) -> Model: a model.h5 written by `diffeoflow train`.");
+
+  BindEngine(m);
 }
