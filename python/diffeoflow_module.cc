@@ -31,6 +31,7 @@
 #include <Eigen/Core>
 
 #include "apps/command.h"
+#include "apps/inspect.h"
 #include "apps/registration_flags.h"
 #include "apps/train_command.h"
 #include "flows/own_data.h"
@@ -251,6 +252,17 @@ bool RunInterruptible(Work&& work) {
   throw py::error_already_set();
 }
 
+// --- progress: through Python's logging ---------------------------------------------------------
+
+// Lines for the logger "diffeoflow" at INFO (called without the GIL; takes it).
+std::function<void(const std::string&)> LogToPython() {
+  return [](const std::string& line) {
+    py::gil_scoped_acquire gil;
+    const py::object logger = py::module_::import("logging").attr("getLogger")("diffeoflow");
+    logger.attr("info")(line);
+  };
+}
+
 // --- options: keyword arguments through the command line's flag definitions --------------------
 
 // Parses `args` followed by the keyword arguments as flags of `app`: alpha=64 is `--alpha 64`,
@@ -310,7 +322,17 @@ registration::RegistrationOptions OptionsFromKwargs(const std::string& method,
     args.push_back(py::str(affine));
   }
   ParseKeywords(app, kwargs, {"fixed", "moving", "out", "resume", "method"}, std::move(args));
+  // Progress goes to the logger, never to the terminal.
+  const bool quiet = common.quiet;
+  common.quiet = true;
   registration::RegistrationOptions options = flags.Resolve(common);
+  if (!quiet) {
+    options.progress = [log = LogToPython(), previous = std::move(options.progress)](
+                           const registration::RegistrationProgress& p) {
+      log(app::ProgressLine(p));
+      if (previous) previous(p);
+    };
+  }
   options.checkpoint.clear();  // nothing is written but by save()
   options.resume = false;
   return options;
@@ -538,9 +560,80 @@ std::shared_ptr<PyModel> RunTraining(const py::object& data, const std::string& 
                  "model", "data"},
                 std::move(args));
   int status = 0;
-  const bool interrupted = RunInterruptible([&] { status = app::RunTrain(flags, common); });
+  const bool interrupted =
+      RunInterruptible([&] { status = app::RunTrain(flags, common, LogToPython()); });
   if (interrupted || status != 0) RaiseKeyboardInterrupt();
   return PyModel::Read((std::filesystem::path(dir) / "model.h5").string());
+}
+
+// `diffeoflow inspect --model`: geometry.json's entries and the arrays of the files, with the
+// CLI's checks and messages. `model` is a Model or the path of a model.h5.
+py::dict RunInspect(const py::object& model, int resolution, double margin,
+                    const py::object& data, const py::object& labels, int threads,
+                    unsigned seed) {
+  const std::shared_ptr<PyModel> classifier =
+      py::isinstance<PyModel>(model)
+          ? model.cast<std::shared_ptr<PyModel>>()
+          : PyModel::Read(py::str(py::module_::import("os").attr("fspath")(model)));
+  app::InspectFlags flags;
+  flags.model = classifier->path;
+  flags.resolution = resolution;
+  flags.margin = margin;
+  if (!data.is_none()) flags.data = py::str(py::module_::import("os").attr("fspath")(data));
+  if (!labels.is_none()) flags.labels = py::str(py::module_::import("os").attr("fspath")(labels));
+  app::CommonFlags common;
+  common.quiet = true;
+  common.threads = threads;
+  common.seed = seed;
+  app::CheckInspectModelFlags(flags);
+  if (!classifier->model.network) {
+    throw InputError("--model: " + flags.model + ": inspect needs a network classifier, this is a " +
+                     classifier->model.kind + " model");
+  }
+  const flows::ModelFile& file = *classifier->model.network;
+  flows::ModelGeometry r;
+  {
+    py::gil_scoped_release release;
+    r = app::InspectClassifier(file, flags, common);
+  }
+  py::dict out = py::module_::import("json").attr("loads")(app::GeometryJson(file, r).dump());
+  const py::ssize_t n = r.resolution;
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  py::array_t<double> volume({n, n});
+  Eigen::Map<RowMajor>(volume.mutable_data(), n, n) = r.volume;
+  out["volume_element"] = volume;
+  const auto classes = static_cast<py::ssize_t>(r.probabilities.size());
+  py::array_t<double> p({n, n, classes});
+  auto pr = p.mutable_unchecked<3>();
+  for (py::ssize_t j = 0; j < n; ++j) {
+    for (py::ssize_t i = 0; i < n; ++i) {
+      for (py::ssize_t k = 0; k < classes; ++k) {
+        pr(j, i, k) = r.probabilities[static_cast<std::size_t>(k)](j, i);
+      }
+    }
+  }
+  out["probabilities"] = p;
+  const auto ellipses = static_cast<py::ssize_t>(r.ellipse_centres.size());
+  const py::ssize_t two = 2;
+  py::array_t<double> centres({ellipses, two}), metrics({ellipses, two, two});
+  auto cr = centres.mutable_unchecked<2>();
+  auto mr = metrics.mutable_unchecked<3>();
+  for (py::ssize_t e = 0; e < ellipses; ++e) {
+    for (int a = 0; a < 2; ++a) {
+      cr(e, a) = r.ellipse_centres[static_cast<std::size_t>(e)][a];
+      for (int b = 0; b < 2; ++b) {
+        mr(e, a, b) = r.ellipse_metrics[static_cast<std::size_t>(e)](a, b);
+      }
+    }
+  }
+  out["ellipse_centres"] = centres;
+  out["ellipse_metrics"] = metrics;
+  py::array_t<double> points({static_cast<py::ssize_t>(r.test_points.cols()), two});
+  Eigen::Map<RowMajor>(points.mutable_data(), r.test_points.cols(), 2) = r.test_points.transpose();
+  out["test_points"] = points;
+  out["test_labels"] = py::array(py::cast(std::vector<int>(
+      r.test_labels.data(), r.test_labels.data() + r.test_labels.size())));
+  return out;
 }
 
 }  // namespace
@@ -559,6 +652,8 @@ PYBIND11_MODULE(diffeoflow, m) {
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const MissingFileError& e) {
+      PyErr_SetString(PyExc_FileNotFoundError, e.what());
     } catch (const InputError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const NumericalError& e) {
@@ -686,9 +781,17 @@ PYBIND11_MODULE(diffeoflow, m) {
       .def(
           "save", [](const PyModel& m, const std::string& path) { WriteFileAtomically(path, m.file); },
           py::arg("path"), "Writes model.h5, the file train wrote, to path.")
-      .def_property_readonly("kind", [](const PyModel& m) { return m.model.kind; })
-      .def_property_readonly("classes", [](const PyModel& m) { return m.model.classes; })
-      .def_property_readonly("input_shape", [](const PyModel& m) { return m.model.input_shape; })
+      .def_property_readonly(
+          "kind", [](const PyModel& m) { return m.model.kind; },
+          "The architecture: odenet, anode, resnet, c2, mlp or shooting.")
+      .def_property_readonly(
+          "classes", [](const PyModel& m) { return m.model.classes; }, "Number of classes.")
+      .def_property_readonly(
+          "input_shape", [](const PyModel& m) { return m.model.input_shape; },
+          "The shape of one sample: [D] or [channels, height, width].")
+      .def_property_readonly(
+          "path", [](const PyModel& m) { return m.path; },
+          "The model.h5 it was read from (for train(out=None), a folder removed afterwards).")
       .def("__repr__", [](const PyModel& m) {
         return "<diffeoflow.Model " + m.model.kind + " from " + m.path + ", " +
                std::to_string(m.model.classes) + " classes>";
@@ -708,6 +811,24 @@ PYBIND11_MODULE(diffeoflow, m) {
       "load_model",
       &PyModel::Read,
       py::arg("path"), "load_model(path) -> Model: a model.h5 written by `diffeoflow train`.");
+
+  const app::InspectFlags inspect_defaults;
+  m.def("inspect", &RunInspect, py::arg("model"), py::kw_only(),
+        py::arg("resolution") = inspect_defaults.resolution,
+        py::arg("margin") = inspect_defaults.margin, py::arg("data") = py::none(),
+        py::arg("labels") = py::none(), py::arg("threads") = 1,
+        py::arg("seed") = app::CommonFlags{}.seed,
+        "inspect(model, *, resolution=128, margin=0.1, data=None, labels=None, threads=1,\n"
+        "seed=1) -> dict\n\n"
+        "`diffeoflow inspect --model`: the geometry of a classifier on 2-D input (a Model or a\n"
+        "model.h5 path) on a resolution x resolution grid of its input plane: geometry.json's\n"
+        "entries (grid_min, grid_max, volume_element_ratio, kinetic_energy, fisher_rao_norm,\n"
+        "accuracy, ...) and the arrays 'volume_element' (n, n) (sqrt det g of the pull-back\n"
+        "metric) and 'probabilities' (n, n, classes), row j = y index j as the CLI's .npy files\n"
+        "(plt.imshow(v, origin='lower', extent=(*grid_min[:1], grid_max[0], grid_min[1],\n"
+        "grid_max[1])) draws them), 'ellipse_centres' (M, 2) and 'ellipse_metrics' (M, 2, 2),\n"
+        "'test_points' (M, 2) and 'test_labels' (M,). data, labels: .npy files to look at\n"
+        "instead of the model's own split. ValueError with the CLI's messages.");
 
   BindEngine(m);
 }

@@ -163,19 +163,28 @@ struct SolverArguments {
   }
 };
 
+// x0, theta and the output times of integrate() and gradient().
+struct InitialValueProblem {
+  Vector x0, theta;
+  std::vector<double> times;
+
+  InitialValueProblem(const py::handle& x, const py::handle& p, const py::handle& t)
+      : x0(ToVector(x, "x0")), theta(ToVector(p, "theta", true)) {
+    const Vector v = ToVector(t, "times");
+    times.assign(v.data(), v.data() + v.size());
+  }
+};
+
 py::tuple RunIntegrate(PythonDynamics& dynamics, const py::object& x0, const py::object& theta,
                        const py::object& times, const std::string& solver, int steps,
                        double rtol, double atol, double t0, int max_steps, bool dense_output) {
   SolverOptions options = SolverArguments{solver, steps, rtol, atol, t0, max_steps}.Resolve();
   options.dense_output = dense_output;
-  const Vector x = ToVector(x0, "x0");
-  const Vector p = ToVector(theta, "theta", true);
-  const Vector t = ToVector(times, "times");
-  const std::vector<double> output_times(t.data(), t.data() + t.size());
+  const InitialValueProblem problem(x0, theta, times);
   Solution solution;
   {
     py::gil_scoped_release release;
-    solution = Integrate(dynamics, x, p, output_times, options);
+    solution = Integrate(dynamics, problem.x0, problem.theta, problem.times, options);
   }
   return py::make_tuple(StatesToArray(solution.states, dynamics.state_dim()), solution.summary);
 }
@@ -211,7 +220,9 @@ TrajectoryLoss LossFrom(const py::object& loss_gradients, std::size_t times, Eig
                      std::to_string(n) + ") (one row a time), got " + ShapeText(g));
   }
   std::vector<Vector> rows;
-  for (std::size_t i = 0; i < times; ++i) rows.emplace_back(Eigen::Map<const Vector>(g.data() + i * n, n));
+  for (std::size_t i = 0; i < times; ++i) {
+    rows.emplace_back(Eigen::Map<const Vector>(g.data() + i * n, n));
+  }
   return [rows = std::move(rows)](const std::vector<Vector>& states, std::vector<Vector>& grads) {
     double loss = 0.0;
     for (std::size_t i = 0; i < states.size(); ++i) {
@@ -235,15 +246,14 @@ py::tuple RunGradient(PythonDynamics& dynamics, const py::object& x0, const py::
   gradient_options.checkpoint_every = checkpoint_every;
   gradient_options.seminorm = seminorm;
   gradient_options.Validate();
-  const Vector x = ToVector(x0, "x0");
-  const Vector p = ToVector(theta, "theta", true);
-  const Vector t = ToVector(times, "times");
-  const std::vector<double> output_times(t.data(), t.data() + t.size());
-  const TrajectoryLoss loss = LossFrom(loss_gradients, output_times.size(), dynamics.state_dim());
+  const InitialValueProblem problem(x0, theta, times);
+  const TrajectoryLoss loss =
+      LossFrom(loss_gradients, problem.times.size(), dynamics.state_dim());
   GradientResult result;
   {
     py::gil_scoped_release release;
-    result = Gradient(dynamics, x, p, output_times, loss, options, gradient_options);
+    result = Gradient(dynamics, problem.x0, problem.theta, problem.times, loss, options,
+                      gradient_options);
   }
   return py::make_tuple(ToArray(result.grad_x0), ToArray(result.grad_theta), result.summary);
 }
@@ -309,10 +319,10 @@ void BindEngine(py::module_& m) {
         "t0=0.0, max_steps=100000, dense_output=False) -> (states, Summary)\n\n"
         "Integrates dx/dt = dynamics.f(t, x, theta) from x(t0) = x0 and returns x at each of\n"
         "`times` (sorted, >= t0) as a (len(times), state_dim) array, with the Summary (nfe,\n"
-        "steps_accepted, steps_rejected, ...). solver: 'euler' | 'midpoint' | 'rk4' (fixed: `steps`\n"
-        "equal steps from t0 to times[-1]) | 'dopri5' | 'cash-karp' | 'fehlberg78' (adaptive:\n"
-        "rtol, atol; dense_output=True with dopri5 interpolates the output times). theta may be\n"
-        "None when param_dim is 0. The GIL is released between the calls to f.");
+        "steps_accepted, steps_rejected, ...). solver: 'euler' | 'midpoint' | 'rk4' (fixed\n"
+        "step: `steps` equal steps from t0 to times[-1]) | 'dopri5' | 'cash-karp' | 'fehlberg78'\n"
+        "(adaptive: rtol, atol; dense_output=True with dopri5 interpolates the output times).\n"
+        "theta may be None when param_dim is 0. The GIL is released between the calls to f.");
 
   m.def("gradient", &RunGradient, py::arg("dynamics"), py::arg("x0"), py::arg("theta"),
         py::arg("times"), py::arg("loss_gradients"), py::kw_only(),
@@ -328,9 +338,10 @@ void BindEngine(py::module_& m) {
         "steps=10, rtol=1e-6, atol=1e-8, t0=0.0, max_steps=100000, adjoint_rtol=0,\n"
         "adjoint_atol=0, checkpoint_every=0, seminorm=True) -> (dL/dx0, dL/dtheta, Summary)\n\n"
         "The gradient of a loss L(x(t_1), ..., x(t_k)) of the states integrate() computes.\n"
-        "loss_gradients: a (len(times), state_dim) array G of dL/dx(t_i) (L = sum_i G[i] @ x(t_i)),\n"
-        "or a callable states -> (L, G) for any loss. mode: 'discrete' (the exact derivative of\n"
-        "the solver's steps), 'backsolve' (the continuous adjoint integrated backward) or\n"
+        "loss_gradients: a (len(times), state_dim) array G of dL/dx(t_i), i.e.\n"
+        "L = sum_i G[i] @ x(t_i), or a callable states -> (L, G) for any loss. mode:\n"
+        "'discrete' (the exact derivative of the solver's steps), 'backsolve' (the continuous\n"
+        "adjoint integrated backward) or\n"
         "'checkpointed' (the adjoint with x(t) re-integrated from checkpoints). adjoint_rtol/atol\n"
         "(0: as forward) and seminorm are for the continuous modes. Needs dynamics.vjp.");
 }
