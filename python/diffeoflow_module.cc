@@ -673,11 +673,17 @@ PYBIND11_MODULE(diffeoflow, m) {
   using namespace diffeoflow;
   using namespace diffeoflow::python;
   m.doc() =
-      "diffeoflow: LDDMM image registration and neural ODE classifiers on NumPy arrays.\n\n"
+      "diffeoflow: LDDMM image registration, neural ODE classifiers and their ODE engine on\n"
+      "NumPy arrays.\n\n"
       "Images are arrays with axis 0 = x, axis 1 = y, axis 2 = z (arr[i, j, k] is voxel\n"
       "(i, j, k), as nibabel's get_fdata() gives a NIfTI image), of any real dtype and memory\n"
       "order, or paths (.nii, .nii.gz, .png, .npy). Options are the command line's flags with\n"
-      "underscores for dashes, with the same defaults and error messages (ValueError).";
+      "underscores for dashes, with the same defaults and error messages: ValueError for a bad\n"
+      "value, FileNotFoundError for a missing file, TypeError for an argument of the wrong type.\n"
+      "Progress goes to the logging logger 'diffeoflow' (INFO); quiet=True sends none.\n"
+      "Registration: register, compare, apply, load_image. Classifiers: train, load_model,\n"
+      "inspect. The engine: subclass Dynamics (f, vjp), then integrate and gradient.\n"
+      "Worked examples: docs/python.md.";
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
