@@ -112,19 +112,44 @@ void DrawModelFigure(const std::string& path, const flows::ModelGeometry& r, con
 
 }  // namespace
 
-int RunInspectModel(const InspectFlags& f, const CommonFlags& common) {
+nlohmann::ordered_json GeometryJson(const flows::ModelFile& file, const flows::ModelGeometry& r) {
+  const int n = r.resolution;
+  nlohmann::ordered_json j;
+  j["model"] = flows::ModelKindName(file.spec.kind);
+  j["dataset"] = r.dataset.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.dataset);
+  j["grid_min"] = {r.grid_min[0], r.grid_min[1]};
+  j["grid_max"] = {r.grid_max[0], r.grid_max[1]};
+  j["resolution"] = n;
+  j["volume_element_near_boundary"] = JsonNumber(r.near);
+  j["volume_element_far"] = JsonNumber(r.far);
+  j["volume_element_ratio"] = JsonNumber(r.near / r.far);
+  j["volume_element_uncertain_quintile"] = JsonNumber(r.uncertain_quintile);
+  j["volume_element_confident_quintile"] = JsonNumber(r.confident_quintile);
+  j["volume_element_quintile_ratio"] = JsonNumber(r.uncertain_quintile / r.confident_quintile);
+  j["volume_element_median"] = JsonNumber(flows::Median(std::vector<double>(r.volume.data(), r.volume.data() + r.volume.size())));
+  j["kinetic_energy"] = JsonNumber(r.kinetic_energy);
+  j["fisher_rao_norm"] = JsonNumber(r.fisher.fisher_rao_norm);
+  j["fisher_trace"] = JsonNumber(r.fisher.fisher_trace);
+  j["fisher_samples"] = r.fisher.samples;
+  j["fisher_data"] = r.fisher_data;
+  j["accuracy"] = JsonNumber(r.accuracy);
+  j["near_boundary_threshold"] = flows::kNearBoundary;
+  j["far_threshold"] = flows::kFar;
+  return j;
+}
+
+void CheckInspectModelFlags(const InspectFlags& f) {
   if (f.resolution < 8 || f.resolution > 2048) {
     throw InputError("--resolution must be in [8, 2048] (got " + std::to_string(f.resolution) + ")");
   }
   if (!(f.margin >= 0.0 && f.margin <= 10.0)) {
     throw InputError("--margin must be in [0, 10] (a fraction of the data's extent)");
   }
-  flows::ModelFile file;
-  try {
-    file = flows::ReadModel(f.model);
-  } catch (const InputError& e) {
-    throw InputError(std::string("--model: ") + e.what());
-  }
+}
+
+flows::ModelGeometry InspectClassifier(const flows::ModelFile& file, const InspectFlags& f,
+                                       const CommonFlags& common) {
+  CheckInspectModelFlags(f);
   if (file.spec.input_size() != 2 || file.spec.convolutional()) {
     throw InputError("--model: " + f.model + ": inspect needs a classifier on 2-D input, this one takes " +
                      std::to_string(file.spec.input_size()) + " features");
@@ -138,7 +163,18 @@ int RunInspectModel(const InspectFlags& f, const CommonFlags& common) {
   options.seed = common.seed;
   options.quiet = common.quiet;
   options.threads = common.threads > 0 ? common.threads : 1;
-  const flows::ModelGeometry r = flows::InspectModel(file, options);
+  return flows::InspectModel(file, options);
+}
+
+int RunInspectModel(const InspectFlags& f, const CommonFlags& common) {
+  CheckInspectModelFlags(f);
+  flows::ModelFile file;
+  try {
+    file = flows::ReadModel(f.model);
+  } catch (const InputError& e) {
+    throw InputError(std::string("--model: ") + e.what());
+  }
+  const flows::ModelGeometry r = InspectClassifier(file, f, common);
 
   EnsureOutputDirectory(f.out, "--out");
   const fs::path out(f.out);
@@ -164,28 +200,7 @@ int RunInspectModel(const InspectFlags& f, const CommonFlags& common) {
              Eigen::Map<const Eigen::VectorXd>(p.data(), static_cast<Index>(p.size())),
              ElementType::kFloat64);
   }
-  nlohmann::ordered_json j;
-  j["model"] = flows::ModelKindName(file.spec.kind);
-  j["dataset"] = r.dataset.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(r.dataset);
-  j["grid_min"] = {r.grid_min[0], r.grid_min[1]};
-  j["grid_max"] = {r.grid_max[0], r.grid_max[1]};
-  j["resolution"] = n;
-  j["volume_element_near_boundary"] = JsonNumber(r.near);
-  j["volume_element_far"] = JsonNumber(r.far);
-  j["volume_element_ratio"] = JsonNumber(r.near / r.far);
-  j["volume_element_uncertain_quintile"] = JsonNumber(r.uncertain_quintile);
-  j["volume_element_confident_quintile"] = JsonNumber(r.confident_quintile);
-  j["volume_element_quintile_ratio"] = JsonNumber(r.uncertain_quintile / r.confident_quintile);
-  j["volume_element_median"] = JsonNumber(flows::Median(std::vector<double>(r.volume.data(), r.volume.data() + r.volume.size())));
-  j["kinetic_energy"] = JsonNumber(r.kinetic_energy);
-  j["fisher_rao_norm"] = JsonNumber(r.fisher.fisher_rao_norm);
-  j["fisher_trace"] = JsonNumber(r.fisher.fisher_trace);
-  j["fisher_samples"] = r.fisher.samples;
-  j["fisher_data"] = r.fisher_data;
-  j["accuracy"] = JsonNumber(r.accuracy);
-  j["near_boundary_threshold"] = flows::kNearBoundary;
-  j["far_threshold"] = flows::kFar;
-  WriteFileAtomically((out / "geometry.json").string(), j.dump(2) + "\n");
+  WriteFileAtomically((out / "geometry.json").string(), GeometryJson(file, r).dump(2) + "\n");
 
   char title[256];
   const double ratio = r.near / r.far;

@@ -26,6 +26,14 @@
 
 namespace diffeoflow::app {
 
+// The progress line of register and compare: "level 1/3  iteration  12  energy 0.41  1.2 s".
+inline std::string ProgressLine(const registration::RegistrationProgress& p) {
+  char line[128];
+  std::snprintf(line, sizeof(line), "level %d/%d  iteration %3d  energy %.6g  %.1f s",
+                p.level + 1, p.levels, p.iteration, p.energy, p.elapsed_seconds);
+  return line;
+}
+
 struct RegistrationFlags {
   std::string fixed, moving, out;
   std::string method = "shooting";
@@ -158,8 +166,7 @@ struct RegistrationFlags {
     o.metric.threads = common.threads > 0 ? common.threads : static_cast<int>(cores);
     if (common.ShowProgress()) {
       o.progress = [](const registration::RegistrationProgress& p) {
-        std::fprintf(stderr, "\r  level %d/%d  iteration %3d  energy %.6g  %.1f s   ", p.level + 1,
-                     p.levels, p.iteration, p.energy, p.elapsed_seconds);
+        std::fprintf(stderr, "\r  %s   ", ProgressLine(p).c_str());
         std::fflush(stderr);
       };
     }

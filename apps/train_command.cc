@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -204,7 +205,8 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
   sub.add_flag("--resume", f.resume, "Continue from DIR/checkpoint.h5 when it exists");
 }
 
-int RunTrain(const TrainFlags& f, const CommonFlags& common) {
+int RunTrain(const TrainFlags& f, const CommonFlags& common,
+             const std::function<void(const std::string&)>& log) {
   CheckGiven(f.channels_option, f.channels >= 0, ">= 0");
   CheckGiven(f.hidden_option, f.hidden > 0, ">= 1");
   CheckGiven(f.augment_option, f.augment >= 0, ">= 0");
@@ -253,8 +255,14 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common) {
     WriteTwoDimensionalSummary(AsPlaneClassifier(shooting), test, f.out);
     WriteFileAtomically((std::filesystem::path(f.out) / "metrics.json").string(), j.dump(2) + "\n");
     if (!common.quiet) {
-      std::cerr << "shooting: test accuracy " << j["test_accuracy"].get<double>() << ", "
-                << j["parameters"] << " parameters, " << j["wall_seconds"].get<double>() << " s\n";
+      std::ostringstream line;
+      line << "shooting: test accuracy " << j["test_accuracy"].get<double>() << ", "
+           << j["parameters"] << " parameters, " << j["wall_seconds"].get<double>() << " s";
+      if (log) {
+        log(line.str());
+      } else {
+        std::cerr << line.str() << "\n";
+      }
     }
     return 0;
   }
@@ -314,15 +322,21 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common) {
   o.resume = f.resume;
   // On a terminal one line rewritten after every epoch; in a log (not a terminal) one line per
   // epoch, so that batch jobs show how training went; nothing with --quiet.
-  const bool progress = common.ShowProgress(), log_lines = !common.quiet && !progress;
+  // With a `log` sink, one line an epoch to it.
+  const bool progress = !log && common.ShowProgress(), log_lines = !common.quiet && !progress;
   o.progress = [&](const EpochReport& r) {
     if (!progress && !log_lines) return;
-    std::fprintf(stderr,
-                 "%sepoch %d/%d  loss %.4f  train acc %.4f  test acc %.4f  NFE %.0f+%.0f  "
-                 "%.0f samples/s  %.1f s%s",
-                 progress ? "\r" : "", r.epoch, o.epochs, r.train_loss, r.train_accuracy,
-                 r.test_accuracy, r.nfe_forward, r.nfe_backward, r.samples_per_second,
-                 r.elapsed_seconds, progress ? "   " : "\n");
+    char line[256];
+    std::snprintf(line, sizeof(line),
+                  "epoch %d/%d  loss %.4f  train acc %.4f  test acc %.4f  NFE %.0f+%.0f  "
+                  "%.0f samples/s  %.1f s",
+                  r.epoch, o.epochs, r.train_loss, r.train_accuracy, r.test_accuracy,
+                  r.nfe_forward, r.nfe_backward, r.samples_per_second, r.elapsed_seconds);
+    if (log) {
+      log(line);
+      return;
+    }
+    std::fprintf(stderr, "%s%s%s", progress ? "\r" : "", line, progress ? "   " : "\n");
     std::fflush(stderr);
   };
 
@@ -376,7 +390,13 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common) {
 
   WriteTestProbabilities(f.out, Softmax(model.Logits(theta, test.features, o.eval_batch)));
   if (plane) WriteTwoDimensionalSummary(AsPlaneClassifier(model, theta), test, f.out);
-  if (!common.quiet) std::cout << s.BriefReport() << std::endl;
+  if (!common.quiet) {
+    if (log) {
+      log(s.BriefReport());
+    } else {
+      std::cout << s.BriefReport() << std::endl;
+    }
+  }
   return 0;
 }
 

@@ -3,6 +3,7 @@
 // through the same flags so that names, defaults and messages are the command line's.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <CLI/CLI.hpp>
@@ -35,7 +36,9 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f);
 
 // Trains as the flags say and writes f.out (model.h5, metrics.json, test_probabilities.npy, and
 // for points in the plane trajectories.h5 and summary.png). Returns the exit status: 0, or
-// 128 + signal when SIGINT/SIGTERM stopped it. InputError for bad flags or data.
-int RunTrain(const TrainFlags& f, const CommonFlags& common);
+// 128 + signal when SIGINT/SIGTERM stopped it. InputError for bad flags or data. With `log` set
+// (and not --quiet), the per-epoch lines and the closing report go to it instead of the terminal.
+int RunTrain(const TrainFlags& f, const CommonFlags& common,
+             const std::function<void(const std::string&)>& log = {});
 
 }  // namespace diffeoflow::app

@@ -3,8 +3,9 @@
 //
 // Array convention: axis 0 is x, axis 1 is y, axis 2 is z — arr[i, j, k] is voxel (i, j, k), as
 // nibabel's get_fdata() gives a NIfTI image. Any memory order and any real dtype is accepted and
-// converted to the library's x-fastest double layout (image.h) — which is NumPy's Fortran order
-// for that shape, so Fortran-ordered float64 input is read without a conversion pass. Returned
+// converted to the library's x-fastest double layout (image.h, NumPy's Fortran order for that
+// shape): float32 and float64 arrays are read in place through their strides in the one pass that
+// fills the image; other dtypes are converted by NumPy first. Returned
 // arrays are Fortran-ordered float64 in the same convention. Vector fields have the component as
 // their last axis: shape (nx, ny, 2) or (nx, ny, nz, 3).
 //
@@ -18,6 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -31,10 +33,12 @@
 #include <Eigen/Core>
 
 #include "apps/command.h"
+#include "apps/inspect.h"
 #include "apps/registration_flags.h"
 #include "apps/train_command.h"
 #include "flows/own_data.h"
 #include "flows/trained_model.h"
+#include "python/engine.h"
 #include "registration/image.h"
 #include "registration/image_io.h"
 #include "registration/outputs/comparison.h"
@@ -126,6 +130,25 @@ void SetGeometry(Grid* g, const py::object& spacing, const py::object& affine,
   }
 }
 
+// The elements of a 2-D or 3-D array of T (any strides, negative included) as doubles in x-fastest
+// order (axis 0 fastest) at `out`.
+template <typename T>
+void CopyStrided(const py::array& a, double* out) {
+  const auto* base = static_cast<const char*>(a.data());
+  const py::ssize_t nx = a.shape(0), ny = a.shape(1), nz = a.ndim() == 3 ? a.shape(2) : 1;
+  const py::ssize_t sx = a.strides(0), sy = a.strides(1), sz = a.ndim() == 3 ? a.strides(2) : 0;
+  for (py::ssize_t k = 0; k < nz; ++k) {
+    for (py::ssize_t j = 0; j < ny; ++j) {
+      const char* row = base + j * sy + k * sz;
+      for (py::ssize_t i = 0; i < nx; ++i) {
+        T value;
+        std::memcpy(&value, row + i * sx, sizeof(T));  // NumPy arrays need not be aligned
+        *out++ = static_cast<double>(value);
+      }
+    }
+  }
+}
+
 // An image from a path (str or os.PathLike, read as the CLI reads it) or an array (2-D or 3-D,
 // axis 0 = x).
 Image ToImage(const py::handle& value, const py::object& spacing, const py::object& affine,
@@ -153,16 +176,25 @@ Image ToImage(const py::handle& value, const py::object& spacing, const py::obje
     throw InputError(argument + ": expected a 2-D or 3-D array, got " +
                      std::to_string(raw.ndim()) + "-D");
   }
-  const FortranArray a = FortranArray::ensure(raw);
   Image image;
-  image.grid.dim = static_cast<int>(a.ndim());
+  image.grid.dim = static_cast<int>(raw.ndim());
   for (int d = 0; d < image.grid.dim; ++d) {
-    if (a.shape(d) < 1 || a.shape(d) > std::numeric_limits<int>::max()) {
+    if (raw.shape(d) < 1 || raw.shape(d) > std::numeric_limits<int>::max()) {
       throw InputError(argument + ": empty or too large axis " + std::to_string(d));
     }
-    image.grid.size[static_cast<std::size_t>(d)] = static_cast<int>(a.shape(d));
+    image.grid.size[static_cast<std::size_t>(d)] = static_cast<int>(raw.shape(d));
   }
-  image.data = Eigen::Map<const Eigen::VectorXd>(a.data(), image.grid.voxels());
+  image.data.resize(image.grid.voxels());
+  // float64 and float32 (the dtypes of images) are read in place, whatever their strides, in one
+  // pass into the library's x-fastest doubles; other dtypes through a NumPy conversion first.
+  if (raw.dtype().is(py::dtype::of<double>())) {
+    CopyStrided<double>(raw, image.data.data());
+  } else if (raw.dtype().is(py::dtype::of<float>())) {
+    CopyStrided<float>(raw, image.data.data());
+  } else {
+    const FortranArray a = FortranArray::ensure(raw);
+    image.data = Eigen::Map<const Eigen::VectorXd>(a.data(), image.grid.voxels());
+  }
   SetGeometry(&image.grid, spacing, affine, argument);
   return image;
 }
@@ -250,6 +282,17 @@ bool RunInterruptible(Work&& work) {
   throw py::error_already_set();
 }
 
+// --- progress: through Python's logging ---------------------------------------------------------
+
+// Lines for the logger "diffeoflow" at INFO (called without the GIL; takes it).
+std::function<void(const std::string&)> LogToPython() {
+  return [](const std::string& line) {
+    py::gil_scoped_acquire gil;
+    const py::object logger = py::module_::import("logging").attr("getLogger")("diffeoflow");
+    logger.attr("info")(line);
+  };
+}
+
 // --- options: keyword arguments through the command line's flag definitions --------------------
 
 // Parses `args` followed by the keyword arguments as flags of `app`: alpha=64 is `--alpha 64`,
@@ -309,7 +352,17 @@ registration::RegistrationOptions OptionsFromKwargs(const std::string& method,
     args.push_back(py::str(affine));
   }
   ParseKeywords(app, kwargs, {"fixed", "moving", "out", "resume", "method"}, std::move(args));
+  // Progress goes to the logger, never to the terminal.
+  const bool quiet = common.quiet;
+  common.quiet = true;
   registration::RegistrationOptions options = flags.Resolve(common);
+  if (!quiet) {
+    options.progress = [log = LogToPython(), previous = std::move(options.progress)](
+                           const registration::RegistrationProgress& p) {
+      log(app::ProgressLine(p));
+      if (previous) previous(p);
+    };
+  }
   options.checkpoint.clear();  // nothing is written but by save()
   options.resume = false;
   return options;
@@ -537,9 +590,80 @@ std::shared_ptr<PyModel> RunTraining(const py::object& data, const std::string& 
                  "model", "data"},
                 std::move(args));
   int status = 0;
-  const bool interrupted = RunInterruptible([&] { status = app::RunTrain(flags, common); });
+  const bool interrupted =
+      RunInterruptible([&] { status = app::RunTrain(flags, common, LogToPython()); });
   if (interrupted || status != 0) RaiseKeyboardInterrupt();
   return PyModel::Read((std::filesystem::path(dir) / "model.h5").string());
+}
+
+// `diffeoflow inspect --model`: geometry.json's entries and the arrays of the files, with the
+// CLI's checks and messages. `model` is a Model or the path of a model.h5.
+py::dict RunInspect(const py::object& model, int resolution, double margin,
+                    const py::object& data, const py::object& labels, int threads,
+                    unsigned seed) {
+  const std::shared_ptr<PyModel> classifier =
+      py::isinstance<PyModel>(model)
+          ? model.cast<std::shared_ptr<PyModel>>()
+          : PyModel::Read(py::str(py::module_::import("os").attr("fspath")(model)));
+  app::InspectFlags flags;
+  flags.model = classifier->path;
+  flags.resolution = resolution;
+  flags.margin = margin;
+  if (!data.is_none()) flags.data = py::str(py::module_::import("os").attr("fspath")(data));
+  if (!labels.is_none()) flags.labels = py::str(py::module_::import("os").attr("fspath")(labels));
+  app::CommonFlags common;
+  common.quiet = true;
+  common.threads = threads;
+  common.seed = seed;
+  app::CheckInspectModelFlags(flags);
+  if (!classifier->model.network) {
+    throw InputError("--model: " + flags.model + ": inspect needs a network classifier, this is a " +
+                     classifier->model.kind + " model");
+  }
+  const flows::ModelFile& file = *classifier->model.network;
+  flows::ModelGeometry r;
+  {
+    py::gil_scoped_release release;
+    r = app::InspectClassifier(file, flags, common);
+  }
+  py::dict out = py::module_::import("json").attr("loads")(app::GeometryJson(file, r).dump());
+  const py::ssize_t n = r.resolution;
+  using RowMajor = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  py::array_t<double> volume({n, n});
+  Eigen::Map<RowMajor>(volume.mutable_data(), n, n) = r.volume;
+  out["volume_element"] = volume;
+  const auto classes = static_cast<py::ssize_t>(r.probabilities.size());
+  py::array_t<double> p({n, n, classes});
+  auto pr = p.mutable_unchecked<3>();
+  for (py::ssize_t j = 0; j < n; ++j) {
+    for (py::ssize_t i = 0; i < n; ++i) {
+      for (py::ssize_t k = 0; k < classes; ++k) {
+        pr(j, i, k) = r.probabilities[static_cast<std::size_t>(k)](j, i);
+      }
+    }
+  }
+  out["probabilities"] = p;
+  const auto ellipses = static_cast<py::ssize_t>(r.ellipse_centres.size());
+  const py::ssize_t two = 2;
+  py::array_t<double> centres({ellipses, two}), metrics({ellipses, two, two});
+  auto cr = centres.mutable_unchecked<2>();
+  auto mr = metrics.mutable_unchecked<3>();
+  for (py::ssize_t e = 0; e < ellipses; ++e) {
+    for (int a = 0; a < 2; ++a) {
+      cr(e, a) = r.ellipse_centres[static_cast<std::size_t>(e)][a];
+      for (int b = 0; b < 2; ++b) {
+        mr(e, a, b) = r.ellipse_metrics[static_cast<std::size_t>(e)](a, b);
+      }
+    }
+  }
+  out["ellipse_centres"] = centres;
+  out["ellipse_metrics"] = metrics;
+  py::array_t<double> points({static_cast<py::ssize_t>(r.test_points.cols()), two});
+  Eigen::Map<RowMajor>(points.mutable_data(), r.test_points.cols(), 2) = r.test_points.transpose();
+  out["test_points"] = points;
+  out["test_labels"] = py::array(py::cast(std::vector<int>(
+      r.test_labels.data(), r.test_labels.data() + r.test_labels.size())));
+  return out;
 }
 
 }  // namespace
@@ -549,15 +673,23 @@ PYBIND11_MODULE(diffeoflow, m) {
   using namespace diffeoflow;
   using namespace diffeoflow::python;
   m.doc() =
-      "diffeoflow: LDDMM image registration and neural ODE classifiers on NumPy arrays.\n\n"
+      "diffeoflow: LDDMM image registration, neural ODE classifiers and their ODE engine on\n"
+      "NumPy arrays.\n\n"
       "Images are arrays with axis 0 = x, axis 1 = y, axis 2 = z (arr[i, j, k] is voxel\n"
       "(i, j, k), as nibabel's get_fdata() gives a NIfTI image), of any real dtype and memory\n"
       "order, or paths (.nii, .nii.gz, .png, .npy). Options are the command line's flags with\n"
-      "underscores for dashes, with the same defaults and error messages (ValueError).";
+      "underscores for dashes, with the same defaults and error messages: ValueError for a bad\n"
+      "value, FileNotFoundError for a missing file, TypeError for an argument of the wrong type.\n"
+      "Progress goes to the logging logger 'diffeoflow' (INFO); quiet=True sends none.\n"
+      "Registration: register, compare, apply, load_image. Classifiers: train, load_model,\n"
+      "inspect. The engine: subclass Dynamics (f, vjp), then integrate and gradient.\n"
+      "Worked examples: docs/python.md.";
 
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
+    } catch (const MissingFileError& e) {
+      PyErr_SetString(PyExc_FileNotFoundError, e.what());
     } catch (const InputError& e) {
       PyErr_SetString(PyExc_ValueError, e.what());
     } catch (const NumericalError& e) {
@@ -685,9 +817,17 @@ PYBIND11_MODULE(diffeoflow, m) {
       .def(
           "save", [](const PyModel& m, const std::string& path) { WriteFileAtomically(path, m.file); },
           py::arg("path"), "Writes model.h5, the file train wrote, to path.")
-      .def_property_readonly("kind", [](const PyModel& m) { return m.model.kind; })
-      .def_property_readonly("classes", [](const PyModel& m) { return m.model.classes; })
-      .def_property_readonly("input_shape", [](const PyModel& m) { return m.model.input_shape; })
+      .def_property_readonly(
+          "kind", [](const PyModel& m) { return m.model.kind; },
+          "The architecture: odenet, anode, resnet, c2, mlp or shooting.")
+      .def_property_readonly(
+          "classes", [](const PyModel& m) { return m.model.classes; }, "Number of classes.")
+      .def_property_readonly(
+          "input_shape", [](const PyModel& m) { return m.model.input_shape; },
+          "The shape of one sample: [D] or [channels, height, width].")
+      .def_property_readonly(
+          "path", [](const PyModel& m) { return m.path; },
+          "The model.h5 it was read from (for train(out=None), a folder removed afterwards).")
       .def("__repr__", [](const PyModel& m) {
         return "<diffeoflow.Model " + m.model.kind + " from " + m.path + ", " +
                std::to_string(m.model.classes) + " classes>";
@@ -707,4 +847,24 @@ PYBIND11_MODULE(diffeoflow, m) {
       "load_model",
       &PyModel::Read,
       py::arg("path"), "load_model(path) -> Model: a model.h5 written by `diffeoflow train`.");
+
+  const app::InspectFlags inspect_defaults;
+  m.def("inspect", &RunInspect, py::arg("model"), py::kw_only(),
+        py::arg("resolution") = inspect_defaults.resolution,
+        py::arg("margin") = inspect_defaults.margin, py::arg("data") = py::none(),
+        py::arg("labels") = py::none(), py::arg("threads") = 1,
+        py::arg("seed") = app::CommonFlags{}.seed,
+        "inspect(model, *, resolution=128, margin=0.1, data=None, labels=None, threads=1,\n"
+        "seed=1) -> dict\n\n"
+        "`diffeoflow inspect --model`: the geometry of a classifier on 2-D input (a Model or a\n"
+        "model.h5 path) on a resolution x resolution grid of its input plane: geometry.json's\n"
+        "entries (grid_min, grid_max, volume_element_ratio, kinetic_energy, fisher_rao_norm,\n"
+        "accuracy, ...) and the arrays 'volume_element' (n, n) (sqrt det g of the pull-back\n"
+        "metric) and 'probabilities' (n, n, classes), row j = y index j as the CLI's .npy files\n"
+        "(plt.imshow(v, origin='lower', extent=(*grid_min[:1], grid_max[0], grid_min[1],\n"
+        "grid_max[1])) draws them), 'ellipse_centres' (M, 2) and 'ellipse_metrics' (M, 2, 2),\n"
+        "'test_points' (M, 2) and 'test_labels' (M,). data, labels: .npy files to look at\n"
+        "instead of the model's own split. ValueError with the CLI's messages.");
+
+  BindEngine(m);
 }

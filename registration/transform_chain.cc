@@ -298,7 +298,7 @@ std::optional<Grid> TransformChain::DefaultReference() const {
 void AppendTransform(TransformChain& chain, const std::string& path, bool inverse,
                      const std::string& argument) {
   if (!std::filesystem::exists(path)) {
-    throw InputError(argument + ": '" + path + "' does not exist (expected the --out folder of " +
+    throw MissingFileError(argument + ": '" + path + "' does not exist (expected the --out folder of " +
                      "`diffeoflow register` or an ITK/ANTs warp file .nii/.nii.gz)");
   }
   if (std::filesystem::is_directory(path)) {

@@ -484,7 +484,7 @@ Reader::Reader(const std::string& path) : impl_(std::make_unique<Impl>()), path_
   namespace fs = std::filesystem;
   std::error_code ec;
   const fs::file_status status = fs::status(path, ec);
-  if (!fs::exists(status)) throw InputError("HDF5 file " + Quote(path) + ": no such file");
+  if (!fs::exists(status)) throw MissingFileError("HDF5 file " + Quote(path) + ": no such file");
   if (fs::is_directory(status)) {
     throw InputError("HDF5 file " + Quote(path) + ": is a directory, expected a file");
   }

@@ -23,7 +23,9 @@ std::string InputPrefix(const std::string& argument, const std::string& path) {
 std::uint64_t CheckedFileSize(const std::string& path, const std::string& argument) {
   std::error_code ec;
   const auto status = std::filesystem::status(path, ec);
-  if (ec || !std::filesystem::exists(status)) Fail(argument, path, "no such file");
+  if (ec || !std::filesystem::exists(status)) {
+    throw MissingFileError(InputPrefix(argument, path) + "no such file");
+  }
   if (std::filesystem::is_directory(status)) Fail(argument, path, "is a directory, expected a file");
   if (!std::filesystem::is_regular_file(status)) Fail(argument, path, "is not a regular file");
   const std::uint64_t size = std::filesystem::file_size(path, ec);

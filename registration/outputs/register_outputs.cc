@@ -302,6 +302,10 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
 
 Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
                         std::optional<double> outside_value) {
+  if (!std::filesystem::exists(dir)) {
+    throw MissingFileError("--transform: '" + dir + "' does not exist (expected the --out folder "
+                           "of `diffeoflow register`)");
+  }
   if (!std::filesystem::is_directory(dir)) {
     throw InputError("--transform: '" + dir + "' is not a folder (expected the --out folder of "
                      "`diffeoflow register`)");

@@ -245,11 +245,11 @@ class BadInput(unittest.TestCase):
         bad[3, 4] = np.nan
         with self.assertRaisesRegex(ValueError, "moving"):
             diffeoflow.register(self.fixed, bad, **OPTIONS)
-        with self.assertRaisesRegex(ValueError, "no_such_image.nii"):
+        with self.assertRaisesRegex(FileNotFoundError, "no_such_image.nii: no such file"):
             diffeoflow.load_image("/nonexistent/no_such_image.nii")
         with self.assertRaisesRegex(ValueError, "image.jpeg: unknown image format"):
             diffeoflow.load_image("image.jpeg")
-        with self.assertRaisesRegex(ValueError, "no_such_model.h5"):
+        with self.assertRaisesRegex(FileNotFoundError, "no_such_model.h5"):
             diffeoflow.load_model("/nonexistent/no_such_model.h5")
 
     def test_types(self):
