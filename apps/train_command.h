@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 
 #include "apps/command.h"
+#include "solvers/workers.h"
 
 namespace diffeoflow::app {
 
@@ -36,6 +37,8 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f);
 // Trains as the flags say and writes f.out (model.h5, metrics.json, test_probabilities.npy, and
 // for points in the plane trajectories.h5 and summary.png). Returns the exit status: 0, or
 // 128 + signal when SIGINT/SIGTERM stopped it. InputError for bad flags or data.
-int RunTrain(const TrainFlags& f, const CommonFlags& common);
+// With several `workers` (the command under mpirun) every batch is split over them
+// (flows/train.h); rank 0 alone prints progress and writes the files.
+int RunTrain(const TrainFlags& f, const CommonFlags& common, Workers& workers = Serial());
 
 }  // namespace diffeoflow::app
