@@ -4,7 +4,9 @@
 #include <mpi.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <random>
 #include <stdexcept>
 #include <vector>
 
@@ -35,6 +37,21 @@ TEST(MpiWorkers, SumAddsEveryRanksArrayOnEveryRank) {
   EXPECT_EQ(data[1], 10.0 * p * (p + 1) / 2.0);
   EXPECT_EQ(data[2], -0.5 * p * (p - 1) / 2.0);
   workers.Sum(nullptr, 0);  // nothing to add is allowed
+}
+
+// Data-parallel training relies on every rank getting the same bits from Sum (flows/train.h).
+TEST(MpiWorkers, SumGivesEveryRankTheSameBits) {
+  MpiWorkers workers;
+  for (std::size_t n : {std::size_t{7}, std::size_t{29290}, std::size_t{1} << 20}) {
+    std::mt19937_64 rng(17 + static_cast<unsigned>(workers.rank()));
+    std::normal_distribution<double> normal;
+    std::vector<double> data(n);
+    for (double& x : data) x = normal(rng) * std::exp(10.0 * normal(rng));
+    workers.Sum(data.data(), n);
+    std::vector<double> first = data;
+    workers.Broadcast(first.data(), n, 0);
+    EXPECT_EQ(std::memcmp(first.data(), data.data(), n * sizeof(double)), 0) << n << " doubles";
+  }
 }
 
 // Items whose sum depends on the order of the additions: 1e16 absorbs a following 1.0 but not a
