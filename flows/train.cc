@@ -127,10 +127,6 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   summary.parameters = P;
   Workers& workers = *options.workers;
   const bool root = workers.rank() == 0;
-  if (options.optimizer == Optimizer::kLbfgs && workers.count() > 1) {
-    throw InputError("--optimizer lbfgs (full batch) runs on one process only, not under mpirun "
-                     "with " + std::to_string(workers.count()) + " ranks");
-  }
   OptimizerState state;
   state.m = Vector::Zero(P);
   state.v = Vector::Zero(P);
@@ -188,20 +184,40 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   if (options.optimizer == Optimizer::kLbfgs) {
     // Full batch: the objective is the mean loss over the whole training set.
     long evaluations = 0;
+    // With several workers, worker r evaluates every count()-th batch from the r-th, and the
+    // partial sums [∇ | loss | failed] are added: every worker gets the same value and gradient,
+    // so Ceres takes the same iterations on all of them.
+    Vector partial(P + 2);
     FunctionObjective objective(P, [&](const Vector& th, Vector* gradient) {
       double loss = 0.0;
       Vector g;
       if (gradient != nullptr) gradient->setZero(P);
-      for (Index s = 0; s < train.size(); s += options.batch) {
-        const Index n = std::min<Index>(options.batch, train.size() - s);
-        const BatchResult r = model.Evaluate(th, train.features.middleCols(s, n),
-                                             train.labels.data() + s, gradient ? &g : nullptr);
-        const double w = static_cast<double>(n) / train.size();
-        loss += w * r.loss;
-        if (gradient != nullptr) *gradient += w * g;
-        nfe_f += r.nfe_forward;
-        nfe_b += r.nfe_backward;
-        ++batches;
+      std::string failure;
+      try {
+        for (Index s = options.batch * workers.rank(); s < train.size();
+             s += options.batch * workers.count()) {
+          const Index n = std::min<Index>(options.batch, train.size() - s);
+          const BatchResult r = model.Evaluate(th, train.features.middleCols(s, n),
+                                               train.labels.data() + s, gradient ? &g : nullptr);
+          const double w = static_cast<double>(n) / train.size();
+          loss += w * r.loss;
+          if (gradient != nullptr) *gradient += w * g;
+          nfe_f += r.nfe_forward;
+          nfe_b += r.nfe_backward;
+          ++batches;
+        }
+      } catch (const NumericalError& e) {
+        if (workers.count() == 1) throw;
+        failure = e.what();
+      }
+      if (workers.count() > 1) {
+        partial.head(P) = gradient != nullptr ? *gradient : Vector::Zero(P);
+        partial[P] = loss;
+        partial[P + 1] = failure.empty() ? 0.0 : 1.0;
+        workers.Sum(partial.data(), static_cast<std::size_t>(partial.size()));
+        if (partial[P + 1] > 0.0) throw NumericalError(workers.FirstError(failure));
+        loss = partial[P];
+        if (gradient != nullptr) *gradient = partial.head(P);
       }
       loss += 0.5 * options.weight_decay * th.squaredNorm();
       if (gradient != nullptr) *gradient += options.weight_decay * th;
@@ -212,14 +228,20 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     OptimizerOptions o;
     o.optimizer = Optimizer::kLbfgs;
     o.max_iterations = options.epochs;
-    o.max_seconds = budget ? options.time_budget_seconds : 1e9;
+    // Several workers stop by rank 0's clock (in the callback), not each by its own.
+    o.max_seconds = budget && workers.count() == 1 ? options.time_budget_seconds : 1e9;
+    bool out_of_time = false;
     o.function_tolerance = 1e-12;
     o.gradient_tolerance = 1e-12;
     o.callback = [&](const IterationReport& it) {
       train_seconds = SecondsSince(start);
       ++state.epoch;
       report(state.epoch, it.cost, std::numeric_limits<double>::quiet_NaN(), batches, nfe_f, nfe_b);
-      return true;
+      if (!budget || workers.count() == 1) return true;
+      double clock = root ? SecondsSince(start) : 0.0;
+      workers.Sum(&clock, 1);
+      out_of_time = clock >= options.time_budget_seconds;
+      return !out_of_time;
     };
     OptimizerSummary os;
     try {
@@ -227,8 +249,8 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     } catch (const NumericalError& e) {
       throw NumericalError(std::string("training diverged (full-batch L-BFGS): ") + e.what());
     }
-    summary.termination_type = os.termination_type;
-    summary.termination = os.termination;
+    summary.termination_type = out_of_time ? Termination::kTimeLimit : os.termination_type;
+    summary.termination = out_of_time ? "time budget" : os.termination;
     (void)evaluations;
     if (!std::isfinite(os.final_cost) || !theta.allFinite()) {
       throw NumericalError("training diverged: the full-batch loss or the parameters became "

@@ -29,7 +29,11 @@
 // difference of round-off size per step, which the optimiser carries on (docs/parallel.md gives
 // the tolerance the tests hold). Only rank 0 reads and writes the checkpoint; it broadcasts what
 // it read. A NumericalError on one worker is passed to all of them (FirstError) so that every
-// worker throws it. Full-batch L-BFGS runs on one worker only (InputError otherwise).
+// worker throws it. Full-batch L-BFGS splits the full-batch objective by batches (worker r takes
+// every count()-th batch) and sums the partial losses and gradients, so Ceres takes the same
+// iterations on every worker; with a time budget rank 0's clock stops them all. (An interrupt
+// reaches Ceres on each worker by itself: under mpirun, where every rank gets the signal, they
+// may stop one iteration apart and mpirun's kill ends the run; it keeps no checkpoint anyway.)
 #pragma once
 
 #include <functional>

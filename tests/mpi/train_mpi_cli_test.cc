@@ -4,6 +4,7 @@
 // both with its message and exit status 2. The tolerance is docs/parallel.md's.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -19,6 +20,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using diffeoflow::testing::CliRun;
+
+// As root (CI, containers) Open MPI's mpirun wants both of these besides --allow-run-as-root.
+const bool kRootAllowed = setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0) == 0 &&
+                          setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0) == 0;
 
 // Relative tolerance of data-parallel training against the serial run (docs/parallel.md): the
 // slices' gradients are added in another order than the whole batch's, a round-off difference
@@ -51,6 +56,7 @@ const std::string kSmallRun =
     "--threads 1 --seed 3";
 
 TEST_F(TrainMpi, TwoRanksMatchTheSerialRunWithinTheTolerance) {
+  ASSERT_TRUE(kRootAllowed);
   const fs::path serial = dir_ / "serial", parallel = dir_ / "parallel";
   const CliRun one = Run(kSmallRun + " --quiet --out " + serial.string());
   ASSERT_EQ(one.status, 0) << one.err;
@@ -89,6 +95,35 @@ TEST_F(TrainMpi, TwoRanksMatchTheSerialRunWithinTheTolerance) {
   std::cout << "max |θ_serial − θ_2 ranks| / max |θ| = " << difference / scale << "\n";
   // Training moved θ far beyond the tolerance, so the comparison is not of two untrained models.
   EXPECT_GT(a["train_accuracy"].get<double>(), 0.6);
+}
+
+// Full-batch L-BFGS: the ranks evaluate alternate batches of the objective and add them, so Ceres
+// takes the same iterations as the serial run up to round-off; rank 0's clock ends a budget.
+TEST_F(TrainMpi, LbfgsOnTwoRanksMatchesTheSerialRunAndStopsOnTheBudget) {
+  const fs::path serial = dir_ / "serial", parallel = dir_ / "parallel";
+  const std::string args = "--dataset spirals --samples 400 --epochs 15 --batch 45 --steps 4 "
+                           "--channels 8 --hidden 16 --threads 1 --seed 3 --optimizer lbfgs "
+                           "--quiet --out ";
+  const CliRun one = Run(args + serial.string());
+  ASSERT_EQ(one.status, 0) << one.err;
+  const CliRun two = RunMpi(args + parallel.string());
+  ASSERT_EQ(two.status, 0) << two.err;
+  const auto a = Metrics(serial), b = Metrics(parallel);
+  EXPECT_EQ(a["epochs"], b["epochs"]);
+  EXPECT_NEAR(a["test_loss"].get<double>(), b["test_loss"].get<double>(),
+              kTolerance * a["test_loss"].get<double>());
+  EXPECT_EQ(a["test_accuracy"], b["test_accuracy"]);
+  const std::vector<double> ta = Theta(serial), tb = Theta(parallel);
+  ASSERT_EQ(ta.size(), tb.size());
+  for (std::size_t i = 0; i < ta.size(); ++i) {
+    EXPECT_NEAR(ta[i], tb[i], kTolerance * (1.0 + std::abs(ta[i]))) << "θ[" << i << "]";
+  }
+  const fs::path budget = dir_ / "budget";
+  const CliRun timed = RunMpi("--dataset moons --samples 2000 --epochs 100000 --threads 1 "
+                              "--optimizer lbfgs --time-budget 0.5 --quiet --out " +
+                              budget.string());
+  ASSERT_EQ(timed.status, 0) << timed.err;
+  EXPECT_EQ(Metrics(budget)["termination"], "time budget");
 }
 
 TEST_F(TrainMpi, TheTimeBudgetStopsBothRanksAndRank0sCheckpointResumes) {
