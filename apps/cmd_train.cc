@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "apps/command.h"
+#include "apps/process_workers.h"
 #include "apps/train_command.h"
 
 namespace diffeoflow::app {
@@ -12,7 +13,7 @@ CommandRegistration registration{
     [](CLI::App& sub, const CommonFlags& common) -> std::function<int()> {
       auto f = std::make_shared<TrainFlags>();
       AddTrainFlags(sub, *f);
-      return [f, &common]() { return RunTrain(*f, common); };
+      return [f, &common]() { return RunTrain(*f, common, {}, ProcessWorkers()); };
     }};
 
 }  // namespace

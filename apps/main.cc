@@ -9,6 +9,7 @@
 #include <string>
 
 #include "apps/command.h"
+#include "apps/process_workers.h"
 #include "solvers/errors.h"
 
 namespace diffeoflow::app {
@@ -52,19 +53,21 @@ int main(int argc, char** argv) {
     std::cerr << "diffeoflow: error: " << message << " (see --help)\n";
     return 2;
   }
+  // Under mpirun a failing rank stops every rank (apps/process_workers.h): its error line names
+  // the rank, and mpirun exits with the same status as the serial program would.
   try {
     for (auto& [sub, run] : runners) {
-      if (sub->parsed()) return run();
+      if (sub->parsed()) return FinishWorkers(run());
     }
   } catch (const diffeoflow::InputError& e) {
-    std::cerr << "diffeoflow: error: " << e.what() << "\n";
-    return 2;
+    std::cerr << "diffeoflow: error: " << e.what() << RankNote() << "\n";
+    return FailWorkers(2);
   } catch (const diffeoflow::NumericalError& e) {
-    std::cerr << "diffeoflow: numerical failure: " << e.what() << "\n";
-    return 3;
+    std::cerr << "diffeoflow: numerical failure: " << e.what() << RankNote() << "\n";
+    return FailWorkers(3);
   } catch (const std::exception& e) {
-    std::cerr << "diffeoflow: error: " << e.what() << "\n";
-    return 1;
+    std::cerr << "diffeoflow: error: " << e.what() << RankNote() << "\n";
+    return FailWorkers(1);
   }
   return 1;
 }

@@ -206,7 +206,7 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
 }
 
 int RunTrain(const TrainFlags& f, const CommonFlags& common,
-             const std::function<void(const std::string&)>& log) {
+             const std::function<void(const std::string&)>& log, Workers& workers) {
   CheckGiven(f.channels_option, f.channels >= 0, ">= 0");
   CheckGiven(f.hidden_option, f.hidden > 0, ">= 1");
   CheckGiven(f.augment_option, f.augment >= 0, ">= 0");
@@ -236,6 +236,10 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
     if (!plane) {
       throw InputError("--model shooting is for points in the plane (2 features a sample), not " +
                        std::to_string(train.feature_count()) + " features");
+    }
+    if (workers.count() > 1) {
+      throw InputError("--model shooting (full batch) runs on one process only, not under mpirun "
+                       "with " + std::to_string(workers.count()) + " ranks");
     }
     ShootingClassifierOptions so;
     if (f.epochs > 0) so.iterations = f.epochs;
@@ -320,10 +324,13 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   o.seed = common.seed;
   o.checkpoint = (std::filesystem::path(f.out) / "checkpoint.h5").string();
   o.resume = f.resume;
+  o.workers = &workers;
+  const bool root = workers.rank() == 0;
   // On a terminal one line rewritten after every epoch; in a log (not a terminal) one line per
   // epoch, so that batch jobs show how training went; nothing with --quiet.
   // With a `log` sink, one line an epoch to it.
-  const bool progress = !log && common.ShowProgress(), log_lines = !common.quiet && !progress;
+  const bool progress = root && !log && common.ShowProgress(),
+             log_lines = root && !common.quiet && !progress;
   o.progress = [&](const EpochReport& r) {
     if (!progress && !log_lines) return;
     char line[256];
@@ -344,6 +351,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   InstallInterruptHandler();
   const TrainSummary s = Train(model, theta, train, test, o);
   if (progress) std::fprintf(stderr, "\n");
+  if (s.interrupted && !root) return 128 + (InterruptSignal() > 0 ? InterruptSignal() : SIGINT);
   if (s.interrupted) {
     return Interrupted(o.optimizer == Optimizer::kLbfgs
                            ? std::string(" (--optimizer lbfgs keeps no checkpoint)")
@@ -351,6 +359,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
                                  " (rerun the same command with --resume to continue)");
   }
 
+  if (!root) return 0;  // rank 0 writes the shared outputs
   const std::map<std::string, std::string> attributes = {{"dataset", train.name}};
   WriteModel((std::filesystem::path(f.out) / "model.h5").string(), model, theta, attributes,
              data.record);
@@ -376,6 +385,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   j["optimizer"] = opt;
   j["termination"] = s.termination;
   j["resumed_from_epoch"] = s.start_epoch;
+  j["ranks"] = workers.count();
   nlohmann::ordered_json history = nlohmann::json::array();
   for (const EpochReport& r : s.history) {
     history.push_back({{"epoch", r.epoch},

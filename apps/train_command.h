@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 
 #include "apps/command.h"
+#include "solvers/workers.h"
 
 namespace diffeoflow::app {
 
@@ -38,7 +39,10 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f);
 // for points in the plane trajectories.h5 and summary.png). Returns the exit status: 0, or
 // 128 + signal when SIGINT/SIGTERM stopped it. InputError for bad flags or data. With `log` set
 // (and not --quiet), the per-epoch lines and the closing report go to it instead of the terminal.
+// With several `workers` (the command under mpirun) every batch is split over them
+// (flows/train.h); rank 0 alone prints progress and writes the files.
 int RunTrain(const TrainFlags& f, const CommonFlags& common,
-             const std::function<void(const std::string&)>& log = {});
+             const std::function<void(const std::string&)>& log = {},
+             Workers& workers = Serial());
 
 }  // namespace diffeoflow::app

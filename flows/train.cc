@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cmath>
 #include <filesystem>
 #include <numeric>
@@ -101,18 +102,19 @@ std::string TrainSummary::FullReport() const {
 }
 
 std::pair<double, double> Accuracy(Classifier& model, const Vector& theta, const Dataset& data,
-                                   Index batch) {
-  double loss = 0.0;
-  Index correct = 0;
-  for (Index start = 0; start < data.size(); start += batch) {
+                                   Index batch, Workers& workers) {
+  double sums[2] = {0.0, 0.0};  // loss × samples, correct
+  const Index stride = batch * workers.count();
+  for (Index start = batch * workers.rank(); start < data.size(); start += stride) {
     const Index n = std::min(batch, data.size() - start);
     const BatchResult r = model.Evaluate(theta, data.features.middleCols(start, n),
                                          data.labels.data() + start, nullptr);
-    loss += r.loss * static_cast<double>(n);
-    correct += r.correct;
+    sums[0] += r.loss * static_cast<double>(n);
+    sums[1] += static_cast<double>(r.correct);
   }
+  workers.Sum(sums, 2);
   const auto total = static_cast<double>(std::max<Index>(data.size(), 1));
-  return {loss / total, static_cast<double>(correct) / total};
+  return {sums[0] / total, sums[1] / total};
 }
 
 TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const Dataset& test,
@@ -123,11 +125,36 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   const Index P = theta.size();
   TrainSummary summary;
   summary.parameters = P;
+  Workers& workers = *options.workers;
+  const bool root = workers.rank() == 0;
   OptimizerState state;
   state.m = Vector::Zero(P);
   state.v = Vector::Zero(P);
-  if (options.resume && ReadCheckpoint(options.checkpoint, theta, state)) {
-    summary.start_epoch = state.epoch;
+  if (options.resume) {
+    // Rank 0 reads the checkpoint (the other ranks may not see its disk) and sends what it read.
+    bool resumed = false;
+    std::string error;
+    if (root) {
+      try {
+        resumed = ReadCheckpoint(options.checkpoint, theta, state);
+      } catch (const InputError& e) {
+        error = e.what();
+      }
+    }
+    error = workers.FirstError(error);
+    if (!error.empty()) throw InputError(error);
+    if (workers.count() > 1) {
+      Vector header(3);
+      header << (resumed ? 1.0 : 0.0), state.epoch, static_cast<double>(state.step);
+      workers.Broadcast(header.data(), 3, 0);
+      resumed = header[0] != 0.0;
+      state.epoch = static_cast<int>(header[1]);
+      state.step = static_cast<long>(header[2]);
+      for (Vector* v : {&theta, &state.m, &state.v}) {
+        workers.Broadcast(v->data(), static_cast<std::size_t>(P), 0);
+      }
+    }
+    if (resumed) summary.start_epoch = state.epoch;
   }
   const auto start = Clock::now();
   double train_seconds = 0.0;
@@ -144,7 +171,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     r.train_loss = loss;
     r.train_accuracy = accuracy;
     std::tie(r.test_loss, r.test_accuracy) =
-        test.size() > 0 ? Accuracy(model, theta, test, options.eval_batch)
+        test.size() > 0 ? Accuracy(model, theta, test, options.eval_batch, workers)
                         : std::pair<double, double>{0.0, 0.0};
     r.nfe_forward = epoch_batches ? static_cast<double>(ef) / epoch_batches : 0.0;
     r.nfe_backward = epoch_batches ? static_cast<double>(eb) / epoch_batches : 0.0;
@@ -157,20 +184,40 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   if (options.optimizer == Optimizer::kLbfgs) {
     // Full batch: the objective is the mean loss over the whole training set.
     long evaluations = 0;
+    // With several workers, worker r evaluates every count()-th batch from the r-th, and the
+    // partial sums [∇ | loss | failed] are added: every worker gets the same value and gradient,
+    // so Ceres takes the same iterations on all of them.
+    Vector partial(P + 2);
     FunctionObjective objective(P, [&](const Vector& th, Vector* gradient) {
       double loss = 0.0;
       Vector g;
       if (gradient != nullptr) gradient->setZero(P);
-      for (Index s = 0; s < train.size(); s += options.batch) {
-        const Index n = std::min<Index>(options.batch, train.size() - s);
-        const BatchResult r = model.Evaluate(th, train.features.middleCols(s, n),
-                                             train.labels.data() + s, gradient ? &g : nullptr);
-        const double w = static_cast<double>(n) / train.size();
-        loss += w * r.loss;
-        if (gradient != nullptr) *gradient += w * g;
-        nfe_f += r.nfe_forward;
-        nfe_b += r.nfe_backward;
-        ++batches;
+      std::string failure;
+      try {
+        for (Index s = options.batch * workers.rank(); s < train.size();
+             s += options.batch * workers.count()) {
+          const Index n = std::min<Index>(options.batch, train.size() - s);
+          const BatchResult r = model.Evaluate(th, train.features.middleCols(s, n),
+                                               train.labels.data() + s, gradient ? &g : nullptr);
+          const double w = static_cast<double>(n) / train.size();
+          loss += w * r.loss;
+          if (gradient != nullptr) *gradient += w * g;
+          nfe_f += r.nfe_forward;
+          nfe_b += r.nfe_backward;
+          ++batches;
+        }
+      } catch (const NumericalError& e) {
+        if (workers.count() == 1) throw;
+        failure = e.what();
+      }
+      if (workers.count() > 1) {
+        partial.head(P) = gradient != nullptr ? *gradient : Vector::Zero(P);
+        partial[P] = loss;
+        partial[P + 1] = failure.empty() ? 0.0 : 1.0;
+        workers.Sum(partial.data(), static_cast<std::size_t>(partial.size()));
+        if (partial[P + 1] > 0.0) throw NumericalError(workers.FirstError(failure));
+        loss = partial[P];
+        if (gradient != nullptr) *gradient = partial.head(P);
       }
       loss += 0.5 * options.weight_decay * th.squaredNorm();
       if (gradient != nullptr) *gradient += options.weight_decay * th;
@@ -181,14 +228,20 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     OptimizerOptions o;
     o.optimizer = Optimizer::kLbfgs;
     o.max_iterations = options.epochs;
-    o.max_seconds = budget ? options.time_budget_seconds : 1e9;
+    // Several workers stop by rank 0's clock (in the callback), not each by its own.
+    o.max_seconds = budget && workers.count() == 1 ? options.time_budget_seconds : 1e9;
+    bool out_of_time = false;
     o.function_tolerance = 1e-12;
     o.gradient_tolerance = 1e-12;
     o.callback = [&](const IterationReport& it) {
       train_seconds = SecondsSince(start);
       ++state.epoch;
       report(state.epoch, it.cost, std::numeric_limits<double>::quiet_NaN(), batches, nfe_f, nfe_b);
-      return true;
+      if (!budget || workers.count() == 1) return true;
+      double clock = root ? SecondsSince(start) : 0.0;
+      workers.Sum(&clock, 1);
+      out_of_time = clock >= options.time_budget_seconds;
+      return !out_of_time;
     };
     OptimizerSummary os;
     try {
@@ -196,8 +249,8 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     } catch (const NumericalError& e) {
       throw NumericalError(std::string("training diverged (full-batch L-BFGS): ") + e.what());
     }
-    summary.termination_type = os.termination_type;
-    summary.termination = os.termination;
+    summary.termination_type = out_of_time ? Termination::kTimeLimit : os.termination_type;
+    summary.termination = out_of_time ? "time budget" : os.termination;
     (void)evaluations;
     if (!std::isfinite(os.final_cost) || !theta.allFinite()) {
       throw NumericalError("training diverged: the full-batch loss or the parameters became "
@@ -207,8 +260,19 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   } else {
     Vector epoch_start_theta;
     OptimizerState epoch_start_state;
+    // What every batch sums over the workers after the gradient: [∇ (P) | the rest, below].
+    enum Slot { kLoss, kCorrect, kNfeForward, kNfeBackward, kSlices, kFailed, kInterrupt,
+                kClockBefore, kClockAfter, kSlots };
+    Vector reduced(P + kSlots);
+    // True on every worker when any of them saw SIGINT/SIGTERM.
+    const auto interrupt_anywhere = [&] {
+      double flag = InterruptRequested() ? 1.0 : 0.0;
+      workers.Sum(&flag, 1);
+      return flag > 0.0;
+    };
+    bool interrupted = false;
     for (int epoch = state.epoch; epoch < options.epochs; ++epoch) {
-      if (InterruptRequested()) {
+      if (interrupt_anywhere()) {
         summary.interrupted = true;
         break;
       }
@@ -237,27 +301,56 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
       const auto epoch_start = Clock::now();
       for (Index s = 0; s < train.size(); s += options.batch) {
         const Index n = std::min<Index>(options.batch, train.size() - s);
-        x.resize(train.feature_count(), n);
-        labels.resize(static_cast<std::size_t>(n));
-        for (Index j = 0; j < n; ++j) {
-          const Index i = order[static_cast<std::size_t>(s + j)];
+        // This worker's contiguous slice [first, first + slice) of the batch.
+        const Index first = n * workers.rank() / workers.count();
+        const Index slice = n * (workers.rank() + 1) / workers.count() - first;
+        x.resize(train.feature_count(), slice);
+        labels.resize(static_cast<std::size_t>(slice));
+        for (Index j = 0; j < slice; ++j) {
+          const Index i = order[static_cast<std::size_t>(s + first + j)];
           x.col(j) = train.features.col(i);
           labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];
         }
+        reduced.setZero();
+        if (root) reduced[P + kClockBefore] = train_seconds + SecondsSince(epoch_start);
+        std::string failure;
+        if (slice > 0) {
+          try {
+            const BatchResult r = model.Evaluate(theta, x, labels.data(), &g);
+            // The slice's share of the batch mean: n_r/n, exactly 1 on a single worker.
+            const double w = static_cast<double>(slice) / static_cast<double>(n);
+            reduced.head(P) = w * g;
+            reduced[P + kLoss] = w * r.loss;
+            reduced[P + kCorrect] = static_cast<double>(r.correct);
+            reduced[P + kNfeForward] = static_cast<double>(r.nfe_forward);
+            reduced[P + kNfeBackward] = static_cast<double>(r.nfe_backward);
+            reduced[P + kSlices] = 1.0;
+          } catch (const NumericalError& e) {
+            failure = e.what();
+            reduced[P + kFailed] = 1.0;
+          }
+        }
+        if (root) reduced[P + kClockAfter] = train_seconds + SecondsSince(epoch_start);
+        reduced[P + kInterrupt] = InterruptRequested() ? 1.0 : 0.0;
+        workers.Sum(reduced.data(), static_cast<std::size_t>(reduced.size()));
+        if (reduced[P + kFailed] > 0.0) {
+          throw NumericalError("training diverged in epoch " + std::to_string(epoch + 1) + ": " +
+                               workers.FirstError(failure) + " (try a smaller --lr); the "
+                               "checkpoint keeps the last good epoch");
+        }
         if (budget) {
-          const double spent = (train_seconds + SecondsSince(epoch_start)) / options.time_budget_seconds;
+          const double spent = reduced[P + kClockBefore] / options.time_budget_seconds;
           const double done = (epoch + static_cast<double>(s) / static_cast<double>(train.size())) /
                               options.epochs;
           rate = cosine_rate(std::max(spent, done));
         }
         BatchResult r;
-        try {
-          r = model.Evaluate(theta, x, labels.data(), &g);
-        } catch (const NumericalError& e) {
-          throw NumericalError("training diverged in epoch " + std::to_string(epoch + 1) + ": " +
-                               e.what() + " (try a smaller --lr); the checkpoint keeps the last "
-                               "good epoch");
-        }
+        r.loss = reduced[P + kLoss];
+        r.correct = static_cast<Index>(reduced[P + kCorrect]);
+        // Per slice on average: a single worker's counts when the batch is not split.
+        r.nfe_forward = std::lround(reduced[P + kNfeForward] / reduced[P + kSlices]);
+        r.nfe_backward = std::lround(reduced[P + kNfeBackward] / reduced[P + kSlices]);
+        g = reduced.head(P);
         if (!std::isfinite(r.loss)) {
           throw NumericalError("training diverged: the loss is " + std::to_string(r.loss) +
                                " in epoch " + std::to_string(epoch + 1) +
@@ -282,13 +375,17 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         ++epoch_batches;
         ef += r.nfe_forward;
         eb += r.nfe_backward;
-        if (budget && train_seconds + SecondsSince(epoch_start) >= options.time_budget_seconds) {
+        // Rank 0's clock decides, so every worker stops after the same batch.
+        if (budget && reduced[P + kClockAfter] >= options.time_budget_seconds) {
           out_of_time = true;
           break;
         }
-        if (InterruptRequested()) break;
+        if (reduced[P + kInterrupt] > 0.0) {
+          interrupted = true;
+          break;
+        }
       }
-      if (InterruptRequested() && !out_of_time) {
+      if (interrupted && !out_of_time) {
         // The partial epoch is dropped: θ and the optimiser state go back to the checkpoint's.
         theta = epoch_start_theta;
         state = epoch_start_state;
@@ -309,12 +406,24 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
                              std::to_string(state.epoch) +
                              " (try a smaller --lr); the checkpoint keeps the last good epoch");
       }
-      if (!options.checkpoint.empty()) WriteCheckpoint(options.checkpoint, theta, state);
+      if (root && !options.checkpoint.empty()) WriteCheckpoint(options.checkpoint, theta, state);
       if (out_of_time) {
         summary.termination_type = Termination::kTimeLimit;
         summary.termination = "time budget";
         break;
       }
+    }
+  }
+  if (workers.count() > 1) {
+    // Every worker took the same steps from the same sums: θ must be the same bits everywhere.
+    Vector first = theta;
+    workers.Broadcast(first.data(), static_cast<std::size_t>(P), 0);
+    double differs = std::memcmp(first.data(), theta.data(), sizeof(double) * P) != 0 ? 1.0 : 0.0;
+    workers.Sum(&differs, 1);
+    if (differs > 0.0) {
+      throw std::logic_error("data-parallel training: θ differs between the workers after " +
+                             std::to_string(state.epoch) + " epochs (the reduction gave them "
+                             "different sums)");
     }
   }
   summary.epochs = state.epoch;
@@ -330,13 +439,14 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   if (options.max_eval_train > 0 && train.size() > options.max_eval_train) {
     std::vector<Index> first(static_cast<std::size_t>(options.max_eval_train));
     std::iota(first.begin(), first.end(), 0);
-    summary.train_accuracy = Accuracy(model, theta, Subset(train, first), options.eval_batch).second;
+    summary.train_accuracy =
+        Accuracy(model, theta, Subset(train, first), options.eval_batch, workers).second;
   } else {
-    summary.train_accuracy = Accuracy(model, theta, train, options.eval_batch).second;
+    summary.train_accuracy = Accuracy(model, theta, train, options.eval_batch, workers).second;
   }
   if (test.size() > 0) {
     std::tie(summary.test_loss, summary.test_accuracy) =
-        Accuracy(model, theta, test, options.eval_batch);
+        Accuracy(model, theta, test, options.eval_batch, workers);
     if (!std::isfinite(summary.test_loss)) {
       throw NumericalError("training diverged: the final test loss is NaN or Inf (try a smaller "
                            "--lr)");

@@ -17,6 +17,23 @@
 // With a time budget B the schedule follows whichever is further along, epochs or time: before
 // each batch η = η ½(1 + cos(π max(e/E, s/B))) with s the training seconds spent, so the rate
 // anneals to zero when the budget ends (such runs depend on the machine's speed anyway).
+//
+// Data parallelism (TrainOptions::workers, solvers/workers.h; issue 17): every worker shuffles
+// the same way and splits each mini-batch of n samples into count() contiguous slices, worker r
+// evaluating samples [⌊nr/P⌋, ⌊n(r+1)/P⌋). The gradient of the batch's mean loss is
+// Σ_r (n_r/n) ∇L_r, summed with Workers::Sum together with the losses, the correct counts and
+// rank 0's clock, so that every worker takes the same step with the same learning rate and θ
+// stays the same on all of them (checked at the end: std::logic_error if not). Rank 0's clock
+// decides the time budget; the evaluations are split by batches and summed. The result equals
+// the serial run's up to the order of the additions (the slices' sums, then Sum's): a relative
+// difference of round-off size per step, which the optimiser carries on (docs/parallel.md gives
+// the tolerance the tests hold). Only rank 0 reads and writes the checkpoint; it broadcasts what
+// it read. A NumericalError on one worker is passed to all of them (FirstError) so that every
+// worker throws it. Full-batch L-BFGS splits the full-batch objective by batches (worker r takes
+// every count()-th batch) and sums the partial losses and gradients, so Ceres takes the same
+// iterations on every worker; with a time budget rank 0's clock stops them all. (An interrupt
+// reaches Ceres on each worker by itself: under mpirun, where every rank gets the signal, they
+// may stop one iteration apart and mpirun's kill ends the run; it keeps no checkpoint anyway.)
 #pragma once
 
 #include <functional>
@@ -26,6 +43,7 @@
 #include "flows/classifier.h"
 #include "flows/datasets.h"
 #include "solvers/optimize.h"
+#include "solvers/workers.h"
 
 namespace diffeoflow::flows {
 
@@ -46,7 +64,10 @@ struct TrainOptions {
   Index eval_batch = 1024;
   // The final training accuracy is measured on at most this many training samples (0: all).
   Index max_eval_train = 10000;
+  // Called on every worker after each epoch (the command line prints on rank 0 only).
   std::function<void(const struct EpochReport&)> progress;
+  // The workers that share every batch (see the top of this file); the serial one by default.
+  Workers* workers = &Serial();
 
   void Validate() const;  // InputError naming the flag
 };
@@ -83,9 +104,10 @@ struct TrainSummary {
   std::string FullReport() const;
 };
 
-// Mean loss and accuracy of θ on a data set.
+// Mean loss and accuracy of θ on a data set; with several workers each evaluates every count()-th
+// batch and the sums are combined (the same on every worker).
 std::pair<double, double> Accuracy(Classifier& model, const Vector& theta, const Dataset& data,
-                                   Index batch = 1024);
+                                   Index batch = 1024, Workers& workers = Serial());
 
 // Trains θ in place.
 TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const Dataset& test,

@@ -23,11 +23,10 @@ struct CliRun {
   std::string output() const { return out + err; }
 };
 
-// Runs `diffeoflow <args>`; stdout and stderr go through files in `scratch` (which must exist).
-inline CliRun RunDiffeoflow(const std::string& args, const std::filesystem::path& scratch) {
+// Runs a shell command line; stdout and stderr go through files in `scratch` (which must exist).
+inline CliRun RunCommand(const std::string& line, const std::filesystem::path& scratch) {
   const std::filesystem::path out = scratch / "stdout.txt", err = scratch / "stderr.txt";
-  const std::string command = std::string(DIFFEOFLOW_CLI) + " " + args + " > " + out.string() +
-                              " 2> " + err.string();
+  const std::string command = line + " > " + out.string() + " 2> " + err.string();
   CliRun run;
   const int raw = std::system(command.c_str());
   run.status = WIFEXITED(raw) ? WEXITSTATUS(raw) : -1;
@@ -37,6 +36,11 @@ inline CliRun RunDiffeoflow(const std::string& args, const std::filesystem::path
   run.out = o.str();
   run.err = e.str();
   return run;
+}
+
+// Runs `diffeoflow <args>` (RunCommand).
+inline CliRun RunDiffeoflow(const std::string& args, const std::filesystem::path& scratch) {
+  return RunCommand(std::string(DIFFEOFLOW_CLI) + " " + args, scratch);
 }
 
 class CliTest : public ::testing::Test {
