@@ -187,8 +187,12 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
   result.initial_template.source_type = ElementType::kFloat32;
   Image current = result.initial_template;
 
-  // Per subject, summed over the population in item order: m_i, S_i ∘ A_i ∘ φ_i, SSD_i, ‖m_i‖_V.
-  const Eigen::Index width = block + n + 2;
+  // Per subject, summed over the population in item order: m_i, S_i ∘ A_i ∘ φ_i, SSD_i, ‖m_i‖_V,
+  // then a table of every subject's summary where only subject i's slots are non-zero (adding
+  // zeros is exact, so the sum is the table).
+  constexpr int kSummary = 4;
+  const Eigen::Index table = block + n + 2;
+  const Eigen::Index width = table + kSummary * total;
   const int rounds = requested.iterations + 1;
   for (int round = 0; round < rounds; ++round) {
     std::vector<AtlasSubjectMaps> maps(subjects.owned.size());
@@ -215,11 +219,16 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
         m.max_jacobian = r.max_jacobian;
         m.world_space_note = r.world_space_note;
         Vector& row = rows[k];
-        row.resize(width);
+        row.setZero(width);
         row.head(block) = r.initial_momentum;
         row.segment(block, n) = r.warped.data;
         row[block + n] = m.ssd;
         row[block + n + 1] = m.momentum_norm;
+        const Eigen::Index slot = table + kSummary * i;
+        row[slot] = m.ssd;
+        row[slot + 1] = m.momentum_norm;
+        row[slot + 2] = m.min_jacobian;
+        row[slot + 3] = m.max_jacobian;
       } catch (...) {
         local = Tagged(std::current_exception(), SubjectContext(subjects, i));
       }
@@ -240,7 +249,16 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
     }
     Vector sum(width);
     workers.SumInItemOrder(items, total, sum.data(), static_cast<std::size_t>(width));
-    sum /= static_cast<double>(total);
+    result.summaries.assign(static_cast<std::size_t>(total), AtlasSubjectSummary());
+    for (int i = 0; i < total; ++i) {
+      AtlasSubjectSummary& s = result.summaries[static_cast<std::size_t>(i)];
+      const Eigen::Index slot = table + kSummary * i;
+      s.ssd = sum[slot];
+      s.momentum_norm = sum[slot + 1];
+      s.min_jacobian = sum[slot + 2];
+      s.max_jacobian = sum[slot + 3];
+    }
+    sum.head(table) /= static_cast<double>(total);
     const Vector mean_momentum = sum.head(block);
 
     // The geodesic of the mean momentum; every worker computes it from the same bits.

@@ -92,6 +92,13 @@ struct AtlasSubjectMaps {
   std::string world_space_note;
 };
 
+// What every worker knows of every subject after the last round.
+struct AtlasSubjectSummary {
+  double ssd = 0.0;
+  double momentum_norm = 0.0;
+  double min_jacobian = 0.0, max_jacobian = 0.0;
+};
+
 struct AtlasRound {
   double mean_momentum_norm = 0.0;          // ‖m̄‖_V
   double mean_subject_momentum_norm = 0.0;  // (1/N) Σ ‖m_i‖_V
@@ -106,6 +113,7 @@ struct AtlasResult {
   std::vector<AtlasRound> rounds;
   bool converged = false;         // stopped by the tolerance, not the iteration limit
   std::vector<AtlasSubjectMaps> subjects;  // this worker's, in `owned` order
+  std::vector<AtlasSubjectSummary> summaries;  // all subjects' (last round), on every worker
   RegistrationOptions options;    // resolved for the template grid
   Grid mesh;                      // the momenta's grid
   double wall_seconds = 0.0;
