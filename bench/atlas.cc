@@ -41,6 +41,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_args.h"
 #include "registration/atlas.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
@@ -81,15 +82,7 @@ double PeakRssMb() {
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const auto eq = a.find('=');
-    if (eq == std::string::npos) {
-      std::cerr << "bench_atlas: expected key=value, got '" << a << "'\n";
-      return 2;
-    }
-    args[a.substr(0, eq)] = a.substr(eq + 1);
-  }
+  if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_atlas", args)) return 2;
   auto number = [&](const std::string& key, double fallback) {
     return args.count(key) ? std::atof(args[key].c_str()) : fallback;
   };

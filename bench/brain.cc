@@ -62,6 +62,7 @@
 #include <Eigen/LU>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_args.h"
 #include "registration/affine.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
@@ -257,15 +258,7 @@ long PeakMemoryKb() {
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const auto eq = a.find('=');
-    if (eq == std::string::npos) {
-      std::cerr << "bench_brain: expected key=value, got '" << a << "'\n";
-      return 2;
-    }
-    args[a.substr(0, eq)] = a.substr(eq + 1);
-  }
+  if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_brain", args)) return 2;
   auto number = [&](const std::string& key, double fallback) {
     return args.count(key) ? std::atof(args[key].c_str()) : fallback;
   };
