@@ -53,6 +53,8 @@
 namespace {
 
 using namespace diffeoflow::registration;
+using diffeoflow::bench::Number;
+using diffeoflow::bench::Text;
 
 double Ssd(const Image& a, const Image& b) { return (a.data - b.data).squaredNorm(); }
 
@@ -83,20 +85,15 @@ double PeakRssMb() {
 int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
   if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_atlas", args)) return 2;
-  auto number = [&](const std::string& key, double fallback) {
-    return args.count(key) ? std::atof(args[key].c_str()) : fallback;
-  };
-  auto text = [&](const std::string& key, const std::string& fallback) {
-    return args.count(key) ? args[key] : fallback;
-  };
   nlohmann::json out;
   try {
-    const int size = static_cast<int>(number("size", 64));
-    const bool brain_base = text("base", "brain") == "brain";
+    const int size = static_cast<int>(Number(args, "size", 64));
+    const bool brain_base = Text(args, "base", "brain") == "brain";
     Image base, base_labels;
     if (brain_base) {
-      const Image brain = ReadImage(text("fixed", "/usr/share/mricron/templates/ch2bet.nii.gz"));
-      const Image aal = ReadImage(text("labels", "/usr/share/mricron/templates/aal.nii.gz"));
+      const Image brain =
+          ReadImage(Text(args, "fixed", "/usr/share/mricron/templates/ch2bet.nii.gz"));
+      const Image aal = ReadImage(Text(args, "labels", "/usr/share/mricron/templates/aal.nii.gz"));
       const Grid brain_grid = ResizedGrid(brain.grid, {size, size, size});
       base = NormalizeIntensity(Resample(brain, brain_grid, Interpolation::kLinear));
       base_labels = Resample(aal, brain_grid, Interpolation::kNearest);
@@ -110,9 +107,9 @@ int main(int argc, char** argv) {
     const Grid grid = base.grid;
 
     PopulationOptions population_options;
-    population_options.subjects = static_cast<int>(number("subjects", 8));
-    population_options.max_displacement_fraction = number("fraction", 0.06);
-    population_options.seed = static_cast<std::uint64_t>(number("seed", 1));
+    population_options.subjects = static_cast<int>(Number(args, "subjects", 8));
+    population_options.max_displacement_fraction = Number(args, "fraction", 0.06);
+    population_options.seed = static_cast<std::uint64_t>(Number(args, "seed", 1));
     const auto start_population = std::chrono::steady_clock::now();
     const Population population =
         MakePopulation(base, population_options, brain_base ? &base_labels : nullptr);
@@ -123,7 +120,7 @@ int main(int argc, char** argv) {
         std::chrono::steady_clock::now() - start_population).count();
     if (brain_base) out["labels_present"] = CountLabels(base_labels);
 
-    const std::string write = text("write", "");
+    const std::string write = Text(args, "write", "");
     if (!write.empty()) {
       std::filesystem::create_directories(write);
       const std::filesystem::path dir(write);
@@ -144,23 +141,23 @@ int main(int argc, char** argv) {
         list << "subject_" << k << ".nii.gz\n";
       }
     }
-    if (number("atlas", 1) == 0) {
+    if (Number(args, "atlas", 1) == 0) {
       std::cout << out.dump(2) << "\n";
       return 0;
     }
 
     AtlasOptions options;
-    options.iterations = static_cast<int>(number("iterations", 3));
-    options.tolerance = number("tolerance", 0.0);
+    options.iterations = static_cast<int>(Number(args, "iterations", 3));
+    options.tolerance = Number(args, "tolerance", 0.0);
     RegistrationOptions& r = options.registration;
-    r.affine.mode = ParseAffineMode(text("affine", "none"));
-    r.metric.threads = static_cast<int>(number("threads", 2));
-    r.levels = static_cast<int>(number("levels", 3));
-    r.iterations = static_cast<int>(number("registration_iterations", 100));
-    if (args.count("steps")) r.time_steps = static_cast<int>(number("steps", 5));
-    if (args.count("sigma")) r.sigma = number("sigma", 0.005);
-    if (args.count("alpha")) r.metric.alpha_mm2 = number("alpha", 64.0);
-    if (args.count("mesh")) r.mesh_spacing_fraction = number("mesh", 1.2);
+    r.affine.mode = ParseAffineMode(Text(args, "affine", "none"));
+    r.metric.threads = static_cast<int>(Number(args, "threads", 2));
+    r.levels = static_cast<int>(Number(args, "levels", 3));
+    r.iterations = static_cast<int>(Number(args, "registration_iterations", 100));
+    if (args.count("steps")) r.time_steps = static_cast<int>(Number(args, "steps", 5));
+    if (args.count("sigma")) r.sigma = Number(args, "sigma", 0.005);
+    if (args.count("alpha")) r.metric.alpha_mm2 = Number(args, "alpha", 64.0);
+    if (args.count("mesh")) r.mesh_spacing_fraction = Number(args, "mesh", 1.2);
     options.progress = [](const AtlasProgress& p) {
       if (p.subject < 0) {
         std::fprintf(stderr, "round %d/%d: |mean m| %.4g, mean SSD %.4g, %.1f s\n", p.round + 1,

@@ -1,6 +1,7 @@
 // The key=value command lines of the benchmarks.
 #pragma once
 
+#include <cstdlib>
 #include <iostream>
 #include <map>
 #include <string>
@@ -20,6 +21,18 @@ inline bool ParseKeyValues(int argc, char** argv, const std::string& program,
     args[a.substr(0, eq)] = a.substr(eq + 1);
   }
   return true;
+}
+
+// args[key] as a number (atof) or as text, `fallback` when absent.
+inline double Number(const std::map<std::string, std::string>& args, const std::string& key,
+                     double fallback) {
+  const auto it = args.find(key);
+  return it != args.end() ? std::atof(it->second.c_str()) : fallback;
+}
+inline std::string Text(const std::map<std::string, std::string>& args, const std::string& key,
+                        const std::string& fallback) {
+  const auto it = args.find(key);
+  return it != args.end() ? it->second : fallback;
 }
 
 }  // namespace diffeoflow::bench

@@ -260,10 +260,10 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
   if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_brain", args)) return 2;
   auto number = [&](const std::string& key, double fallback) {
-    return args.count(key) ? std::atof(args[key].c_str()) : fallback;
+    return diffeoflow::bench::Number(args, key, fallback);
   };
   auto text = [&](const std::string& key, const std::string& fallback) {
-    return args.count(key) ? args[key] : fallback;
+    return diffeoflow::bench::Text(args, key, fallback);
   };
   nlohmann::json out;
   try {

@@ -147,7 +147,9 @@ TEST(Atlas, RejectsTooFewSubjectsAndMoreWorkersThanSubjects) {
       messages[static_cast<std::size_t>(workers.rank())] = e.what();
     }
   });
-  for (const std::string& m : messages) EXPECT_NE(m.find("2 subjects for 3 workers"), std::string::npos) << m;
+  for (const std::string& m : messages) {
+    EXPECT_NE(m.find("2 subjects for 3 workers"), std::string::npos) << m;
+  }
 }
 
 TEST(Population, VelocitiesComeInAntitheticPairsAndAreReproducible) {
