@@ -162,6 +162,9 @@ int main(int argc, char** argv) {
       if (p.subject < 0) {
         std::fprintf(stderr, "round %d/%d: |mean m| %.4g, mean SSD %.4g, %.1f s\n", p.round + 1,
                      p.rounds, p.mean_momentum_norm, p.mean_ssd, p.elapsed_seconds);
+      } else {
+        std::fprintf(stderr, "round %d/%d: subject %d registered, %.1f s\n", p.round + 1,
+                     p.rounds, p.subject, p.elapsed_seconds);
       }
     };
 
