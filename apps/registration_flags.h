@@ -1,4 +1,4 @@
-// Flags shared by `register` and `compare` (CLI.md), the progress line they draw, and their
+// Flags shared by `register`, `compare` and `atlas` (CLI.md), the progress line they draw, and their
 // handling of Ctrl-C (a checkpoint in --out, exit status 128 + signal, resumed with --resume).
 //
 // For tests, DIFFEOFLOW_TEST_SIGNAL_AFTER=k[:signal] raises the signal (default SIGINT) through
@@ -49,14 +49,19 @@ struct RegistrationFlags {
   bool resume = false;
   CLI::App* app_ = nullptr;  // the subcommand Add() registered the flags on
 
-  void Add(CLI::App& sub, bool with_method) {
+  // pairwise: --fixed, --moving and --resume, and the per-level iteration limit as --iterations;
+  // without (a population command: atlas), no image flags and the limit as
+  // --registration-iterations (--iterations is then the command's own).
+  void Add(CLI::App& sub, bool with_method, bool pairwise = true) {
     app_ = &sub;
-    sub.add_option("--fixed", fixed, "Fixed (target) image: .nii, .nii.gz, .png or .npy")
-        ->required();
-    sub.add_option("--moving", moving,
-                   "Moving (template) image; on another grid it is resampled into --fixed's "
-                   "world space")
-        ->required();
+    if (pairwise) {
+      sub.add_option("--fixed", fixed, "Fixed (target) image: .nii, .nii.gz, .png or .npy")
+          ->required();
+      sub.add_option("--moving", moving,
+                     "Moving (template) image; on another grid it is resampled into --fixed's "
+                     "world space")
+          ->required();
+    }
     sub.add_option("--out", out, "Output folder (created if missing)")->required();
     if (with_method) {
       sub.add_option("--method", method,
@@ -81,7 +86,8 @@ struct RegistrationFlags {
                    "Time steps T (T + 1 velocity grids / time points). Default: 8 in 2-D, 5 in 3-D");
     sub.add_option("--levels", options.levels, "Multi-resolution levels (coarse to fine)")
         ->capture_default_str();
-    sub.add_option("--iterations", options.iterations, "Maximum iterations per level")
+    sub.add_option(pairwise ? "--iterations" : "--registration-iterations", options.iterations,
+                   "Maximum iterations per level")
         ->capture_default_str();
     sub.add_option("--band-limit", options.band_limit,
                    "FLASH-style band limit B: keep Fourier modes |k| <= B (0: off)")
@@ -116,8 +122,10 @@ struct RegistrationFlags {
                    "Start the affine stage from this transform (fixed -> moving): an ITK text "
                    "transform (#Insight Transform File, LPS) or dipy's 4x4 affine.txt (RAS); with "
                    "--affine none it is used as it is");
-    sub.add_flag("--resume", resume,
-                 "Continue an interrupted run from its checkpoint in --out (same arguments)");
+    if (pairwise) {
+      sub.add_flag("--resume", resume,
+                   "Continue an interrupted run from its checkpoint in --out (same arguments)");
+    }
   }
 
   // Fills `options` from the parsed strings; throws InputError naming the flag.

@@ -62,9 +62,11 @@
 #include <Eigen/LU>
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_args.h"
 #include "registration/affine.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
+#include "registration/label_overlap.h"
 #include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
 #include "registration/world_space.h"
@@ -72,35 +74,6 @@
 namespace {
 
 using namespace diffeoflow::registration;
-
-// Mean Dice over the nonzero labels of `reference`: 2|A ∩ B| / (|A| + |B|) per label.
-double MeanDice(const Image& reference, const Image& labels) {
-  std::map<long, std::array<long, 3>> counts;  // |A|, |B|, |A ∩ B|
-  for (Eigen::Index i = 0; i < reference.data.size(); ++i) {
-    const long a = std::lround(reference.data[i]);
-    const long b = std::lround(labels.data[i]);
-    if (a != 0) ++counts[a][0];
-    if (b != 0) ++counts[b][1];
-    if (a != 0 && a == b) ++counts[a][2];
-  }
-  double sum = 0.0;
-  int present = 0;
-  for (const auto& [label, c] : counts) {
-    if (c[0] == 0) continue;  // only labels present in the reference
-    sum += 2.0 * c[2] / static_cast<double>(c[0] + c[1]);
-    ++present;
-  }
-  return present > 0 ? sum / present : 0.0;
-}
-
-int CountLabels(const Image& labels) {
-  std::map<long, int> seen;
-  for (Eigen::Index i = 0; i < labels.data.size(); ++i) {
-    const long a = std::lround(labels.data[i]);
-    if (a != 0) seen[a] = 1;
-  }
-  return static_cast<int>(seen.size());
-}
 
 // u (mm) = a sum of random sine modes of 1 or 2 cycles per field of view, max |u| = `voxels`.
 VectorField SmoothWarp(const Grid& grid, double voxels, unsigned seed) {
@@ -285,20 +258,12 @@ long PeakMemoryKb() {
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const auto eq = a.find('=');
-    if (eq == std::string::npos) {
-      std::cerr << "bench_brain: expected key=value, got '" << a << "'\n";
-      return 2;
-    }
-    args[a.substr(0, eq)] = a.substr(eq + 1);
-  }
+  if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_brain", args)) return 2;
   auto number = [&](const std::string& key, double fallback) {
-    return args.count(key) ? std::atof(args[key].c_str()) : fallback;
+    return diffeoflow::bench::Number(args, key, fallback);
   };
   auto text = [&](const std::string& key, const std::string& fallback) {
-    return args.count(key) ? args[key] : fallback;
+    return diffeoflow::bench::Text(args, key, fallback);
   };
   nlohmann::json out;
   try {

@@ -44,6 +44,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench/bench_args.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
 #include "registration/register.h"
@@ -279,15 +280,7 @@ void WriteCase(const std::filesystem::path& dir, const Case& c, const CasePair& 
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    const auto eq = a.find('=');
-    if (eq == std::string::npos) {
-      std::cerr << "bench_robustness: expected key=value, got '" << a << "'\n";
-      return 2;
-    }
-    args[a.substr(0, eq)] = a.substr(eq + 1);
-  }
+  if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_robustness", args)) return 2;
   static const std::set<std::string> known{"case",  "methods", "out",         "register", "3d",
                                            "threads", "brain", "allow_folds", "list", "affine"};
   for (const auto& [key, value] : args) {

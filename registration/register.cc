@@ -424,6 +424,7 @@ void AssembleResult(LevelProblem& problem, const Vector& w, const Image& moving,
       result.velocities.push_back(std::move(velocity));
       result.positions.push_back(state.head(mesh_block));
     }
+    result.initial_momentum = objective.InitialMomentum(w);
   }
   try {
     problem.objective().Evaluate(w, nullptr);
@@ -816,6 +817,44 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
                   options, result);
   result.wall_seconds = SecondsSince(start);
   return result;
+}
+
+GeodesicShot ShootGeodesic(const Grid& grid, const Vector& initial_momentum,
+                           const RegistrationOptions& options) {
+  const Grid mesh = MeshFor(grid, options);
+  const Eigen::Index block = mesh.dim * mesh.voxels();
+  if (initial_momentum.size() != block) {
+    throw InputError("initial momentum has " + std::to_string(initial_momentum.size()) +
+                     " values, the mesh " + SizeText(mesh) + " of the grid " + SizeText(grid) +
+                     " needs " + std::to_string(block));
+  }
+  MetricOptions metric_options = options.metric;
+  if (mesh.voxels() < (1 << 16)) metric_options.threads = 1;  // as MakeLevelProblem
+  const MetricPowers metric = MakeMetricPowers(mesh, metric_options);
+  Image blank;
+  blank.grid = grid;
+  blank.data = Vector::Zero(grid.voxels());
+  ShootingObjective objective(blank, blank, mesh, metric, FlowOptionsOf(options));
+  // StepVelocities takes the whitened w with m_0 = K^{−1/2} w.
+  Vector w = initial_momentum;
+  metric.half(w.data(), mesh.dim);
+  GeodesicShot shot;
+  const std::vector<Vector> fields = objective.StepVelocities(w, &shot.substeps);
+  const int steps = options.time_steps * shot.substeps;
+  const int threads = options.metric.threads;
+  const TracedMap forward = TraceMap(grid, mesh, fields, MeshKernel::kQuadraticBSpline, steps,
+                                     options.solver, threads);
+  shot.phi = forward.positions;
+  shot.jacobian = forward.jacobian;
+  const TracedMap backward =
+      TracePoints(grid, mesh, BackwardFields(fields), MeshKernel::kQuadraticBSpline, steps,
+                  IdentityPositions(grid), options.solver, threads);
+  shot.inverse_phi = backward.positions;
+  Vector state(2 * block);
+  state.head(block) = IdentityPositions(mesh);
+  state.tail(block) = initial_momentum;
+  shot.velocity_norm = objective.dynamics().VelocityNorm(state) * std::sqrt(metric.voxel_volume);
+  return shot;
 }
 
 }  // namespace diffeoflow::registration

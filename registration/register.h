@@ -159,6 +159,11 @@ struct RegistrationResult {
   std::vector<Eigen::VectorXd> positions;   // φ_t in mesh voxel coordinates
   std::vector<Eigen::VectorXd> velocities;  // v_t (mm per unit time)
   std::vector<Eigen::VectorXd> momenta;     // shooting: mesh momentum S_t; empty for lddmm
+  // Shooting: the initial particle momentum m_0 = K^{−1/2} w on the mesh (dim × mesh voxels, per
+  // unit volume, dual to mm; S_0 = B m_0, shooting.h) — the geodesic's coordinate in the fixed
+  // image's tangent space, linear in w, so momenta of several registrations onto the same fixed
+  // image can be averaged (atlas.h). Empty for lddmm.
+  Eigen::VectorXd initial_momentum;
   std::vector<Eigen::VectorXf> images;      // normalised I_m ∘ φ_t on the fixed grid
   std::vector<double> velocity_norms;       // ‖v_t‖_V
   double ssd_initial = 0.0;   // Σ (I_m − I_f)² (normalised intensities)
@@ -226,6 +231,21 @@ RegistrationResult Register(const Image& moving, const Image& fixed,
 
 // The mesh the flow runs on for an image grid (see RegistrationOptions::mesh_spacing_fraction).
 Grid MeshFor(const Grid& image, const RegistrationOptions& options);
+
+// The geodesic shot from a given initial momentum, as Register's outputs trace it.
+struct GeodesicShot {
+  Eigen::VectorXd phi;          // φ = exp(m_0) on the grid, voxel coordinates (dim × voxels)
+  Eigen::VectorXd inverse_phi;  // φ⁻¹ on the grid (the flow traced backward), voxel coordinates
+  Eigen::VectorXd jacobian;     // det Dφ on the grid
+  double velocity_norm = 0.0;   // ‖v_0‖_V = √(⟨S_0, K S_0⟩ Δx)
+  int substeps = 1;
+};
+
+// Shoots m_0 (dim × MeshFor(grid, options) voxels, RegistrationResult::initial_momentum's
+// layout) with `options` resolved for `grid` (ResolvedFor): the same mesh, metric, time steps,
+// integrator and step refinement as Register's final map. InputError when m_0 has the wrong size.
+GeodesicShot ShootGeodesic(const Grid& grid, const Eigen::VectorXd& initial_momentum,
+                           const RegistrationOptions& options);
 
 // The files of a run (metrics.json, trajectory.h5, warped image, displacement, summary.png) are
 // written by registration/outputs/register_outputs.h, a separate library

@@ -58,6 +58,30 @@ nlohmann::json AffineJson(const RegistrationResult& r) {
 
 }  // namespace
 
+nlohmann::json RegistrationOptionsJson(const RegistrationOptions& o) {
+  nlohmann::json j = {{"method", RegistrationMethodName(o.method)},
+                      {"alpha_mm2", o.metric.alpha_mm2},
+                      {"gamma", o.metric.gamma},
+                      {"sigma", o.sigma},
+                      {"similarity", SimilarityName(o.similarity)},
+                      {"ncc_radius", o.ncc_radius},
+                      {"steps", o.time_steps},
+                      {"solver", MethodName(o.solver)},
+                      {"levels", o.levels},
+                      {"iterations", o.iterations},
+                      {"band_limit", o.band_limit},
+                      {"optimizer", OptimizerName(o.optimizer)},
+                      {"tolerance", o.relative_decrease},
+                      {"time_limit_seconds", o.max_seconds},
+                      {"mesh_fraction", o.mesh_spacing_fraction},
+                      {"affine", AffineModeName(o.affine.mode)}};
+  if (o.initial_affine) j["initial_affine"] = o.initial_affine_source;
+  if (o.method == RegistrationMethod::kShooting) {
+    j["shooting_start"] = o.shooting_start == ShootingStart::kZero ? "zero" : "velocity-field";
+  }
+  return j;
+}
+
 nlohmann::json MetricsJson(const RegistrationResult& r) {
   nlohmann::json j;
   j["method"] = RegistrationMethodName(r.method);
@@ -86,28 +110,7 @@ nlohmann::json MetricsJson(const RegistrationResult& r) {
   j["grid"] = {{"size", std::vector<int>(r.grid.size.begin(), r.grid.size.begin() + r.grid.dim)},
                {"spacing_mm", std::vector<double>(r.grid.spacing_mm.begin(),
                                                   r.grid.spacing_mm.begin() + r.grid.dim)}};
-  const RegistrationOptions& o = r.options;
-  j["options"] = {{"method", RegistrationMethodName(o.method)},
-                  {"alpha_mm2", o.metric.alpha_mm2},
-                  {"gamma", o.metric.gamma},
-                  {"sigma", o.sigma},
-                  {"similarity", SimilarityName(o.similarity)},
-                  {"ncc_radius", o.ncc_radius},
-                  {"steps", o.time_steps},
-                  {"solver", MethodName(o.solver)},
-                  {"levels", o.levels},
-                  {"iterations", o.iterations},
-                  {"band_limit", o.band_limit},
-                  {"optimizer", OptimizerName(o.optimizer)},
-                  {"tolerance", o.relative_decrease},
-                  {"time_limit_seconds", o.max_seconds},
-                  {"mesh_fraction", o.mesh_spacing_fraction},
-                  {"affine", AffineModeName(o.affine.mode)}};
-  if (o.initial_affine) j["options"]["initial_affine"] = o.initial_affine_source;
-  if (o.method == RegistrationMethod::kShooting) {
-    j["options"]["shooting_start"] =
-        o.shooting_start == ShootingStart::kZero ? "zero" : "velocity-field";
-  }
+  j["options"] = RegistrationOptionsJson(r.options);
   return j;
 }
 

@@ -22,6 +22,9 @@ namespace diffeoflow::registration {
 // The ssd_* keys are the SSD whatever the similarity the run optimised (comparable across runs).
 nlohmann::json MetricsJson(const RegistrationResult& result);
 
+// metrics.json's "options" object: the registration options a run used (resolved).
+nlohmann::json RegistrationOptionsJson(const RegistrationOptions& options);
+
 // metrics.json also holds, when an affine stage ran, an "affine" object: mode, start, matrix_ras,
 // translation_mm, rotation_degrees, rotation_axis, scales, determinant, parameters, centre_mm,
 // ssd_before, ssd_after, share_of_ssd_reduction, energy_initial, energy_final, levels, iterations,
