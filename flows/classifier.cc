@@ -7,7 +7,6 @@
 
 #include "flows/conv.h"
 #include "solvers/errors.h"
-#include "solvers/tableau.h"
 
 namespace diffeoflow::flows {
 
@@ -215,22 +214,9 @@ NetworkField& Classifier::FieldFor(Index batch, bool gradient) {
     // field is about a megaflop a sample).
     const int threads =
         spec_.convolutional() || batch * spec_.hidden >= 16384 ? threads_ : 1;
-    // The discrete adjoint asks for the vjp at every stage of a replayed step. With a fixed step
-    // count every stage of the solve is kept (up to kMaxCachedPoints), so the backward pass finds
-    // each replayed stage's forward pass instead of recomputing it.
-    constexpr int kMaxCachedPoints = 64;
-    int cached = 1;
-    if (gradient && spec_.gradient.mode == GradientMode::kDiscrete) {
-      const int stages = TableauFor(spec_.solver.method).stages;
-      cached = stages;
-      if (!IsAdaptive(spec_.solver.method) &&
-          static_cast<long>(stages) * spec_.solver.steps <= kMaxCachedPoints) {
-        cached = stages * spec_.solver.steps;
-      }
-    }
     it = fields_
              .emplace(std::make_pair(batch, gradient),
-                      std::make_unique<NetworkField>(field_, batch, threads, cached))
+                      std::make_unique<NetworkField>(field_, batch, threads))
              .first;
   }
   return *it->second;
