@@ -528,6 +528,7 @@ struct TapingStepper {
   long* nfe;
   template <class System>
   void do_step(System& /*unused*/, State& x, double t, double h) {
+    if (*row >= tape->rows()) tape->Reserve(*row + 1);  // the steps taken, not their bound
     *x_in = View(x);
     *nfe += tape->Step((*row)++, true, t, h, *x_in, *x_out);
     View(x) = *x_out;
@@ -639,7 +640,6 @@ GradientResult DiscreteGradient(Dynamics& dynamics, const Vector& x0, const Vect
   const long fixed_states = 3L * static_cast<long>(output_times.size()) + 1;
   const long step_states = 2L * stages + 2;  // k, k̄ per stage; ȳ, the step's end state
   CheckpointStore store(gopts.checkpoint_every);
-  if (taped_forward) stepper.Reserve(fixed_steps_bound);
   ForwardRecord rec = RecordForward(dynamics, x0, theta, output_times, options,
                                     taped_forward ? nullptr : &store, summary,
                                     taped_forward ? &stepper : nullptr);
