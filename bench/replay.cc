@@ -7,9 +7,9 @@
 //   shooting  EPDiff geodesic shooting on the 64² disc-to-C pair (RK4, T = 5 × substeps), both
 //             the bare gradient and the whole objective (kinetic term + data term) with gradient.
 // L = Σ x(1)² for the bare gradients. Prints one JSON object; times are medians of --repeat runs.
-// Each run takes the next of two initial states (or momenta) in turn, as training sees new
-// batches: the same input twice would let a Dynamics that remembers its evaluations across
-// solves skip them.
+// Each run takes the next of three initial states (or momenta) in turn, as training sees new
+// batches: a recent input again would let a Dynamics that remembers its evaluations across solves
+// skip them (the state-keyed caches this bench was written to retire held up to 48 evaluations).
 //
 //   bench_replay [--repeat N] [--only mlp|odenet|shooting]
 #include <algorithm>
@@ -55,7 +55,7 @@ double MedianMs(int repeat, Fn&& fn) {
 }
 
 // One discrete-adjoint gradient of Σ x(1)² and its counts per accepted step.
-nlohmann::ordered_json Case(Dynamics& dynamics, const Vector (&x0)[2], const Vector& theta,
+nlohmann::ordered_json Case(Dynamics& dynamics, const Vector (&x0)[3], const Vector& theta,
                             const SolverOptions& solver, int repeat) {
   const TrajectoryLoss loss = [](const std::vector<Vector>& xs, std::vector<Vector>& grads) {
     grads.back() = 2.0 * xs.back();
@@ -65,7 +65,7 @@ nlohmann::ordered_json Case(Dynamics& dynamics, const Vector (&x0)[2], const Vec
   gopts.mode = GradientMode::kDiscrete;
   GradientResult result;
   const double ms = MedianMs(repeat, [&](int r) {
-    result = Gradient(dynamics, x0[r % 2], theta, {1.0}, loss, solver, gopts);
+    result = Gradient(dynamics, x0[r % 3], theta, {1.0}, loss, solver, gopts);
   });
   const SolveSummary& s = result.summary;
   const double steps = static_cast<double>(s.steps_accepted);
@@ -116,7 +116,8 @@ int main(int argc, char** argv) {
     NetworkField field(net, 512);
     Vector theta(field.param_dim());
     net.Initialize(rng, theta.data());
-    const Vector x0[2] = {Normal(field.state_dim(), rng, 1.0), Normal(field.state_dim(), rng, 1.0)};
+    const Vector x0[3] = {Normal(field.state_dim(), rng, 1.0), Normal(field.state_dim(), rng, 1.0),
+                          Normal(field.state_dim(), rng, 1.0)};
     SolverOptions rk4;
     rk4.method = Method::kRk4;
     rk4.steps = 10;
@@ -140,7 +141,8 @@ int main(int argc, char** argv) {
     const Vector all = classifier.Initialize(3);
     NetworkField field(classifier.flow_field(), 32);
     const Vector theta = all.segment(classifier.flow_offset(), field.param_dim());
-    const Vector x0[2] = {Normal(field.state_dim(), rng, 1.0), Normal(field.state_dim(), rng, 1.0)};
+    const Vector x0[3] = {Normal(field.state_dim(), rng, 1.0), Normal(field.state_dim(), rng, 1.0),
+                          Normal(field.state_dim(), rng, 1.0)};
     out["odenet_rk4"] = Case(field, x0, theta, spec.solver, std::max(1, repeat / 2));
   }
   if (run("shooting")) {  // geodesic shooting
@@ -157,19 +159,21 @@ int main(int argc, char** argv) {
     options.sigma = 0.1;
     options.time_steps = 5;
     ShootingObjective objective(pair.moving, pair.fixed, mesh, metric, options);
-    const Vector w[2] = {Normal(objective.num_parameters(), rng, 0.3),
+    const Vector w[3] = {Normal(objective.num_parameters(), rng, 0.3),
+                         Normal(objective.num_parameters(), rng, 0.3),
                          Normal(objective.num_parameters(), rng, 0.3)};
-    Vector x0[2];
-    for (int k = 0; k < 2; ++k) {
+    Vector x0[3];
+    for (int k = 0; k < 3; ++k) {
       x0[k].resize(2 * objective.num_parameters());
       x0[k] << IdentityPositions(mesh), objective.InitialMomentum(w[k]);
     }
-    const int substeps = std::max(objective.Substeps(x0[0]), objective.Substeps(x0[1]));
+    const int substeps = std::max(
+        {objective.Substeps(x0[0]), objective.Substeps(x0[1]), objective.Substeps(x0[2])});
     const SolverOptions solver = FlowSolverOptions(options, substeps);
     out["shooting_rk4"] = Case(objective.dynamics(), x0, Vector(), solver, repeat);
     Vector gradient;
     out["shooting_rk4"]["ms_objective_with_gradient"] =
-        MedianMs(repeat, [&](int r) { objective.Evaluate(w[r % 2], &gradient); });
+        MedianMs(repeat, [&](int r) { objective.Evaluate(w[r % 3], &gradient); });
   }
   std::cout << out.dump(2) << std::endl;
   return 0;
