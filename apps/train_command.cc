@@ -178,6 +178,9 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
   sub.add_option("--atol", f.atol, "Absolute tolerance (dopri5)")->capture_default_str();
   sub.add_option("--gradient", f.gradient, "discrete|backsolve|checkpointed")
       ->capture_default_str();
+  sub.add_option("--kinetic-energy", f.kinetic_energy,
+                 "odenet, anode: add λ₁ × the mean over the batch of ∫‖f‖² dt to the loss (RNODE)")
+      ->capture_default_str();
   f.epochs_option = sub.add_option("--epochs", f.epochs, "Epochs (default 100 for 2-D data, 10 for images)");
   sub.add_option("--time-budget", f.time_budget, "Stop training after this many seconds")
       ->check(CLI::NonNegativeNumber);
@@ -214,6 +217,12 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   CheckGiven(f.lr_option, f.lr > 0 && std::isfinite(f.lr), "a finite number > 0");
   if (!(f.noise >= 0) || !std::isfinite(f.noise)) throw InputError("--noise must be a finite number >= 0");
   if (!(f.rtol > 0) || !(f.atol > 0)) throw InputError("--rtol and --atol must be > 0");
+  if (!(f.kinetic_energy >= 0) || !std::isfinite(f.kinetic_energy)) {
+    throw InputError("--kinetic-energy must be a finite number >= 0");
+  }
+  if (f.kinetic_energy > 0 && f.model != "odenet" && f.model != "anode") {
+    throw InputError("--kinetic-energy needs --model odenet or anode (a flow), got " + f.model);
+  }
   if (f.max_train < 0 || f.max_test < 0) throw InputError("--max-train and --max-test must be >= 0");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   const int threads = common.threads > 0 ? common.threads : static_cast<int>(cores);
@@ -288,6 +297,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   spec.solver.rtol = f.rtol;
   spec.solver.atol = f.atol;
   spec.gradient.mode = ParseGradientMode(f.gradient, "--gradient");
+  spec.kinetic_energy = f.kinetic_energy;
   Classifier model(spec, threads);
   Vector theta = model.Initialize(common.seed);
 
@@ -381,6 +391,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   j["solver"] = MethodName(spec.solver.method);
   j["steps"] = spec.solver.steps;
   j["gradient"] = GradientModeName(spec.gradient.mode);
+  j["kinetic_energy"] = spec.kinetic_energy;
   if (spec.convolutional()) j["precision"] = PrecisionName(spec.precision);
   j["optimizer"] = opt;
   j["termination"] = s.termination;

@@ -1,13 +1,15 @@
 #include "flows/classifier.h"
 
 #include <algorithm>
+#include <cmath>
 #include <exception>
+#include <optional>
 #include <random>
 #include <thread>
 
 #include "flows/conv.h"
 #include "solvers/errors.h"
-#include "solvers/tableau.h"
+#include "solvers/kinetic_energy.h"
 
 namespace diffeoflow::flows {
 
@@ -72,6 +74,14 @@ void ModelSpec::Validate() const {
   if (continuous()) {
     solver.Validate();
     gradient.Validate();
+  }
+  if (!(kinetic_energy >= 0.0) || !std::isfinite(kinetic_energy)) {
+    throw InputError("--kinetic-energy must be a finite number ≥ 0 (got " +
+                     std::to_string(kinetic_energy) + ")");
+  }
+  if (kinetic_energy > 0.0 && !continuous()) {
+    throw InputError("--kinetic-energy needs a continuous model (odenet or anode), got " +
+                     ModelKindName(kind));
   }
 }
 
@@ -215,22 +225,9 @@ NetworkField& Classifier::FieldFor(Index batch, bool gradient) {
     // field is about a megaflop a sample).
     const int threads =
         spec_.convolutional() || batch * spec_.hidden >= 16384 ? threads_ : 1;
-    // The discrete adjoint asks for the vjp at every stage of a replayed step. With a fixed step
-    // count every stage of the solve is kept (up to kMaxCachedPoints), so the backward pass finds
-    // each replayed stage's forward pass instead of recomputing it.
-    constexpr int kMaxCachedPoints = 64;
-    int cached = 1;
-    if (gradient && spec_.gradient.mode == GradientMode::kDiscrete) {
-      const int stages = TableauFor(spec_.solver.method).stages;
-      cached = stages;
-      if (!IsAdaptive(spec_.solver.method) &&
-          static_cast<long>(stages) * spec_.solver.steps <= kMaxCachedPoints) {
-        cached = stages * spec_.solver.steps;
-      }
-    }
     it = fields_
              .emplace(std::make_pair(batch, gradient),
-                      std::make_unique<NetworkField>(field_, batch, threads, cached))
+                      std::make_unique<NetworkField>(field_, batch, threads))
              .first;
   }
   return *it->second;
@@ -298,23 +295,40 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
   if (spec_.continuous()) {
     NetworkField& field = FieldFor(B, gradient != nullptr);
     const Vector theta_f = theta.segment(flow_offset_, field_.param_dim());
-    const Vector z0 = Eigen::Map<const Vector>(h0.data(), h0.size());
+    // With the kinetic regulariser the state is [h, e], e(1) = (1/B) Σ_b ∫‖f‖² dt.
+    const double lambda = spec_.kinetic_energy;
+    std::optional<KineticEnergyAugmented> augmented;
+    if (lambda > 0.0) augmented.emplace(field, 1.0 / static_cast<double>(B));
+    Dynamics& dynamics = augmented ? static_cast<Dynamics&>(*augmented) : field;
+    const Index n = W * B;
+    const Vector h0_flat = Eigen::Map<const Vector>(h0.data(), n);
+    const Vector z0 = augmented ? augmented->Augment(h0_flat) : h0_flat;
     const std::vector<double> times = {1.0};
     if (gradient == nullptr) {
-      const Solution s = Integrate(field, z0, theta_f, times, spec_.solver);
+      const Solution s = Integrate(dynamics, z0, theta_f, times, spec_.solver);
       result.loss = ReadOut(theta, Eigen::Map<const Matrix>(s.states[0].data(), W, B), labels,
                             &result.correct, nullptr, nullptr);
+      if (lambda > 0.0) {
+        result.action = s.states[0][n];
+        result.loss += lambda * result.action;
+      }
       result.nfe_forward = s.summary.nfe_forward;
       return result;
     }
     const TrajectoryLoss loss = [&](const std::vector<Vector>& states, std::vector<Vector>& grads) {
       Matrix h_bar;
-      const double l = ReadOut(theta, Eigen::Map<const Matrix>(states[0].data(), W, B), labels,
-                               &result.correct, &h_bar, grad + readout_offset_);
-      grads[0] = Eigen::Map<const Vector>(h_bar.data(), h_bar.size());
+      double l = ReadOut(theta, Eigen::Map<const Matrix>(states[0].data(), W, B), labels,
+                         &result.correct, &h_bar, grad + readout_offset_);
+      grads[0].head(n) = Eigen::Map<const Vector>(h_bar.data(), n);
+      if (lambda > 0.0) {
+        result.action = states[0][n];
+        l += lambda * result.action;
+        grads[0][n] = lambda;
+      }
       return l;
     };
-    const GradientResult g = Gradient(field, z0, theta_f, times, loss, spec_.solver, spec_.gradient);
+    const GradientResult g =
+        Gradient(dynamics, z0, theta_f, times, loss, spec_.solver, spec_.gradient);
     result.loss = g.loss;
     result.nfe_forward = g.summary.nfe_forward;
     result.nfe_backward = g.summary.nfe_backward;

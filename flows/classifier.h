@@ -52,6 +52,10 @@ struct ModelSpec {
   Precision precision = Precision::kSingle;
   SolverOptions solver;      // odenet, anode: integration of the ODE block on [0, 1]
   GradientOptions gradient;  // odenet, anode
+  // odenet, anode: λ₁ of the kinetic-energy regulariser of RNODE (Finlay et al. 2020), which adds
+  // λ₁ · (1/B) Σ_b ∫₀¹ ‖f(t, h_b)‖² dt to the loss of a batch of B, integrated with the flow as an
+  // extra state (solvers/kinetic_energy.h). 0: none.
+  double kinetic_energy = 0.0;
 
   Index input_size() const;
   Index state_size() const;  // features of the hidden flow h
@@ -86,7 +90,8 @@ class DepthRecurrence {
 };
 
 struct BatchResult {
-  double loss = 0.0;
+  double loss = 0.0;            // cross-entropy, plus λ₁ · action with the kinetic regulariser
+  double action = 0.0;          // (1/B) Σ_b ∫‖f‖² dt when ModelSpec::kinetic_energy > 0
   Index correct = 0;
   long nfe_forward = 0;
   long nfe_backward = 0;

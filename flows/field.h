@@ -18,11 +18,7 @@ namespace diffeoflow::flows {
 class NetworkField : public Dynamics {
  public:
   // `network` maps D features to D features. The batch is split over `threads` workers (≥ 1).
-  // The forward passes at the last `cached_points` points (t, x, θ) are kept (each in its own
-  // copy of the network's workspaces): the continuous adjoint asks for f and vjp at the same
-  // point (1 suffices); the discrete adjoint replays a step's stages and then asks for the vjp at
-  // each of them (an RK4 step has 4).
-  NetworkField(const Sequential& network, Index batch, int threads = 1, int cached_points = 1);
+  NetworkField(const Sequential& network, Index batch, int threads = 1);
   ~NetworkField() override;
   NetworkField(const NetworkField&) = delete;
   NetworkField& operator=(const NetworkField&) = delete;
@@ -37,26 +33,28 @@ class NetworkField : public Dynamics {
   void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
            VectorRef a_theta) override;
 
+  // The replay contract (solvers/dynamics.h): slot s is a copy of the network whose forward
+  // activations f_slot leaves for vjp_slot's back-propagation; plain f and vjp run on a copy of
+  // their own, and a plain vjp runs the forward pass first.
+  void ReserveSlots(int slots) override;
+  void f_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
+  void vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
+                VectorRef a_x, VectorRef a_theta) override;
+
  private:
   struct Shard;  // one worker's slice of the batch, its network copies and workspaces
-  struct CachedPoint {
-    bool valid = false;
-    double t = 0.0;
-    long last_use = 0;
-    Vector x, theta;
-  };
   class Pool;
-  // Runs the network forward on x unless a cached pass was at the same (t, x, θ); returns the
-  // slot holding the pass.
-  int EnsureForward(double t, ConstVectorRef x, ConstVectorRef theta);
+  // Forward pass on x in network copy `copy` of every shard, its output into dxdt (when given).
+  void Forward(std::size_t copy, double t, ConstVectorRef x, ConstVectorRef theta, double* dxdt);
+  // Back-propagation through network copy `copy`, after its Forward at (t, x, θ).
+  void Backward(std::size_t copy, double t, ConstVectorRef x, ConstVectorRef theta,
+                ConstVectorRef a, VectorRef a_x, VectorRef a_theta);
   template <typename Fn>
   void RunShards(Fn&& fn);
 
   Index features_, batch_, param_dim_;
   std::vector<std::unique_ptr<Shard>> shards_;
   std::unique_ptr<Pool> pool_;
-  std::vector<CachedPoint> cached_;
-  long uses_ = 0;
 };
 
 // Layers of an MLP field on D features: ConcatLinear(D→H₁), σ, Linear(H₁→H₂), σ, …, Linear(H_k→D).

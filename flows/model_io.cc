@@ -42,6 +42,7 @@ void WriteModel(const std::string& path, const Classifier& model, const Vector& 
   out.SetAttribute("/", "rtol", s.solver.rtol);
   out.SetAttribute("/", "atol", s.solver.atol);
   out.SetAttribute("/", "gradient", GradientModeName(s.gradient.mode));
+  out.SetAttribute("/", "kinetic_energy", s.kinetic_energy);
   out.SetAttribute("/", "parameters", static_cast<std::int64_t>(theta.size()));
   for (const auto& [key, value] : attributes) out.SetAttribute("/", key, value);
   if (!data.source.empty()) WriteDataRecord(out, data);
@@ -76,6 +77,10 @@ ModelFile ReadModel(const std::string& path) {
     s.solver.atol = in.DoubleAttribute("/", "atol");
     s.gradient.mode =
         ParseGradientMode(in.StringAttribute("/", "gradient"), path + ": attribute gradient");
+    // Files written before the regulariser existed trained without it.
+    s.kinetic_energy = in.HasAttribute("/", "kinetic_energy")
+                           ? in.DoubleAttribute("/", "kinetic_energy")
+                           : 0.0;
   } catch (const InputError& e) {
     throw InputError(path + ": bad model architecture: " + e.what());
   }

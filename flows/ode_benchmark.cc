@@ -11,7 +11,6 @@
 #include "flows/kernels.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
-#include "solvers/tableau.h"
 
 namespace diffeoflow::flows {
 
@@ -49,10 +48,7 @@ OdeBenchmarkResult RunOdeBenchmark(const OdeBenchmarkOptions& options) {
   options.Validate();
   const Index D = options.dim, H = options.hidden, B = options.batch;
   const Sequential net = MlpField(D, {H}, Activation::kTanh);
-  const int cached = options.gradient.mode == GradientMode::kDiscrete
-                         ? TableauFor(options.solver.method).stages
-                         : 1;
-  NetworkField field(net, B, options.threads, cached);
+  NetworkField field(net, B, options.threads);
   // θ = [W1 (H×(D+1) row-major), b1, W2 (D×H row-major), b2]: the nn.Linear layout.
   const Index w1 = H * (D + 1), b1 = w1, w2 = b1 + H, b2 = w2 + D * H;
   Vector theta(field.param_dim()), x0(field.state_dim());

@@ -24,9 +24,6 @@ EpdiffShooting::EpdiffShooting(const Grid& grid, FieldOperator smooth, int threa
   const Eigen::Index worthwhile = voxels_ * (grid.dim == 3 ? 27 : 9) / kTapsPerThread;
   threads_ = static_cast<int>(
       std::clamp<Eigen::Index>(std::min<Eigen::Index>(threads, worthwhile), 1, 64));
-  // Enough entries for every stage and recorded state of a few dozen steps, within ~256 MB.
-  const double entry_bytes = 5.0 * grid.dim * voxels_ * sizeof(double);
-  capacity_ = static_cast<int>(std::clamp(256e6 / entry_bytes, 4.0, 48.0));
   range_fields_.resize(threads_ - 1);
   for (Vector& f : range_fields_) f.resize(grid.dim * voxels_);
 }
@@ -79,60 +76,19 @@ void EpdiffShooting::Splat(const double* q, const double* m, double* field) {
   SumRanges(field, D);
 }
 
-std::uint64_t EpdiffShooting::Key(const double* x) const {
-  // A filter only (equality is checked in full): FNV-1a-style mixing of every 8th word in four
-  // independent lanes, cheap next to an evaluation and different for the states of a step.
-  const Eigen::Index words = 2 * dim_ * voxels_;
-  std::uint64_t lane[4] = {1469598103934665603ull, 7ull, 11ull, 13ull};
-  Eigen::Index i = 0;
-  for (; i + 32 <= words; i += 32) {
-    for (int l = 0; l < 4; ++l) {
-      std::uint64_t w;
-      std::memcpy(&w, x + i + 8 * l, sizeof w);
-      lane[l] = (lane[l] ^ w) * 1099511628211ull;
-    }
-  }
-  for (; i < words; ++i) {
-    std::uint64_t w;
-    std::memcpy(&w, x + i, sizeof w);
-    lane[0] = (lane[0] ^ w) * 1099511628211ull;
-  }
-  return lane[0] ^ (lane[1] << 1) ^ (lane[2] << 2) ^ (lane[3] << 3);
-}
-
-const EpdiffShooting::Remembered* EpdiffShooting::Recall(const double* x,
-                                                         std::uint64_t key) const {
-  const Eigen::Index words = 2 * dim_ * voxels_;
-  for (const Remembered& r : remembered_) {
-    if (r.key == key && std::equal(x, x + words, r.state.data())) return &r;
-  }
-  return nullptr;
+template <int D>
+void EpdiffShooting::Velocity(const double* x, double* velocity) {
+  Splat<D>(x, x + D * voxels_, velocity);
+  smooth_(velocity, D);
 }
 
 template <int D>
-void EpdiffShooting::Velocity(const double* x) {
-  const Eigen::Index block = D * voxels_;
-  if (const Remembered* r = Recall(x, Key(x))) {
-    field_ = r->velocity;
-    return;
-  }
-  Splat<D>(x, x + block, field_.data());
-  smooth_(field_.data(), D);
-}
-
-template <int D>
-void EpdiffShooting::F(const double* x, double* dxdt) {
+void EpdiffShooting::F(const double* x, double* dxdt, double* velocity) {
   const Eigen::Index n = voxels_;
   const double* q = x;
   const double* m = x + D * n;
-  const std::uint64_t key = Key(x);
-  if (const Remembered* r = Recall(x, key)) {
-    std::copy(r->rate.data(), r->rate.data() + 2 * D * n, dxdt);
-    return;
-  }
-  Splat<D>(q, m, field_.data());
-  smooth_(field_.data(), D);
-  const double* v = field_.data();
+  Velocity<D>(x, velocity);
+  const double* v = velocity;
   double inv_h[D];
   for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / grid_.spacing_mm[c];
   ForRanges([&](Eigen::Index begin, Eigen::Index end, int) {
@@ -161,18 +117,10 @@ void EpdiffShooting::F(const double* x, double* dxdt) {
       }
     }
   });
-  if (capacity_ == 0) return;
-  if (static_cast<int>(remembered_.size()) < capacity_) remembered_.emplace_back();
-  Remembered& r = remembered_[next_remembered_];
-  next_remembered_ = (next_remembered_ + 1) % capacity_;
-  r.key = key;
-  r.state = Eigen::Map<const Vector>(x, 2 * D * n);
-  r.velocity = field_;
-  r.rate = Eigen::Map<const Vector>(dxdt, 2 * D * n);
 }
 
 template <int D>
-void EpdiffShooting::Vjp(const double* x, const double* a, double* a_x) {
+void EpdiffShooting::Vjp(const double* x, const double* a, const double* velocity, double* a_x) {
   constexpr int kTaps = QuadraticBSplineStencil<D>::kTaps;
   const Eigen::Index n = voxels_;
   const double* q = x;
@@ -182,8 +130,7 @@ void EpdiffShooting::Vjp(const double* x, const double* a, double* a_x) {
   double* out_q = a_x;
   double* out_m = a_x + D * n;
 
-  Velocity<D>(x);
-  const double* v = field_.data();
+  const double* v = velocity;
   double inv_h[D];
   for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / grid_.spacing_mm[c];
 
@@ -265,18 +212,45 @@ void EpdiffShooting::Vjp(const double* x, const double* a, double* a_x) {
 
 void EpdiffShooting::f(double, ConstVectorRef x, ConstVectorRef, VectorRef dxdt) {
   if (dim_ == 2) {
-    F<2>(x.data(), dxdt.data());
+    F<2>(x.data(), dxdt.data(), field_.data());
   } else {
-    F<3>(x.data(), dxdt.data());
+    F<3>(x.data(), dxdt.data(), field_.data());
   }
 }
 
 void EpdiffShooting::vjp(double, ConstVectorRef x, ConstVectorRef, ConstVectorRef a,
                          VectorRef a_x, VectorRef) {
   if (dim_ == 2) {
-    Vjp<2>(x.data(), a.data(), a_x.data());
+    Velocity<2>(x.data(), field_.data());
+    Vjp<2>(x.data(), a.data(), field_.data(), a_x.data());
   } else {
-    Vjp<3>(x.data(), a.data(), a_x.data());
+    Velocity<3>(x.data(), field_.data());
+    Vjp<3>(x.data(), a.data(), field_.data(), a_x.data());
+  }
+}
+
+void EpdiffShooting::ReserveSlots(int slots) {
+  if (static_cast<int>(slot_velocity_.size()) >= slots) return;
+  slot_velocity_.resize(static_cast<std::size_t>(slots));
+  for (Vector& v : slot_velocity_) v.resize(dim_ * voxels_);
+}
+
+void EpdiffShooting::f_slot(int slot, double, ConstVectorRef x, ConstVectorRef, VectorRef dxdt) {
+  double* velocity = slot_velocity_[static_cast<std::size_t>(slot)].data();
+  if (dim_ == 2) {
+    F<2>(x.data(), dxdt.data(), velocity);
+  } else {
+    F<3>(x.data(), dxdt.data(), velocity);
+  }
+}
+
+void EpdiffShooting::vjp_slot(int slot, double, ConstVectorRef x, ConstVectorRef,
+                              ConstVectorRef a, VectorRef a_x, VectorRef) {
+  const double* velocity = slot_velocity_[static_cast<std::size_t>(slot)].data();
+  if (dim_ == 2) {
+    Vjp<2>(x.data(), a.data(), velocity, a_x.data());
+  } else {
+    Vjp<3>(x.data(), a.data(), velocity, a_x.data());
   }
 }
 

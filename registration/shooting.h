@@ -125,6 +125,13 @@ class EpdiffShooting : public Dynamics {
   void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
            VectorRef a_theta) override;
 
+  // The replay contract (solvers/dynamics.h): f_slot keeps the velocity v = K S it computed
+  // (dim × voxels) for vjp_slot, which then needs no splat and no K; a plain vjp computes v.
+  void ReserveSlots(int slots) override;
+  void f_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
+  void vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
+                VectorRef a_x, VectorRef a_theta) override;
+
   // The grid momentum S and the velocity v = K S of a state (q, m); each dim × voxels.
   void Fields(const Vector& state, Vector* momentum, Vector* velocity);
   // ‖v‖_V of a state, √⟨S, K S⟩ (multiply by √Δx for physical units).
@@ -143,27 +150,15 @@ class EpdiffShooting : public Dynamics {
   // SumRanges adds the private ones into `field`.
   double* RangeBuffer(int range, double* field);
   void SumRanges(double* field, int components);
+  // dxdt = f(x); v = K S(x) into `velocity` (dim × voxels).
   template <int D>
-  void F(const double* x, double* dxdt);
+  void F(const double* x, double* dxdt, double* velocity);
+  // a_x = aᵀ ∂f/∂x at x, whose velocity K S(x) is `velocity`.
   template <int D>
-  void Vjp(const double* x, const double* a, double* a_x);
-
-  // Evaluations at recent states, keyed by the exact state: the discrete adjoint replays every
-  // step of the forward pass (same stage states, bit for bit) and calls vjp at them, and the
-  // kinetic term evaluates f at the recorded states, so f and K S are computed once per state.
-  // A hit returns exactly what recomputing would.
-  struct Remembered {
-    std::uint64_t key = 0;
-    Vector state;
-    Vector velocity;  // K S
-    Vector rate;      // f
-  };
-  // The entry for state x (hashed to `key`), or nullptr.
-  const Remembered* Recall(const double* x, std::uint64_t key) const;
-  std::uint64_t Key(const double* x) const;
-  // v = K S(q, m) into field_ (recalled when possible).
+  void Vjp(const double* x, const double* a, const double* velocity, double* a_x);
+  // v = K S(q, m) into `velocity`.
   template <int D>
-  void Velocity(const double* x);
+  void Velocity(const double* x, double* velocity);
 
   Grid grid_;
   int dim_;
@@ -171,9 +166,7 @@ class EpdiffShooting : public Dynamics {
   FieldOperator smooth_;
   Vector field_;    // S, then v = K S
   Vector adjoint_;  // ā_V, then B = K ā_V
-  std::vector<Remembered> remembered_;  // a ring of up to capacity_ entries
-  int capacity_ = 0;
-  int next_remembered_ = 0;
+  std::vector<Vector> slot_velocity_;  // v = K S kept by f_slot, by slot
   int threads_ = 1;
   std::vector<Vector> range_fields_;  // private splat buffers of ranges 1 … threads − 1
 };

@@ -2,6 +2,18 @@
 
 namespace diffeoflow {
 
+void Dynamics::ReserveSlots(int /*slots*/) {}
+
+void Dynamics::f_slot(int /*slot*/, double t, ConstVectorRef x, ConstVectorRef theta,
+                      VectorRef dxdt) {
+  f(t, x, theta, dxdt);
+}
+
+void Dynamics::vjp_slot(int /*slot*/, double t, ConstVectorRef x, ConstVectorRef theta,
+                        ConstVectorRef a, VectorRef a_x, VectorRef a_theta) {
+  vjp(t, x, theta, a, a_x, a_theta);
+}
+
 Matrix Dynamics::JacobianX(double t, ConstVectorRef x, ConstVectorRef theta) {
   const Eigen::Index n = state_dim();
   Matrix jacobian(n, n);

@@ -84,7 +84,8 @@ std::string DynamicsCheckResult::Report() const {
   std::ostringstream out;
   out << "vjp against central differences: state " << state_error << ", θ " << param_error
       << "; outputs overwritten: f " << (f_overwrites ? "yes" : "no") << ", vjp "
-      << (vjp_overwrites ? "yes" : "no") << "; allocations: ";
+      << (vjp_overwrites ? "yes" : "no") << "; slots against plain calls " << slot_error
+      << "; allocations: ";
   if (f_allocations < 0) {
     out << "not counted";
   } else {
@@ -140,28 +141,57 @@ DynamicsCheckResult CheckDynamics(Dynamics& dynamics, double t, const Vector& x,
   dynamics.vjp(t, x, theta, a, ax_nan, at_nan);
   result.vjp_overwrites = SameValues(ax_zero, ax_nan) && SameValues(at_zero, at_nan);
 
+  // The replay contract: what vjp_slot returns from a slot equals a plain vjp at the state f_slot
+  // kept there, with other slots and plain calls in between; f_slot equals f.
+  const Vector nearby = x + 1e-3 * RandomUnit(n, rng);
+  const Vector other = x - 1e-3 * RandomUnit(n, rng);
+  dynamics.ReserveSlots(2);
+  Vector f_slot0(n), f_slot1(n), f_plain(n), ax_slot(n), at_slot(p), ax_plain(n), at_plain(p);
+  auto relative = [](const Vector& got, const Vector& expected) {
+    const double scale = std::max(expected.norm(), std::numeric_limits<double>::min());
+    return got.size() == 0 ? 0.0 : (got - expected).norm() / scale;
+  };
+  dynamics.f_slot(0, t, x, theta, f_slot0);
+  dynamics.f_slot(1, t, nearby, theta, f_slot1);
+  dynamics.f(t, other, theta, forward);
+  dynamics.vjp(t, other, theta, a, a_x, a_theta);
+  dynamics.vjp_slot(0, t, x, theta, a, ax_slot, at_slot);
+  dynamics.f(t, x, theta, f_plain);
+  dynamics.vjp(t, x, theta, a, ax_plain, at_plain);
+  result.slot_error = std::max({relative(f_slot0, f_plain), relative(ax_slot, ax_plain),
+                                relative(at_slot, at_plain)});
+  dynamics.vjp_slot(1, t, nearby, theta, a, ax_slot, at_slot);
+  dynamics.f(t, nearby, theta, f_plain);
+  dynamics.vjp(t, nearby, theta, a, ax_plain, at_plain);
+  result.slot_error = std::max({result.slot_error, relative(f_slot1, f_plain),
+                                relative(ax_slot, ax_plain), relative(at_slot, at_plain)});
+
   // No allocation once warm: the calls above were the warm-up (first-call dispatch, threads).
   // The counted calls alternate between x and a nearby state, as the stages of a step do, so that
   // a Dynamics that remembers its last evaluation is counted on both paths.
   if (options.allocation_count) {
-    const Vector nearby = x + 1e-3 * RandomUnit(n, rng);
     long before = options.allocation_count();
     for (int r = 0; r < options.allocation_repeats; ++r) {
       dynamics.f(t, x, theta, forward);
       dynamics.f(t, nearby, theta, backward);
+      dynamics.f_slot(0, t, x, theta, f_slot0);
+      dynamics.f_slot(1, t, nearby, theta, f_slot1);
     }
     result.f_allocations = options.allocation_count() - before;
     before = options.allocation_count();
     for (int r = 0; r < options.allocation_repeats; ++r) {
       dynamics.vjp(t, nearby, theta, a, a_x, a_theta);
       dynamics.vjp(t, x, theta, a, a_x, a_theta);
+      dynamics.vjp_slot(1, t, nearby, theta, a, ax_slot, at_slot);
+      dynamics.vjp_slot(0, t, x, theta, a, ax_slot, at_slot);
     }
     result.vjp_allocations = options.allocation_count() - before;
   }
 
   result.passed = result.state_error <= options.tolerance &&
                   result.param_error <= options.tolerance && result.f_overwrites &&
-                  result.vjp_overwrites && result.f_allocations <= 0 &&
+                  result.vjp_overwrites && result.slot_error <= options.slot_tolerance &&
+                  result.f_allocations <= 0 &&
                   result.vjp_allocations <= 0;
   return result;
 }

@@ -39,12 +39,17 @@ GradientCheckResult CheckDirectionalDerivative(const std::function<double(const 
 //    the product, so a near-zero product in one direction does not make the check meaningless;
 //  - f and vjp overwrite their outputs: outputs filled with NaN before the call come out equal to
 //    outputs filled with zeros;
-//  - f and vjp do not allocate: when `allocation_count` is given (a test binary that replaces the
-//    global operator new supplies it), repeated calls after a warm-up must not change the count.
+//  - the replay contract (dynamics.h): after ReserveSlots(2), f_slot(0, x) and f_slot(1, x'),
+//    then plain f and vjp at a third state, vjp_slot(0, x) and vjp_slot(1, x') equal plain vjps
+//    at x and x', and f_slot equals f (to `slot_tolerance`, relative);
+//  - f, vjp, f_slot and vjp_slot do not allocate: when `allocation_count` is given (a test binary
+//    that replaces the global operator new supplies it), repeated calls after a warm-up must not
+//    change the count.
 struct DynamicsCheckOptions {
   double h = 1e-6;                // central-difference step along a unit direction
   double tolerance = 1e-6;        // largest relative error accepted
   int directions = 3;             // random (a, u, s) triples
+  double slot_tolerance = 1e-12;  // slot calls against plain calls, relative
   std::uint32_t seed = 1;
   // Allocations made so far in the process; empty: allocations are not counted.
   std::function<long()> allocation_count;
@@ -56,7 +61,8 @@ struct DynamicsCheckResult {
   double param_error = 0.0;  // the same for ⟨a_θ, s⟩ (0 when param_dim() = 0)
   bool f_overwrites = true;
   bool vjp_overwrites = true;
-  long f_allocations = -1;    // allocations in the counted calls of f; −1: not counted
+  double slot_error = 0.0;    // largest relative difference of slot calls from plain calls
+  long f_allocations = -1;    // allocations in the counted calls of f and f_slot; −1: not counted
   long vjp_allocations = -1;  // the same for vjp
   bool passed = false;        // errors ≤ tolerance, outputs overwritten, no allocation counted
   std::string Report() const;

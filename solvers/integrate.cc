@@ -396,26 +396,38 @@ struct StepRecord {
   double h;
 };
 
-// One Runge–Kutta step with the method's tableau, keeping the stage inputs y_i for the backward
-// pass. Only the stages that reach the solution are evaluated.
+// Stages of a tableau that reach the solution (the others are never evaluated).
+std::vector<bool> StagesReachingSolution(const ButcherTableau& tableau) {
+  const int s = tableau.stages;
+  std::vector<bool> needed(s, false);
+  for (int i = s - 1; i >= 0; --i) {
+    bool need = tableau.b[i] != 0.0;
+    for (int j = i + 1; j < s && !need; ++j) need = needed[j] && tableau.a[j][i] != 0.0;
+    needed[i] = need;
+  }
+  return needed;
+}
+
+// Runge–Kutta steps with the method's tableau onto a tape: row r holds the stage inputs y_i of
+// one step, and with `keep` the Dynamics keeps its forward evaluation of stage i in slot
+// r · NeededStages() + (the index of i among the needed stages), so that Backward(r) calls
+// vjp_slot on what f_slot kept (the replay contract of solvers/dynamics.h).
 class TableauStepper {
  public:
   TableauStepper(const ButcherTableau& tableau, Dynamics& dynamics, const Vector& theta)
-      : tableau_(tableau), dynamics_(dynamics), theta_(theta) {
+      : tableau_(tableau), dynamics_(dynamics), theta_(theta), needed_(StagesReachingSolution(tableau)) {
     const int s = tableau_.stages;
-    needed_.assign(s, false);
-    for (int i = s - 1; i >= 0; --i) {
-      bool need = tableau_.b[i] != 0.0;
-      for (int j = i + 1; j < s && !need; ++j) need = needed_[j] && tableau_.a[j][i] != 0.0;
-      needed_[i] = need;
-    }
     const Eigen::Index n = dynamics.state_dim();
-    y_.resize(s);
+    slot_.assign(s, -1);
+    int count = 0;
+    for (int i = 0; i < s; ++i) {
+      if (needed_[i]) slot_[i] = count++;
+    }
+    needed_count_ = count;
     k_.resize(s);
     kbar_.resize(s);
     for (int i = 0; i < s; ++i) {
       if (!needed_[i]) continue;  // stages that never reach the solution hold no memory
-      y_[i].setZero(n);
       k_[i].setZero(n);
       kbar_[i].setZero(n);
     }
@@ -423,40 +435,63 @@ class TableauStepper {
     thetabar_.resize(dynamics.param_dim());
   }
 
-  int NeededStages() const { return static_cast<int>(std::count(needed_.begin(), needed_.end(), true)); }
+  int NeededStages() const { return needed_count_; }
+
+  // Makes room for `rows` steps on the tape and in the Dynamics' slots (may allocate).
+  void Reserve(long rows) {
+    if (rows <= static_cast<long>(y_.size())) return;
+    const Eigen::Index n = dynamics_.state_dim();
+    y_.resize(static_cast<std::size_t>(rows));
+    for (std::vector<Vector>& row : y_) {
+      row.resize(tableau_.stages);
+      for (int i = 0; i < tableau_.stages; ++i) {
+        if (needed_[i] && row[i].size() != n) row[i].setZero(n);
+      }
+    }
+    dynamics_.ReserveSlots(static_cast<int>(rows) * NeededStages());
+  }
+  long rows() const { return static_cast<long>(y_.size()); }
 
   // f(t, x) of the last Step(): its first stage (c_1 = 0, y_1 = x), which every method evaluates.
   const Vector& StartSlope() const { return k_[0]; }
 
-  // x_next = Φ_h(x). Returns the number of f evaluations.
-  long Step(double t, double h, const Vector& x, Vector& x_next) {
+  // x_next = Φ_h(x) (x_next must not alias x), the stage inputs onto tape row `row`; `keep`:
+  // f_slot, so that Backward(row) may follow. Returns the number of f evaluations.
+  long Step(long row, bool keep, double t, double h, ConstVectorRef x, Vector& x_next) {
     const int s = tableau_.stages;
+    std::vector<Vector>& y = y_[static_cast<std::size_t>(row)];
     long nfe = 0;
     x_next = x;
     for (int i = 0; i < s; ++i) {
       if (!needed_[i]) continue;
-      y_[i] = x;
+      y[i] = x;
       for (int j = 0; j < i; ++j) {
-        if (needed_[j] && tableau_.a[i][j] != 0.0) y_[i].noalias() += (h * tableau_.a[i][j]) * k_[j];
+        if (needed_[j] && tableau_.a[i][j] != 0.0) y[i].noalias() += (h * tableau_.a[i][j]) * k_[j];
       }
-      dynamics_.f(t + tableau_.c[i] * h, y_[i], theta_, k_[i]);
+      if (keep) {
+        dynamics_.f_slot(Slot(row, i), t + tableau_.c[i] * h, y[i], theta_, k_[i]);
+      } else {
+        dynamics_.f(t + tableau_.c[i] * h, y[i], theta_, k_[i]);
+      }
       ++nfe;
       if (tableau_.b[i] != 0.0) x_next.noalias() += (h * tableau_.b[i]) * k_[i];
     }
     return nfe;
   }
 
-  // Given λ = ∂L/∂x_next, replaces it by ∂L/∂x and adds ∂L/∂θ to theta_bar. Uses the stage
-  // inputs of the last Step() call. Returns the number of vjp evaluations.
-  long Backward(double t, double h, Vector& lambda, Vector& theta_bar) {
+  // Given λ = ∂L/∂x_next, replaces it by ∂L/∂x and adds ∂L/∂θ to theta_bar, through the step on
+  // tape row `row` (taken with keep). Returns the number of vjp evaluations.
+  long Backward(long row, double t, double h, Vector& lambda, Vector& theta_bar) {
     const int s = tableau_.stages;
+    const std::vector<Vector>& y = y_[static_cast<std::size_t>(row)];
     long nvjp = 0;
     for (int i = 0; i < s; ++i) {
       if (needed_[i]) kbar_[i] = (h * tableau_.b[i]) * lambda;
     }
     for (int i = s - 1; i >= 0; --i) {
       if (!needed_[i]) continue;
-      dynamics_.vjp(t + tableau_.c[i] * h, y_[i], theta_, kbar_[i], ybar_, thetabar_);
+      dynamics_.vjp_slot(Slot(row, i), t + tableau_.c[i] * h, y[i], theta_, kbar_[i], ybar_,
+                         thetabar_);
       ++nvjp;
       theta_bar += thetabar_;
       lambda += ybar_;
@@ -468,12 +503,36 @@ class TableauStepper {
   }
 
  private:
+  int Slot(long row, int stage) const {
+    return static_cast<int>(row) * needed_count_ + slot_[stage];
+  }
+
   const ButcherTableau& tableau_;
   Dynamics& dynamics_;
   const Vector& theta_;
   std::vector<bool> needed_;
-  std::vector<Vector> y_, k_, kbar_;
+  int needed_count_ = 0;
+  std::vector<int> slot_;               // index of a needed stage among the needed ones
+  std::vector<std::vector<Vector>> y_;  // the tape: y_[row][stage]
+  std::vector<Vector> k_, kbar_;
   Vector ybar_, thetabar_;
+};
+
+// An odeint-style stepper for DriveFixed that steps with a TableauStepper onto consecutive tape
+// rows, so that the forward pass of a fixed-step solve is its own replay.
+struct TapingStepper {
+  TableauStepper* tape;
+  Vector* x_in;
+  Vector* x_out;
+  long* row;
+  long* nfe;
+  template <class System>
+  void do_step(System& /*unused*/, State& x, double t, double h) {
+    if (*row >= tape->rows()) tape->Reserve(*row + 1);  // the steps taken, not their bound
+    *x_in = View(x);
+    *nfe += tape->Step((*row)++, true, t, h, *x_in, *x_out);
+    View(x) = *x_out;
+  }
 };
 
 // Forward pass shared by the gradient modes: records states at output times, the accepted steps,
@@ -486,9 +545,12 @@ struct ForwardRecord {
   DriveStats stats;
 };
 
+// With `tape` (fixed-step methods only), the steps are taken by the TableauStepper onto
+// consecutive tape rows from 0 instead of by odeint.
 ForwardRecord RecordForward(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                             const std::vector<double>& output_times, const SolverOptions& options,
-                            CheckpointStore* checkpoints, SolveSummary& summary) {
+                            CheckpointStore* checkpoints, SolveSummary& summary,
+                            TableauStepper* tape = nullptr) {
   const Eigen::Index n = dynamics.state_dim();
   ForwardRecord rec;
   rec.outputs.resize(output_times.size());
@@ -519,7 +581,14 @@ ForwardRecord RecordForward(Dynamics& dynamics, const Vector& x0, const Vector& 
     return false;
   };
   DriveConfig cfg = ForwardConfig(options, static_cast<std::size_t>(n));
-  rec.stats = Drive(sys, x, options.t0, stops, cfg, on_step, on_stop);
+  if (tape != nullptr) {
+    Vector x_in(n), x_out(n);
+    long row = 0;
+    rec.stats = DriveFixed(TapingStepper{tape, &x_in, &x_out, &row, &nfe}, sys, x, options.t0,
+                           stops, cfg, on_step, on_stop);
+  } else {
+    rec.stats = Drive(sys, x, options.t0, stops, cfg, on_step, on_stop);
+  }
   rec.final_state = std::move(x);
   summary.nfe_forward += nfe;
   summary.steps_accepted += rec.stats.accepted;
@@ -545,60 +614,105 @@ double EvaluateLoss(const TrajectoryLoss& loss, const std::vector<Vector>& state
 
 // ---- discrete adjoint ----------------------------------------------------------------------
 
+// Steps whose stage states fit the tape at once (GradientOptions::tape_slots, tape_bytes): ≥ 1.
+long TapeSteps(const GradientOptions& gopts, int stages, Eigen::Index n) {
+  const double step_bytes = static_cast<double>(stages) * static_cast<double>(n) * sizeof(double);
+  const double by_bytes = std::floor(gopts.tape_bytes / step_bytes);
+  const long by_slots = gopts.tape_slots / stages;
+  return std::max(1L, static_cast<long>(std::min<double>(by_slots, by_bytes)));
+}
+
 GradientResult DiscreteGradient(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                                 const std::vector<double>& output_times, const TrajectoryLoss& loss,
                                 const SolverOptions& options, const GradientOptions& gopts) {
   GradientResult result;
   SolveSummary& summary = result.summary;
   const Eigen::Index n = dynamics.state_dim();
+  const ButcherTableau& tableau = TableauFor(options.method);
+  TableauStepper stepper(tableau, dynamics, theta);
+  const int stages = stepper.NeededStages();
+  const long tape_steps = TapeSteps(gopts, stages, n);
+  // A fixed-step solve takes at most `steps` steps plus one for each output time that splits one.
+  const long fixed_steps_bound =
+      options.steps + static_cast<long>(Stops(output_times, options.t0).size());
+  const bool taped_forward = !IsAdaptive(options.method) && fixed_steps_bound <= tape_steps;
+  // Recorded outputs, their loss gradients and the returned copies, and λ.
+  const long fixed_states = 3L * static_cast<long>(output_times.size()) + 1;
+  const long step_states = 2L * stages + 2;  // k, k̄ per stage; ȳ, the step's end state
   CheckpointStore store(gopts.checkpoint_every);
-  ForwardRecord rec = RecordForward(dynamics, x0, theta, output_times, options, &store, summary);
-  State().swap(rec.final_state);  // the replay starts from checkpoints
+  ForwardRecord rec = RecordForward(dynamics, x0, theta, output_times, options,
+                                    taped_forward ? nullptr : &store, summary,
+                                    taped_forward ? &stepper : nullptr);
+  State().swap(rec.final_state);  // the backward sweep starts from the tape or checkpoints
   std::vector<Vector> grads;
   result.loss = EvaluateLoss(loss, rec.outputs, grads, n);
   result.states = rec.outputs;
 
-  const ButcherTableau& tableau = TableauFor(options.method);
-  TableauStepper stepper(tableau, dynamics, theta);
-  const long stage_states = 3L * stepper.NeededStages() + 2;  // y, k, k̄ per stage; ȳ, x_next
-  // Recorded outputs, their loss gradients and the returned copies, and λ.
-  const long fixed_states = 3L * static_cast<long>(output_times.size()) + 1;
-  const auto& points = store.points();
   const long total_steps = static_cast<long>(rec.steps.size());
-  summary.checkpoints = static_cast<long>(points.size());
-  long peak = store.peak() + StepperWorkStates(options.method) + 2 + fixed_states;
-
-  // Output gradients by step boundary.
   std::vector<std::vector<std::size_t>> outputs_at(total_steps + 1);
   for (std::size_t i = 0; i < output_times.size(); ++i) outputs_at[rec.output_boundary[i]].push_back(i);
-
   Vector lambda = Vector::Zero(n);
   Vector theta_bar = Vector::Zero(theta.size());
   auto add_outputs = [&](long boundary) {
     for (std::size_t i : outputs_at[boundary]) lambda += grads[i];
   };
   add_outputs(total_steps);
-  std::vector<Vector> segment;
-  Vector x_next(n);
+  // Back through steps [first, last) whose stages sit on tape rows 0 … last − first − 1.
+  auto backward_taped = [&](long first, long last) {
+    for (long m = last - 1; m >= first; --m) {
+      const StepRecord& st = rec.steps[m];
+      summary.vjp_backward += stepper.Backward(m - first, st.t, st.h, lambda, theta_bar);
+      ++summary.backward_steps_accepted;
+      add_outputs(m);
+    }
+  };
+
+  if (taped_forward) {
+    backward_taped(0, total_steps);
+    summary.states_held_peak = stages * stepper.rows() + step_states + fixed_states;
+    result.grad_x0 = std::move(lambda);
+    result.grad_theta = std::move(theta_bar);
+    return result;
+  }
+
+  const auto& points = store.points();
+  summary.checkpoints = static_cast<long>(points.size());
+  long peak = store.peak() + StepperWorkStates(options.method) + 2 + fixed_states;
+  std::vector<Vector> segment;  // boundary states of a segment that does not fit the tape
+  Vector x(n), x_next(n);
   for (long c = static_cast<long>(points.size()) - 1; c >= 0; --c) {
     const long first = points[c].first;
     const long last = c + 1 < static_cast<long>(points.size()) ? points[c + 1].first : total_steps;
     if (first >= last) continue;
-    // Replay the segment: states at boundaries first .. last-1.
+    if (last - first <= tape_steps) {
+      // One replay of the segment onto the tape, then back through it.
+      stepper.Reserve(last - first);
+      x = View(points[c].second);
+      for (long m = first; m < last; ++m) {
+        const StepRecord& st = rec.steps[m];
+        summary.nfe_backward += stepper.Step(m - first, true, st.t, st.h, x, x_next);
+        x.swap(x_next);
+      }
+      peak = std::max(peak, static_cast<long>(points.size()) + stages * stepper.rows() +
+                                step_states + 1 + fixed_states);
+      backward_taped(first, last);
+      continue;
+    }
+    // Replay the boundary states first .. last − 1, then each step again onto tape row 0.
+    stepper.Reserve(1);
     segment.resize(static_cast<std::size_t>(last - first));
-    segment[0] = ToVector(points[c].second);
+    segment[0] = View(points[c].second);
     for (long m = first + 1; m < last; ++m) {
       const StepRecord& st = rec.steps[m - 1];
-      summary.nfe_backward += stepper.Step(st.t, st.h, segment[m - 1 - first], segment[m - first]);
+      summary.nfe_backward +=
+          stepper.Step(0, false, st.t, st.h, segment[m - 1 - first], segment[m - first]);
     }
-    peak = std::max(peak, static_cast<long>(points.size()) + (last - first) + stage_states +
-                              fixed_states);
+    peak = std::max(peak, static_cast<long>(points.size()) + (last - first) +
+                              stages * stepper.rows() + step_states + fixed_states);
     for (long m = last - 1; m >= first; --m) {
       const StepRecord& st = rec.steps[m];
-      summary.nfe_backward += stepper.Step(st.t, st.h, segment[m - first], x_next);
-      summary.vjp_backward += stepper.Backward(st.t, st.h, lambda, theta_bar);
-      ++summary.backward_steps_accepted;
-      add_outputs(m);
+      summary.nfe_backward += stepper.Step(0, true, st.t, st.h, segment[m - first], x_next);
+      backward_taped(m, m + 1);
     }
   }
   summary.states_held_peak = peak;
@@ -659,12 +773,13 @@ GradientResult BacksolveGradient(Dynamics& dynamics, const Vector& x0, const Vec
   }
   Vector ax(n), ath(p), fx(n);
   long nfe = 0, nvjp = 0;
+  dynamics.ReserveSlots(1);
   auto sys = [&](const State& zs, State& dz, double s) {
     const double t = -s;
     const auto x = Head(zs, n);
     const auto lam = Head(zs, n, n);
-    dynamics.f(t, x, theta, fx);
-    dynamics.vjp(t, x, theta, lam, ax, ath);
+    dynamics.f_slot(0, t, x, theta, fx);
+    dynamics.vjp_slot(0, t, x, theta, lam, ax, ath);
     ++nfe;
     ++nvjp;
     Head(dz, n) = -fx;
@@ -723,6 +838,7 @@ GradientResult CheckpointedGradient(Dynamics& dynamics, const Vector& x0, const 
 
   const ButcherTableau& tableau = TableauFor(options.method);
   TableauStepper replay(tableau, dynamics, theta);
+  replay.Reserve(1);
   const auto& points = store.points();
   const long total_steps = static_cast<long>(rec.steps.size());
   summary.checkpoints = static_cast<long>(points.size());
@@ -786,7 +902,7 @@ GradientResult CheckpointedGradient(Dynamics& dynamics, const Vector& x0, const 
     xs[0] = ToVector(points[c].second);
     for (long m = first; m < last; ++m) {
       const StepRecord& st = rec.steps[m];
-      summary.nfe_backward += replay.Step(st.t, st.h, xs[m - first], xs[m + 1 - first]);
+      summary.nfe_backward += replay.Step(0, false, st.t, st.h, xs[m - first], xs[m + 1 - first]);
       fs[m - first] = replay.StartSlope();  // the slope at the step's start, already evaluated
       ts[m - first] = st.t;
     }
@@ -918,6 +1034,8 @@ void GradientOptions::Validate() const {
   if (!(adjoint_rtol >= 0.0) || !std::isfinite(adjoint_rtol)) fail("adjoint_rtol", ">= 0 (0: as forward)", adjoint_rtol);
   if (!(adjoint_atol >= 0.0) || !std::isfinite(adjoint_atol)) fail("adjoint_atol", ">= 0 (0: as forward)", adjoint_atol);
   if (checkpoint_every < 0) fail("checkpoint_every", ">= 0", checkpoint_every);
+  if (tape_slots < 1) fail("tape_slots", ">= 1", tape_slots);
+  if (!(tape_bytes >= 0.0) || !std::isfinite(tape_bytes)) fail("tape_bytes", ">= 0", tape_bytes);
 }
 
 std::string SolveSummary::BriefReport() const {

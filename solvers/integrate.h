@@ -83,6 +83,13 @@ struct GradientOptions {
   // kDiscrete and kCheckpointed: keep the state every `checkpoint_every` accepted steps
   // (0: about √N, chosen after the forward pass). Memory is O(N / checkpoint_every + checkpoint_every).
   int checkpoint_every = 0;
+  // kDiscrete: the tape, the stage states kept at once for the backward sweep, with a slot of the
+  // Dynamics each (solvers/dynamics.h, the replay contract). A fixed-step solve whose stage states
+  // all fit is taped in its forward pass and never replayed; otherwise each segment between
+  // checkpoints is replayed once onto the tape, or step by step when it does not fit. At most
+  // `tape_slots` stage evaluations and `tape_bytes` bytes of stage states, but always one step.
+  int tape_slots = 64;
+  double tape_bytes = 256e6;
 
   void Validate() const;
 };

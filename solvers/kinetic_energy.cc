@@ -21,6 +21,30 @@ void KineticEnergyAugmented::vjp(double t, ConstVectorRef x, ConstVectorRef thet
   a_x[n] = 0.0;  // e does not feed back into the dynamics
 }
 
+void KineticEnergyAugmented::ReserveSlots(int slots) {
+  inner_.ReserveSlots(slots);
+  if (static_cast<int>(slot_f_.size()) >= slots) return;
+  slot_f_.resize(static_cast<std::size_t>(slots));
+  for (Vector& v : slot_f_) v.resize(inner_.state_dim());
+}
+
+void KineticEnergyAugmented::f_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta,
+                                    VectorRef dxdt) {
+  const Eigen::Index n = inner_.state_dim();
+  Vector& kept = slot_f_[static_cast<std::size_t>(slot)];
+  inner_.f_slot(slot, t, x.head(n), theta, kept);
+  dxdt.head(n) = kept;
+  dxdt[n] = weight_ * kept.squaredNorm();
+}
+
+void KineticEnergyAugmented::vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta,
+                                      ConstVectorRef a, VectorRef a_x, VectorRef a_theta) {
+  const Eigen::Index n = inner_.state_dim();
+  a_inner_ = a.head(n) + (2.0 * weight_ * a[n]) * slot_f_[static_cast<std::size_t>(slot)];
+  inner_.vjp_slot(slot, t, x.head(n), theta, a_inner_, a_x.head(n), a_theta);
+  a_x[n] = 0.0;
+}
+
 Vector KineticEnergyAugmented::Augment(const Vector& x0) const {
   Vector z(x0.size() + 1);
   z << x0, 0.0;

@@ -8,6 +8,8 @@
 // system costs one f and one vjp of the inner dynamics per evaluation.
 #pragma once
 
+#include <vector>
+
 #include "solvers/dynamics.h"
 
 namespace diffeoflow {
@@ -23,6 +25,13 @@ class KineticEnergyAugmented : public Dynamics {
   void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
            VectorRef a_theta) override;
 
+  // The replay contract (solvers/dynamics.h), passed on to the inner dynamics' slots; slot s also
+  // keeps the inner f for the vjp.
+  void ReserveSlots(int slots) override;
+  void f_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
+  void vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
+                VectorRef a_x, VectorRef a_theta) override;
+
   // [x0, 0]
   Vector Augment(const Vector& x0) const;
 
@@ -30,6 +39,7 @@ class KineticEnergyAugmented : public Dynamics {
   Dynamics& inner_;
   double weight_;
   Vector f_, a_inner_;
+  std::vector<Vector> slot_f_;  // the inner f kept by f_slot, by slot
 };
 
 }  // namespace diffeoflow

@@ -56,6 +56,18 @@ TEST_F(TrainCli, WritesModelMetricsTrajectoriesAndFigure) {
   EXPECT_EQ(shape[2], 8u);
 }
 
+// RNODE's kinetic regulariser: λ₁ is recorded in metrics.json and model.h5, and the run trains.
+TEST_F(TrainCli, KineticEnergyIsRecorded) {
+  const fs::path out = dir_ / "rnode";
+  const CliRun run = Run("--dataset moons --out " + out.string() +
+                         " --samples 300 --epochs 3 --steps 4 --channels 8 --hidden 16" +
+                         " --kinetic-energy 0.25 --quiet");
+  ASSERT_EQ(run.status, 0) << run.err;
+  EXPECT_EQ(Metrics(out)["kinetic_energy"].get<double>(), 0.25);
+  diffeoflow::h5::Reader model((out / "model.h5").string());
+  EXPECT_EQ(model.DoubleAttribute("/", "kinetic_energy"), 0.25);
+}
+
 // Without a terminal (a batch job's log) training prints one line per epoch; --quiet none.
 TEST_F(TrainCli, LogsOneLinePerEpochWhenStderrIsNotATerminal) {
   const std::string args = "--dataset moons --samples 200 --epochs 3 --steps 2 --hidden 8 --out ";
@@ -128,6 +140,9 @@ TEST_F(TrainCli, BadArgumentsExitNonZeroNamingTheFlag) {
       {"--dataset spirals --out " + out + " --optimizer rmsprop", "--optimizer"},
       {"--dataset spirals --out " + out + " --batch 0", "--batch"},
       {"--dataset spirals --out " + out + " --model resnet --channels 0", "--channels"},
+      {"--dataset spirals --out " + out + " --kinetic-energy -0.5", "--kinetic-energy"},
+      {"--dataset spirals --out " + out + " --model resnet --kinetic-energy 0.1",
+       "--kinetic-energy"},
       {"--dataset fashion-mnist --out " + out + " --data-dir " + (dir_ / "nowhere").string(),
        "nowhere"},
   };

@@ -72,6 +72,43 @@ TEST(Classifier, AdaptiveBacksolveGradientIsCloseToFiniteDifferences) {
   CheckModelGradient(spec, 1e-5);
 }
 
+class KineticRegulariser : public ::testing::TestWithParam<GradientMode> {};
+
+// RNODE's λ₁ ∫‖f‖² dt: the whole model's gradient with the regulariser equals central differences
+// in every gradient mode (the discrete map with RK4; the accurately solved ODE with Dopri5 for the
+// continuous modes), and the loss is the unregularised one plus λ₁ times the batch's mean action.
+TEST_P(KineticRegulariser, GradientMatchesFiniteDifferencesInEveryMode) {
+  ModelSpec spec = SmallSpec(ModelKind::kOdeNet);
+  spec.gradient.mode = GetParam();
+  double tolerance = 1e-7;
+  if (GetParam() != GradientMode::kDiscrete) {
+    spec.solver.method = Method::kDopri5;
+    spec.solver.rtol = 1e-10;
+    spec.solver.atol = 1e-10;
+    tolerance = 1e-5;
+  }
+  ModelSpec plain = spec;
+  spec.kinetic_energy = 0.7;
+  CheckModelGradient(spec, tolerance);
+  Classifier regularised(spec), unregularised(plain);
+  const Vector theta = regularised.Initialize(3);
+  std::mt19937 rng(8);
+  const Vector xv = RandomVector(2 * 6, rng);
+  const Matrix x = Eigen::Map<const Matrix>(xv.data(), 2, 6);
+  const int labels[] = {0, 1, 2, 2, 1, 0};
+  Vector g_with, g_without;
+  const BatchResult with = regularised.Evaluate(theta, x, labels, &g_with);
+  const BatchResult without = unregularised.Evaluate(theta, x, labels, &g_without);
+  EXPECT_GT(with.action, 0.0);
+  EXPECT_NEAR(with.loss, without.loss + 0.7 * with.action, 1e-12);
+  EXPECT_GT((g_with - g_without).norm(), 1e-6 * g_without.norm());
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, KineticRegulariser,
+                         ::testing::Values(GradientMode::kDiscrete, GradientMode::kBacksolve,
+                                           GradientMode::kCheckpointed),
+                         [](const auto& info) { return GradientModeName(info.param); });
+
 TEST(Classifier, ResNetGradientMatchesFiniteDifferences) {
   CheckModelGradient(SmallSpec(ModelKind::kResNet), 1e-7);
 }
@@ -200,6 +237,12 @@ TEST(Classifier, RejectsBadSpecs) {
   EXPECT_THROW(Classifier{spec}, InputError);
   spec = SmallSpec(ModelKind::kOdeNet);
   spec.classes = 1;
+  EXPECT_THROW(Classifier{spec}, InputError);
+  spec = SmallSpec(ModelKind::kOdeNet);
+  spec.kinetic_energy = -0.1;
+  EXPECT_THROW(Classifier{spec}, InputError);
+  spec = SmallSpec(ModelKind::kResNet);
+  spec.kinetic_energy = 0.1;  // a regulariser of flows only
   EXPECT_THROW(Classifier{spec}, InputError);
 }
 

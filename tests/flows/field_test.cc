@@ -97,37 +97,41 @@ TEST(NetworkField, ForwardCacheNeverServesAStaleState) {
   EXPECT_EQ(out, expected);
 }
 
-// The discrete adjoint replays a step's stages, then asks for the vjp at each in reverse order: with
-// as many cached passes as stages every vjp is served from its own pass, and equals a fresh field's;
-// a fifth point evicts the least recently used pass, which is then recomputed, not served stale.
-TEST(NetworkField, CachedStagePassesGiveTheSameVjpAsAFreshField) {
+// The replay contract: forward passes kept in slots by f_slot serve vjp_slot in any order, with
+// plain calls and other slots in between, and each vjp equals a fresh field's (which runs the
+// forward pass itself); refilling a slot replaces what it held.
+TEST(NetworkField, SlotsGiveTheSameVjpAsAFreshField) {
   const Sequential net = MlpField(3, {6}, Activation::kTanh);
   std::mt19937 rng(14);
   Vector theta(net.param_dim());
   net.Initialize(rng, theta.data());
   for (int threads : {1, 2}) {
-    NetworkField field(net, 4, threads, /*cached_points=*/4);
+    NetworkField field(net, 4, threads);
+    field.ReserveSlots(4);
     std::vector<Vector> xs;
     for (int k = 0; k < 5; ++k) xs.push_back(RandomVector(field.state_dim(), rng));
     const Vector a = RandomVector(field.state_dim(), rng);
-    Vector out(field.state_dim());
-    auto check = [&](int k) {
+    Vector out(field.state_dim()), expected(field.state_dim());
+    auto check = [&](int slot, int k) {
       NetworkField fresh(net, 4);
       Vector a_x(field.state_dim()), a_theta(field.param_dim());
       Vector ex(field.state_dim()), et(field.param_dim());
-      field.vjp(0.1 * k, xs[static_cast<std::size_t>(k)], theta, a, a_x, a_theta);
+      field.vjp_slot(slot, 0.1 * k, xs[static_cast<std::size_t>(k)], theta, a, a_x, a_theta);
       fresh.vjp(0.1 * k, xs[static_cast<std::size_t>(k)], theta, a, ex, et);
       EXPECT_EQ(a_x, ex) << "point " << k << ", " << threads << " thread(s)";
       EXPECT_LT(RelativeMaxError(a_theta, et), 1e-15) << "point " << k;
     };
-    for (int k = 0; k < 4; ++k) field.f(0.1 * k, xs[static_cast<std::size_t>(k)], theta, out);
-    for (int k = 3; k >= 0; --k) check(k);
-    field.f(0.4, xs[4], theta, out);  // evicts point 3, the least recently used
-    check(3);
-    check(4);
-    check(0);
+    for (int k = 0; k < 4; ++k) {
+      field.f_slot(k, 0.1 * k, xs[static_cast<std::size_t>(k)], theta, out);
+      field.f(0.1 * k, xs[static_cast<std::size_t>(k)], theta, expected);
+      EXPECT_EQ(out, expected);
+    }
+    field.f(0.4, xs[4], theta, out);  // a plain call leaves the slots alone
+    for (int k = 3; k >= 0; --k) check(k, k);
+    field.f_slot(3, 0.4, xs[4], theta, out);  // slot 3 now holds point 4
+    check(3, 4);
+    check(0, 0);
   }
-  EXPECT_THROW(NetworkField(net, 4, 1, 0), InputError);
 }
 
 // A field of the size training uses (64 points, two hidden layers), f and vjp at t and t + 0.05
@@ -154,7 +158,7 @@ TEST(NetworkField, FAndVjpDoNotAllocate) {
 }
 
 // The convolutional ODE-Net's field (GroupNorm–ReLU–ConcatConv stages) in double precision, with
-// the stage cache the discrete adjoint of RK4 uses: the same contract.
+// its slots: the same contract.
 TEST(NetworkField, ConvolutionalFieldKeepsTheContract) {
   ModelSpec spec;
   spec.kind = ModelKind::kOdeNet;
@@ -168,7 +172,7 @@ TEST(NetworkField, ConvolutionalFieldKeepsTheContract) {
   const Vector theta = all.segment(model.flow_offset(), net.param_dim());
   std::mt19937 rng(5);
   for (int threads : {1, 2}) {
-    NetworkField field(net, 3, threads, /*cached_points=*/4);
+    NetworkField field(net, 3, threads);
     const Vector x = RandomVector(field.state_dim(), rng);
     diffeoflow::testing::ExpectDynamicsContract(field, 0.25, x, theta);
   }

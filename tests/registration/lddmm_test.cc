@@ -56,23 +56,6 @@ FieldOperator TestSmoothing(const Grid& grid) {
 using testing::ExpectVjpMatchesFiniteDifference;
 using testing::RandomVector;
 
-// EpdiffShooting::f remembers its recent evaluations in a ring (up to 48 entries) and allocates
-// each entry's three vectors (state, velocity, rate) the first time the ring grows into it: f
-// allocates until the ring is full, and never after. The contract's no-allocation check is about
-// that steady state, so fill the ring first; the allocations of the filling are reported as the
-// test property "ring_fill_allocations".
-void FillRememberedStates(EpdiffShooting& shooting, const Vector& x) {
-  Vector dxdt(shooting.state_dim()), y(x.size());
-  const Vector empty;
-  const long before = testing::AllocationCount();
-  for (int k = 1; k <= 64; ++k) {
-    y = x * (1.0 + 1e-3 * k);
-    shooting.f(0.0, y, empty, dxdt);
-  }
-  ::testing::Test::RecordProperty("ring_fill_allocations",
-                                  static_cast<int>(testing::AllocationCount() - before));
-}
-
 class FlowVjpTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(FlowVjpTest, VelocityFieldFlowVjpMatchesFiniteDifferences) {
@@ -96,7 +79,6 @@ TEST_P(FlowVjpTest, EpdiffShootingVjpMatchesFiniteDifferences) {
   Vector x(2 * block);
   x.head(block) = IdentityPositions(grid) + RandomVector(block, rng, 0.7);
   x.tail(block) = RandomVector(block, rng);
-  FillRememberedStates(shooting, x);
   for (int repeat = 0; repeat < 3; ++repeat) {
     ExpectVjpMatchesFiniteDifference(shooting, 0.0, x, Vector(), rng);
   }
@@ -120,13 +102,12 @@ TEST_P(FlowVjpTest, EpdiffShootingWithTheFftMetricKeepsTheContract) {
   Vector x(2 * block);
   x.head(block) = IdentityPositions(grid) + RandomVector(block, rng, 0.7);
   x.tail(block) = RandomVector(block, rng);
-  FillRememberedStates(shooting, x);
   ExpectVjpMatchesFiniteDifference(shooting, 0.0, x, Vector(), rng);
 }
 
-// vjp right after f at the same state reuses that velocity field: it must give exactly what a
-// fresh evaluation gives, and a different state must not be served the remembered one.
-TEST_P(FlowVjpTest, EpdiffShootingVjpAfterFMatchesFreshVjp) {
+// vjp_slot reuses the velocity field f_slot kept in its slot: it must give exactly what a fresh
+// evaluation gives, for each of two states kept in two slots.
+TEST_P(FlowVjpTest, EpdiffShootingVjpSlotMatchesFreshVjp) {
   const int dim = GetParam();
   const Grid grid = dim == 2 ? MakeGrid(2, 9, 7, 1) : MakeGrid(3, 6, 5, 4);
   std::mt19937 rng(13);
@@ -139,10 +120,11 @@ TEST_P(FlowVjpTest, EpdiffShootingVjpAfterFMatchesFreshVjp) {
   y.tail(block) *= 1.25;  // same positions, another momentum
   const Vector a = RandomVector(2 * block, rng);
   Vector dxdt(2 * block), warm_x(2 * block), warm_y(2 * block), empty;
-  warm.f(0.0, x, Vector(), dxdt);
-  warm.f(0.0, y, Vector(), dxdt);
-  warm.vjp(0.0, x, Vector(), a, warm_x, empty);
-  warm.vjp(0.0, y, Vector(), a, warm_y, empty);
+  warm.ReserveSlots(2);
+  warm.f_slot(0, 0.0, x, Vector(), dxdt);
+  warm.f_slot(1, 0.0, y, Vector(), dxdt);
+  warm.vjp_slot(0, 0.0, x, Vector(), a, warm_x, empty);
+  warm.vjp_slot(1, 0.0, y, Vector(), a, warm_y, empty);
   EpdiffShooting cold_x(grid, TestSmoothing(grid)), cold_y(grid, TestSmoothing(grid));
   Vector fresh_x(2 * block), fresh_y(2 * block);
   cold_x.vjp(0.0, x, Vector(), a, fresh_x, empty);

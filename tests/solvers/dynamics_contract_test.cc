@@ -67,8 +67,26 @@ class Faulty : public Dynamics {
     a_theta[0] = a.dot(x.array().square().matrix());
   }
 
- private:
+ protected:
   Fault fault_;
+};
+
+// Keeps one forward evaluation whatever the slot: vjp_slot(0) after f_slot(1) is served x of
+// slot 1, the bug a cache of the last evaluation has when the engine keeps several stages.
+class OneSlotOnly : public Faulty {
+ public:
+  OneSlotOnly() : Faulty(kNone), kept_(3) {}
+  void f_slot(int, double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override {
+    kept_ = x;
+    f(t, x, theta, dxdt);
+  }
+  void vjp_slot(int, double t, ConstVectorRef, ConstVectorRef theta, ConstVectorRef a,
+                VectorRef a_x, VectorRef a_theta) override {
+    vjp(t, kept_, theta, a, a_x, a_theta);
+  }
+
+ private:
+  Vector kept_;
 };
 
 TEST(DynamicsContract, TheCheckerCatchesEachFault) {
@@ -94,6 +112,11 @@ TEST(DynamicsContract, TheCheckerCatchesEachFault) {
   EXPECT_FALSE(heap.passed);
   EXPECT_GT(heap.f_allocations, 0);
   EXPECT_EQ(heap.vjp_allocations, 0);
+  OneSlotOnly one_slot;
+  const DynamicsCheckResult stale = CheckDynamics(one_slot, 0.0, x, theta, options);
+  EXPECT_FALSE(stale.passed);
+  EXPECT_GT(stale.slot_error, 1e-6);
+  EXPECT_EQ(ok.slot_error, 0.0);
   // Without a counter nothing is counted, and the check still compares derivatives.
   const DynamicsCheckResult uncounted = CheckDynamics(allocates, 0.0, x, theta);
   EXPECT_TRUE(uncounted.passed) << uncounted.Report();

@@ -110,7 +110,13 @@ TEST(KineticEnergyAugmented, ActionOfALinearFlowMatchesQuadrature) {
   EXPECT_NEAR(s.states[0][2], integral, 1e-9);
 }
 
-TEST(KineticEnergyAugmented, GradientOfTheActionEqualsFiniteDifferences) {
+class KineticEnergyGradient : public ::testing::TestWithParam<GradientMode> {};
+
+// RNODE's regulariser as an extra state: the gradient of action + ½‖x(1)‖² with respect to θ and
+// x0 equals central differences in every mode — of the discrete map (RK4, 16 steps) for the
+// discrete adjoint, of the accurately solved ODE (Dopri5, rtol 1e-10) for the continuous ones.
+TEST_P(KineticEnergyGradient, GradientOfTheActionEqualsFiniteDifferences) {
+  const GradientMode mode = GetParam();
   testing::TanhField field(3, 2, 5);
   std::mt19937 rng(9);
   std::normal_distribution<double> normal;
@@ -118,25 +124,46 @@ TEST(KineticEnergyAugmented, GradientOfTheActionEqualsFiniteDifferences) {
   const Vector theta = Vector::NullaryExpr(field.param_dim(), [&] { return 0.5 * normal(rng); });
   KineticEnergyAugmented augmented(field, 1.0 / 3.0);
   SolverOptions options;
-  options.method = Method::kRk4;
-  options.steps = 16;
-  // L = action + ½‖x(1)‖², differentiated through the discrete map.
+  double tolerance = 1e-7;
+  if (mode == GradientMode::kDiscrete) {
+    options.method = Method::kRk4;
+    options.steps = 16;
+  } else {
+    options.method = Method::kDopri5;
+    options.rtol = 1e-10;
+    options.atol = 1e-12;
+    tolerance = 1e-5;
+  }
+  GradientOptions gopts;
+  gopts.mode = mode;
+  // L = action + ½‖x(1)‖², with a loss term at t = 0.5 too.
   const TrajectoryLoss loss = [](const std::vector<Vector>& zs, std::vector<Vector>& grads) {
     const Eigen::Index n = zs[0].size() - 1;
-    grads[0].head(n) = zs[0].head(n);
-    grads[0][n] = 1.0;
-    return zs[0][n] + 0.5 * zs[0].head(n).squaredNorm();
+    grads[0].head(n) = 0.5 * zs[0].head(n);
+    grads[1].head(n) = zs[1].head(n);
+    grads[1][n] = 1.0;
+    return zs[1][n] + 0.25 * zs[0].head(n).squaredNorm() + 0.5 * zs[1].head(n).squaredNorm();
   };
+  const std::vector<double> times = {0.5, 1.0};
   const Vector z0 = augmented.Augment(x0);
-  const GradientResult r = Gradient(augmented, z0, theta, {1.0}, loss, options, GradientOptions{});
-  const auto value = [&](const Vector& th) {
-    const Solution s = Integrate(augmented, z0, th, {1.0}, options);
-    std::vector<Vector> g(1, Vector::Zero(z0.size()));
+  const GradientResult r = Gradient(augmented, z0, theta, times, loss, options, gopts);
+  const auto value = [&](const Vector& z, const Vector& th) {
+    const Solution s = Integrate(augmented, z, th, times, options);
+    std::vector<Vector> g(2, Vector::Zero(z0.size()));
     return loss(s.states, g);
   };
-  const Vector fd = NumericalGradient(value, theta, 1e-6);
-  EXPECT_LT((r.grad_theta - fd).norm() / fd.norm(), 1e-7);
+  const Vector fd_theta =
+      NumericalGradient([&](const Vector& th) { return value(z0, th); }, theta, 1e-6);
+  EXPECT_LT((r.grad_theta - fd_theta).norm() / fd_theta.norm(), tolerance);
+  const Vector fd_x0 = NumericalGradient(
+      [&](const Vector& x) { return value(augmented.Augment(x), theta); }, x0, 1e-6);
+  EXPECT_LT((r.grad_x0.head(6) - fd_x0).norm() / fd_x0.norm(), tolerance);
 }
+
+INSTANTIATE_TEST_SUITE_P(Modes, KineticEnergyGradient,
+                         ::testing::Values(GradientMode::kDiscrete, GradientMode::kBacksolve,
+                                           GradientMode::kCheckpointed),
+                         [](const auto& info) { return GradientModeName(info.param); });
 
 }  // namespace
 }  // namespace diffeoflow
