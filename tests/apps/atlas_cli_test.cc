@@ -10,8 +10,7 @@
 
 #include "registration/displacement_file.h"
 #include "registration/image_io.h"
-#include "registration/population.h"
-#include "registration/shapes.h"
+#include "tests/apps/atlas_population.h"
 #include "tests/apps/cli_fixture.h"
 
 namespace diffeoflow {
@@ -28,25 +27,7 @@ class AtlasCli : public testing::CliTest {
   std::string P(const std::string& name) const { return (dir_ / name).string(); }
 
   // Four 32² subjects of a C shape under antithetic random warps, as s0 … s3.nii.gz.
-  std::string WritePopulation() {
-    registration::ShapeOptions shape;
-    shape.size = 32;
-    shape.edge_width_px = 2.0;
-    registration::PopulationOptions options;
-    options.subjects = 4;
-    options.max_displacement_fraction = 0.06;
-    options.seed = 2;
-    const registration::Population population =
-        registration::MakePopulation(registration::CShapeImage(shape), options);
-    std::string images;
-    for (std::size_t i = 0; i < population.subjects.size(); ++i) {
-      char name[32];
-      std::snprintf(name, sizeof(name), "s%zu.nii.gz", i);
-      registration::WriteImage(P(name), population.subjects[i]);
-      images.append(" ").append(P(name));
-    }
-    return images;
-  }
+  std::string WritePopulation() { return testing::WriteAtlasPopulation(dir_, 4, 2); }
 
   static std::string Fast() {
     return " --affine none --levels 1 --registration-iterations 5 --steps 3 --threads 1"

@@ -13,16 +13,13 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
-#include "registration/image_io.h"
-#include "registration/population.h"
-#include "registration/shapes.h"
+#include "tests/apps/atlas_population.h"
 #include "tests/apps/cli_fixture.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using diffeoflow::testing::CliRun;
-namespace registration = diffeoflow::registration;
 
 // As root (CI, containers) Open MPI's mpirun wants both of these besides --allow-run-as-root.
 const bool kRootAllowed = setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0) == 0 &&
@@ -44,24 +41,7 @@ class AtlasMpi : public diffeoflow::testing::CliTest {
 
   // `count` 32² subjects of a C shape under antithetic random warps, as s0 … .nii.gz.
   std::string WritePopulation(int count) {
-    registration::ShapeOptions shape;
-    shape.size = 32;
-    shape.edge_width_px = 2.0;
-    registration::PopulationOptions options;
-    options.subjects = count;
-    options.max_displacement_fraction = 0.06;
-    options.seed = 5;
-    const registration::Population population =
-        registration::MakePopulation(registration::CShapeImage(shape), options);
-    std::string images;
-    for (std::size_t i = 0; i < population.subjects.size(); ++i) {
-      // Appends only: GCC 12's -Wrestrict misfires on "x" + std::string temporaries.
-      std::string name = "s";
-      name.append(std::to_string(i)).append(".nii.gz");
-      registration::WriteImage(P(name), population.subjects[i]);
-      images.append(" ").append(P(name));
-    }
-    return images;
+    return diffeoflow::testing::WriteAtlasPopulation(dir_, count, 5);
   }
 
   // Bit-identity across rank counts needs the same threads per rank (shooting's per-thread sums).
