@@ -19,6 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using registration::Image;
 using testing::CliRun;
+using testing::FileBytes;
 
 class AtlasCli : public testing::CliTest {
  protected:
@@ -34,10 +35,6 @@ class AtlasCli : public testing::CliTest {
            " --iterations 1 --quiet";
   }
 
-  static std::string Bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
 };
 
 TEST_F(AtlasCli, WritesTheTemplateEverySubjectsMapsMetricsAndFigure) {
@@ -79,9 +76,9 @@ TEST_F(AtlasCli, TheSameSubjectListGivesTheSameTemplateBytes) {
   const CliRun b = Run("atlas --list " + P("subjects.txt") + " --out " + P("b") + Fast());
   ASSERT_EQ(a.status, 0) << a.output();
   ASSERT_EQ(b.status, 0) << b.output();
-  EXPECT_EQ(Bytes(P("a/template.nii.gz")), Bytes(P("b/template.nii.gz")));
-  EXPECT_EQ(Bytes(P("a/subjects/003_s3/displacement.nii.gz")),
-            Bytes(P("b/subjects/003_s3/displacement.nii.gz")));
+  EXPECT_EQ(FileBytes(P("a/template.nii.gz")), FileBytes(P("b/template.nii.gz")));
+  EXPECT_EQ(FileBytes(P("a/subjects/003_s3/displacement.nii.gz")),
+            FileBytes(P("b/subjects/003_s3/displacement.nii.gz")));
 }
 
 TEST_F(AtlasCli, BadInputIsOneLineExitTwoAndNothingWritten) {

@@ -38,6 +38,21 @@ inline CliRun RunCommand(const std::string& line, const std::filesystem::path& s
   return run;
 }
 
+// The whole content of a file ("" when it cannot be read), for byte-for-byte comparisons.
+inline std::string FileBytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+// As root (CI, containers) Open MPI's mpirun wants both of these besides --allow-run-as-root.
+// Call it before starting mpirun; true when the environment is set.
+inline bool AllowOpenMpiAsRoot() {
+  return setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0) == 0 &&
+         setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0) == 0;
+}
+
 // Runs `diffeoflow <args>` (RunCommand).
 inline CliRun RunDiffeoflow(const std::string& args, const std::filesystem::path& scratch) {
   return RunCommand(std::string(DIFFEOFLOW_CLI) + " " + args, scratch);

@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -20,10 +19,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using diffeoflow::testing::CliRun;
+using diffeoflow::testing::FileBytes;
 
-// As root (CI, containers) Open MPI's mpirun wants both of these besides --allow-run-as-root.
-const bool kRootAllowed = setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0) == 0 &&
-                          setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0) == 0;
+const bool kRootAllowed = diffeoflow::testing::AllowOpenMpiAsRoot();
 
 class AtlasMpi : public diffeoflow::testing::CliTest {
  protected:
@@ -50,10 +48,6 @@ class AtlasMpi : public diffeoflow::testing::CliTest {
            " --iterations 2 --quiet";
   }
 
-  static std::string Bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  }
   static nlohmann::json Metrics(const std::string& dir) {
     std::ifstream in(dir + "/metrics.json");
     return nlohmann::json::parse(in);
@@ -74,9 +68,9 @@ TEST_F(AtlasMpi, TwoRanksGiveTheSerialTemplateAndSubjectFilesBitForBit) {
   const CliRun two = RunMpi(2, "--images" + images + " --out " + P("two") + Fast());
   ASSERT_EQ(two.status, 0) << two.output();
 
-  const std::string template_serial = Bytes(P("serial/template.nii.gz"));
+  const std::string template_serial = FileBytes(P("serial/template.nii.gz"));
   ASSERT_FALSE(template_serial.empty());
-  EXPECT_EQ(template_serial, Bytes(P("two/template.nii.gz")));
+  EXPECT_EQ(template_serial, FileBytes(P("two/template.nii.gz")));
   const nlohmann::json a = Metrics(P("serial")), b = Metrics(P("two"));
   EXPECT_EQ(a["workers"], 1);
   EXPECT_EQ(b["workers"], 2);
@@ -92,7 +86,8 @@ TEST_F(AtlasMpi, TwoRanksGiveTheSerialTemplateAndSubjectFilesBitForBit) {
     for (const char* file : {"displacement.nii.gz", "momentum.nii.gz", "jacobian.nii.gz"}) {
       const std::string serial_file = P("serial/" + folder + "/" + file);
       ASSERT_TRUE(fs::exists(serial_file)) << serial_file;
-      EXPECT_EQ(Bytes(serial_file), Bytes(P("two/" + folder + "/" + file))) << folder << file;
+      EXPECT_EQ(FileBytes(serial_file), FileBytes(P("two/" + folder + "/" + file)))
+          << folder << file;
     }
   }
 }

@@ -21,9 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using diffeoflow::testing::CliRun;
 
-// As root (CI, containers) Open MPI's mpirun wants both of these besides --allow-run-as-root.
-const bool kRootAllowed = setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 0) == 0 &&
-                          setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 0) == 0;
+const bool kRootAllowed = diffeoflow::testing::AllowOpenMpiAsRoot();
 
 // Relative tolerance of data-parallel training against the serial run (docs/parallel.md): the
 // slices' gradients are added in another order than the whole batch's, a round-off difference
