@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <iterator>
+#include <map>
 #include <utility>
 
 #include "registration/affine.h"
@@ -53,6 +55,40 @@ std::string SubjectContext(const AtlasSubjects& subjects, int index) {
 
 Image Normalized(const Image& image) { return NormalizeIntensity(image); }
 
+// The subjects a worker registers in a round: those it loaded (AtlasSubjects::images) and, after
+// a rebalance, those it reads (AtlasSubjects::read), kept only while it owns them.
+class HeldSubjects {
+ public:
+  explicit HeldSubjects(const AtlasSubjects& subjects)
+      : subjects_(subjects), owned_(subjects.owned) {}
+
+  const std::vector<int>& owned() const { return owned_; }
+
+  void Own(std::vector<int> owned) {
+    owned_ = std::move(owned);
+    for (auto it = read_.begin(); it != read_.end();) {
+      it = std::binary_search(owned_.begin(), owned_.end(), it->first) ? std::next(it)
+                                                                        : read_.erase(it);
+    }
+  }
+
+  // Subject i's image (it must be owned); reads it on first use when it was not loaded here.
+  const Image& image(int i) {
+    const auto loaded = std::lower_bound(subjects_.owned.begin(), subjects_.owned.end(), i);
+    if (loaded != subjects_.owned.end() && *loaded == i) {
+      return subjects_.images[static_cast<std::size_t>(loaded - subjects_.owned.begin())];
+    }
+    auto found = read_.find(i);
+    if (found == read_.end()) found = read_.emplace(i, subjects_.read(i)).first;
+    return found->second;
+  }
+
+ private:
+  const AtlasSubjects& subjects_;
+  std::vector<int> owned_;
+  std::map<int, Image> read_;
+};
+
 }  // namespace
 
 void AtlasOptions::Validate() const {
@@ -95,23 +131,29 @@ AtlasSubjects LoadAtlasSubjects(const std::vector<std::string>& paths, const std
   } catch (...) {
     local = Tagged(std::current_exception(), SubjectContext(subjects, 0));
   }
+  // Subject i, read and checked against the reference (a copy of it: the lambda outlives this
+  // frame, and the reference is small beside the subjects a worker holds).
+  subjects.read = [paths, argument, reference = subjects.reference,
+                   reference_is_template = subjects.reference_is_template](int i) {
+    Image image = i == 0 && !reference_is_template
+                      ? reference
+                      : ReadImage(paths[static_cast<std::size_t>(i)], {true, argument});
+    const std::string name = argument + " " + paths[static_cast<std::size_t>(i)];
+    const std::string reference_name =
+        reference_is_template ? std::string("--template") : argument + " " + paths[0];
+    if (image.grid.dim != reference.grid.dim) {
+      throw InputError(name + ": a " + std::to_string(image.grid.dim) + "-D image, but " +
+                       reference_name + " is " + std::to_string(reference.grid.dim) +
+                       "-D (every subject must have the template's dimension)");
+    }
+    CheckWorldOverlap(image.grid, reference.grid, name, reference_name);
+    CheckRegistrationInputs(image, reference);
+    return image;
+  };
   for (std::size_t k = 0; k < subjects.owned.size() && local.empty(); ++k) {
     const int i = subjects.owned[k];
     try {
-      Image image = i == 0 && !subjects.reference_is_template
-                        ? subjects.reference
-                        : ReadImage(paths[static_cast<std::size_t>(i)], {true, argument});
-      const std::string name = argument + " " + paths[static_cast<std::size_t>(i)];
-      const std::string reference_name =
-          subjects.reference_is_template ? std::string("--template") : argument + " " + paths[0];
-      if (image.grid.dim != subjects.reference.grid.dim) {
-        throw InputError(name + ": a " + std::to_string(image.grid.dim) + "-D image, but " +
-                         reference_name + " is " + std::to_string(subjects.reference.grid.dim) +
-                         "-D (every subject must have the template's dimension)");
-      }
-      CheckWorldOverlap(image.grid, subjects.reference.grid, name, reference_name);
-      CheckRegistrationInputs(image, subjects.reference);
-      subjects.images.push_back(std::move(image));
+      subjects.images.push_back(subjects.read(i));
     } catch (...) {
       local = Tagged(std::current_exception(), SubjectContext(subjects, i));
     }
@@ -168,6 +210,7 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
   options.checkpoint.clear();
   options.resume = false;
   options.progress = nullptr;
+  options.inverse_map = false;  // the subjects' outputs are the forward maps
   result.options = options;
   result.mesh = MeshFor(grid, options);
   const int total = static_cast<int>(subjects.names.size());
@@ -190,18 +233,29 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
   // Per subject, summed over the population in item order: m_i, S_i ∘ A_i ∘ φ_i, SSD_i, ‖m_i‖_V,
   // then a table of every subject's summary where only subject i's slots are non-zero (adding
   // zeros is exact, so the sum is the table).
-  constexpr int kSummary = 4;
+  constexpr int kSummary = 5;
   const Eigen::Index table = block + n + 2;
   const Eigen::Index width = table + kSummary * total;
   const int rounds = requested.iterations + 1;
+  HeldSubjects held(subjects);
   for (int round = 0; round < rounds; ++round) {
-    std::vector<AtlasSubjectMaps> maps(subjects.owned.size());
-    std::vector<Vector> rows(subjects.owned.size());
+    if (round > 0 && workers.count() > 1 && subjects.read) {
+      std::vector<double> seconds;
+      for (const AtlasSubjectSummary& s : result.summaries) {
+        seconds.push_back(s.registration_seconds);
+      }
+      held.Own(BalancedItems(seconds, workers));
+    }
+    const std::vector<int>& owned = held.owned();
+    std::vector<AtlasSubjectMaps> maps(owned.size());
+    std::vector<Vector> rows(owned.size());
     std::string local;
-    for (std::size_t k = 0; k < subjects.owned.size() && local.empty(); ++k) {
-      const int i = subjects.owned[k];
+    for (std::size_t k = 0; k < owned.size() && local.empty(); ++k) {
+      const int i = owned[k];
       try {
-        const RegistrationResult r = Register(subjects.images[k], current, options);
+        const auto registration_start = Clock::now();
+        const RegistrationResult r = Register(held.image(i), current, options);
+        const double registration_seconds = SecondsSince(registration_start);
         if (r.interrupted) throw InputError("interrupted");
         AtlasSubjectMaps& m = maps[k];
         m.index = i;
@@ -229,6 +283,7 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
         row[slot + 1] = m.momentum_norm;
         row[slot + 2] = m.min_jacobian;
         row[slot + 3] = m.max_jacobian;
+        row[slot + 4] = registration_seconds;
       } catch (...) {
         local = Tagged(std::current_exception(), SubjectContext(subjects, i));
       }
@@ -244,9 +299,7 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
     }
     StopOnFirstError(workers, local);
     std::vector<Workers::Item> items;
-    for (std::size_t k = 0; k < subjects.owned.size(); ++k) {
-      items.push_back({subjects.owned[k], rows[k].data()});
-    }
+    for (std::size_t k = 0; k < owned.size(); ++k) items.push_back({owned[k], rows[k].data()});
     Vector sum(width);
     workers.SumInItemOrder(items, total, sum.data(), static_cast<std::size_t>(width));
     result.summaries.assign(static_cast<std::size_t>(total), AtlasSubjectSummary());
@@ -257,6 +310,7 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
       s.momentum_norm = sum[slot + 1];
       s.min_jacobian = sum[slot + 2];
       s.max_jacobian = sum[slot + 3];
+      s.registration_seconds = sum[slot + 4];
     }
     sum.head(table) /= static_cast<double>(total);
     const Vector mean_momentum = sum.head(block);

@@ -14,8 +14,11 @@
 //          T_{r+1} = W̄ ∘ ψ⁻¹.
 // The per-subject maps returned are those of the last round, onto the template returned.
 //
-// Work sharing (solvers/workers.h): subject i is registered by the worker OwnedItems gives it;
-// the momenta, the pulled-back intensities and the per-subject scalars are summed with
+// Work sharing (solvers/workers.h): in round 0 subject i is registered by the worker OwnedItems
+// gives it; from round 1 on, the subjects are split by BalancedItems over the registration times
+// of the previous round (every worker knows them all, from the summed table below), and a worker
+// reads a subject it did not hold (AtlasSubjects::read). Which worker registers a subject does
+// not change its bits. The momenta, the pulled-back intensities and the per-subject scalars are summed with
 // SumInItemOrder, so every worker holds the same template, the same bits for any number of
 // workers (with the same --threads per worker: the shooting's particle loops sum their thread
 // buffers in a fixed order per thread count). Before every reduction the workers call
@@ -64,6 +67,9 @@ struct AtlasSubjects {
   std::vector<std::string> names;  // every subject's file, in the order given
   std::vector<int> owned;          // OwnedItems(names.size(), workers)
   std::vector<Image> images;       // this worker's subjects, in `owned` order
+  // Reads and checks subject i (as LoadAtlasSubjects does) when the work is rebalanced onto a
+  // worker that does not hold it; empty: the split of `owned` is kept for every round.
+  std::function<Image(int)> read;
   Image reference;                 // the grid the template lives on (first subject or template)
   bool reference_is_template = false;
 };
@@ -97,6 +103,7 @@ struct AtlasSubjectSummary {
   double ssd = 0.0;
   double momentum_norm = 0.0;
   double min_jacobian = 0.0, max_jacobian = 0.0;
+  double registration_seconds = 0.0;  // wall time of its registration (what balances the work)
 };
 
 struct AtlasRound {
@@ -112,7 +119,7 @@ struct AtlasResult {
   Image initial_template;         // the start (voxel-wise mean or the given template)
   std::vector<AtlasRound> rounds;
   bool converged = false;         // stopped by the tolerance, not the iteration limit
-  std::vector<AtlasSubjectMaps> subjects;  // this worker's, in `owned` order
+  std::vector<AtlasSubjectMaps> subjects;  // this worker's in the last round, by index
   std::vector<AtlasSubjectSummary> summaries;  // all subjects' (last round), on every worker
   RegistrationOptions options;    // resolved for the template grid
   Grid mesh;                      // the momenta's grid

@@ -813,8 +813,11 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
   result.moving_grid = moving_given.grid;
   // With an affine stage the moving image's grid is not where φ⁻¹ acts: sample it on the fixed
   // grid (ANTs' InverseWarp), the affine's inverse applied before it.
-  AssembleInverse(flow_used, result.affine.isIdentity(1e-12) ? moving_given.grid : fixed_input.grid,
-                  options, result);
+  if (options.inverse_map) {
+    AssembleInverse(flow_used,
+                    result.affine.isIdentity(1e-12) ? moving_given.grid : fixed_input.grid, options,
+                    result);
+  }
   result.wall_seconds = SecondsSince(start);
   return result;
 }

@@ -124,6 +124,9 @@ struct RegistrationOptions {
   // it the stage starts from the centres of mass; with mode none it is used as it is.
   std::optional<Eigen::Matrix4d> initial_affine;
   std::string initial_affine_source;  // the file it came from, for metrics.json
+  // Whether to trace φ⁻¹ (RegistrationResult::inverse_displacement and the inverse consistency);
+  // off where only the forward map is used (the atlas's rounds), which saves its trace.
+  bool inverse_map = true;
   // Health check of the final map: the largest share of voxels allowed at det Dφ ≤ 0 (0: none).
   double max_folded_fraction = 0.0;
   // HDF5 checkpoint written after every level and on interruption (empty: none), and whether to

@@ -40,4 +40,28 @@ std::vector<int> OwnedItems(int total, const Workers& workers) {
   return owned;
 }
 
+std::vector<int> BalancedItems(const std::vector<double>& cost, const Workers& workers) {
+  const int total = static_cast<int>(cost.size());
+  std::vector<int> order(static_cast<std::size_t>(total));
+  for (int i = 0; i < total; ++i) order[static_cast<std::size_t>(i)] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
+    return cost[static_cast<std::size_t>(a)] > cost[static_cast<std::size_t>(b)];
+  });
+  const auto count = static_cast<std::size_t>(workers.count());
+  std::vector<double> load(count, 0.0);
+  std::vector<int> items(count, 0);
+  std::vector<int> owned;
+  for (int i : order) {
+    std::size_t best = 0;
+    for (std::size_t w = 1; w < count; ++w) {
+      if (load[w] < load[best] || (load[w] == load[best] && items[w] < items[best])) best = w;
+    }
+    load[best] += cost[static_cast<std::size_t>(i)];
+    ++items[best];
+    if (static_cast<int>(best) == workers.rank()) owned.push_back(i);
+  }
+  std::sort(owned.begin(), owned.end());
+  return owned;
+}
+
 }  // namespace diffeoflow

@@ -65,6 +65,13 @@ Workers& Serial();
 // The items of [0, total) that this worker owns: i with i mod count() == rank(), increasing.
 std::vector<int> OwnedItems(int total, const Workers& workers);
 
+// The items of [0, total) that this worker owns when item i costs cost[i] (total = cost.size();
+// every worker passes the same numbers, so all agree on the split): the items, most costly first
+// (ties: the lower index), go one by one to the worker with the least cost so far (ties: the one
+// with fewer items, then the lower rank) — Graham's LPT rule, within 4/3 of the best split. Every
+// worker gets an item when total >= count(). Increasing.
+std::vector<int> BalancedItems(const std::vector<double>& cost, const Workers& workers);
+
 // SumInItemOrder's arithmetic for the items all in hand: checks that `items` holds every index of
 // [0, total) once (std::invalid_argument otherwise) and adds them in index order into `out`.
 void SumItemsInOrder(std::vector<Workers::Item> items, int total, double* out, std::size_t n);

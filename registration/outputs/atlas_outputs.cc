@@ -78,7 +78,8 @@ nlohmann::json AtlasMetricsJson(const AtlasSubjects& subjects, const AtlasResult
                     {"ssd", s.ssd},
                     {"momentum_norm", s.momentum_norm},
                     {"min_jacobian", s.min_jacobian},
-                    {"max_jacobian", s.max_jacobian}});
+                    {"max_jacobian", s.max_jacobian},
+                    {"registration_seconds", s.registration_seconds}});
   }
   j["subjects"] = list;
   j["converged"] = result.converged;

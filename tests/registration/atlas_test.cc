@@ -2,8 +2,10 @@
 // known mean (registration/population.h).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <vector>
 
 #include "registration/atlas.h"
 #include "registration/image_io.h"
@@ -42,16 +44,21 @@ AtlasOptions SmallAtlasOptions() {
 
 double Ssd(const Image& a, const Image& b) { return (a.data - b.data).squaredNorm(); }
 
-// The subjects as worker `workers` holds them, from memory (the files are LoadAtlasSubjects').
-AtlasSubjects InMemory(const Population& population, Workers& workers) {
+// The subjects as a worker holds them, from memory (the files are LoadAtlasSubjects'): `owned`
+// loaded, and no reader (the split is kept for every round).
+AtlasSubjects InMemory(const Population& population, std::vector<int> owned) {
   AtlasSubjects subjects;
   for (std::size_t i = 0; i < population.subjects.size(); ++i) {
     subjects.names.push_back("subject" + std::to_string(i));
   }
-  subjects.owned = OwnedItems(static_cast<int>(population.subjects.size()), workers);
+  subjects.owned = std::move(owned);
   for (int i : subjects.owned) subjects.images.push_back(population.subjects[i]);
   subjects.reference = population.subjects[0];
   return subjects;
+}
+
+AtlasSubjects InMemory(const Population& population, Workers& workers) {
+  return InMemory(population, OwnedItems(static_cast<int>(population.subjects.size()), workers));
 }
 
 TEST(Atlas, TemplateIsCloserToTheTrueMeanThanSubjectsAndVoxelwiseMean) {
@@ -102,6 +109,50 @@ TEST(Atlas, TwoWorkersGiveTheSameBitsAsOne) {
   EXPECT_TRUE((results[1].subjects[1].displacement.data.array() ==
                serial.subjects[3].displacement.data.array())
                   .all());
+}
+
+TEST(Atlas, RebalancedWorkersReadTheSubjectsTheyTakeOverAndKeepTheBits) {
+  const Population population = SmallPopulation();
+  AtlasOptions options = SmallAtlasOptions();
+  options.iterations = 2;
+  const AtlasResult serial = BuildAtlas(InMemory(population, Serial()), options);
+  // Rank 0 starts with three subjects, rank 1 with one: from round 1 on the split follows the
+  // registration times, so rank 1 takes over subjects it must read.
+  const std::vector<std::vector<int>> loaded = {{0, 1, 2}, {3}};
+  testing::ThreadWorkerGroup group(2);
+  std::vector<AtlasResult> results(2);
+  std::vector<std::vector<int>> reads(2);
+  group.Run([&](Workers& workers) {
+    const auto rank = static_cast<std::size_t>(workers.rank());
+    AtlasSubjects subjects = InMemory(population, loaded[rank]);
+    subjects.read = [&population, &reads, rank](int i) {
+      reads[rank].push_back(i);
+      return population.subjects[static_cast<std::size_t>(i)];
+    };
+    results[rank] = BuildAtlas(subjects, options, nullptr, workers);
+  });
+  EXPECT_FALSE(reads[1].empty());
+  for (std::size_t rank = 0; rank < 2; ++rank) {
+    for (int i : reads[rank]) {
+      const std::vector<int>& mine = loaded[rank];
+      EXPECT_EQ(std::count(mine.begin(), mine.end(), i), 0) << "rank " << rank << " read " << i;
+    }
+  }
+  std::vector<int> last_round;
+  for (const AtlasResult& r : results) {
+    EXPECT_TRUE((r.template_image.data.array() == serial.template_image.data.array()).all());
+    for (const AtlasSubjectMaps& m : r.subjects) {
+      last_round.push_back(m.index);
+      EXPECT_TRUE((m.displacement.data.array() ==
+                   serial.subjects[static_cast<std::size_t>(m.index)].displacement.data.array())
+                      .all())
+          << "subject " << m.index;
+    }
+    ASSERT_EQ(r.summaries.size(), 4u);
+    for (const AtlasSubjectSummary& s : r.summaries) EXPECT_GT(s.registration_seconds, 0.0);
+  }
+  std::sort(last_round.begin(), last_round.end());
+  EXPECT_EQ(last_round, (std::vector<int>{0, 1, 2, 3}));
 }
 
 class AtlasFiles : public testing::ScratchTest {
