@@ -181,6 +181,10 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
   sub.add_option("--kinetic-energy", f.kinetic_energy,
                  "odenet, anode: add λ₁ × the mean over the batch of ∫‖f‖² dt to the loss (RNODE)")
       ->capture_default_str();
+  sub.add_option("--jacobian-norm", f.jacobian_norm,
+                 "odenet, anode on 2-D/tabular data: add λ₂ × the mean over the batch of "
+                 "∫‖εᵀ∂f/∂x‖² dt (RNODE, a Rademacher ε per batch)")
+      ->capture_default_str();
   f.epochs_option = sub.add_option("--epochs", f.epochs, "Epochs (default 100 for 2-D data, 10 for images)");
   sub.add_option("--time-budget", f.time_budget, "Stop training after this many seconds")
       ->check(CLI::NonNegativeNumber);
@@ -222,6 +226,12 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   }
   if (f.kinetic_energy > 0 && f.model != "odenet" && f.model != "anode") {
     throw InputError("--kinetic-energy needs --model odenet or anode (a flow), got " + f.model);
+  }
+  if (!(f.jacobian_norm >= 0) || !std::isfinite(f.jacobian_norm)) {
+    throw InputError("--jacobian-norm must be a finite number >= 0");
+  }
+  if (f.jacobian_norm > 0 && f.model != "odenet" && f.model != "anode") {
+    throw InputError("--jacobian-norm needs --model odenet or anode (a flow), got " + f.model);
   }
   if (f.max_train < 0 || f.max_test < 0) throw InputError("--max-train and --max-test must be >= 0");
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
@@ -298,6 +308,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   spec.solver.atol = f.atol;
   spec.gradient.mode = ParseGradientMode(f.gradient, "--gradient");
   spec.kinetic_energy = f.kinetic_energy;
+  spec.jacobian_norm = f.jacobian_norm;
   Classifier model(spec, threads);
   Vector theta = model.Initialize(common.seed);
 
@@ -392,6 +403,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   j["steps"] = spec.solver.steps;
   j["gradient"] = GradientModeName(spec.gradient.mode);
   j["kinetic_energy"] = spec.kinetic_energy;
+  j["jacobian_norm"] = spec.jacobian_norm;
   if (spec.convolutional()) j["precision"] = PrecisionName(spec.precision);
   j["optimizer"] = opt;
   j["termination"] = s.termination;

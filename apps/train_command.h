@@ -21,6 +21,7 @@ struct TrainFlags {
   int channels = -1, hidden = -1, augment = -1, steps = 8;
   double rtol = 1e-5, atol = 1e-7;
   double kinetic_energy = 0.0;  // λ₁ of RNODE's kinetic regulariser
+  double jacobian_norm = 0.0;   // λ₂ of RNODE's Jacobian-norm regulariser
   int epochs = -1, batch = 128;
   double time_budget = 0.0, lr = -1.0, momentum = 0.9, weight_decay = 0.0;
   int samples = 2000;

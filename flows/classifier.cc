@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "flows/conv.h"
+#include "flows/jacobian_norm.h"
 #include "solvers/errors.h"
 #include "solvers/kinetic_energy.h"
 
@@ -82,6 +83,16 @@ void ModelSpec::Validate() const {
   if (kinetic_energy > 0.0 && !continuous()) {
     throw InputError("--kinetic-energy needs a continuous model (odenet or anode), got " +
                      ModelKindName(kind));
+  }
+  if (!(jacobian_norm >= 0.0) || !std::isfinite(jacobian_norm)) {
+    throw InputError("--jacobian-norm must be a finite number ≥ 0 (got " +
+                     std::to_string(jacobian_norm) + ")");
+  }
+  if (jacobian_norm > 0.0 && (!continuous() || convolutional())) {
+    throw InputError("--jacobian-norm needs a flow with an MLP field (odenet or anode on 2-D or "
+                     "tabular data), got " + ModelKindName(kind) +
+                     (convolutional() ? " with convolutions (the second derivative of GroupNorm "
+                                        "is not written)" : ""));
   }
 }
 
@@ -296,13 +307,26 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     NetworkField& field = FieldFor(B, gradient != nullptr);
     const Vector theta_f = theta.segment(flow_offset_, field_.param_dim());
     // With the kinetic regulariser the state is [h, e], e(1) = (1/B) Σ_b ∫‖f‖² dt.
+    // With the Jacobian-norm regulariser [h, (e,) r], r(1) = (1/B) Σ_b ∫‖ε_bᵀ∂f/∂h‖² dt.
     const double lambda = spec_.kinetic_energy;
+    const double lambda_j = spec_.jacobian_norm;
     std::optional<KineticEnergyAugmented> augmented;
     if (lambda > 0.0) augmented.emplace(field, 1.0 / static_cast<double>(B));
-    Dynamics& dynamics = augmented ? static_cast<Dynamics&>(*augmented) : field;
+    Dynamics& inner = augmented ? static_cast<Dynamics&>(*augmented) : field;
+    std::optional<JacobianNormAugmented> jacobian;
+    if (lambda_j > 0.0) {
+      jacobian.emplace(inner, field_, W, B, 1.0 / static_cast<double>(B));
+      std::seed_seq seeds{probe_seed_, static_cast<unsigned>(probe_draw_),
+                          static_cast<unsigned>(probe_draw_ >> 32)};
+      std::mt19937 rng(seeds);
+      jacobian->DrawProbe(rng);
+    }
+    Dynamics& dynamics = jacobian ? static_cast<Dynamics&>(*jacobian) : inner;
     const Index n = W * B;
+    const Index r_at = n + (augmented ? 1 : 0);
     const Vector h0_flat = Eigen::Map<const Vector>(h0.data(), n);
-    const Vector z0 = augmented ? augmented->Augment(h0_flat) : h0_flat;
+    Vector z0 = augmented ? augmented->Augment(h0_flat) : h0_flat;
+    if (jacobian) z0 = jacobian->Augment(z0);
     const std::vector<double> times = {1.0};
     if (gradient == nullptr) {
       const Solution s = Integrate(dynamics, z0, theta_f, times, spec_.solver);
@@ -311,6 +335,10 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
       if (lambda > 0.0) {
         result.action = s.states[0][n];
         result.loss += lambda * result.action;
+      }
+      if (lambda_j > 0.0) {
+        result.jacobian_norm = s.states[0][r_at];
+        result.loss += lambda_j * result.jacobian_norm;
       }
       result.nfe_forward = s.summary.nfe_forward;
       return result;
@@ -324,6 +352,11 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
         result.action = states[0][n];
         l += lambda * result.action;
         grads[0][n] = lambda;
+      }
+      if (lambda_j > 0.0) {
+        result.jacobian_norm = states[0][r_at];
+        l += lambda_j * result.jacobian_norm;
+        grads[0][r_at] = lambda_j;
       }
       return l;
     };

@@ -56,6 +56,11 @@ struct ModelSpec {
   // λ₁ · (1/B) Σ_b ∫₀¹ ‖f(t, h_b)‖² dt to the loss of a batch of B, integrated with the flow as an
   // extra state (solvers/kinetic_energy.h). 0: none.
   double kinetic_energy = 0.0;
+  // odenet, anode with an MLP field: λ₂ of RNODE's Jacobian-norm regulariser, λ₂ · (1/B) Σ_b
+  // ∫₀¹ ‖ε_bᵀ ∂f/∂h_b‖² dt with a Rademacher probe ε (Hutchinson's estimate of the Frobenius
+  // norm), drawn anew for every training batch (Classifier::UseProbe); integrated as an extra
+  // state with an exact gradient (flows/jacobian_norm.h). 0: none.
+  double jacobian_norm = 0.0;
 
   Index input_size() const;
   Index state_size() const;  // features of the hidden flow h
@@ -92,6 +97,7 @@ class DepthRecurrence {
 struct BatchResult {
   double loss = 0.0;            // cross-entropy, plus λ₁ · action with the kinetic regulariser
   double action = 0.0;          // (1/B) Σ_b ∫‖f‖² dt when ModelSpec::kinetic_energy > 0
+  double jacobian_norm = 0.0;   // (1/B) Σ_b ∫‖ε_bᵀ∂f/∂h‖² dt when ModelSpec::jacobian_norm > 0
   Index correct = 0;
   long nfe_forward = 0;
   long nfe_backward = 0;
@@ -107,6 +113,13 @@ class Classifier {
   // Mean cross-entropy of the batch (x: input_size × B) and the number of correct arg-max
   // predictions; the gradient with respect to θ when `gradient` is non-null.
   BatchResult Evaluate(const Vector& theta, const Matrix& x, const int* labels, Vector* gradient);
+  // The Jacobian-norm probe (ModelSpec::jacobian_norm) that Evaluate uses until the next call:
+  // draw `draw` of the sequence `seed` (a function of the two only, so a resumed run draws the
+  // same probes). Before any call: draw 0 of seed 0.
+  void UseProbe(unsigned seed, unsigned long draw) {
+    probe_seed_ = seed;
+    probe_draw_ = draw;
+  }
   // Logits (classes × N), in batches of at most `batch` samples.
   Matrix Logits(const Vector& theta, const Matrix& x, Index batch = 1024);
   // The hidden state h at `points` equally spaced depths t ∈ [0, 1] (odenet, anode) or after every
@@ -161,6 +174,8 @@ class Classifier {
   Sequential readout_;
   Index embed_offset_ = 0, flow_offset_ = 0, readout_offset_ = 0, param_dim_ = 0;
   std::map<std::pair<Index, bool>, std::unique_ptr<NetworkField>> fields_;  // (batch, gradient)
+  unsigned probe_seed_ = 0;  // the Jacobian-norm probe: draw probe_draw_ of seed probe_seed_
+  unsigned long probe_draw_ = 0;
 };
 
 }  // namespace diffeoflow::flows

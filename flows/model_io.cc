@@ -43,6 +43,7 @@ void WriteModel(const std::string& path, const Classifier& model, const Vector& 
   out.SetAttribute("/", "atol", s.solver.atol);
   out.SetAttribute("/", "gradient", GradientModeName(s.gradient.mode));
   out.SetAttribute("/", "kinetic_energy", s.kinetic_energy);
+  out.SetAttribute("/", "jacobian_norm", s.jacobian_norm);
   out.SetAttribute("/", "parameters", static_cast<std::int64_t>(theta.size()));
   for (const auto& [key, value] : attributes) out.SetAttribute("/", key, value);
   if (!data.source.empty()) WriteDataRecord(out, data);
@@ -81,6 +82,9 @@ ModelFile ReadModel(const std::string& path) {
     s.kinetic_energy = in.HasAttribute("/", "kinetic_energy")
                            ? in.DoubleAttribute("/", "kinetic_energy")
                            : 0.0;
+    s.jacobian_norm = in.HasAttribute("/", "jacobian_norm")
+                          ? in.DoubleAttribute("/", "jacobian_norm")
+                          : 0.0;
   } catch (const InputError& e) {
     throw InputError(path + ": bad model architecture: " + e.what());
   }

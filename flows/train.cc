@@ -316,6 +316,11 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         std::string failure;
         if (slice > 0) {
           try {
+            const auto batch_index = static_cast<unsigned long>(s / options.batch);
+            const auto batches_per_epoch =
+                static_cast<unsigned long>((train.size() + options.batch - 1) / options.batch);
+            model.UseProbe(options.seed,
+                           static_cast<unsigned long>(epoch) * batches_per_epoch + batch_index);
             const BatchResult r = model.Evaluate(theta, x, labels.data(), &g);
             // The slice's share of the batch mean: n_r/n, exactly 1 on a single worker.
             const double w = static_cast<double>(slice) / static_cast<double>(n);

@@ -109,6 +109,48 @@ INSTANTIATE_TEST_SUITE_P(Modes, KineticRegulariser,
                                            GradientMode::kCheckpointed),
                          [](const auto& info) { return GradientModeName(info.param); });
 
+class JacobianRegulariser : public ::testing::TestWithParam<GradientMode> {};
+
+// RNODE's λ₂ ∫‖εᵀ∂f/∂h‖² dt, with and without the kinetic term beside it: the whole model's
+// gradient equals central differences in every mode (the probe stays fixed between UseProbe
+// calls), the loss is the unregularised one plus λ₂ times the batch's mean, and another probe
+// gives another value.
+TEST_P(JacobianRegulariser, GradientMatchesFiniteDifferencesInEveryMode) {
+  for (const double kinetic : {0.0, 0.3}) {
+    ModelSpec spec = SmallSpec(ModelKind::kOdeNet);
+    spec.activation = Activation::kSoftplus;
+    spec.gradient.mode = GetParam();
+    double tolerance = 1e-7;
+    if (GetParam() != GradientMode::kDiscrete) {
+      spec.solver.method = Method::kDopri5;
+      spec.solver.rtol = 1e-10;
+      spec.solver.atol = 1e-10;
+      tolerance = 1e-5;
+    }
+    spec.kinetic_energy = kinetic;
+    ModelSpec plain = spec;
+    spec.jacobian_norm = 0.4;
+    CheckModelGradient(spec, tolerance);
+    Classifier regularised(spec), unregularised(plain);
+    const Vector theta = regularised.Initialize(3);
+    std::mt19937 rng(8);
+    const Vector xv = RandomVector(2 * 6, rng);
+    const Matrix x = Eigen::Map<const Matrix>(xv.data(), 2, 6);
+    const int labels[] = {0, 1, 2, 2, 1, 0};
+    const BatchResult with = regularised.Evaluate(theta, x, labels, nullptr);
+    const BatchResult without = unregularised.Evaluate(theta, x, labels, nullptr);
+    EXPECT_GT(with.jacobian_norm, 0.0);
+    EXPECT_NEAR(with.loss, without.loss + 0.4 * with.jacobian_norm, 1e-12);
+    regularised.UseProbe(0, 1);
+    EXPECT_NE(regularised.Evaluate(theta, x, labels, nullptr).jacobian_norm, with.jacobian_norm);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, JacobianRegulariser,
+                         ::testing::Values(GradientMode::kDiscrete, GradientMode::kBacksolve,
+                                           GradientMode::kCheckpointed),
+                         [](const auto& info) { return GradientModeName(info.param); });
+
 TEST(Classifier, ResNetGradientMatchesFiniteDifferences) {
   CheckModelGradient(SmallSpec(ModelKind::kResNet), 1e-7);
 }
@@ -244,6 +286,22 @@ TEST(Classifier, RejectsBadSpecs) {
   spec = SmallSpec(ModelKind::kResNet);
   spec.kinetic_energy = 0.1;  // a regulariser of flows only
   EXPECT_THROW(Classifier{spec}, InputError);
+  spec = SmallSpec(ModelKind::kResNet);
+  spec.jacobian_norm = 0.1;
+  EXPECT_THROW(Classifier{spec}, InputError);
+  spec = SmallSpec(ModelKind::kOdeNet);
+  spec.jacobian_norm = -1.0;
+  EXPECT_THROW(Classifier{spec}, InputError);
+  // The convolutional ODE-Net: no second derivative of GroupNorm, refused with the reason.
+  spec.jacobian_norm = 0.1;
+  spec.input_shape = {1, 8, 8};
+  spec.width = 4;
+  try {
+    Classifier{spec};
+    ADD_FAILURE() << "a convolutional field was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("GroupNorm"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -165,6 +165,7 @@ TEST(ModelFile, RoundTripsArchitectureAndWeights) {
     spec.gradient.mode = GradientMode::kCheckpointed;
     spec.precision = Precision::kDouble;  // not the default
     spec.kinetic_energy = spec.continuous() ? 0.125 : 0.0;
+    spec.jacobian_norm = spec.continuous() ? 0.0625 : 0.0;
     Classifier model(spec);
     const Vector theta = model.Initialize(9);
     const std::string path = (dir / "model.h5").string();
@@ -182,6 +183,7 @@ TEST(ModelFile, RoundTripsArchitectureAndWeights) {
     EXPECT_EQ(file.spec.solver.rtol, spec.solver.rtol);
     EXPECT_EQ(file.spec.gradient.mode, spec.gradient.mode);
     EXPECT_EQ(file.spec.kinetic_energy, spec.kinetic_energy);
+    EXPECT_EQ(file.spec.jacobian_norm, spec.jacobian_norm);
     EXPECT_EQ(file.spec.input_shape, spec.input_shape);
     EXPECT_EQ(file.attributes.at("dataset"), "spirals");
     // The readable views hold the same numbers as θ (read-out bias = the last entries).
