@@ -4,34 +4,41 @@
 #include <cmath>
 #include <string>
 
+#include "flows/kernels.h"
 #include "flows/layers.h"
 #include "solvers/errors.h"
 
 namespace diffeoflow::flows {
 namespace {
 
-// σ(x), σ'(x) and σ''(x) of an activation at the pre-activation x.
-struct Derivatives {
-  double y, d1, d2;
-};
-
-Derivatives Activate(Activation activation, double x) {
+// y = σ(x) and, at every entry, d1 = σ'(x) and d2 = σ''(x) (n entries each).
+void Activate(Activation activation, const double* x, double* y, double* d1, double* d2,
+              Index n) {
+  using Array = Eigen::Map<Eigen::ArrayXd>;
+  using ConstArray = Eigen::Map<const Eigen::ArrayXd>;
+  Array y_(y, n), d1_(d1, n), d2_(d2, n);
   switch (activation) {
-    case Activation::kTanh: {
-      const double y = std::tanh(x), d1 = 1.0 - y * y;
-      return {y, d1, -2.0 * y * d1};
-    }
-    case Activation::kSigmoid: {
-      const double y = 1.0 / (1.0 + std::exp(-x)), d1 = y * (1.0 - y);
-      return {y, d1, d1 * (1.0 - 2.0 * y)};
-    }
-    case Activation::kSoftplus: {
-      const double s = 1.0 / (1.0 + std::exp(-x));
-      return {std::max(x, 0.0) + std::log1p(std::exp(-std::abs(x))), s, s * (1.0 - s)};
-    }
-    case Activation::kRelu: return {x > 0.0 ? x : 0.0, x > 0.0 ? 1.0 : 0.0, 0.0};
+    case Activation::kTanh:  // σ' = 1 − y², σ'' = −2 y σ'
+      kernels::Tanh(x, y, n);
+      d1_ = 1.0 - y_.square();
+      d2_ = -2.0 * y_ * d1_;
+      return;
+    case Activation::kSigmoid:  // σ' = y (1 − y), σ'' = σ' (1 − 2y)
+      kernels::Sigmoid(x, y, n);
+      d1_ = y_ * (1.0 - y_);
+      d2_ = d1_ * (1.0 - 2.0 * y_);
+      return;
+    case Activation::kSoftplus:  // σ' = sigmoid(x) = s, σ'' = s (1 − s)
+      kernels::Softplus(x, y, n);
+      kernels::Sigmoid(x, d1, n);
+      d2_ = d1_ * (1.0 - d1_);
+      return;
+    case Activation::kRelu:  // σ' = [x > 0], σ'' = 0
+      kernels::Relu(x, y, n);
+      d1_ = (ConstArray(x, n) > 0.0).cast<double>();
+      d2_.setZero();
+      return;
   }
-  return {0.0, 0.0, 0.0};
 }
 
 }  // namespace
@@ -72,6 +79,8 @@ JacobianNormAugmented::JacobianNormAugmented(Dynamics& inner, const Sequential& 
     z_.emplace_back(rows, batch);
   }
   for (const Matrix& z : z_) {
+    d1_.emplace_back(z.rows(), batch);
+    d2_.emplace_back(z.rows(), batch);
     dz_.emplace_back(z.rows(), batch);
     z_bar_.emplace_back(z.rows(), batch);
     dz_bar_.emplace_back(z.rows(), batch);
@@ -95,10 +104,8 @@ void JacobianNormAugmented::DrawProbe(std::mt19937& rng) {
   for (Index i = 0; i < probe_.size(); ++i) probe_[i] = coin(rng) ? 1.0 : -1.0;
 }
 
-void JacobianNormAugmented::Forward(double t, const double* theta, const double* x,
-                                    const double* u) {
+void JacobianNormAugmented::Forward(double t, const double* theta, const double* x) {
   z_[0] = Eigen::Map<const Matrix>(x, features_, batch_);
-  if (u != nullptr) dz_[0] = Eigen::Map<const Matrix>(u, features_, batch_);
   for (std::size_t k = 0; k < stages_.size(); ++k) {
     const Stage& s = stages_[k];
     const Matrix& in = z_[k];
@@ -109,18 +116,27 @@ void JacobianNormAugmented::Forward(double t, const double* theta, const double*
       const Index in_total = s.in + (s.concat_time ? 1 : 0);
       const Eigen::Map<const Matrix> wt(theta + s.offset, in_total, s.out);
       const Eigen::Map<const Vector> b(theta + s.offset + in_total * s.out, s.out);
-      out.noalias() = wt.topRows(s.in).transpose() * in;
       row_sum_.head(s.out) = b;
       if (s.concat_time) row_sum_.head(s.out) += t * wt.row(s.in).transpose();
-      out.colwise() += row_sum_.head(s.out);
-      if (u != nullptr) dz_[k + 1].noalias() = wt.topRows(s.in).transpose() * dz_[k];
+      kernels::GemmBias(true, false, s.out, batch_, s.in, wt.data(), in_total, in.data(), s.in,
+                        row_sum_.data(), out.data(), s.out);
     } else {
-      const auto activation = static_cast<Activation>(s.activation);
-      for (Index i = 0; i < in.size(); ++i) {
-        const Derivatives d = Activate(activation, in.data()[i]);
-        out.data()[i] = d.y;
-        if (u != nullptr) dz_[k + 1].data()[i] = d.d1 * dz_[k].data()[i];
-      }
+      Activate(static_cast<Activation>(s.activation), in.data(), out.data(), d1_[k].data(),
+               d2_[k].data(), in.size());
+    }
+  }
+}
+
+void JacobianNormAugmented::Tangents(const double* theta, const double* u) {
+  dz_[0] = Eigen::Map<const Matrix>(u, features_, batch_);
+  for (std::size_t k = 0; k < stages_.size(); ++k) {
+    const Stage& s = stages_[k];
+    if (s.linear) {
+      const Index in_total = s.in + (s.concat_time ? 1 : 0);
+      kernels::Gemm(true, false, s.out, batch_, s.in, 1.0, theta + s.offset, in_total,
+                    dz_[k].data(), s.in, 0.0, dz_[k + 1].data(), s.out);
+    } else {
+      dz_[k + 1].array() = d1_[k].array() * dz_[k].array();
     }
   }
 }
@@ -132,13 +148,10 @@ void JacobianNormAugmented::ProbeBackward(const double* theta) {
     const Stage& s = stages_[k];
     if (s.linear) {
       const Index in_total = s.in + (s.concat_time ? 1 : 0);
-      const Eigen::Map<const Matrix> wt(theta + s.offset, in_total, s.out);
-      z_bar_[k].noalias() = wt.topRows(s.in) * z_bar_[k + 1];
+      kernels::Gemm(false, false, s.in, batch_, s.out, 1.0, theta + s.offset, in_total,
+                    z_bar_[k + 1].data(), s.out, 0.0, z_bar_[k].data(), s.in);
     } else {
-      const auto activation = static_cast<Activation>(s.activation);
-      for (Index i = 0; i < z_bar_[k].size(); ++i) {
-        z_bar_[k].data()[i] = Activate(activation, z_[k].data()[i]).d1 * z_bar_[k + 1].data()[i];
-      }
+      z_bar_[k].array() = d1_[k].array() * z_bar_[k + 1].array();
     }
   }
   g_ = z_bar_[0];
@@ -155,32 +168,36 @@ void JacobianNormAugmented::TangentBackward(double t, const double* theta, doubl
     if (s.linear) {
       // z' = W z + b + t w_t and ż' = W ż.
       const Index in_total = s.in + (s.concat_time ? 1 : 0);
-      const Eigen::Map<const Matrix> wt(theta + s.offset, in_total, s.out);
-      Eigen::Map<Matrix> wt_bar(theta_bar + s.offset, in_total, s.out);
+      const double* wt = theta + s.offset;
+      double* wt_bar = theta_bar + s.offset;
       Eigen::Map<Vector> b_bar(theta_bar + s.offset + in_total * s.out, s.out);
-      z_bar_[k].noalias() = wt.topRows(s.in) * z_bar_[k + 1];
-      dz_bar_[k].noalias() = wt.topRows(s.in) * dz_bar_[k + 1];
-      wt_bar.topRows(s.in).noalias() += z_[k] * z_bar_[k + 1].transpose();
-      wt_bar.topRows(s.in).noalias() += dz_[k] * dz_bar_[k + 1].transpose();
-      row_sum_.head(s.out).noalias() = z_bar_[k + 1].rowwise().sum();
+      kernels::Gemm(false, false, s.in, batch_, s.out, 1.0, wt, in_total, z_bar_[k + 1].data(),
+                    s.out, 0.0, z_bar_[k].data(), s.in);
+      kernels::Gemm(false, false, s.in, batch_, s.out, 1.0, wt, in_total, dz_bar_[k + 1].data(),
+                    s.out, 0.0, dz_bar_[k].data(), s.in);
+      // W̄ᵀ's first `in` rows += z z̄'ᵀ + ż ż̄'ᵀ.
+      kernels::Gemm(false, true, s.in, s.out, batch_, 1.0, z_[k].data(), s.in,
+                    z_bar_[k + 1].data(), s.out, 1.0, wt_bar, in_total);
+      kernels::Gemm(false, true, s.in, s.out, batch_, 1.0, dz_[k].data(), s.in,
+                    dz_bar_[k + 1].data(), s.out, 1.0, wt_bar, in_total);
+      kernels::RowSums(z_bar_[k + 1].data(), s.out, batch_, row_sum_.data());
       b_bar += row_sum_.head(s.out);
-      if (s.concat_time) wt_bar.row(s.in) += t * row_sum_.head(s.out).transpose();
+      if (s.concat_time) {
+        Eigen::Map<Matrix>(wt_bar, in_total, s.out).row(s.in) +=
+            t * row_sum_.head(s.out).transpose();
+      }
     } else {
       // y = σ(z), ẏ = σ'(z) ż.
-      const auto activation = static_cast<Activation>(s.activation);
-      for (Index i = 0; i < z_bar_[k].size(); ++i) {
-        const Derivatives d = Activate(activation, z_[k].data()[i]);
-        const double dy_bar = dz_bar_[k + 1].data()[i];
-        z_bar_[k].data()[i] = d.d1 * z_bar_[k + 1].data()[i] + d.d2 * dz_[k].data()[i] * dy_bar;
-        dz_bar_[k].data()[i] = d.d1 * dy_bar;
-      }
+      z_bar_[k].array() = d1_[k].array() * z_bar_[k + 1].array() +
+                          d2_[k].array() * dz_[k].array() * dz_bar_[k + 1].array();
+      dz_bar_[k].array() = d1_[k].array() * dz_bar_[k + 1].array();
     }
   }
   Eigen::Map<Matrix>(x_bar, features_, batch_) += z_bar_[0];
 }
 
 double JacobianNormAugmented::RegulariserRate(double t, ConstVectorRef x, ConstVectorRef theta) {
-  Forward(t, theta.data(), x.data(), nullptr);
+  Forward(t, theta.data(), x.data());
   ProbeBackward(theta.data());
   return weight_ * g_.squaredNorm();
 }
@@ -188,10 +205,10 @@ double JacobianNormAugmented::RegulariserRate(double t, ConstVectorRef x, ConstV
 void JacobianNormAugmented::AddRegulariserVjp(double t, ConstVectorRef x, ConstVectorRef theta,
                                               double a_r, VectorRef a_x, VectorRef a_theta) {
   if (a_r == 0.0) return;
-  Forward(t, theta.data(), x.data(), nullptr);
+  Forward(t, theta.data(), x.data());
   ProbeBackward(theta.data());
   u_ = (2.0 * weight_ * a_r) * g_;
-  Forward(t, theta.data(), x.data(), u_.data());
+  Tangents(theta.data(), u_.data());
   TangentBackward(t, theta.data(), a_x.data(), a_theta.data());
 }
 

@@ -64,9 +64,10 @@ class JacobianNormAugmented : public Dynamics {
     Index offset = 0;             // where its parameters start in θ
     int activation = 0;           // Activation, for an activation stage
   };
-  // z_[0] = x, z_[k+1] = stage k (z_[k]); with tangents (u not null): ż_[0] = u, ż_[k+1] =
-  // stage k's tangent.
-  void Forward(double t, const double* theta, const double* x, const double* u);
+  // z_[0] = x, z_[k+1] = stage k (z_[k]), keeping σ' and σ'' of every activation stage.
+  void Forward(double t, const double* theta, const double* x);
+  // After Forward: ż_[0] = u, ż_[k+1] = stage k's tangent (W ż or σ'(z) ⊙ ż).
+  void Tangents(const double* theta, const double* u);
   // G = εᵀ ∂f/∂x per sample into g_ (after Forward).
   void ProbeBackward(const double* theta);
   // Adds ∂/∂x and ∂/∂θ of Σ_b ε_bᵀ J_b u_b into x_bar and theta_bar (after Forward with u).
@@ -82,6 +83,7 @@ class JacobianNormAugmented : public Dynamics {
   std::vector<Stage> stages_;
   Vector probe_;
   std::vector<Matrix> z_, dz_;          // values and tangents at every stage boundary
+  std::vector<Matrix> d1_, d2_;         // σ' and σ'' at an activation stage's input
   std::vector<Matrix> z_bar_, dz_bar_;  // their adjoints
   Matrix g_;                            // εᵀ ∂f/∂x per sample (D × B)
   Matrix u_;                            // the tangent 2 w a_r G
