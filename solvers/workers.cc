@@ -44,8 +44,9 @@ std::vector<int> BalancedItems(const std::vector<double>& cost, const Workers& w
   const int total = static_cast<int>(cost.size());
   std::vector<int> order(static_cast<std::size_t>(total));
   for (int i = 0; i < total; ++i) order[static_cast<std::size_t>(i)] = i;
-  std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
-    return cost[static_cast<std::size_t>(a)] > cost[static_cast<std::size_t>(b)];
+  std::sort(order.begin(), order.end(), [&](int a, int b) {
+    const double ca = cost[static_cast<std::size_t>(a)], cb = cost[static_cast<std::size_t>(b)];
+    return ca > cb || (ca == cb && a < b);
   });
   const auto count = static_cast<std::size_t>(workers.count());
   std::vector<double> load(count, 0.0);
