@@ -103,7 +103,7 @@ Conv2d::Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride,
       buffers.patches_bar.resize(chunk_ * out_.pixels(), patch_);
     }
   };
-  if (precision_ == Precision::kSingle && OneDnnConvolution::Selected()) {
+  if (precision_ == Precision::kSingle && OneDnnConvolution::Selected(in_.channels)) {
     onednn_.emplace(ConvolutionGeometry{in_.channels, in_.height, in_.width, out_.channels,
                                         out_.height, out_.width, kernel, stride, padding,
                                         concat_time});

@@ -30,8 +30,8 @@
 namespace diffeoflow::flows {
 
 // The arithmetic of a convolution. Inputs, outputs, θ and θ̄ stay double either way. kSingle runs
-// the convolution in float on oneDNN (flows/conv_onednn.h), or, with DIFFEOFLOW_CONVOLUTION=im2col,
-// in float GEMMs here: the patch matrix, the weights and ȳ rounded to float (twice the flops a
+// the convolution in float on oneDNN (flows/conv_onednn.h; from 16 input channels on unless
+// DIFFEOFLOW_CONVOLUTION says otherwise), or in float GEMMs here: the patch matrix, the weights and ȳ rounded to float (twice the flops a
 // cycle, half the memory traffic), each chunk's weight gradient accumulated in float before it is
 // added to θ̄ in double. Either agrees with kDouble to single-precision round-off (tested); the
 // finite-difference tests use kDouble.
@@ -57,7 +57,7 @@ class Conv2d : public Layer {
   Index in_channels_total() const { return in_.channels + concat_time_; }
   Index kernel() const { return kernel_; }
   Precision precision() const { return precision_; }
-  // Whether the float convolution runs on oneDNN (kSingle unless DIFFEOFLOW_CONVOLUTION=im2col).
+  // Whether the float convolution runs on oneDNN (OneDnnConvolution::Selected).
   bool on_onednn() const { return onednn_.has_value(); }
   void Initialize(std::mt19937& rng, double* theta) const override;
   void Reserve(Index batch) override;

@@ -25,10 +25,59 @@ using Type = memory::data_type;
 struct Layout {
   Index n = 0, c = 0, h = 0, w = 0;  // strides (c: between channel blocks)
   Index block = 1;
-  Index offset(Index in, Index ic, Index ih, Index iw) const {
-    return in * n + (ic / block) * c + ic % block + ih * h + iw * w;
-  }
+  // Where channel ic of sample in starts; pixel (ih, iw) is at + ih·h + iw·w.
+  Index channel(Index in, Index ic) const { return in * n + (ic / block) * c + ic % block; }
 };
+
+// The double batch (features × batch: a sample's channels × rows × columns) and an f32 tensor in
+// `layout`: f(c, the batch's column of channel c of sample n, where that channel starts in the
+// tensor) for every sample n and channel c.
+template <typename Double, typename Float, typename Visit>
+void ForEachChannel(const Layout& layout, Index channels, Index pixels, Index samples,
+                    Double* batch, Float* tensor, Visit f) {
+  for (Index n = 0; n < samples; ++n) {
+    for (Index c = 0; c < channels; ++c) {
+      f(c, batch + (n * channels + c) * pixels, tensor + layout.channel(n, c));
+    }
+  }
+}
+
+// The batch rounded to float into the tensor; adds Σ_b of it into `sum` (pixels × channels) when
+// given.
+void ToTensor(const Layout& layout, Index channels, Index height, Index width,
+              const double* batch, Index samples, float* tensor, double* sum = nullptr) {
+  const Index pixels = height * width;
+  ForEachChannel(layout, channels, pixels, samples, batch, tensor,
+                 [&](Index c, const double* column, float* base) {
+                   for (Index h = 0; h < height; ++h) {
+                     float* row = base + h * layout.h;
+                     const double* values = column + h * width;
+                     for (Index w = 0; w < width; ++w) {
+                       row[w * layout.w] = static_cast<float>(values[w]);
+                     }
+                   }
+                   if (sum == nullptr) return;
+                   for (Index p = 0; p < pixels; ++p) sum[c * pixels + p] += column[p];
+                 });
+}
+
+// The tensor into the batch, plus `add` (pixels × channels) when given.
+void FromTensor(const Layout& layout, Index channels, Index height, Index width,
+                const float* tensor, Index samples, double* batch, const double* add = nullptr) {
+  const Index pixels = height * width;
+  ForEachChannel(layout, channels, pixels, samples, batch, tensor,
+                 [&](Index c, double* column, const float* base) {
+                   for (Index h = 0; h < height; ++h) {
+                     const float* row = base + h * layout.h;
+                     double* values = column + h * width;
+                     for (Index w = 0; w < width; ++w) {
+                       values[w] = static_cast<double>(row[w * layout.w]);
+                     }
+                   }
+                   if (add == nullptr) return;
+                   for (Index p = 0; p < pixels; ++p) column[p] += add[c * pixels + p];
+                 });
+}
 
 Layout LayoutOf(const memory::desc& md) {
   const dnnl_memory_desc_t& d = md.data;
@@ -186,13 +235,14 @@ OneDnnConvolution::Plan::Plan(const ConvolutionGeometry& g, Index n) : batch(n) 
                   {DNNL_ARG_SCRATCHPAD, scratchpad.get()}};
 }
 
-bool OneDnnConvolution::Selected() {
+bool OneDnnConvolution::Selected(Index in_channels) {
   const char* value = std::getenv("DIFFEOFLOW_CONVOLUTION");
   const std::string path = value == nullptr ? "" : value;
-  if (path.empty() || path == "onednn") return true;
+  if (path.empty() || path == "auto") return in_channels >= kMinChannels;
+  if (path == "onednn") return true;
   if (path == "im2col") return false;
   throw InputError("DIFFEOFLOW_CONVOLUTION: unknown convolution path '" + path +
-                   "' (expected onednn or im2col)");
+                   "' (expected auto, onednn or im2col)");
 }
 
 OneDnnConvolution::OneDnnConvolution(const ConvolutionGeometry& geometry) : geometry_(geometry) {
@@ -277,32 +327,13 @@ void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x
       for (Index p = 0; p < P; ++p) shift_(p, o) += inside[p] ? w : 0.0;
     }
   }
-  const Layout in = LayoutOf(plan.src.get_desc()), out = LayoutOf(plan.dst.get_desc());
-  auto* src = static_cast<float*>(plan.src.get_data_handle());
-  for (Index n = 0; n < batch; ++n) {
-    const double* xn = x.col(n).data();
-    for (Index c = 0; c < g.in_channels; ++c) {
-      for (Index h = 0; h < g.in_height; ++h) {
-        for (Index w = 0; w < g.in_width; ++w) {
-          src[in.offset(n, c, h, w)] = static_cast<float>(*xn++);
-        }
-      }
-    }
-  }
+  ToTensor(LayoutOf(plan.src.get_desc()), g.in_channels, g.in_height, g.in_width, x.data(),
+           batch, static_cast<float*>(plan.src.get_data_handle()));
   Run(plan.forward, plan.stream, plan.forward_args);
   plan.stream.wait();
-  const auto* dst = static_cast<const float*>(plan.dst.get_data_handle());
-  for (Index n = 0; n < batch; ++n) {
-    double* yn = y.col(n).data();
-    for (Index o = 0; o < g.out_channels; ++o) {
-      const double* shift = shift_.col(o).data();
-      for (Index h = 0; h < g.out_height; ++h) {
-        for (Index w = 0; w < g.out_width; ++w) {
-          *yn++ = static_cast<double>(dst[out.offset(n, o, h, w)]) + *shift++;
-        }
-      }
-    }
-  }
+  FromTensor(LayoutOf(plan.dst.get_desc()), g.out_channels, g.out_height, g.out_width,
+             static_cast<const float*>(plan.dst.get_data_handle()), batch, y.data(),
+             shift_.data());
 }
 
 void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView x,
@@ -312,41 +343,19 @@ void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView 
   const OnCallingThread single_thread;
   Plan& plan = PlanFor(batch);
   LoadWeights(plan, theta);
-  // ȳ into both backward primitives' layouts; S(p, o) = Σ_b ȳ[b, o, p] in shift_.
+  // ȳ into both backward primitives' layouts (once when they agree); S(p, o) = Σ_b ȳ[b, o, p]
+  // in shift_.
   shift_.setZero();
-  const Layout diff_out = LayoutOf(plan.diff_dst.get_desc());
-  const Layout weights_out = LayoutOf(plan.weights_diff_dst.get_desc());
-  const bool two_copies = plan.weights_diff_dst.get() != plan.diff_dst.get();
-  auto* diff_dst = static_cast<float*>(plan.diff_dst.get_data_handle());
-  auto* weights_diff_dst = static_cast<float*>(plan.weights_diff_dst.get_data_handle());
-  for (Index n = 0; n < batch; ++n) {
-    const double* yn = y_bar.col(n).data();
-    for (Index o = 0; o < g.out_channels; ++o) {
-      double* sum = shift_.col(o).data();
-      for (Index h = 0; h < g.out_height; ++h) {
-        for (Index w = 0; w < g.out_width; ++w) {
-          const double value = *yn++;
-          *sum++ += value;
-          diff_dst[diff_out.offset(n, o, h, w)] = static_cast<float>(value);
-          if (two_copies) {
-            weights_diff_dst[weights_out.offset(n, o, h, w)] = static_cast<float>(value);
-          }
-        }
-      }
-    }
+  ToTensor(LayoutOf(plan.diff_dst.get_desc()), g.out_channels, g.out_height, g.out_width,
+           y_bar.data(), batch, static_cast<float*>(plan.diff_dst.get_data_handle()),
+           shift_.data());
+  if (plan.weights_diff_dst.get() != plan.diff_dst.get()) {
+    ToTensor(LayoutOf(plan.weights_diff_dst.get_desc()), g.out_channels, g.out_height,
+             g.out_width, y_bar.data(), batch,
+             static_cast<float*>(plan.weights_diff_dst.get_data_handle()));
   }
-  const Layout in = LayoutOf(plan.weights_src.get_desc());
-  auto* src = static_cast<float*>(plan.weights_src.get_data_handle());
-  for (Index n = 0; n < batch; ++n) {
-    const double* xn = x.col(n).data();
-    for (Index c = 0; c < g.in_channels; ++c) {
-      for (Index h = 0; h < g.in_height; ++h) {
-        for (Index w = 0; w < g.in_width; ++w) {
-          src[in.offset(n, c, h, w)] = static_cast<float>(*xn++);
-        }
-      }
-    }
-  }
+  ToTensor(LayoutOf(plan.weights_src.get_desc()), g.in_channels, g.in_height, g.in_width,
+           x.data(), batch, static_cast<float*>(plan.weights_src.get_data_handle()));
   Run(plan.backward_data, plan.stream, plan.data_args);
   Run(plan.backward_weights, plan.stream, plan.weights_args);
   if (plan.reorder_diff_weights) {
@@ -354,18 +363,8 @@ void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView 
   }
   plan.stream.wait();
 
-  const Layout diff_in = LayoutOf(plan.diff_src.get_desc());
-  const auto* diff_src = static_cast<const float*>(plan.diff_src.get_data_handle());
-  for (Index n = 0; n < batch; ++n) {
-    double* xn = x_bar.col(n).data();
-    for (Index c = 0; c < g.in_channels; ++c) {
-      for (Index h = 0; h < g.in_height; ++h) {
-        for (Index w = 0; w < g.in_width; ++w) {
-          *xn++ = static_cast<double>(diff_src[diff_in.offset(n, c, h, w)]);
-        }
-      }
-    }
-  }
+  FromTensor(LayoutOf(plan.diff_src.get_desc()), g.in_channels, g.in_height, g.in_width,
+             static_cast<const float*>(plan.diff_src.get_data_handle()), batch, x_bar.data());
   const Index per_output = (g.in_channels + g.concat_time) * taps;
   const auto* w_bar = static_cast<const float*>(plan.user_diff_weights.get_data_handle());
   double* bias_bar = theta_bar + g.out_channels * per_output;

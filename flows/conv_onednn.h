@@ -34,10 +34,15 @@ struct ConvolutionGeometry {
 
 class OneDnnConvolution {
  public:
-  // Which path Conv2d takes in single precision, from the environment variable
-  // DIFFEOFLOW_CONVOLUTION: "onednn" (also when unset or empty) or "im2col" (the hand-written
-  // path). Throws InputError naming the variable for any other value.
-  static bool Selected();
+  // Whether Conv2d in single precision takes oneDNN for a layer of `in_channels` input channels
+  // (without the time channel), from the environment variable DIFFEOFLOW_CONVOLUTION:
+  //   unset, "" or "auto": oneDNN from kMinChannels input channels on, im2col below (measured by
+  //     bench/conv_layer.cc: oneDNN 1.4–2× faster at 32 channels, 3–5× slower at 1, where its
+  //     backward-data pads one channel to a 16-wide block);
+  //   "onednn": oneDNN for every layer;  "im2col": the hand-written path for every layer.
+  // Throws InputError naming the variable for any other value.
+  static constexpr Index kMinChannels = 16;
+  static bool Selected(Index in_channels);
 
   explicit OneDnnConvolution(const ConvolutionGeometry& geometry);
   // A copy has the same geometry and builds its own primitives and buffers (one per thread shard).

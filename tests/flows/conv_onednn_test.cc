@@ -26,10 +26,11 @@ double RelativeError(const Eigen::Ref<const Vector>& approximate,
   return (approximate - exact).norm() / exact.norm();
 }
 
-// The tests want the oneDNN path whatever the caller's environment says.
+// The tests want the oneDNN path for every single-precision layer, whatever the caller's
+// environment says (by default layers of few channels stay on im2col).
 class OneDnnConvolutionTest : public ::testing::Test {
  protected:
-  void SetUp() override { unsetenv("DIFFEOFLOW_CONVOLUTION"); }
+  void SetUp() override { setenv("DIFFEOFLOW_CONVOLUTION", "onednn", 1); }
   void TearDown() override { unsetenv("DIFFEOFLOW_CONVOLUTION"); }
 };
 
@@ -169,15 +170,21 @@ TEST_F(OneDnnConvolutionTest, CallsAfterTheFirstCreateNothing) {
 }
 
 TEST_F(OneDnnConvolutionTest, EnvironmentSelectsThePath) {
-  const ImageShape in{2, 5, 5};
-  EXPECT_TRUE(Conv2d(in, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
-  setenv("DIFFEOFLOW_CONVOLUTION", "onednn", 1);
+  const ImageShape in{2, 5, 5}, wide{16, 5, 5};
   EXPECT_TRUE(Conv2d(in, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
   setenv("DIFFEOFLOW_CONVOLUTION", "im2col", 1);
-  EXPECT_FALSE(Conv2d(in, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
-  // Double precision never goes to oneDNN (it has no f64 convolution on the CPU).
+  EXPECT_FALSE(Conv2d(wide, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
+  for (const char* automatic : {"auto", ""}) {
+    setenv("DIFFEOFLOW_CONVOLUTION", automatic, 1);
+    EXPECT_FALSE(Conv2d(in, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
+    EXPECT_TRUE(Conv2d(wide, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
+  }
   unsetenv("DIFFEOFLOW_CONVOLUTION");
-  EXPECT_FALSE(Conv2d(in, 3, 3, 1, 1, true, Precision::kDouble).on_onednn());
+  EXPECT_FALSE(Conv2d(in, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
+  EXPECT_TRUE(Conv2d(wide, 3, 3, 1, 1, true, Precision::kSingle).on_onednn());
+  // Double precision never goes to oneDNN (it has no f64 convolution on the CPU).
+  setenv("DIFFEOFLOW_CONVOLUTION", "onednn", 1);
+  EXPECT_FALSE(Conv2d(wide, 3, 3, 1, 1, true, Precision::kDouble).on_onednn());
   setenv("DIFFEOFLOW_CONVOLUTION", "mkl", 1);
   try {
     Conv2d conv(in, 3, 3, 1, 1, true, Precision::kSingle);
