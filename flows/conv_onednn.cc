@@ -25,6 +25,7 @@ using Type = memory::data_type;
 struct Layout {
   Index n = 0, c = 0, h = 0, w = 0;  // strides (c: between channel blocks)
   Index block = 1;
+  Index padded_channels = 0;  // channels rounded up to the block; the extra ones must hold zeros
   // Where channel ic of sample in starts; pixel (ih, iw) is at + ih·h + iw·w.
   Index channel(Index in, Index ic) const { return in * n + (ic / block) * c + ic % block; }
 };
@@ -42,11 +43,19 @@ void ForEachChannel(const Layout& layout, Index channels, Index pixels, Index sa
   }
 }
 
-// The batch rounded to float into the tensor; adds Σ_b of it into `sum` (pixels × channels) when
-// given.
+// The batch rounded to float into the tensor (zeros in the channels the layout pads); adds Σ_b of
+// it into `sum` (pixels × channels) when given.
 void ToTensor(const Layout& layout, Index channels, Index height, Index width,
               const double* batch, Index samples, float* tensor, double* sum = nullptr) {
   const Index pixels = height * width;
+  for (Index n = 0; n < samples; ++n) {
+    for (Index c = channels; c < layout.padded_channels; ++c) {
+      float* base = tensor + layout.channel(n, c);
+      for (Index h = 0; h < height; ++h) {
+        for (Index w = 0; w < width; ++w) base[h * layout.h + w * layout.w] = 0.0F;
+      }
+    }
+  }
   ForEachChannel(layout, channels, pixels, samples, batch, tensor,
                  [&](Index c, const double* column, float* base) {
                    for (Index h = 0; h < height; ++h) {
@@ -87,14 +96,12 @@ Layout LayoutOf(const memory::desc& md) {
     throw std::runtime_error("oneDNN chose an activation layout this converter does not handle");
   }
   return {b.strides[0], b.strides[1], b.strides[2], b.strides[3],
-          b.inner_nblks == 1 ? b.inner_blks[0] : 1};
+          b.inner_nblks == 1 ? b.inner_blks[0] : 1, d.padded_dims[1]};
 }
 
-// An f32 memory of `md`, zero everywhere (the channels a blocked layout pads stay zero).
-memory ZeroMemory(const memory::desc& md, const dnnl::engine& engine) {
-  memory m(md, engine);
-  std::memset(m.get_data_handle(), 0, md.get_size());
-  return m;
+// A memory of `md` without a buffer: the layer binds its shared ones before each call.
+memory Unbound(const memory::desc& md, const dnnl::engine& engine) {
+  return memory(md, engine, DNNL_MEMORY_NONE);
 }
 
 // Runs `primitive` with `args` through the C API: the C++ execute() builds a vector per call.
@@ -132,8 +139,9 @@ struct OneDnnConvolution::Plan {
   memory user_weights, weights, data_weights, user_diff_weights, diff_weights;
   dnnl::reorder to_weights, to_data_weights, from_diff_weights;
   bool reorder_weights = false, reorder_data_weights = false, reorder_diff_weights = false;
-  // Activations in the layouts the primitives chose; `weights_src` and `weights_diff_dst` are the
-  // forward's src and backward-data's diff_dst when the layouts agree.
+  // Activations in the layouts the primitives chose, bound to the layer's buffers by Bind;
+  // `weights_src` and `weights_diff_dst` are the forward's src and backward-data's diff_dst when the
+  // layouts agree.
   memory src, dst, diff_dst, diff_src, weights_src, weights_diff_dst;
   memory scratchpad;
   std::vector<dnnl_exec_arg_t> forward_args, data_args, weights_args;
@@ -175,16 +183,16 @@ OneDnnConvolution::Plan::Plan(const ConvolutionGeometry& g, Index n) : batch(n) 
   backward_data = dnnl::convolution_backward_data(data_pd);
   backward_weights = dnnl::convolution_backward_weights(weights_pd);
 
-  src = ZeroMemory(forward_pd.src_desc(), engine);
-  dst = ZeroMemory(forward_pd.dst_desc(), engine);
-  diff_dst = ZeroMemory(data_pd.diff_dst_desc(), engine);
-  diff_src = ZeroMemory(data_pd.diff_src_desc(), engine);
+  src = Unbound(forward_pd.src_desc(), engine);
+  dst = Unbound(forward_pd.dst_desc(), engine);
+  diff_dst = Unbound(data_pd.diff_dst_desc(), engine);
+  diff_src = Unbound(data_pd.diff_src_desc(), engine);
   weights_src = weights_pd.src_desc() == forward_pd.src_desc()
                     ? src
-                    : ZeroMemory(weights_pd.src_desc(), engine);
+                    : Unbound(weights_pd.src_desc(), engine);
   weights_diff_dst = weights_pd.diff_dst_desc() == data_pd.diff_dst_desc()
                          ? diff_dst
-                         : ZeroMemory(weights_pd.diff_dst_desc(), engine);
+                         : Unbound(weights_pd.diff_dst_desc(), engine);
 
   const memory::desc plain_weights(weight_dims, Type::f32, Tag::oihw);
   user_weights = memory(plain_weights, engine);
@@ -275,6 +283,7 @@ OneDnnConvolution& OneDnnConvolution::operator=(const OneDnnConvolution& other) 
     std::swap(plans_, copy.plans_);
     std::swap(inside_, copy.inside_);
     std::swap(shift_, copy.shift_);
+    std::swap(buffers_, copy.buffers_);
   }
   return *this;
 }
@@ -292,7 +301,31 @@ OneDnnConvolution::Plan& OneDnnConvolution::PlanFor(Index batch) {
   // oneDNN splits the work by the thread count at creation: the same as at execution.
   const OnCallingThread single_thread;
   plans_.push_back(std::make_unique<Plan>(geometry_, batch));
-  return *plans_.back();
+  Plan& plan = *plans_.back();
+  const auto grow = [](Buffer& buffer, const memory& m) {
+    const auto floats = static_cast<Index>(m.get_desc().get_size() / sizeof(float));
+    if (buffer.size() < floats) buffer.resize(floats);
+  };
+  grow(buffers_[kInput], plan.src);
+  grow(buffers_[kInput], plan.weights_src);
+  grow(buffers_[kOutput], plan.dst);
+  grow(buffers_[kOutput], plan.diff_src);
+  grow(buffers_[kOutputAdjoint], plan.diff_dst);
+  if (plan.weights_diff_dst.get() != plan.diff_dst.get()) {
+    grow(buffers_[kSecondOutputAdjoint], plan.weights_diff_dst);
+  }
+  return plan;
+}
+
+void OneDnnConvolution::Bind(Plan& plan) {
+  plan.src.set_data_handle(buffers_[kInput].data());
+  plan.weights_src.set_data_handle(buffers_[kInput].data());
+  plan.dst.set_data_handle(buffers_[kOutput].data());
+  plan.diff_src.set_data_handle(buffers_[kOutput].data());
+  plan.diff_dst.set_data_handle(buffers_[kOutputAdjoint].data());
+  if (plan.weights_diff_dst.get() != plan.diff_dst.get()) {
+    plan.weights_diff_dst.set_data_handle(buffers_[kSecondOutputAdjoint].data());
+  }
 }
 
 void OneDnnConvolution::LoadWeights(Plan& plan, const double* theta) {
@@ -313,6 +346,7 @@ void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x
   const Index batch = x.cols(), P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
   const OnCallingThread single_thread;
   Plan& plan = PlanFor(batch);
+  Bind(plan);
   LoadWeights(plan, theta);
   // shift(p, o) = b_o + t M[o, p].
   const Index per_output = (g.in_channels + g.concat_time) * taps;
@@ -342,6 +376,7 @@ void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView 
   const Index batch = x.cols(), P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
   const OnCallingThread single_thread;
   Plan& plan = PlanFor(batch);
+  Bind(plan);
   LoadWeights(plan, theta);
   // ȳ into both backward primitives' layouts (once when they agree); S(p, o) = Σ_b ȳ[b, o, p]
   // in shift_.

@@ -63,9 +63,17 @@ class OneDnnConvolution {
   Plan& PlanFor(Index batch);
   // The float weights of θ without the time channel, into the plan's weights memories.
   void LoadWeights(Plan& plan, const double* theta);
+  // Points the plan's activation memories at buffers_.
+  void Bind(Plan& plan);
 
   ConvolutionGeometry geometry_;
   std::vector<std::unique_ptr<Plan>> plans_;
+  // The activation tensors, shared by all plans (sized for the largest): a Forward needs its input
+  // and output, a Backward its input, x̄ and ȳ (twice when its two primitives want ȳ in different
+  // layouts), so the forward's output and the backward's x̄ share a buffer.
+  using Buffer = Eigen::Matrix<float, Eigen::Dynamic, 1>;
+  enum Role { kInput, kOutput, kOutputAdjoint, kSecondOutputAdjoint, kRoles };
+  Buffer buffers_[kRoles];
   // inside_[tap · H'W' + p]: tap (u, v) reads a pixel inside the image at output pixel p.
   std::vector<unsigned char> inside_;
   Matrix shift_;  // (H'W') × C_out: b_o + t M[o, p]; in Backward, S = Σ_b ȳ
