@@ -341,13 +341,18 @@ void OneDnnConvolution::LoadWeights(Plan& plan, const double* theta) {
   if (plan.reorder_data_weights) Run(plan.to_data_weights, plan.stream, plan.to_data_weights_args);
 }
 
+OneDnnConvolution::Plan& OneDnnConvolution::Prepare(Index batch, const double* theta) {
+  Plan& plan = PlanFor(batch);
+  Bind(plan);
+  LoadWeights(plan, theta);
+  return plan;
+}
+
 void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) {
   const ConvolutionGeometry& g = geometry_;
   const Index batch = x.cols(), P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
   const OnCallingThread single_thread;
-  Plan& plan = PlanFor(batch);
-  Bind(plan);
-  LoadWeights(plan, theta);
+  Plan& plan = Prepare(batch, theta);
   // shift(p, o) = b_o + t M[o, p].
   const Index per_output = (g.in_channels + g.concat_time) * taps;
   const double* bias = theta + g.out_channels * per_output;
@@ -375,9 +380,7 @@ void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView 
   const ConvolutionGeometry& g = geometry_;
   const Index batch = x.cols(), P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
   const OnCallingThread single_thread;
-  Plan& plan = PlanFor(batch);
-  Bind(plan);
-  LoadWeights(plan, theta);
+  Plan& plan = Prepare(batch, theta);
   // ȳ into both backward primitives' layouts (once when they agree); S(p, o) = Σ_b ȳ[b, o, p]
   // in shift_.
   shift_.setZero();

@@ -65,6 +65,8 @@ class OneDnnConvolution {
   void LoadWeights(Plan& plan, const double* theta);
   // Points the plan's activation memories at buffers_.
   void Bind(Plan& plan);
+  // The plan of `batch`, bound, with θ's weights loaded.
+  Plan& Prepare(Index batch, const double* theta);
 
   ConvolutionGeometry geometry_;
   std::vector<std::unique_ptr<Plan>> plans_;

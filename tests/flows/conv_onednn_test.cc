@@ -199,15 +199,7 @@ TEST_F(OneDnnConvolutionTest, EnvironmentSelectsThePath) {
 // The whole convolutional ODE-Net at the Fashion-MNIST shapes (28 × 28, 32 channels, RK4, discrete
 // adjoint, two threads): the loss and gradient with oneDNN in float are those in double.
 TEST_F(OneDnnConvolutionTest, OdeNetGradientAgreesWithDouble) {
-  ModelSpec spec;
-  spec.kind = ModelKind::kOdeNet;
-  spec.input_shape = {1, 28, 28};
-  spec.classes = 10;
-  spec.width = 32;
-  spec.solver.method = Method::kRk4;
-  spec.solver.steps = 2;
-  spec.gradient.mode = GradientMode::kDiscrete;
-  spec.precision = Precision::kDouble;
+  ModelSpec spec = testing::ConvSpec(28, 28, 10, 32, 2, Precision::kDouble);
   Classifier exact(spec, 2);
   spec.precision = Precision::kSingle;
   Classifier fast(spec, 2);
