@@ -4,13 +4,16 @@
 // `diffeoflow train --dataset fashion-mnist --model odenet --channels 32 --solver rk4 --steps 4`.
 //
 //   bench_convnet [--batch B] [--channels C] [--steps S] [--repeat N] [--threads T]...
-//                 [--precision single|double]
+//                 [--precision single|double] [--convolution auto|onednn|im2col]...
 //
+// --convolution sets DIFFEOFLOW_CONVOLUTION (flows/conv_onednn.h) for the models it measures; given
+// more than once, each thread count is measured with each path in turn, in this process.
 // Prints one JSON object with, for each thread count (default 1 and 2), the median wall time of a
 // batch, samples/s from it, and the process CPU time per batch (on a shared machine the wall time
 // includes waiting for a core; the CPU time does not).
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <ctime>
 #include <iostream>
 #include <random>
@@ -29,6 +32,41 @@ double Median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
+// Median wall and CPU time of a batch's loss and gradient, the batches taken in turn.
+nlohmann::ordered_json Measure(const diffeoflow::flows::ModelSpec& spec, int threads,
+                               const diffeoflow::Matrix (&xs)[2],
+                               const std::vector<int> (&labels)[2], int repeat) {
+  using namespace diffeoflow;
+  using namespace diffeoflow::flows;
+  const Index batch = xs[0].cols();
+  Classifier model(spec, threads);
+  const Vector theta = model.Initialize(1);
+  Vector gradient;
+  model.Evaluate(theta, xs[1], labels[1].data(), &gradient);  // warm-up, workspaces
+  std::vector<double> wall, cpu;
+  for (int k = 0; k < repeat; ++k) {
+    const Matrix& x = xs[k % 2];
+    const auto w0 = std::chrono::steady_clock::now();
+    const std::clock_t c0 = std::clock();
+    model.Evaluate(theta, x, labels[k % 2].data(), &gradient);
+    cpu.push_back(1e3 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+    wall.push_back(
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0).count());
+  }
+  const BatchResult r = model.Evaluate(theta, xs[0], labels[0].data(), &gradient);
+  const double ms = Median(wall);
+  nlohmann::ordered_json j;
+  j["ms_per_batch"] = ms;
+  j["samples_per_second"] = 1e3 * static_cast<double>(batch) / ms;
+  j["cpu_ms_per_batch"] = Median(cpu);
+  j["best_ms_per_batch"] = *std::min_element(wall.begin(), wall.end());
+  j["loss"] = r.loss;
+  j["gradient_norm"] = gradient.norm();
+  j["nfe_forward"] = r.nfe_forward;
+  j["nfe_backward"] = r.nfe_backward;
+  return j;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -36,11 +74,16 @@ int main(int argc, char** argv) {
   using namespace diffeoflow::flows;
   int batch = 128, channels = 32, steps = 4, repeat = 5;
   std::vector<int> threads;
+  std::vector<std::string> convolutions;
   Precision precision = Precision::kSingle;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--precision") {
       precision = ParsePrecision(argv[i + 1]);
+      continue;
+    }
+    if (flag == "--convolution") {
+      convolutions.push_back(argv[i + 1]);
       continue;
     }
     const int value = std::max(1, std::atoi(argv[i + 1]));
@@ -55,6 +98,7 @@ int main(int argc, char** argv) {
     }
   }
   if (threads.empty()) threads = {1, 2};
+  if (convolutions.empty()) convolutions = {""};
 
   ModelSpec spec;
   spec.kind = ModelKind::kOdeNet;
@@ -88,32 +132,11 @@ int main(int argc, char** argv) {
   out["precision"] = PrecisionName(precision);
   out["instruction_set"] = kernels::InstructionSet();
   for (int t : threads) {
-    Classifier model(spec, t);
-    const Vector theta = model.Initialize(1);
-    Vector gradient;
-    model.Evaluate(theta, xs[1], labels[1].data(), &gradient);  // warm-up, workspaces
-    std::vector<double> wall, cpu;
-    for (int k = 0; k < repeat; ++k) {
-      const Matrix& x = xs[k % 2];
-      const auto w0 = std::chrono::steady_clock::now();
-      const std::clock_t c0 = std::clock();
-      model.Evaluate(theta, x, labels[k % 2].data(), &gradient);
-      cpu.push_back(1e3 * static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
-      wall.push_back(
-          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - w0).count());
+    for (const std::string& convolution : convolutions) {
+      if (!convolution.empty()) setenv("DIFFEOFLOW_CONVOLUTION", convolution.c_str(), 1);
+      const std::string suffix = convolution.empty() ? "" : "_" + convolution;
+      out["threads_" + std::to_string(t) + suffix] = Measure(spec, t, xs, labels, repeat);
     }
-    const BatchResult r = model.Evaluate(theta, xs[0], labels[0].data(), &gradient);
-    const double ms = Median(wall);
-    nlohmann::ordered_json j;
-    j["ms_per_batch"] = ms;
-    j["samples_per_second"] = 1e3 * batch / ms;
-    j["cpu_ms_per_batch"] = Median(cpu);
-    j["best_ms_per_batch"] = *std::min_element(wall.begin(), wall.end());
-    j["loss"] = r.loss;
-    j["gradient_norm"] = gradient.norm();
-    j["nfe_forward"] = r.nfe_forward;
-    j["nfe_backward"] = r.nfe_backward;
-    out["threads_" + std::to_string(t)] = j;
   }
   std::cout << out.dump() << std::endl;
   return 0;

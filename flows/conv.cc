@@ -103,7 +103,11 @@ Conv2d::Conv2d(ImageShape input, Index out_channels, Index kernel, Index stride,
       buffers.patches_bar.resize(chunk_ * out_.pixels(), patch_);
     }
   };
-  if (precision_ == Precision::kSingle) {
+  if (precision_ == Precision::kSingle && OneDnnConvolution::Selected(in_.channels)) {
+    onednn_.emplace(ConvolutionGeometry{in_.channels, in_.height, in_.width, out_.channels,
+                                        out_.height, out_.width, kernel, stride, padding,
+                                        concat_time});
+  } else if (precision_ == Precision::kSingle) {
     size(single_);
   } else {
     size(double_);
@@ -116,7 +120,9 @@ void Conv2d::Initialize(std::mt19937& rng, double* theta) const {
   for (Index i = 0; i < param_dim(); ++i) theta[i] = u(rng);
 }
 
-void Conv2d::Reserve(Index /*batch*/) {}
+void Conv2d::Reserve(Index batch) {
+  if (onednn_) onednn_->Reserve(batch);
+}
 
 template <typename T>
 void Conv2d::Im2col(const double* x, Index count, double t, T* patches) const {
@@ -179,7 +185,9 @@ void Conv2d::TransposedConvolution(Buffers<T>& buffers, ConstMatrixView y_bar, I
 }
 
 void Conv2d::Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) {
-  if (precision_ == Precision::kSingle) {
+  if (onednn_) {
+    onednn_->Forward(t, theta, x, y);
+  } else if (precision_ == Precision::kSingle) {
     ForwardIn(single_, t, theta, x, y);
   } else {
     ForwardIn(double_, t, theta, x, y);
@@ -188,7 +196,9 @@ void Conv2d::Forward(double t, const double* theta, ConstMatrixView x, MatrixVie
 
 void Conv2d::Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView /*y*/,
                       ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) {
-  if (precision_ == Precision::kSingle) {
+  if (onednn_) {
+    onednn_->Backward(t, theta, x, y_bar, x_bar, theta_bar);
+  } else if (precision_ == Precision::kSingle) {
     BackwardIn(single_, t, theta, x, y_bar, x_bar, theta_bar);
   } else {
     BackwardIn(double_, t, theta, x, y_bar, x_bar, theta_bar);

@@ -20,18 +20,21 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "flows/conv_onednn.h"
 #include "flows/layers.h"
 
 namespace diffeoflow::flows {
 
-// The arithmetic of a convolution's GEMMs. Inputs, outputs, θ and θ̄ stay double either way;
-// kSingle rounds the patch matrix, the weights and ȳ to float for the products (twice the flops a
-// cycle, half the memory traffic) and accumulates each chunk's weight gradient in float before
-// adding it to θ̄ in double. Its results agree with kDouble to single-precision round-off (tested);
-// the finite-difference tests use kDouble.
+// The arithmetic of a convolution. Inputs, outputs, θ and θ̄ stay double either way. kSingle runs
+// the convolution in float on oneDNN (flows/conv_onednn.h; from 16 input channels on unless
+// DIFFEOFLOW_CONVOLUTION says otherwise), or in float GEMMs here: the patch matrix, the weights and ȳ rounded to float (twice the flops a
+// cycle, half the memory traffic), each chunk's weight gradient accumulated in float before it is
+// added to θ̄ in double. Either agrees with kDouble to single-precision round-off (tested); the
+// finite-difference tests use kDouble.
 enum class Precision { kDouble, kSingle };
 std::string PrecisionName(Precision p);
 Precision ParsePrecision(const std::string& name, const std::string& argument = "--precision");
@@ -54,6 +57,8 @@ class Conv2d : public Layer {
   Index in_channels_total() const { return in_.channels + concat_time_; }
   Index kernel() const { return kernel_; }
   Precision precision() const { return precision_; }
+  // Whether the float convolution runs on oneDNN (OneDnnConvolution::Selected).
+  bool on_onednn() const { return onednn_.has_value(); }
   void Initialize(std::mt19937& rng, double* theta) const override;
   void Reserve(Index batch) override;
   void Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) override;
@@ -113,7 +118,8 @@ class Conv2d : public Layer {
   // Empty for strided layers.
   TapTable adjoint_;
   Buffers<double> double_;  // sized when precision_ is kDouble
-  Buffers<float> single_;   // sized when precision_ is kSingle
+  Buffers<float> single_;   // sized when precision_ is kSingle on the im2col path
+  std::optional<OneDnnConvolution> onednn_;  // set when kSingle runs on oneDNN
 };
 
 class GroupNorm : public Layer {

@@ -12,6 +12,7 @@
 namespace diffeoflow::flows {
 namespace {
 
+using testing::ConvSpec;
 using testing::RandomVector;
 using testing::RelativeMaxError;
 
@@ -161,21 +162,6 @@ TEST(Classifier, C2GradientMatchesFiniteDifferences) {
 
 TEST(Classifier, MlpGradientMatchesFiniteDifferences) {
   CheckModelGradient(SmallSpec(ModelKind::kMlp), 1e-7);
-}
-
-// The convolutional ODE-Net on one-channel images of the given size: RK4, discrete adjoint.
-ModelSpec ConvSpec(std::int64_t height, std::int64_t width, int classes, int channels, int steps,
-                   Precision precision) {
-  ModelSpec spec;
-  spec.kind = ModelKind::kOdeNet;
-  spec.input_shape = {1, height, width};
-  spec.classes = classes;
-  spec.width = channels;
-  spec.precision = precision;
-  spec.solver.method = Method::kRk4;
-  spec.solver.steps = steps;
-  spec.gradient.mode = GradientMode::kDiscrete;
-  return spec;
 }
 
 TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {

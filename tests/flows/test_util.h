@@ -2,8 +2,10 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <random>
 
+#include "flows/classifier.h"
 #include "solvers/dynamics.h"
 
 namespace diffeoflow::flows::testing {
@@ -18,6 +20,21 @@ inline Vector RandomVector(Eigen::Index n, std::mt19937& rng, double scale = 1.0
 // max |a − b| / max(‖b‖∞, 1e-12): error relative to the size of the reference.
 inline double RelativeMaxError(const Vector& a, const Vector& b) {
   return (a - b).cwiseAbs().maxCoeff() / std::max(b.cwiseAbs().maxCoeff(), 1e-12);
+}
+
+// The convolutional ODE-Net on one-channel images of the given size: RK4, discrete adjoint.
+inline ModelSpec ConvSpec(std::int64_t height, std::int64_t width, int classes, int channels,
+                          int steps, Precision precision) {
+  ModelSpec spec;
+  spec.kind = ModelKind::kOdeNet;
+  spec.input_shape = {1, height, width};
+  spec.classes = classes;
+  spec.width = channels;
+  spec.precision = precision;
+  spec.solver.method = Method::kRk4;
+  spec.solver.steps = steps;
+  spec.gradient.mode = GradientMode::kDiscrete;
+  return spec;
 }
 
 }  // namespace diffeoflow::flows::testing
