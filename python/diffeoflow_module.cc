@@ -3,7 +3,7 @@
 //
 // Array convention: axis 0 is x, axis 1 is y, axis 2 is z — arr[i, j, k] is voxel (i, j, k), as
 // nibabel's get_fdata() gives a NIfTI image. Any memory order and any real dtype is accepted:
-// register and compare read float32 and float64 arrays (native byte order, element-aligned) in
+// register, compare and apply read float32 and float64 arrays (native byte order, aligned) in
 // place through their strides (registration/image_view.h), without a copy; other dtypes are
 // converted by NumPy to one float64 array first. Returned
 // arrays are Fortran-ordered float64 in the same convention. Vector fields have the component as
@@ -211,13 +211,6 @@ InputImage ToInput(const py::handle& value, const py::object& spacing, const py:
   return in;
 }
 
-// An image of the module's own from a path or an array (as ToInput reads it): for apply().
-Image ToImage(const py::handle& value, const py::object& spacing, const py::object& affine,
-              const std::string& argument) {
-  InputImage in = ToInput(value, spacing, affine, argument);
-  return in.file ? std::move(*in.file) : registration::CopyImage(in.view);
-}
-
 // `voxels × components` doubles in x-fastest, component-major order as an array of shape
 // (nx, ny[, nz][, components]).
 py::array FieldToArray(const Grid& g, const double* data, int components) {
@@ -236,14 +229,14 @@ py::array ImageToArray(const Image& image) {
 // The arguments of apply(): the image, the interpolation and the value outside the image's field
 // of view (None: its background), checked as `diffeoflow apply` checks them.
 struct ApplyInput {
-  Image image;
+  InputImage image;
   Interpolation interpolation = Interpolation::kLinear;
   std::optional<double> outside;
 
   ApplyInput(const py::object& source, const std::string& method,
              const py::object& default_value, const py::object& spacing,
              const py::object& affine)
-      : image(ToImage(source, spacing, affine, "image")) {
+      : image(ToInput(source, spacing, affine, "image")) {
     if (method == "nearest") {
       interpolation = Interpolation::kNearest;
     } else if (method != "linear") {
@@ -416,7 +409,7 @@ struct PyRegistration {
     chain.Append(std::make_unique<registration::AffineWorldTransform>(result.affine, "affine"));
     return WarpedWithoutGil([&] {
       return registration::ResampleThroughChain(
-          in.image, result.grid, chain,
+          in.image.view, result.grid, chain,
           in.interpolation == Interpolation::kNearest
               ? registration::ResampleInterpolation::kNearest
               : registration::ResampleInterpolation::kLinear,
@@ -813,7 +806,8 @@ PYBIND11_MODULE(diffeoflow, m) {
          const py::object& default_value, const py::object& spacing, const py::object& affine) {
         const ApplyInput in(image, interpolation, default_value, spacing, affine);
         return WarpedWithoutGil([&] {
-          return registration::ApplyRegistration(folder, in.image, in.interpolation, in.outside);
+          return registration::ApplyRegistration(folder, in.image.view, in.interpolation,
+                                                 in.outside);
         });
       },
       py::arg("folder"), py::arg("image"), py::arg("interpolation") = "linear",

@@ -50,7 +50,9 @@ def test_every_layout_reads_the_same_image():
     fixed = base.astype(np.float64)
     moving = np.roll(fixed, 1, axis=0)
     options = dict(levels=1, iterations=2, threads=1, quiet=True, affine="none")
-    reference = diffeoflow.register(fixed, moving, **options).warped
+    result = diffeoflow.register(fixed, moving, **options)
+    reference = result.warped
+    applied = result.apply(fixed)
     layouts = [base, np.asfortranarray(base),
                np.flip(np.flip(base, (0, 2)).copy(), (0, 2)),  # negative strides
                np.ascontiguousarray(base.transpose(2, 1, 0)).transpose(2, 1, 0),
@@ -58,6 +60,8 @@ def test_every_layout_reads_the_same_image():
     for layout in layouts:
         np.testing.assert_array_equal(diffeoflow.register(layout, moving, **options).warped,
                                       reference)
+        # apply() reads the image through the same views.
+        np.testing.assert_array_equal(result.apply(layout), applied)
 
 
 def test_a_float32_c_ordered_input_is_not_copied():
