@@ -2,10 +2,10 @@
 // on NumPy arrays, with the command line's option names, defaults and error messages.
 //
 // Array convention: axis 0 is x, axis 1 is y, axis 2 is z — arr[i, j, k] is voxel (i, j, k), as
-// nibabel's get_fdata() gives a NIfTI image. Any memory order and any real dtype is accepted and
-// converted to the library's x-fastest double layout (image.h, NumPy's Fortran order for that
-// shape): float32 and float64 arrays are read in place through their strides in the one pass that
-// fills the image; other dtypes are converted by NumPy first. Returned
+// nibabel's get_fdata() gives a NIfTI image. Any memory order and any real dtype is accepted:
+// register, compare and apply read float32 and float64 arrays (native byte order, aligned) in
+// place through their strides (registration/image_view.h), without a copy; other dtypes are
+// converted by NumPy to one float64 array first. Returned
 // arrays are Fortran-ordered float64 in the same convention. Vector fields have the component as
 // their last axis: shape (nx, ny, 2) or (nx, ny, nz, 3).
 //
@@ -19,7 +19,7 @@
 #include <algorithm>
 #include <cmath>
 #include <csignal>
-#include <cstring>
+#include <cstdint>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -130,29 +130,32 @@ void SetGeometry(Grid* g, const py::object& spacing, const py::object& affine,
   }
 }
 
-// The elements of a 2-D or 3-D array of T (any strides, negative included) as doubles in x-fastest
-// order (axis 0 fastest) at `out`.
-template <typename T>
-void CopyStrided(const py::array& a, double* out) {
-  const auto* base = static_cast<const char*>(a.data());
-  const py::ssize_t nx = a.shape(0), ny = a.shape(1), nz = a.ndim() == 3 ? a.shape(2) : 1;
-  const py::ssize_t sx = a.strides(0), sy = a.strides(1), sz = a.ndim() == 3 ? a.strides(2) : 0;
-  for (py::ssize_t k = 0; k < nz; ++k) {
-    for (py::ssize_t j = 0; j < ny; ++j) {
-      const char* row = base + j * sy + k * sz;
-      for (py::ssize_t i = 0; i < nx; ++i) {
-        T value;
-        std::memcpy(&value, row + i * sx, sizeof(T));  // NumPy arrays need not be aligned
-        *out++ = static_cast<double>(value);
-      }
-    }
+// An input image, read through a view (registration/image_view.h): of the caller's array itself
+// when it is float32 or float64 in native byte order with element-aligned data and strides (any
+// order, negative strides included), of a float64 array NumPy converted it to otherwise, or of the
+// image read from a file.
+struct InputImage {
+  py::object array;             // the array viewed (kept alive as long as the view), or None
+  std::shared_ptr<Image> file;  // the image read from a path, or null
+  registration::ImageView view;
+};
+
+// Whether `a`'s elements of `itemsize` bytes can be read in place as a typed array: an aligned
+// start and strides that are whole elements.
+bool ElementAligned(const py::array& a, py::ssize_t itemsize) {
+  if (reinterpret_cast<std::uintptr_t>(a.data()) % static_cast<std::uintptr_t>(itemsize) != 0) {
+    return false;
   }
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) {
+    if (a.strides(d) % itemsize != 0) return false;
+  }
+  return true;
 }
 
 // An image from a path (str or os.PathLike, read as the CLI reads it) or an array (2-D or 3-D,
-// axis 0 = x).
-Image ToImage(const py::handle& value, const py::object& spacing, const py::object& affine,
-              const std::string& argument) {
+// axis 0 = x), without a copy of a float32 or float64 array.
+InputImage ToInput(const py::handle& value, const py::object& spacing, const py::object& affine,
+                   const std::string& argument) {
   const py::module_ os = py::module_::import("os");
   if (py::isinstance<py::str>(value) || py::isinstance(value, os.attr("PathLike"))) {
     if (!spacing.is_none() || !affine.is_none()) {
@@ -160,7 +163,10 @@ Image ToImage(const py::handle& value, const py::object& spacing, const py::obje
     }
     const std::string path = py::str(os.attr("fspath")(value));
     registration::FormatFromPath(path, argument);
-    return registration::ReadImage(path, {true, argument});
+    InputImage in;
+    in.file = std::make_shared<Image>(registration::ReadImage(path, {true, argument}));
+    in.view = *in.file;
+    return in;
   }
   const py::array raw = py::array::ensure(value);
   if (!raw || raw.dtype().kind() == 'O') {
@@ -176,27 +182,33 @@ Image ToImage(const py::handle& value, const py::object& spacing, const py::obje
     throw InputError(argument + ": expected a 2-D or 3-D array, got " +
                      std::to_string(raw.ndim()) + "-D");
   }
-  Image image;
-  image.grid.dim = static_cast<int>(raw.ndim());
-  for (int d = 0; d < image.grid.dim; ++d) {
+  InputImage in;
+  registration::ImageView& view = in.view;
+  view.grid.dim = static_cast<int>(raw.ndim());
+  for (int d = 0; d < view.grid.dim; ++d) {
     if (raw.shape(d) < 1 || raw.shape(d) > std::numeric_limits<int>::max()) {
       throw InputError(argument + ": empty or too large axis " + std::to_string(d));
     }
-    image.grid.size[static_cast<std::size_t>(d)] = static_cast<int>(raw.shape(d));
+    view.grid.size[static_cast<std::size_t>(d)] = static_cast<int>(raw.shape(d));
   }
-  image.data.resize(image.grid.voxels());
-  // float64 and float32 (the dtypes of images) are read in place, whatever their strides, in one
-  // pass into the library's x-fastest doubles; other dtypes through a NumPy conversion first.
-  if (raw.dtype().is(py::dtype::of<double>())) {
-    CopyStrided<double>(raw, image.data.data());
-  } else if (raw.dtype().is(py::dtype::of<float>())) {
-    CopyStrided<float>(raw, image.data.data());
-  } else {
-    const FortranArray a = FortranArray::ensure(raw);
-    image.data = Eigen::Map<const Eigen::VectorXd>(a.data(), image.grid.voxels());
+  // float64 and float32 (the dtypes of images) are read in place, whatever their strides; other
+  // dtypes (and byte-swapped or misaligned arrays) through one NumPy conversion to float64.
+  const bool is_double = raw.dtype().is(py::dtype::of<double>());
+  const bool is_float = raw.dtype().is(py::dtype::of<float>());
+  py::array viewed = raw;
+  if (!((is_double || is_float) && ElementAligned(raw, raw.itemsize()))) {
+    viewed = FortranArray::ensure(raw);
   }
-  SetGeometry(&image.grid, spacing, affine, argument);
-  return image;
+  view.element = viewed.dtype().is(py::dtype::of<float>()) ? ElementType::kFloat32
+                                                           : ElementType::kFloat64;
+  view.source_type = view.element;
+  view.data = viewed.data();
+  for (int d = 0; d < view.grid.dim; ++d) {
+    view.strides[static_cast<std::size_t>(d)] = viewed.strides(d) / viewed.itemsize();
+  }
+  in.array = viewed;
+  SetGeometry(&view.grid, spacing, affine, argument);
+  return in;
 }
 
 // `voxels × components` doubles in x-fastest, component-major order as an array of shape
@@ -217,14 +229,14 @@ py::array ImageToArray(const Image& image) {
 // The arguments of apply(): the image, the interpolation and the value outside the image's field
 // of view (None: its background), checked as `diffeoflow apply` checks them.
 struct ApplyInput {
-  Image image;
+  InputImage image;
   Interpolation interpolation = Interpolation::kLinear;
   std::optional<double> outside;
 
   ApplyInput(const py::object& source, const std::string& method,
              const py::object& default_value, const py::object& spacing,
              const py::object& affine)
-      : image(ToImage(source, spacing, affine, "image")) {
+      : image(ToInput(source, spacing, affine, "image")) {
     if (method == "nearest") {
       interpolation = Interpolation::kNearest;
     } else if (method != "linear") {
@@ -368,18 +380,23 @@ registration::RegistrationOptions OptionsFromKwargs(const std::string& method,
   return options;
 }
 
-// A registration's result and the two images it saw (for save()).
+// A registration's result and the two images it saw (for save(): views of the caller's arrays,
+// which it keeps alive, not copies).
 struct PyRegistration {
   RegistrationResult result;
-  Image fixed, moving;
+  InputImage fixed, moving;
   ImageFormat fixed_format = ImageFormat::kNiftiGz;
 
   py::object Metrics() const {
     return py::module_::import("json").attr("loads")(registration::MetricsJson(result).dump());
   }
+  // The figures need images of their own: copies of the inputs for the time of the writing.
   void Save(const std::string& folder) const {
-    const registration::MovingInFixedSpace shown(moving, fixed);
-    registration::WriteRegistrationOutputs(folder, result, shown.image(), fixed, fixed_format);
+    const Image fixed_image = registration::CopyImage(fixed.view);
+    const Image moving_image = registration::CopyImage(moving.view);
+    const registration::MovingInFixedSpace shown(moving_image, fixed_image);
+    registration::WriteRegistrationOutputs(folder, result, shown.image(), fixed_image,
+                                           fixed_format);
   }
   py::array Apply(const py::object& image, const std::string& interpolation,
                   const py::object& default_value, const py::object& spacing,
@@ -392,7 +409,7 @@ struct PyRegistration {
     chain.Append(std::make_unique<registration::AffineWorldTransform>(result.affine, "affine"));
     return WarpedWithoutGil([&] {
       return registration::ResampleThroughChain(
-          in.image, result.grid, chain,
+          in.image.view, result.grid, chain,
           in.interpolation == Interpolation::kNearest
               ? registration::ResampleInterpolation::kNearest
               : registration::ResampleInterpolation::kLinear,
@@ -406,14 +423,14 @@ struct PyRegistration {
 std::shared_ptr<PyRegistration> ReadPair(const py::object& fixed, const py::object& moving,
                                          const py::object& spacing, const py::object& affine) {
   auto out = std::make_shared<PyRegistration>();
-  out->fixed = ToImage(fixed, spacing, affine, "fixed");
-  out->moving = ToImage(moving, spacing, affine, "moving");
+  out->fixed = ToInput(fixed, spacing, affine, "fixed");
+  out->moving = ToInput(moving, spacing, affine, "moving");
   if (py::isinstance<py::str>(fixed) ||
       py::isinstance(fixed, py::module_::import("os").attr("PathLike"))) {
     out->fixed_format = registration::FormatFromPath(py::str(fixed));
   }
-  registration::CheckWorldOverlap(out->moving.grid, out->fixed.grid, "moving", "fixed");
-  registration::CheckRegistrationInputs(out->moving, out->fixed);
+  registration::CheckWorldOverlap(out->moving.view.grid, out->fixed.view.grid, "moving", "fixed");
+  registration::CheckRegistrationInputs(out->moving.view, out->fixed.view);
   return out;
 }
 
@@ -426,7 +443,7 @@ std::shared_ptr<PyRegistration> RunRegistration(const py::object& fixed, const p
   const registration::RegistrationOptions options = OptionsFromKwargs(method, kwargs, affine);
   auto out = ReadPair(fixed, moving, spacing, py::isinstance<py::str>(affine) ? py::none() : affine);
   const bool interrupted = RunInterruptible(
-      [&] { out->result = registration::Register(out->moving, out->fixed, options); });
+      [&] { out->result = registration::Register(out->moving.view, out->fixed.view, options); });
   if (interrupted || out->result.interrupted) RaiseKeyboardInterrupt();
   return out;
 }
@@ -451,7 +468,9 @@ py::dict RunComparison(const py::object& fixed, const py::object& moving,
     bool interrupted = false;
     try {
       interrupted = RunInterruptible(
-          [&] { o->result = registration::Register(pair->moving, pair->fixed, method_options); });
+          [&] {
+            o->result = registration::Register(pair->moving.view, pair->fixed.view, method_options);
+          });
     } catch (const NumericalError& e) {
       o->error = e.what();
     }
@@ -468,7 +487,7 @@ py::dict RunComparison(const py::object& fixed, const py::object& moving,
   comparison["lddmm"] = registration::ComparisonEntry(gd);
   comparison["shooting"] = registration::ComparisonEntry(shoot);
   out["comparison"] = py::module_::import("json").attr("loads")(comparison.dump());
-  out["table"] = registration::ComparisonTable(gd, shoot, options.ResolvedFor(pair->fixed.grid),
+  out["table"] = registration::ComparisonTable(gd, shoot, options.ResolvedFor(pair->fixed.view.grid),
                                                gd.ok() || shoot.ok());
   return out;
 }
@@ -787,7 +806,8 @@ PYBIND11_MODULE(diffeoflow, m) {
          const py::object& default_value, const py::object& spacing, const py::object& affine) {
         const ApplyInput in(image, interpolation, default_value, spacing, affine);
         return WarpedWithoutGil([&] {
-          return registration::ApplyRegistration(folder, in.image, in.interpolation, in.outside);
+          return registration::ApplyRegistration(folder, in.image.view, in.interpolation,
+                                                 in.outside);
         });
       },
       py::arg("folder"), py::arg("image"), py::arg("interpolation") = "linear",

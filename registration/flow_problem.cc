@@ -9,8 +9,9 @@ namespace diffeoflow::registration {
 
 namespace {
 
-template <int D>
-void SampleScalarImpl(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
+// `at(flat)` is the value at the flat (x-fastest) voxel index the stencil gives.
+template <int D, typename At>
+void SampleScalarImpl(const Grid& grid, const At& at, const Eigen::VectorXd& positions,
                       bool clamp, double* samples, double* gradient) {
   const Eigen::Index count = positions.size() / D;
   MultilinearStencil<D> s;
@@ -22,7 +23,7 @@ void SampleScalarImpl(const Grid& grid, const double* values, const Eigen::Vecto
     double g[D] = {};
     for (int c = 0; c < MultilinearStencil<D>::kCorners; ++c) {
       if (s.index[c] < 0) continue;
-      const double vc = values[s.index[c]];
+      const double vc = at(s.index[c]);
       value += s.weight[c] * vc;
       for (int a = 0; a < D; ++a) g[a] += s.gradient[c][a] * vc;
     }
@@ -30,6 +31,16 @@ void SampleScalarImpl(const Grid& grid, const double* values, const Eigen::Vecto
     if (gradient != nullptr) {
       for (int a = 0; a < D; ++a) gradient[a * count + i] = g[a];
     }
+  }
+}
+
+template <typename At>
+void SampleScalarAt(const Grid& grid, const At& at, const Eigen::VectorXd& positions, bool clamp,
+                    double* samples, double* gradient) {
+  if (grid.dim == 2) {
+    SampleScalarImpl<2>(grid, at, positions, clamp, samples, gradient);
+  } else {
+    SampleScalarImpl<3>(grid, at, positions, clamp, samples, gradient);
   }
 }
 
@@ -53,11 +64,25 @@ Eigen::VectorXd IdentityPositions(const Grid& grid) {
 
 void SampleScalar(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
                   bool clamp, double* samples, double* gradient) {
-  if (grid.dim == 2) {
-    SampleScalarImpl<2>(grid, values, positions, clamp, samples, gradient);
-  } else {
-    SampleScalarImpl<3>(grid, values, positions, clamp, samples, gradient);
+  SampleScalarAt(grid, [values](Eigen::Index flat) { return values[flat]; }, positions, clamp,
+                 samples, gradient);
+}
+
+void SampleScalar(const ImageView& image, const Eigen::VectorXd& positions, bool clamp,
+                  double* samples) {
+  if (image.image_layout()) {
+    SampleScalar(image.grid, static_cast<const double*>(image.data), positions, clamp, samples);
+    return;
   }
+  const Eigen::Index nx = image.grid.size[0], ny = image.grid.size[1];
+  VisitValues(image, [&](const auto& values) {
+    // The stencil's flat index back to (i, j, k): this path runs once a registration.
+    const auto at = [&](Eigen::Index flat) {
+      const Eigen::Index row = flat / nx;
+      return static_cast<double>(values.Row(row % ny, row / ny)[flat % nx]);
+    };
+    SampleScalarAt(image.grid, at, positions, clamp, samples, nullptr);
+  });
 }
 
 double SsdTerm(const Image& moving, const Image& fixed, double sigma, double voxel_volume,

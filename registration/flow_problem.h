@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "registration/image.h"
+#include "registration/image_view.h"
 #include "registration/metric.h"
 #include "registration/similarity.h"
 #include "solvers/dynamics.h"
@@ -99,6 +100,9 @@ Eigen::VectorXd IdentityPositions(const Grid& grid);
 // component-major) receives ∂g/∂q in voxel units. clamp: border extension, else zero outside.
 void SampleScalar(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
                   bool clamp, double* samples, double* gradient = nullptr);
+// The same for an image read through a view (image_view.h; values only).
+void SampleScalar(const ImageView& image, const Eigen::VectorXd& positions, bool clamp,
+                  double* samples);
 
 // An operator applied to a component-major vector field in place (K, K^{1/2}, K^{−1/2}).
 using FieldOperator = std::function<void(double* field, int components)>;

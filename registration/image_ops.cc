@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -124,7 +125,9 @@ bool InsideFieldOfView(const Grid& grid, const Eigen::Vector3d& q) {
   return true;
 }
 
-void ResampleScalar(const Grid& source, const double* data, const Grid& target,
+// ResampleScalar over an Image's or a view's values (image_view.h).
+template <typename Values>
+void ResampleValues(const Grid& source, const Values& values, const Grid& target,
                     Interpolation interpolation, double* out, std::optional<double> outside,
                     const Eigen::Matrix4d& world) {
   const VoxelAffine m = VoxelToVoxel(target, source, world);
@@ -139,23 +142,40 @@ void ResampleScalar(const Grid& source, const double* data, const Grid& target,
           out[idx] = *outside;
         } else {
           out[idx] = interpolation == Interpolation::kLinear
-                         ? SampleLinear(source, data, q[0], q[1], q[2])
-                         : SampleNearest(source, data, q[0], q[1], q[2]);
+                         ? detail::SampleLinearImpl<false>(source, values, q[0], q[1], q[2],
+                                                           nullptr)
+                         : detail::SampleNearestImpl(source, values, q[0], q[1], q[2]);
         }
       }
     }
   }
 }
 
+void ResampleScalar(const Grid& source, const double* data, const Grid& target,
+                    Interpolation interpolation, double* out, std::optional<double> outside,
+                    const Eigen::Matrix4d& world) {
+  ResampleValues(source, detail::ContiguousValues(source, data), target, interpolation, out,
+                 outside, world);
+}
+
+void ResampleScalar(const ImageView& source, const Grid& target, Interpolation interpolation,
+                    double* out, std::optional<double> outside, const Eigen::Matrix4d& world) {
+  VisitValues(source, [&](const auto& values) {
+    ResampleValues(source.grid, values, target, interpolation, out, outside, world);
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 
-double Percentile(const Image& image, double p) {
+double Percentile(const ImageView& image, double p) {
   if (!(p >= 0.0 && p <= 100.0)) {
     throw InputError("percentile must be in [0, 100], got " + std::to_string(p));
   }
-  const Index n = image.data.size();
+  const Index n = image.grid.voxels();
   if (n == 0) throw InputError("percentile of an empty image");
-  std::vector<double> values(image.data.data(), image.data.data() + n);
+  std::vector<double> values;
+  values.reserve(static_cast<std::size_t>(n));
+  ForEachVoxel(image, [&](int, int, int, double v) { values.push_back(v); });
   const double pos = p / 100.0 * static_cast<double>(n - 1);
   const Index lo = static_cast<Index>(std::floor(pos));
   const Index hi = std::min<Index>(lo + 1, n - 1);
@@ -166,7 +186,7 @@ double Percentile(const Image& image, double p) {
   return v_lo + (pos - static_cast<double>(lo)) * (v_hi - v_lo);
 }
 
-Image NormalizeIntensity(const Image& image, double lower_percentile, double upper_percentile,
+Image NormalizeIntensity(const ImageView& image, double lower_percentile, double upper_percentile,
                          bool clamp) {
   if (!(lower_percentile >= 0.0 && upper_percentile <= 100.0 &&
         lower_percentile < upper_percentile)) {
@@ -174,23 +194,36 @@ Image NormalizeIntensity(const Image& image, double lower_percentile, double upp
                      " got " + std::to_string(lower_percentile) + " and " +
                      std::to_string(upper_percentile));
   }
-  Image out = image;
-  out.source_type = ElementType::kFloat64;
-  if (image.data.size() == 0) return out;
-  const double lo = lower_percentile == 0.0 ? image.data.minCoeff()
-                                            : Percentile(image, lower_percentile);
-  const double hi = upper_percentile == 100.0 ? image.data.maxCoeff()
-                                              : Percentile(image, upper_percentile);
+  Image out{image.grid, Eigen::VectorXd(image.grid.voxels()), ElementType::kFloat64};
+  if (out.data.size() == 0) return out;
+  // The extremes: Eigen's minCoeff/maxCoeff on an Image's layout, one pass over other views.
+  double lo = 0.0, hi = 0.0;
+  if (image.image_layout()) {
+    const Eigen::Map<const Eigen::VectorXd> values(static_cast<const double*>(image.data),
+                                                   out.data.size());
+    lo = values.minCoeff();
+    hi = values.maxCoeff();
+  } else {
+    lo = std::numeric_limits<double>::infinity();
+    hi = -lo;
+    ForEachVoxel(image, [&](int, int, int, double v) {
+      lo = v < lo ? v : lo;
+      hi = v > hi ? v : hi;
+    });
+  }
+  if (lower_percentile != 0.0) lo = Percentile(image, lower_percentile);
+  if (upper_percentile != 100.0) hi = Percentile(image, upper_percentile);
   if (!(hi > lo)) {
     out.data.setZero();
     return out;
   }
   const double scale = 1.0 / (hi - lo);
-  for (Index i = 0; i < out.data.size(); ++i) {
-    double v = (image.data[i] - lo) * scale;
+  double* values = out.data.data();
+  ForEachVoxel(image, [&](int, int, int, double v) {
+    v = (v - lo) * scale;
     if (clamp) v = std::clamp(v, 0.0, 1.0);
-    out.data[i] = v;
-  }
+    *values++ = v;
+  });
   return out;
 }
 
@@ -295,6 +328,30 @@ void WarpScalar(const Grid& source_grid, ConstFieldRef source, const Grid& targe
                  ? SampleLinear(source_grid, data, px[i], py[i], z)
                  : SampleNearest(source_grid, data, px[i], py[i], z);
   }
+}
+
+void WarpScalar(const ImageView& source, const Grid& target_grid, ConstFieldRef position,
+                FieldRef out, Interpolation interpolation) {
+  if (source.image_layout()) {
+    WarpScalar(source.grid, Eigen::Map<const Eigen::VectorXd>(
+                                static_cast<const double*>(source.data), source.grid.voxels()),
+               target_grid, position, out, interpolation);
+    return;
+  }
+  const Index n = target_grid.voxels();
+  CheckSize(position.size(), target_grid.dim * n, "WarpScalar position");
+  CheckSize(out.size(), n, "WarpScalar output");
+  const double* px = position.data();
+  const double* py = px + n;
+  const double* pz = target_grid.dim == 3 ? py + n : nullptr;
+  VisitValues(source, [&](const auto& values) {
+    for (Index i = 0; i < n; ++i) {
+      const double z = pz ? pz[i] : 0.0;
+      out[i] = interpolation == Interpolation::kLinear
+                   ? detail::SampleLinearImpl<false>(source.grid, values, px[i], py[i], z, nullptr)
+                   : detail::SampleNearestImpl(source.grid, values, px[i], py[i], z);
+    }
+  });
 }
 
 Image WarpImage(const Image& image, const VectorField& position, Interpolation interpolation) {

@@ -27,6 +27,7 @@
 #include <Eigen/Core>
 
 #include "registration/image.h"
+#include "registration/image_view.h"
 
 namespace diffeoflow::registration {
 
@@ -41,12 +42,13 @@ enum class Interpolation { kLinear, kNearest };
 // Maps the intensity at `lower_percentile` to 0 and at `upper_percentile` to 1 (percentiles in
 // [0, 100], linear interpolation between order statistics), clamping values outside to [0, 1]
 // when `clamp`. With the defaults (0, 100) this is min/max normalisation. A constant image maps
-// to 0. Throws InputError for percentiles outside [0, 100] or lower >= upper.
-Image NormalizeIntensity(const Image& image, double lower_percentile = 0.0,
+// to 0. Throws InputError for percentiles outside [0, 100] or lower >= upper. The result is a new
+// image on the view's grid (an Image is a view of itself, image_view.h).
+Image NormalizeIntensity(const ImageView& image, double lower_percentile = 0.0,
                          double upper_percentile = 100.0, bool clamp = true);
 
 // The value at percentile p ∈ [0, 100] of the image's intensities.
-double Percentile(const Image& image, double p);
+double Percentile(const ImageView& image, double p);
 
 // ---------------------------------------------------------------------------------------------
 // Interpolation at voxel coordinates (x, y, z) of `grid`; z is ignored in 2-D.
@@ -89,6 +91,10 @@ VectorField DisplacementFromPosition(const VectorField& position_voxels);
 void WarpScalar(const Grid& source_grid, ConstFieldRef source, const Grid& target_grid,
                 ConstFieldRef position, FieldRef out,
                 Interpolation interpolation = Interpolation::kLinear);
+
+// The same for an image read through a view (image_view.h; an Image's layout is read as above).
+void WarpScalar(const ImageView& source, const Grid& target_grid, ConstFieldRef position,
+                FieldRef out, Interpolation interpolation = Interpolation::kLinear);
 
 // Image version: the result lives on `position.grid` and keeps image.source_type.
 Image WarpImage(const Image& image, const VectorField& position,
@@ -167,6 +173,10 @@ void ResampleScalar(const Grid& source, const double* data, const Grid& target,
                     Interpolation interpolation, double* out,
                     std::optional<double> outside = std::nullopt,
                     const Eigen::Matrix4d& world = Eigen::Matrix4d::Identity());
+// The same for an image read through a view (source = view.grid).
+void ResampleScalar(const ImageView& source, const Grid& target, Interpolation interpolation,
+                    double* out, std::optional<double> outside = std::nullopt,
+                    const Eigen::Matrix4d& world = Eigen::Matrix4d::Identity());
 
 // `image` resampled onto `target` by physical coordinates (both grids' geometry is used),
 // coordinates clamped (border replication). world_space.h ResampleIntoWorld gives points outside
@@ -227,16 +237,16 @@ inline Eigen::Index LocateNearest(double x, int n) {
 namespace detail {
 
 // The bi/trilinear interpolant, and with kGradient its derivative into `gradient`: one body for
-// SampleLinear and SampleLinearWithGradient (the value's arithmetic is the same in both).
-template <bool kGradient>
-inline double SampleLinearImpl(const Grid& grid, const double* data, double x, double y, double z,
-                               double* gradient) {
+// SampleLinear and SampleLinearWithGradient (the value's arithmetic is the same in both), over
+// the values of an Image or of a view (image_view.h: values.Row(j, k)[i] is voxel (i, j, k)).
+template <bool kGradient, typename Values>
+inline double SampleLinearImpl(const Grid& grid, const Values& values, double x, double y,
+                               double z, double* gradient) {
   const LinearAxis ax = LocateLinear(x, grid.size[0]);
   const LinearAxis ay = LocateLinear(y, grid.size[1]);
-  const Eigen::Index nx = grid.size[0];
   if (grid.dim == 2) {
-    const double* r0 = data + ay.i0 * nx;
-    const double* r1 = data + ay.i1 * nx;
+    const auto r0 = values.Row(ay.i0, 0);
+    const auto r1 = values.Row(ay.i1, 0);
     const double dx0 = r0[ax.i1] - r0[ax.i0];
     const double dx1 = r1[ax.i1] - r1[ax.i0];
     const double v0 = r0[ax.i0] + ax.f * dx0;
@@ -249,11 +259,10 @@ inline double SampleLinearImpl(const Grid& grid, const double* data, double x, d
     return v0 + ay.f * (v1 - v0);
   }
   const LinearAxis az = LocateLinear(z, grid.size[2]);
-  const Eigen::Index nxy = nx * grid.size[1];
-  const double* p00 = data + az.i0 * nxy + ay.i0 * nx;
-  const double* p01 = data + az.i0 * nxy + ay.i1 * nx;
-  const double* p10 = data + az.i1 * nxy + ay.i0 * nx;
-  const double* p11 = data + az.i1 * nxy + ay.i1 * nx;
+  const auto p00 = values.Row(ay.i0, az.i0);
+  const auto p01 = values.Row(ay.i1, az.i0);
+  const auto p10 = values.Row(ay.i0, az.i1);
+  const auto p11 = values.Row(ay.i1, az.i1);
   const double d00 = p00[ax.i1] - p00[ax.i0];
   const double d01 = p01[ax.i1] - p01[ax.i0];
   const double d10 = p10[ax.i1] - p10[ax.i0];
@@ -278,22 +287,31 @@ inline double SampleLinearImpl(const Grid& grid, const double* data, double x, d
   return v0 + az.f * (v1 - v0);
 }
 
+// Nearest-neighbour interpolation over an Image's or a view's values (as SampleLinearImpl).
+template <typename Values>
+inline double SampleNearestImpl(const Grid& grid, const Values& values, double x, double y,
+                                double z) {
+  const Eigen::Index i = LocateNearest(x, grid.size[0]);
+  const Eigen::Index j = LocateNearest(y, grid.size[1]);
+  const Eigen::Index k = grid.dim == 3 ? LocateNearest(z, grid.size[2]) : 0;
+  return values.Row(j, k)[i];
+}
+
 }  // namespace detail
 
 inline double SampleLinear(const Grid& grid, const double* data, double x, double y, double z) {
-  return detail::SampleLinearImpl<false>(grid, data, x, y, z, nullptr);
+  return detail::SampleLinearImpl<false>(grid, detail::ContiguousValues(grid, data), x, y, z,
+                                         nullptr);
 }
 
 inline double SampleLinearWithGradient(const Grid& grid, const double* data, double x, double y,
                                        double z, double gradient[3]) {
-  return detail::SampleLinearImpl<true>(grid, data, x, y, z, gradient);
+  return detail::SampleLinearImpl<true>(grid, detail::ContiguousValues(grid, data), x, y, z,
+                                        gradient);
 }
 
 inline double SampleNearest(const Grid& grid, const double* data, double x, double y, double z) {
-  const Eigen::Index i = detail::LocateNearest(x, grid.size[0]);
-  const Eigen::Index j = detail::LocateNearest(y, grid.size[1]);
-  const Eigen::Index k = grid.dim == 3 ? detail::LocateNearest(z, grid.size[2]) : 0;
-  return data[i + grid.size[0] * (j + static_cast<Eigen::Index>(grid.size[1]) * k)];
+  return detail::SampleNearestImpl(grid, detail::ContiguousValues(grid, data), x, y, z);
 }
 
 }  // namespace diffeoflow::registration

@@ -390,7 +390,7 @@ void AssembleInverse(const TracedFlow& flow, const Grid& target, const Registrat
 // normalised moving image along the path and φ on the fixed grid with the SSDs, and from the
 // images as given the warped moving image, u (mm) and det Dφ.
 void AssembleResult(LevelProblem& problem, const Vector& w, const Image& moving,
-                    const Image& fixed, const Image& moving_input, const Image& fixed_input,
+                    const Image& fixed, const ImageView& moving_input, const Grid& fixed_input,
                     const RegistrationOptions& options, RegistrationResult& result,
                     TracedFlow& flow_used) {
   const Grid& grid = fixed.grid;
@@ -478,16 +478,17 @@ void AssembleResult(LevelProblem& problem, const Vector& w, const Image& moving,
   const Vector& phi = result.phi;
   result.ssd_initial = (moving.data - fixed.data).squaredNorm();
 
-  result.warped.grid = fixed_input.grid;
+  result.warped.grid = fixed_input;
   result.warped.source_type = moving_input.source_type;
   result.warped.data.resize(n);
-  SampleScalar(grid, moving_input.data.data(), phi, true, result.warped.data.data());
+  // The moving image as given, on the fixed grid (its grid is that size, see MovingInFixedSpace).
+  SampleScalar(moving_input, phi, true, result.warped.data.data());
 
-  result.displacement.grid = fixed_input.grid;
+  result.displacement.grid = fixed_input;
   result.displacement.data = phi - IdentityPositions(grid);
   for (int c = 0; c < dim; ++c) result.displacement.component(c) *= grid.spacing_mm[c];
 
-  result.jacobian.grid = fixed_input.grid;
+  result.jacobian.grid = fixed_input;
   result.jacobian.data = traced.jacobian;
   result.min_jacobian = result.jacobian.data.minCoeff();
   result.max_jacobian = result.jacobian.data.maxCoeff();
@@ -659,20 +660,21 @@ std::string RegistrationResult::FullReport() const {
   return out.str();
 }
 
-void CheckRegistrationInputs(const Image& moving, const Image& fixed) {
+void CheckRegistrationInputs(const ImageView& moving, const ImageView& fixed) {
   CheckWorldOverlap(moving.grid, fixed.grid, "--moving", "--fixed");
-  if (!AllFinite(moving.data)) throw InputError("--moving: image contains NaN or Inf");
-  if (!AllFinite(fixed.data)) throw InputError("--fixed: image contains NaN or Inf");
+  if (!AllFinite(moving)) throw InputError("--moving: image contains NaN or Inf");
+  if (!AllFinite(fixed)) throw InputError("--fixed: image contains NaN or Inf");
 }
 
-RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
+RegistrationResult Register(const ImageView& moving_given, const ImageView& fixed_input,
                             const RegistrationOptions& requested) {
   requested.Validate();
   const RegistrationOptions options = requested.ResolvedFor(fixed_input.grid);
   const auto start = Clock::now();
   CheckRegistrationInputs(moving_given, fixed_input);
-  auto normalized = [&](const Image& image) {
-    return options.normalize_intensity ? NormalizeIntensity(image) : image;
+  // The first working images, computed straight from the inputs' views.
+  auto normalized = [&](const ImageView& image) {
+    return options.normalize_intensity ? NormalizeIntensity(image) : CopyImage(image);
   };
   // The affine stage (affine.h) on the images as given, each on its own grid.
   AffineStageResult affine_stage;
@@ -704,8 +706,9 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
   }
   // A moving image on another grid is resampled into the fixed image's world (world_space.h),
   // through the affine stage's map when there is one.
-  const MovingInFixedSpace moving_in_fixed_space(moving_given, fixed_input, affine_stage.affine);
-  const Image& moving_input = moving_in_fixed_space.image();
+  const MovingInFixedSpace moving_in_fixed_space(moving_given, fixed_input.grid,
+                                                 affine_stage.affine);
+  const ImageView moving_input = moving_in_fixed_space.view();
 
   Image moving = normalized(moving_input);
   Image fixed = normalized(fixed_input);
@@ -794,7 +797,7 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
   }
 
   TracedFlow flow_used;
-  AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input, options, result,
+  AssembleResult(*problem, w, moving, fixed, moving_input, fixed_input.grid, options, result,
                  flow_used);
   if (moving_in_fixed_space.resampled()) {
     // The warped image from the moving image as given, interpolated once through x ↦ A(φ(x))
@@ -806,8 +809,8 @@ RegistrationResult Register(const Image& moving_given, const Image& fixed_input,
     // AssembleResult measured the SSD against the moving image pulled back by A; ssd_initial is
     // at the identity map (the images as given, as without an affine stage).
     result.ssd_after_affine = result.ssd_initial;
-    const MovingInFixedSpace identity(moving_given, fixed_input);
-    result.ssd_initial = (normalized(identity.image()).data - fixed.data).squaredNorm();
+    const MovingInFixedSpace identity(moving_given, fixed_input.grid);
+    result.ssd_initial = (normalized(identity.view()).data - fixed.data).squaredNorm();
   }
   CheckMapHealth(result, options.max_folded_fraction);
   result.moving_grid = moving_given.grid;

@@ -45,6 +45,7 @@
 #include "registration/image.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
+#include "registration/image_view.h"
 #include "registration/lddmm.h"
 #include "registration/metric.h"
 #include "registration/world_space.h"
@@ -227,9 +228,13 @@ struct RegistrationResult {
 // InputError (naming --moving / --fixed) unless the images have the same dimension, overlap in
 // world space (CheckWorldOverlap) and every value is finite. Register calls it first; the CLI
 // calls it before it creates the output folder.
-void CheckRegistrationInputs(const Image& moving, const Image& fixed);
+void CheckRegistrationInputs(const ImageView& moving, const ImageView& fixed);
 
-RegistrationResult Register(const Image& moving, const Image& fixed,
+// Registers `moving` to `fixed`. The two images are read through views (image_view.h: an Image
+// converts to one, and a caller's float32 or float64 array of any strides can be read in place);
+// no copy of either is made, and the result is the same for an Image and for a view of the same
+// values. The views must stay valid, and their values unchanged, until Register returns.
+RegistrationResult Register(const ImageView& moving, const ImageView& fixed,
                             const RegistrationOptions& options);
 
 // The mesh the flow runs on for an image grid (see RegistrationOptions::mesh_spacing_fraction).

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "registration/image.h"
+#include "registration/image_view.h"
 #include "registration/register.h"
 
 namespace diffeoflow::registration {
@@ -39,7 +40,7 @@ struct RegistrationCheckpoint {
 };
 
 // The images (before intensity normalisation) and the options, as a JSON string.
-std::string CheckpointFingerprint(const Image& moving, const Image& fixed,
+std::string CheckpointFingerprint(const ImageView& moving, const ImageView& fixed,
                                   const RegistrationOptions& options);
 
 // Writes `path` atomically (its folder is created if missing).

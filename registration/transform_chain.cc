@@ -333,8 +333,8 @@ ResampleInterpolation ParseResampleInterpolation(const std::string& name,
   throw InputError(argument + ": expected linear, nearest or bspline, got '" + name + "'");
 }
 
-Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, const Eigen::VectorXd& values) {
-  Eigen::VectorXd c = values;
+Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, Eigen::VectorXd values) {
+  Eigen::VectorXd c = std::move(values);
   const long size[3] = {grid.size[0], grid.size[1], grid.dim == 3 ? grid.size[2] : 1};
   const long stride[3] = {1, size[0], size[0] * size[1]};
   for (int a = 0; a < grid.dim; ++a) {
@@ -373,12 +373,9 @@ double SampleCubicBSpline(const Grid& grid, const double* coefficients,
   return sum;
 }
 
-Image ResampleThroughChain(const Image& image, const Grid& reference, const TransformChain& chain,
+Image ResampleThroughChain(const ImageView& image, const Grid& reference, const TransformChain& chain,
                            ResampleInterpolation interpolation,
                            std::optional<double> outside_value, const ResampleNames& names) {
-  if (image.data.size() != image.grid.voxels()) {
-    throw InputError(names.image + ": the image's values do not fill its grid");
-  }
   if (image.grid.dim != reference.dim) {
     throw InputError(names.image + ": a " + std::to_string(image.grid.dim) + "-D image (" +
                      SizeText(image.grid) + ") cannot be resampled onto " + names.reference +
@@ -396,43 +393,45 @@ Image ResampleThroughChain(const Image& image, const Grid& reference, const Tran
   const double outside = outside_value ? *outside_value : BackgroundValue(image);
   Eigen::VectorXd coefficients;
   if (interpolation == ResampleInterpolation::kCubicBSpline) {
-    coefficients = CubicBSplineCoefficients(image.grid, image.data);
+    coefficients = CubicBSplineCoefficients(image.grid, CopyImage(image).data);
   }
   const VoxelFrame from(reference), to(image.grid);
   Image out{reference, Eigen::VectorXd(reference.voxels()), image.source_type};
   const int nx = reference.size[0], ny = reference.size[1];
   const int nz = reference.dim == 3 ? reference.size[2] : 1;
-  const double* data = image.data.data();
   const double z_plane = reference.origin_mm[2];
   Index idx = 0, inside = 0;
-  for (int k = 0; k < nz; ++k) {
-    for (int j = 0; j < ny; ++j) {
-      for (int i = 0; i < nx; ++i, ++idx) {
-        const Eigen::Vector3d p = from.World(Eigen::Vector3d(i, j, k), z_plane);
-        Eigen::Vector3d q = to.Voxel(chain.Map(p));
-        const bool in = InsideBox(image.grid, q);
-        inside += in ? 1 : 0;
-        if (!in && !same_grid) {
-          out.data[idx] = outside;
-          continue;
-        }
-        switch (interpolation) {
-          case ResampleInterpolation::kLinear:
-            out.data[idx] = SampleLinear(image.grid, data, q[0], q[1], q[2]);
-            break;
-          case ResampleInterpolation::kNearest:
-            out.data[idx] = SampleNearest(image.grid, data, q[0], q[1], q[2]);
-            break;
-          case ResampleInterpolation::kCubicBSpline:
-            for (int a = 0; a < image.grid.dim; ++a) {
-              q[a] = std::clamp(q[a], 0.0, image.grid.size[a] - 1.0);
-            }
-            out.data[idx] = SampleCubicBSpline(image.grid, coefficients.data(), q);
-            break;
+  VisitValues(image, [&](const auto& values) {
+    for (int k = 0; k < nz; ++k) {
+      for (int j = 0; j < ny; ++j) {
+        for (int i = 0; i < nx; ++i, ++idx) {
+          const Eigen::Vector3d p = from.World(Eigen::Vector3d(i, j, k), z_plane);
+          Eigen::Vector3d q = to.Voxel(chain.Map(p));
+          const bool in = InsideBox(image.grid, q);
+          inside += in ? 1 : 0;
+          if (!in && !same_grid) {
+            out.data[idx] = outside;
+            continue;
+          }
+          switch (interpolation) {
+            case ResampleInterpolation::kLinear:
+              out.data[idx] =
+                  detail::SampleLinearImpl<false>(image.grid, values, q[0], q[1], q[2], nullptr);
+              break;
+            case ResampleInterpolation::kNearest:
+              out.data[idx] = detail::SampleNearestImpl(image.grid, values, q[0], q[1], q[2]);
+              break;
+            case ResampleInterpolation::kCubicBSpline:
+              for (int a = 0; a < image.grid.dim; ++a) {
+                q[a] = std::clamp(q[a], 0.0, image.grid.size[a] - 1.0);
+              }
+              out.data[idx] = SampleCubicBSpline(image.grid, coefficients.data(), q);
+              break;
+          }
         }
       }
     }
-  }
+  });
   const double share = static_cast<double>(inside) / static_cast<double>(reference.voxels());
   if (share < kMinimumWorldOverlap) {
     char text[160];

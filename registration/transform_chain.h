@@ -31,6 +31,7 @@
 #include <Eigen/Geometry>
 
 #include "registration/image.h"
+#include "registration/image_view.h"
 
 namespace diffeoflow::registration {
 
@@ -124,14 +125,16 @@ struct ResampleNames {
 //  - Nearest keeps the image's values and element type (labels stay integers).
 // InputError (naming names.image, names.reference) when dimensions differ or fewer than
 // kMinimumWorldOverlap of the reference's voxels map into the image's field of view.
-Image ResampleThroughChain(const Image& image, const Grid& reference, const TransformChain& chain,
+// The image is read through a view (image_view.h: an Image, or a caller's float32/float64 array
+// in place); only the cubic B-spline makes an image of its own (its coefficients).
+Image ResampleThroughChain(const ImageView& image, const Grid& reference, const TransformChain& chain,
                            ResampleInterpolation interpolation,
                            std::optional<double> outside_value = std::nullopt,
                            const ResampleNames& names = {});
 
 // Cubic B-spline coefficients of an image (the prefilter above), and their evaluation at
 // continuous voxel coordinates (mirror boundaries); exposed for tests.
-Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, const Eigen::VectorXd& values);
+Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, Eigen::VectorXd values);
 double SampleCubicBSpline(const Grid& grid, const double* coefficients, const Eigen::Vector3d& q);
 
 }  // namespace diffeoflow::registration

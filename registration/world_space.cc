@@ -1,6 +1,7 @@
 #include "registration/world_space.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -19,12 +20,6 @@ constexpr double kOriginToleranceMm = 1e-4;
 constexpr double kDirectionTolerance = 1e-6;  // per entry
 
 bool IsIdentity(const Eigen::Matrix4d& affine) { return affine.isIdentity(0.0); }
-
-double Sample(const Grid& g, const double* data, const Eigen::Vector3d& q,
-              Interpolation interpolation) {
-  return interpolation == Interpolation::kLinear ? SampleLinear(g, data, q[0], q[1], q[2])
-                                                 : SampleNearest(g, data, q[0], q[1], q[2]);
-}
 
 // Joins the first `count` values with `separator` (appends only: GCC 12's -Wrestrict misfires on
 // "x" + std::string temporaries).
@@ -207,93 +202,96 @@ void CheckWorldOverlap(const Grid& moving, const Grid& fixed, const std::string&
                    "qform/sform: origin, orientation, voxel size)");
 }
 
-double BackgroundValue(const Image& image) {
+double BackgroundValue(const ImageView& image) {
   const Grid& g = image.grid;
   const int nx = g.size[0], ny = g.size[1], nz = g.dim == 3 ? g.size[2] : 1;
   std::vector<double> border;
-  Index idx = 0;
-  for (int k = 0; k < nz; ++k) {
+  ForEachVoxel(image, [&](int i, int j, int k, double v) {
     const bool face_z = g.dim == 3 && (k == 0 || k == nz - 1);
-    for (int j = 0; j < ny; ++j) {
-      const bool face_y = face_z || j == 0 || j == ny - 1;
-      for (int i = 0; i < nx; ++i, ++idx) {
-        if (face_y || i == 0 || i == nx - 1) border.push_back(image.data[idx]);
-      }
-    }
-  }
+    if (face_z || j == 0 || j == ny - 1 || i == 0 || i == nx - 1) border.push_back(v);
+  });
   if (border.empty()) return 0.0;
   const auto middle = border.begin() + static_cast<std::ptrdiff_t>(border.size() / 2);
   std::nth_element(border.begin(), middle, border.end());
   return *middle;
 }
 
-Image ResampleIntoWorld(const Image& image, const Grid& target, Interpolation interpolation,
+Image ResampleIntoWorld(const ImageView& image, const Grid& target, Interpolation interpolation,
                         double outside_value, const Eigen::Matrix4d& world_affine) {
-  if (image.data.size() != image.grid.voxels()) {
-    throw InputError("ResampleIntoWorld: the image has " + std::to_string(image.data.size()) +
-                     " values, its grid " + std::to_string(image.grid.voxels()));
-  }
   Image out{target, Eigen::VectorXd(target.voxels()), image.source_type};
-  ResampleScalar(image.grid, image.data.data(), target, interpolation, out.data.data(),
-                 outside_value, world_affine);
+  ResampleScalar(image, target, interpolation, out.data.data(), outside_value, world_affine);
   return out;
 }
 
 MovingInFixedSpace::MovingInFixedSpace(const Image& moving, const Image& fixed,
                                        const Eigen::Matrix4d& affine)
-    : moving_(&moving) {
-  const bool same_grid = SameWorldGrid(moving.grid, fixed.grid);
+    : MovingInFixedSpace(ImageView(moving), fixed.grid, affine) {
+  moving_image_ = &moving;
+}
+
+MovingInFixedSpace::MovingInFixedSpace(const ImageView& moving, const Grid& fixed,
+                                       const Eigen::Matrix4d& affine)
+    : moving_(moving) {
+  const bool same_grid = SameWorldGrid(moving.grid, fixed);
   if (same_grid && IsIdentity(affine)) return;
-  CheckWorldOverlap(moving.grid, fixed.grid);
+  CheckWorldOverlap(moving.grid, fixed);
   const double background = BackgroundValue(moving);
   if (same_grid) {
     // Pulled back by the affine stage only (the grid within float tolerance of the fixed one is
     // the fixed grid): nothing to note.
-    Image on_fixed_grid = moving;
-    on_fixed_grid.grid = fixed.grid;
+    ImageView on_fixed_grid = moving;
+    on_fixed_grid.grid = fixed;
     resampled_ =
-        ResampleIntoWorld(on_fixed_grid, fixed.grid, Interpolation::kLinear, background, affine);
+        ResampleIntoWorld(on_fixed_grid, fixed, Interpolation::kLinear, background, affine);
     return;
   }
-  resampled_ = ResampleIntoWorld(moving, fixed.grid, Interpolation::kLinear, background, affine);
+  resampled_ = ResampleIntoWorld(moving, fixed, Interpolation::kLinear, background, affine);
   char tail[256];
   std::snprintf(tail, sizeof(tail),
                 "): resampled the moving image into the fixed image's world space (linear; "
                 "background %.6g outside its field of view, which covers %.3g%% of the fixed one)",
-                background, 100.0 * WorldOverlapFraction(moving.grid, fixed.grid));
-  note_ = "--moving is on another grid than --fixed (" + GridDifferences(moving.grid, fixed.grid) +
+                background, 100.0 * WorldOverlapFraction(moving.grid, fixed));
+  note_ = "--moving is on another grid than --fixed (" + GridDifferences(moving.grid, fixed) +
           tail;
 }
 
-Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef phi,
+const Image& MovingInFixedSpace::image() const {
+  assert(resampled_ || moving_image_ != nullptr);
+  return resampled_ ? *resampled_ : *moving_image_;
+}
+
+Image WarpThroughWorld(const ImageView& image, const Grid& fixed_grid, ConstFieldRef phi,
                        Interpolation interpolation, std::optional<double> outside_value,
                        const Eigen::Matrix4d& affine) {
   const Index n = fixed_grid.voxels();
-  if (image.grid.dim != fixed_grid.dim || phi.size() != fixed_grid.dim * n ||
-      image.data.size() != image.grid.voxels()) {
+  if (image.grid.dim != fixed_grid.dim || phi.size() != fixed_grid.dim * n) {
     throw InputError("WarpThroughWorld: a " + std::to_string(image.grid.dim) + "-D image of " +
-                     std::to_string(image.data.size()) + " values and a map of " +
+                     std::to_string(image.grid.voxels()) + " values and a map of " +
                      std::to_string(phi.size()) + " values on a " + std::to_string(fixed_grid.dim) +
                      "-D grid of " + std::to_string(n) + " voxels do not fit together");
   }
   Image out{fixed_grid, Eigen::VectorXd(n), image.source_type};
   if (IsIdentity(affine) && SameWorldGrid(image.grid, fixed_grid)) {
     // The image is on the fixed grid: φ holds its voxel coordinates (clamped interpolation).
-    WarpScalar(image.grid, image.data, fixed_grid, phi, out.data, interpolation);
+    WarpScalar(image, fixed_grid, phi, out.data, interpolation);
     return out;
   }
   const double outside = outside_value ? *outside_value : BackgroundValue(image);
   // A grid equal to the fixed one within float tolerance is the fixed grid.
   const Grid& image_grid = SameWorldGrid(image.grid, fixed_grid) ? fixed_grid : image.grid;
   const VoxelAffine m = VoxelToVoxel(fixed_grid, image_grid, affine);
-  const double* data = image.data.data();
   const int dim = fixed_grid.dim;
-  for (Index x = 0; x < n; ++x) {
-    const Eigen::Vector3d p(phi[x], phi[n + x], dim == 3 ? phi[2 * n + x] : 0.0);
-    const Eigen::Vector3d q = m.A * p + m.b;
-    out.data[x] =
-        InsideFieldOfView(image_grid, q) ? Sample(image_grid, data, q, interpolation) : outside;
-  }
+  VisitValues(image, [&](const auto& values) {
+    for (Index x = 0; x < n; ++x) {
+      const Eigen::Vector3d p(phi[x], phi[n + x], dim == 3 ? phi[2 * n + x] : 0.0);
+      const Eigen::Vector3d q = m.A * p + m.b;
+      out.data[x] = !InsideFieldOfView(image_grid, q) ? outside
+                    : interpolation == Interpolation::kLinear
+                        ? detail::SampleLinearImpl<false>(image_grid, values, q[0], q[1], q[2],
+                                                          nullptr)
+                        : detail::SampleNearestImpl(image_grid, values, q[0], q[1], q[2]);
+    }
+  });
   return out;
 }
 

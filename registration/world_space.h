@@ -38,6 +38,7 @@
 
 #include "registration/image.h"
 #include "registration/image_ops.h"
+#include "registration/image_view.h"
 
 namespace diffeoflow::registration {
 
@@ -77,26 +78,31 @@ void CheckWorldOverlap(const Grid& moving, const Grid& fixed,
                        const std::string& fixed_name = "--fixed");
 
 // The median of the image's outermost voxels (see above).
-double BackgroundValue(const Image& image);
+double BackgroundValue(const ImageView& image);
 
 // `image` resampled onto `target` through world coordinates (rules above); points outside its
 // field of view get `outside_value`. The result keeps image.source_type. With `world_affine` W
 // (4 × 4, target world → image world, as RegistrationResult::affine) the target point p samples
 // the image at A_image⁻¹(W·p): the image pulled back by W.
-Image ResampleIntoWorld(const Image& image, const Grid& target, Interpolation interpolation,
+Image ResampleIntoWorld(const ImageView& image, const Grid& target, Interpolation interpolation,
                         double outside_value,
                         const Eigen::Matrix4d& world_affine = Eigen::Matrix4d::Identity());
 
 // The moving image of a registration on the fixed grid: the moving image itself when both are the
 // same world grid and `affine` is the identity, else ResampleIntoWorld(moving, fixed grid, linear,
 // BackgroundValue(moving), affine) — with an affine stage's map (fixed world → moving world) the
-// moving image pulled back by it. Holds a reference to `moving` (which must outlive it) when
-// nothing was resampled.
+// moving image pulled back by it. Holds a view of `moving` (which must outlive it) when nothing
+// was resampled.
 class MovingInFixedSpace {
  public:
+  MovingInFixedSpace(const ImageView& moving, const Grid& fixed,
+                     const Eigen::Matrix4d& affine = Eigen::Matrix4d::Identity());
   MovingInFixedSpace(const Image& moving, const Image& fixed,
                      const Eigen::Matrix4d& affine = Eigen::Matrix4d::Identity());
-  const Image& image() const { return resampled_ ? *resampled_ : *moving_; }
+  // The moving image on the fixed grid: `moving` itself or the resampled image.
+  ImageView view() const { return resampled_ ? ImageView(*resampled_) : moving_; }
+  // The same as an Image; only for a moving image given as an Image (the second constructor).
+  const Image& image() const;
   bool resampled() const { return resampled_.has_value(); }
   // Empty when the grids are the same world grid; otherwise one line: what differed, that the
   // moving image was resampled into the fixed image's world, the background used and the share
@@ -104,7 +110,8 @@ class MovingInFixedSpace {
   const std::string& note() const { return note_; }
 
  private:
-  const Image* moving_;
+  ImageView moving_;
+  const Image* moving_image_ = nullptr;
   std::optional<Image> resampled_;
   std::string note_;
 };
@@ -118,7 +125,7 @@ class MovingInFixedSpace {
 // otherwise points outside the image's field of view get `outside_value` (default:
 // BackgroundValue(image)). The result lies on `fixed_grid` and keeps image.source_type (nearest
 // keeps label values).
-Image WarpThroughWorld(const Image& image, const Grid& fixed_grid, ConstFieldRef phi,
+Image WarpThroughWorld(const ImageView& image, const Grid& fixed_grid, ConstFieldRef phi,
                        Interpolation interpolation,
                        std::optional<double> outside_value = std::nullopt,
                        const Eigen::Matrix4d& affine = Eigen::Matrix4d::Identity());

@@ -303,8 +303,8 @@ void WriteRegistrationOutputs(const std::string& dir, const RegistrationResult& 
   WriteSummaryFigure((out / "summary.png").string(), result, moving, fixed);
 }
 
-Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
-                        std::optional<double> outside_value) {
+Image ApplyRegistration(const std::string& dir, const ImageView& image,
+                        Interpolation interpolation, std::optional<double> outside_value) {
   if (!std::filesystem::exists(dir)) {
     throw MissingFileError("--transform: '" + dir + "' does not exist (expected the --out folder "
                            "of `diffeoflow register`)");

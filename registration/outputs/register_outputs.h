@@ -12,6 +12,7 @@
 #include "registration/image.h"
 #include "registration/image_io.h"
 #include "registration/image_ops.h"
+#include "registration/image_view.h"
 #include "registration/register.h"
 
 namespace diffeoflow::registration {
@@ -45,7 +46,8 @@ void WriteRegistrationTrajectory(const std::string& path, const RegistrationResu
 // ResampleThroughChain with that one transform. Points outside the image's field of view get
 // `outside_value` (default: its background). Nearest keeps label values and the source element
 // type. InputError naming --image when the image does not overlap the fixed grid through the map.
-Image ApplyRegistration(const std::string& dir, const Image& image, Interpolation interpolation,
+Image ApplyRegistration(const std::string& dir, const ImageView& image,
+                        Interpolation interpolation,
                         std::optional<double> outside_value = std::nullopt);
 
 }  // namespace diffeoflow::registration
