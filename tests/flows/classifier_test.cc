@@ -73,33 +73,50 @@ TEST(Classifier, AdaptiveBacksolveGradientIsCloseToFiniteDifferences) {
   CheckModelGradient(spec, 1e-5);
 }
 
+// The small odenet of the regularisers' tests in gradient mode `mode`, and the tolerance of its
+// finite-difference check: RK4 for the discrete adjoint (the gradient of the discrete map), an
+// accurately solved Dopri5 for the continuous modes (the gradient of the ODE).
+ModelSpec RegulariserSpec(GradientMode mode, double* tolerance) {
+  ModelSpec spec = SmallSpec(ModelKind::kOdeNet);
+  spec.gradient.mode = mode;
+  *tolerance = 1e-7;
+  if (mode != GradientMode::kDiscrete) {
+    spec.solver.method = Method::kDopri5;
+    spec.solver.rtol = 1e-10;
+    spec.solver.atol = 1e-10;
+    *tolerance = 1e-5;
+  }
+  return spec;
+}
+
+// Six random points of the plane with labels of three classes.
+struct SmallBatch {
+  Matrix x;
+  int labels[6] = {0, 1, 2, 2, 1, 0};
+  SmallBatch() {
+    std::mt19937 rng(8);
+    const Vector xv = RandomVector(2 * 6, rng);
+    x = Eigen::Map<const Matrix>(xv.data(), 2, 6);
+  }
+};
+
 class KineticRegulariser : public ::testing::TestWithParam<GradientMode> {};
 
 // RNODE's λ₁ ∫‖f‖² dt: the whole model's gradient with the regulariser equals central differences
 // in every gradient mode (the discrete map with RK4; the accurately solved ODE with Dopri5 for the
 // continuous modes), and the loss is the unregularised one plus λ₁ times the batch's mean action.
 TEST_P(KineticRegulariser, GradientMatchesFiniteDifferencesInEveryMode) {
-  ModelSpec spec = SmallSpec(ModelKind::kOdeNet);
-  spec.gradient.mode = GetParam();
-  double tolerance = 1e-7;
-  if (GetParam() != GradientMode::kDiscrete) {
-    spec.solver.method = Method::kDopri5;
-    spec.solver.rtol = 1e-10;
-    spec.solver.atol = 1e-10;
-    tolerance = 1e-5;
-  }
+  double tolerance = 0.0;
+  ModelSpec spec = RegulariserSpec(GetParam(), &tolerance);
   ModelSpec plain = spec;
   spec.kinetic_energy = 0.7;
   CheckModelGradient(spec, tolerance);
   Classifier regularised(spec), unregularised(plain);
   const Vector theta = regularised.Initialize(3);
-  std::mt19937 rng(8);
-  const Vector xv = RandomVector(2 * 6, rng);
-  const Matrix x = Eigen::Map<const Matrix>(xv.data(), 2, 6);
-  const int labels[] = {0, 1, 2, 2, 1, 0};
+  const SmallBatch batch;
   Vector g_with, g_without;
-  const BatchResult with = regularised.Evaluate(theta, x, labels, &g_with);
-  const BatchResult without = unregularised.Evaluate(theta, x, labels, &g_without);
+  const BatchResult with = regularised.Evaluate(theta, batch.x, batch.labels, &g_with);
+  const BatchResult without = unregularised.Evaluate(theta, batch.x, batch.labels, &g_without);
   EXPECT_GT(with.action, 0.0);
   EXPECT_NEAR(with.loss, without.loss + 0.7 * with.action, 1e-12);
   EXPECT_GT((g_with - g_without).norm(), 1e-6 * g_without.norm());
@@ -118,32 +135,23 @@ class JacobianRegulariser : public ::testing::TestWithParam<GradientMode> {};
 // gives another value.
 TEST_P(JacobianRegulariser, GradientMatchesFiniteDifferencesInEveryMode) {
   for (const double kinetic : {0.0, 0.3}) {
-    ModelSpec spec = SmallSpec(ModelKind::kOdeNet);
+    double tolerance = 0.0;
+    ModelSpec spec = RegulariserSpec(GetParam(), &tolerance);
     spec.activation = Activation::kSoftplus;
-    spec.gradient.mode = GetParam();
-    double tolerance = 1e-7;
-    if (GetParam() != GradientMode::kDiscrete) {
-      spec.solver.method = Method::kDopri5;
-      spec.solver.rtol = 1e-10;
-      spec.solver.atol = 1e-10;
-      tolerance = 1e-5;
-    }
     spec.kinetic_energy = kinetic;
     ModelSpec plain = spec;
     spec.jacobian_norm = 0.4;
     CheckModelGradient(spec, tolerance);
     Classifier regularised(spec), unregularised(plain);
     const Vector theta = regularised.Initialize(3);
-    std::mt19937 rng(8);
-    const Vector xv = RandomVector(2 * 6, rng);
-    const Matrix x = Eigen::Map<const Matrix>(xv.data(), 2, 6);
-    const int labels[] = {0, 1, 2, 2, 1, 0};
-    const BatchResult with = regularised.Evaluate(theta, x, labels, nullptr);
-    const BatchResult without = unregularised.Evaluate(theta, x, labels, nullptr);
+    const SmallBatch batch;
+    const BatchResult with = regularised.Evaluate(theta, batch.x, batch.labels, nullptr);
+    const BatchResult without = unregularised.Evaluate(theta, batch.x, batch.labels, nullptr);
     EXPECT_GT(with.jacobian_norm, 0.0);
     EXPECT_NEAR(with.loss, without.loss + 0.4 * with.jacobian_norm, 1e-12);
     regularised.UseProbe(0, 1);
-    EXPECT_NE(regularised.Evaluate(theta, x, labels, nullptr).jacobian_norm, with.jacobian_norm);
+    EXPECT_NE(regularised.Evaluate(theta, batch.x, batch.labels, nullptr).jacobian_norm,
+              with.jacobian_norm);
   }
 }
 
