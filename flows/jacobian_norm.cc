@@ -54,7 +54,6 @@ JacobianNormAugmented::JacobianNormAugmented(Dynamics& inner, const Sequential& 
   if (inner.state_dim() < features * batch || inner.param_dim() != mlp.param_dim()) {
     throw InputError("--jacobian-norm: the dynamics do not move the field's batch");
   }
-  Index rows = features;
   Index widest = features;
   z_.emplace_back(features, batch);
   for (std::size_t k = 0; k < mlp.size(); ++k) {
@@ -67,16 +66,15 @@ JacobianNormAugmented::JacobianNormAugmented(Dynamics& inner, const Sequential& 
       stage.linear = true;
       stage.concat_time = linear->concat_time();
     } else if (const auto* activation = dynamic_cast<const ActivationLayer*>(&layer)) {
-      stage.activation = static_cast<int>(activation->activation());
+      stage.activation = activation->activation();
     } else {
       throw InputError("--jacobian-norm: needs the second derivative of every layer of the "
                        "field; written for MLP fields (linear layers and activations), not for '" +
                        layer.name() + "'");
     }
     stages_.push_back(stage);
-    rows = stage.out;
-    widest = std::max(widest, rows);
-    z_.emplace_back(rows, batch);
+    widest = std::max(widest, stage.out);
+    z_.emplace_back(stage.out, batch);
   }
   for (const Matrix& z : z_) {
     d1_.emplace_back(z.rows(), batch);
@@ -121,7 +119,7 @@ void JacobianNormAugmented::Forward(double t, const double* theta, const double*
       kernels::GemmBias(true, false, s.out, batch_, s.in, wt.data(), in_total, in.data(), s.in,
                         row_sum_.data(), out.data(), s.out);
     } else {
-      Activate(static_cast<Activation>(s.activation), in.data(), out.data(), d1_[k].data(),
+      Activate(s.activation, in.data(), out.data(), d1_[k].data(),
                d2_[k].data(), in.size());
     }
   }

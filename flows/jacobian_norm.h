@@ -62,7 +62,7 @@ class JacobianNormAugmented : public Dynamics {
     bool concat_time = false;
     Index in = 0, out = 0;        // features in and out
     Index offset = 0;             // where its parameters start in θ
-    int activation = 0;           // Activation, for an activation stage
+    Activation activation = Activation::kTanh;  // for an activation stage
   };
   // z_[0] = x, z_[k+1] = stage k (z_[k]), keeping σ' and σ'' of every activation stage.
   void Forward(double t, const double* theta, const double* x);
