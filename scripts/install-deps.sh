@@ -5,7 +5,7 @@ set -eu
 
 PACKAGES="build-essential cmake pkg-config libboost-dev libeigen3-dev libceres-dev libhdf5-dev
 libfftw3-dev libnifti2-dev libpng-dev zlib1g-dev libgtest-dev libgmock-dev libbenchmark-dev
-libcli11-dev nlohmann-json3-dev libcairo2-dev libsleef-dev libdnnl-dev fonts-dejavu-core mricron-data dataset-fashion-mnist
+libcli11-dev nlohmann-json3-dev libcairo2-dev libsleef-dev libdnnl-dev ocl-icd-opencl-dev fonts-dejavu-core mricron-data dataset-fashion-mnist
 pybind11-dev python3-pybind11 python3-numpy python3-dev python3-pytest
 python3-nibabel python3-matplotlib libopenmpi-dev openmpi-bin"
 
