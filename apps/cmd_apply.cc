@@ -51,7 +51,8 @@ CommandRegistration registration{
                      "when every --transform is an affine file)");
       sub.add_option("--interpolation", flags->interpolation,
                      "linear | nearest (label maps: values and element type kept) | bspline "
-                     "(cubic B-spline)")
+                     "(cubic B-spline) | label (label maps: every label's indicator "
+                     "interpolated linearly, the largest wins; values and element type kept)")
           ->capture_default_str();
       flags->default_value_option = sub.add_option(
           "--default-value", flags->default_value,
@@ -93,7 +94,7 @@ CommandRegistration registration{
         const Image warped =
             ResampleThroughChain(image, reference, chain, interpolation, outside, names);
         ImageWriteOptions write;
-        write.keep_source_type = interpolation == ResampleInterpolation::kNearest;
+        write.keep_source_type = KeepsValues(interpolation);
         WriteImage(flags->out, warped, write);
         if (!common.quiet) std::cout << "wrote " << flags->out << "\n";
         return 0;

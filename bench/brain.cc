@@ -42,6 +42,11 @@
 // on the other grid without the warp and brought onto the fixed grid (what a perfect registration
 // could reach; the same-grid run's labels share one rasterisation with the reference, these do
 // not).
+// Every run also reports `dice_after_label_interpolation`: the same map carrying the labels as
+// `apply --interpolation label` does. A same-grid run without known_affine reports what the true
+// map ψ⁻¹ (fixed-point inverse, `true_inverse_max_residual_voxels`) gives, `dice_true_map` and
+// `dice_true_map_label_interpolation`: the ceiling of the protocol, whose moving labels have been
+// resampled once already. moving_grid=las adds `dice_label_grid_ceiling_label_interpolation`.
 #include <sys/resource.h>
 
 #include <array>
@@ -328,6 +333,37 @@ int main(int argc, char** argv) {
                                                                     truth(2, 3)}}};
     }
     const Image labels_on_fixed_grid = moving_labels;
+    if (moving_grid == "same" && !known_affine) {
+      // What the true map ψ⁻¹ gives (the ceiling of this protocol: the moving labels went through
+      // one nearest-neighbour resampling already), by both label interpolations.
+      VectorField inverse = IdentityPositionField(grid);
+      const Eigen::Index n = grid.voxels();
+      double residual = 0.0;
+      for (int k = 0; k < grid.size[2]; ++k) {
+        for (int j = 0; j < grid.size[1]; ++j) {
+          for (int i = 0; i < grid.size[0]; ++i) {
+            const Eigen::Vector3d x = grid.VoxelToPhysical(Eigen::Vector3d(i, j, k));
+            const Eigen::Vector3d z = grid.PhysicalToVoxel(InverseWarp(grid, u, x));
+            const Eigen::Index v = grid.index(i, j, k);
+            double r2 = 0.0;
+            for (int c = 0; c < 3; ++c) {
+              inverse.data[c * n + v] = z[c];
+              const double back =
+                  z[c] + SampleLinear(grid, u.data.data() + c * n, z[0], z[1], z[2]) /
+                             grid.spacing_mm[c] -
+                  (c == 0 ? i : c == 1 ? j : k);
+              r2 += back * back;
+            }
+            residual = std::max(residual, std::sqrt(r2));
+          }
+        }
+      }
+      out["true_inverse_max_residual_voxels"] = residual;
+      out["dice_true_map"] =
+          MeanDice(fixed_labels, WarpImage(moving_labels, inverse, Interpolation::kNearest));
+      out["dice_true_map_label_interpolation"] =
+          MeanDice(fixed_labels, WarpImage(moving_labels, inverse, Interpolation::kLabel));
+    }
     if (moving_grid == "las") {
       const double coarser = number("coarser", 1.25);
       if (!(coarser > 0.2 && coarser < 5)) throw std::runtime_error("coarser: expected (0.2, 5)");
@@ -345,6 +381,9 @@ int main(int argc, char** argv) {
       out["dice_label_grid_ceiling"] =
           MeanDice(fixed_labels, WarpThroughWorld(unwarped, grid, IdentityPositionField(grid).data,
                                                   Interpolation::kNearest));
+      out["dice_label_grid_ceiling_label_interpolation"] =
+          MeanDice(fixed_labels, WarpThroughWorld(unwarped, grid, IdentityPositionField(grid).data,
+                                                  Interpolation::kLabel));
       out["moving_grid"] = {
           {"coarser", coarser},
           {"size", {las.size[0], las.size[1], las.size[2]}},
@@ -397,6 +436,12 @@ int main(int argc, char** argv) {
       if (!r.world_space_note.empty()) out["world_space_note"] = r.world_space_note;
       out["mesh_size"] = {r.mesh.size[0], r.mesh.size[1], r.mesh.size[2]};
       out["dice_after"] = MeanDice(fixed_labels, carried);
+      // The same map, the labels carried as `apply --interpolation label` does.
+      out["dice_after_label_interpolation"] = MeanDice(
+          fixed_labels,
+          WarpThroughWorld(moving_labels, r.displacement.grid,
+                           PositionFromDisplacement(r.displacement).data, Interpolation::kLabel,
+                           std::nullopt, r.affine));
       if (moving_grid != "same") {
         const Image fine = WarpThroughWorld(labels_on_fixed_grid, r.displacement.grid,
                                             PositionFromDisplacement(r.displacement).data,

@@ -239,8 +239,10 @@ struct ApplyInput {
       : image(ToInput(source, spacing, affine, "image")) {
     if (method == "nearest") {
       interpolation = Interpolation::kNearest;
+    } else if (method == "label") {
+      interpolation = Interpolation::kLabel;
     } else if (method != "linear") {
-      throw InputError("interpolation: expected linear or nearest, got '" + method + "'");
+      throw InputError("interpolation: expected linear, nearest or label, got '" + method + "'");
     }
     if (!default_value.is_none()) {
       outside = default_value.cast<double>();
@@ -410,10 +412,7 @@ struct PyRegistration {
     return WarpedWithoutGil([&] {
       return registration::ResampleThroughChain(
           in.image.view, result.grid, chain,
-          in.interpolation == Interpolation::kNearest
-              ? registration::ResampleInterpolation::kNearest
-              : registration::ResampleInterpolation::kLinear,
-          in.outside);
+          registration::AsResampleInterpolation(in.interpolation), in.outside);
     });
   }
 };
@@ -763,7 +762,7 @@ PYBIND11_MODULE(diffeoflow, m) {
            py::arg("default_value") = py::none(), py::kw_only(), py::arg("spacing") = py::none(),
            py::arg("affine") = py::none(),
            "image carried through the map onto the fixed grid, in world coordinates (an array\n"
-           "in the moving image's world, or a path); interpolation 'linear' or 'nearest'.")
+           "in the moving image's world, or a path); interpolation 'linear', 'nearest' or 'label'.")
       .def("__repr__", [](const PyRegistration& r) {
         return "<diffeoflow.RegistrationResult " + r.result.BriefReport() + ">";
       });

@@ -141,10 +141,7 @@ void ResampleValues(const Grid& source, const Values& values, const Grid& target
         if (outside && !InsideFieldOfView(source, q)) {
           out[idx] = *outside;
         } else {
-          out[idx] = interpolation == Interpolation::kLinear
-                         ? detail::SampleLinearImpl<false>(source, values, q[0], q[1], q[2],
-                                                           nullptr)
-                         : detail::SampleNearestImpl(source, values, q[0], q[1], q[2]);
+          out[idx] = detail::SampleImpl(interpolation, source, values, q[0], q[1], q[2]);
         }
       }
     }
@@ -313,20 +310,15 @@ void WarpScalar(const Grid& source_grid, ConstFieldRef source, const Grid& targe
   const double* data = source.data();
   const double* px = position.data();
   const double* py = px + n;
-  if (source_grid.dim == 2) {
-    if (interpolation == Interpolation::kLinear) {
-      for (Index i = 0; i < n; ++i) out[i] = SampleLinear(source_grid, data, px[i], py[i]);
-    } else {
-      for (Index i = 0; i < n; ++i) out[i] = SampleNearest(source_grid, data, px[i], py[i]);
-    }
+  if (source_grid.dim == 2 && interpolation == Interpolation::kLinear) {
+    for (Index i = 0; i < n; ++i) out[i] = SampleLinear(source_grid, data, px[i], py[i]);
     return;
   }
   const double* pz = target_grid.dim == 3 ? py + n : nullptr;
+  const auto values = detail::ContiguousValues(source_grid, data);
   for (Index i = 0; i < n; ++i) {
     const double z = pz ? pz[i] : 0.0;
-    out[i] = interpolation == Interpolation::kLinear
-                 ? SampleLinear(source_grid, data, px[i], py[i], z)
-                 : SampleNearest(source_grid, data, px[i], py[i], z);
+    out[i] = detail::SampleImpl(interpolation, source_grid, values, px[i], py[i], z);
   }
 }
 
@@ -347,9 +339,7 @@ void WarpScalar(const ImageView& source, const Grid& target_grid, ConstFieldRef 
   VisitValues(source, [&](const auto& values) {
     for (Index i = 0; i < n; ++i) {
       const double z = pz ? pz[i] : 0.0;
-      out[i] = interpolation == Interpolation::kLinear
-                   ? detail::SampleLinearImpl<false>(source.grid, values, px[i], py[i], z, nullptr)
-                   : detail::SampleNearestImpl(source.grid, values, px[i], py[i], z);
+      out[i] = detail::SampleImpl(interpolation, source.grid, values, px[i], py[i], z);
     }
   });
 }
@@ -574,5 +564,87 @@ VectorField UpsampleField(const VectorField& coarse, const Grid& fine) {
 }
 
 bool AllFinite(const Eigen::VectorXd& values) { return values.allFinite(); }
+
+namespace {
+
+// Cubic B-spline basis weights at fractional offset t ∈ [0, 1) for taps −1, 0, 1, 2.
+void CubicWeights(double t, double w[4]) {
+  const double s = 1.0 - t;
+  w[0] = s * s * s / 6.0;
+  w[1] = (4.0 - 6.0 * t * t + 3.0 * t * t * t) / 6.0;
+  w[2] = (1.0 + 3.0 * t + 3.0 * t * t - 3.0 * t * t * t) / 6.0;
+  w[3] = t * t * t / 6.0;
+}
+
+long Mirror(long i, long n) {
+  if (n == 1) return 0;
+  const long period = 2 * n - 2;
+  i = std::abs(i) % period;
+  return i < n ? i : period - i;
+}
+
+// In-place interpolating prefilter of one line (stride apart), mirror boundaries (Unser 1999).
+void PrefilterLine(double* c, long n, long stride) {
+  if (n < 2) return;
+  const double z = std::sqrt(3.0) - 2.0;
+  const double gain = (1.0 - z) * (1.0 - 1.0 / z);
+  for (long k = 0; k < n; ++k) c[k * stride] *= gain;
+  // Causal initialisation: the mirrored sum, exact for the whole line.
+  double sum = c[0], zk = z;
+  const double z2n = std::pow(z, static_cast<double>(2 * n - 2));
+  double zback = z2n / z;
+  for (long k = 1; k < n - 1; ++k) {
+    sum += (zk + zback) * c[k * stride];
+    zk *= z;
+    zback /= z;
+  }
+  sum += zk * c[(n - 1) * stride];
+  c[0] = sum / (1.0 - z2n);
+  for (long k = 1; k < n; ++k) c[k * stride] += z * c[(k - 1) * stride];
+  c[(n - 1) * stride] = (z / (z * z - 1.0)) * (c[(n - 1) * stride] + z * c[(n - 2) * stride]);
+  for (long k = n - 2; k >= 0; --k) c[k * stride] = z * (c[(k + 1) * stride] - c[k * stride]);
+}
+
+}  // namespace
+
+Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, Eigen::VectorXd values) {
+  Eigen::VectorXd c = std::move(values);
+  const long size[3] = {grid.size[0], grid.size[1], grid.dim == 3 ? grid.size[2] : 1};
+  const long stride[3] = {1, size[0], size[0] * size[1]};
+  for (int a = 0; a < grid.dim; ++a) {
+    const int b = (a + 1) % 3, e = (a + 2) % 3;
+    for (long j = 0; j < size[b]; ++j) {
+      for (long k = 0; k < size[e]; ++k) {
+        PrefilterLine(c.data() + j * stride[b] + k * stride[e], size[a], stride[a]);
+      }
+    }
+  }
+  return c;
+}
+
+double SampleCubicBSpline(const Grid& grid, const double* coefficients,
+                          const Eigen::Vector3d& q) {
+  const long size[3] = {grid.size[0], grid.size[1], grid.dim == 3 ? grid.size[2] : 1};
+  long base[3] = {0, 0, 0};
+  double w[3][4] = {{0, 1, 0, 0}, {0, 1, 0, 0}, {0, 1, 0, 0}};
+  for (int a = 0; a < grid.dim; ++a) {
+    const double f = std::floor(q[a]);
+    base[a] = static_cast<long>(f);
+    CubicWeights(q[a] - f, w[a]);
+  }
+  const int taps_z = grid.dim == 3 ? 4 : 1;
+  double sum = 0.0;
+  for (int tz = 0; tz < taps_z; ++tz) {
+    const long k = grid.dim == 3 ? Mirror(base[2] + tz - 1, size[2]) : 0;
+    const double wz = grid.dim == 3 ? w[2][tz] : 1.0;
+    for (int ty = 0; ty < 4; ++ty) {
+      const long j = Mirror(base[1] + ty - 1, size[1]);
+      const double wy = wz * w[1][ty];
+      const double* row = coefficients + (k * size[1] + j) * size[0];
+      for (int tx = 0; tx < 4; ++tx) sum += wy * w[0][tx] * row[Mirror(base[0] + tx - 1, size[0])];
+    }
+  }
+  return sum;
+}
 
 }  // namespace diffeoflow::registration

@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 #include <optional>
 
 #include <Eigen/Core>
@@ -34,7 +35,10 @@ namespace diffeoflow::registration {
 using ConstFieldRef = Eigen::Ref<const Eigen::VectorXd>;
 using FieldRef = Eigen::Ref<Eigen::VectorXd>;
 
-enum class Interpolation { kLinear, kNearest };
+// kLabel is for label maps: every label's indicator is interpolated bi/trilinearly and the label
+// with the largest weight wins (the idea of ANTs' GenericLabel[Linear]). It keeps label values, as
+// kNearest does, but its boundaries follow the map smoothly instead of the nearer grid point's.
+enum class Interpolation { kLinear, kNearest, kLabel };
 
 // ---------------------------------------------------------------------------------------------
 // Intensity normalisation
@@ -200,6 +204,13 @@ VectorField UpsampleField(const VectorField& coarse, const Grid& fine);
 // True when every value is finite.
 bool AllFinite(const Eigen::VectorXd& values);
 
+// Cubic B-spline interpolation (Unser 1999): the coefficients of an image by the recursive
+// interpolating prefilter (pole √3 − 2, mirror boundaries), and their evaluation at continuous
+// voxel coordinates q (mirror boundaries; coordinates are not clamped here). The interpolant passes
+// through every voxel value and reproduces cubics away from the borders; it can overshoot at edges.
+Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, Eigen::VectorXd values);
+double SampleCubicBSpline(const Grid& grid, const double* coefficients, const Eigen::Vector3d& q);
+
 // ---------------------------------------------------------------------------------------------
 // Inline definitions of the samplers (hot: called once per voxel per time step).
 
@@ -297,6 +308,63 @@ inline double SampleNearestImpl(const Grid& grid, const Values& values, double x
   return values.Row(j, k)[i];
 }
 
+// The label with the largest bi/trilinear weight at (x, y, z): the weights of the 4 (2-D) or 8
+// (3-D) neighbours are summed per value, coordinates clamped as in SampleLinearImpl. Equal weights
+// go to the smaller value, so the result does not depend on the order of the taps.
+template <typename Values>
+inline double SampleLabelImpl(const Grid& grid, const Values& values, double x, double y,
+                              double z) {
+  const LinearAxis ax = LocateLinear(x, grid.size[0]);
+  const LinearAxis ay = LocateLinear(y, grid.size[1]);
+  const LinearAxis az =
+      grid.dim == 3 ? LocateLinear(z, grid.size[2]) : LinearAxis{0, 0, 0.0, true};
+  double label[8];
+  double weight[8];
+  int count = 0;
+  const int taps_z = grid.dim == 3 ? 2 : 1;
+  for (int tz = 0; tz < taps_z; ++tz) {
+    const double wz = tz == 0 ? 1.0 - az.f : az.f;
+    for (int ty = 0; ty < 2; ++ty) {
+      const double wy = wz * (ty == 0 ? 1.0 - ay.f : ay.f);
+      const auto row = values.Row(ty == 0 ? ay.i0 : ay.i1, tz == 0 ? az.i0 : az.i1);
+      for (int tx = 0; tx < 2; ++tx) {
+        const double w = wy * (tx == 0 ? 1.0 - ax.f : ax.f);
+        const double v = row[tx == 0 ? ax.i0 : ax.i1];
+        int t = 0;
+        while (t < count && !(label[t] == v)) ++t;
+        if (t == count) {
+          label[count] = v;
+          weight[count++] = w;
+        } else {
+          weight[t] += w;
+        }
+      }
+    }
+  }
+  int best = 0;
+  for (int t = 1; t < count; ++t) {
+    if (weight[t] > weight[best] || (weight[t] == weight[best] && label[t] < label[best])) {
+      best = t;
+    }
+  }
+  return label[best];
+}
+
+// One sample by `interpolation` (for loops that are not hot enough to specialise).
+template <typename Values>
+inline double SampleImpl(Interpolation interpolation, const Grid& grid, const Values& values,
+                         double x, double y, double z) {
+  switch (interpolation) {
+    case Interpolation::kLinear:
+      return SampleLinearImpl<false>(grid, values, x, y, z, nullptr);
+    case Interpolation::kNearest:
+      return SampleNearestImpl(grid, values, x, y, z);
+    case Interpolation::kLabel:
+      return SampleLabelImpl(grid, values, x, y, z);
+  }
+  return std::numeric_limits<double>::quiet_NaN();
+}
+
 }  // namespace detail
 
 inline double SampleLinear(const Grid& grid, const double* data, double x, double y, double z) {
@@ -312,6 +380,11 @@ inline double SampleLinearWithGradient(const Grid& grid, const double* data, dou
 
 inline double SampleNearest(const Grid& grid, const double* data, double x, double y, double z) {
   return detail::SampleNearestImpl(grid, detail::ContiguousValues(grid, data), x, y, z);
+}
+
+inline double SampleLabel(const Grid& grid, const double* data, double x, double y,
+                          double z = 0.0) {
+  return detail::SampleLabelImpl(grid, detail::ContiguousValues(grid, data), x, y, z);
 }
 
 }  // namespace diffeoflow::registration

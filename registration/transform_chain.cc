@@ -171,44 +171,6 @@ class RegistrationFolderTransform : public WorldTransform {
   std::string name_;
 };
 
-// Cubic B-spline basis weights at fractional offset t ∈ [0, 1) for taps −1, 0, 1, 2.
-void CubicWeights(double t, double w[4]) {
-  const double s = 1.0 - t;
-  w[0] = s * s * s / 6.0;
-  w[1] = (4.0 - 6.0 * t * t + 3.0 * t * t * t) / 6.0;
-  w[2] = (1.0 + 3.0 * t + 3.0 * t * t - 3.0 * t * t * t) / 6.0;
-  w[3] = t * t * t / 6.0;
-}
-
-long Mirror(long i, long n) {
-  if (n == 1) return 0;
-  const long period = 2 * n - 2;
-  i = std::abs(i) % period;
-  return i < n ? i : period - i;
-}
-
-// In-place interpolating prefilter of one line (stride apart), mirror boundaries (Unser 1999).
-void PrefilterLine(double* c, long n, long stride) {
-  if (n < 2) return;
-  const double z = std::sqrt(3.0) - 2.0;
-  const double gain = (1.0 - z) * (1.0 - 1.0 / z);
-  for (long k = 0; k < n; ++k) c[k * stride] *= gain;
-  // Causal initialisation: the mirrored sum, exact for the whole line.
-  double sum = c[0], zk = z;
-  const double z2n = std::pow(z, static_cast<double>(2 * n - 2));
-  double zback = z2n / z;
-  for (long k = 1; k < n - 1; ++k) {
-    sum += (zk + zback) * c[k * stride];
-    zk *= z;
-    zback /= z;
-  }
-  sum += zk * c[(n - 1) * stride];
-  c[0] = sum / (1.0 - z2n);
-  for (long k = 1; k < n; ++k) c[k * stride] += z * c[(k - 1) * stride];
-  c[(n - 1) * stride] = (z / (z * z - 1.0)) * (c[(n - 1) * stride] + z * c[(n - 2) * stride]);
-  for (long k = n - 2; k >= 0; --k) c[k * stride] = z * (c[(k + 1) * stride] - c[k * stride]);
-}
-
 }  // namespace
 
 DisplacementFieldWorldTransform::DisplacementFieldWorldTransform(VectorField displacement_mm,
@@ -330,47 +292,39 @@ ResampleInterpolation ParseResampleInterpolation(const std::string& name,
   if (name == "linear") return ResampleInterpolation::kLinear;
   if (name == "nearest") return ResampleInterpolation::kNearest;
   if (name == "bspline") return ResampleInterpolation::kCubicBSpline;
-  throw InputError(argument + ": expected linear, nearest or bspline, got '" + name + "'");
+  if (name == "label") return ResampleInterpolation::kLabel;
+  throw InputError(argument + ": expected linear, nearest, bspline or label, got '" + name + "'");
 }
 
-Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, Eigen::VectorXd values) {
-  Eigen::VectorXd c = std::move(values);
-  const long size[3] = {grid.size[0], grid.size[1], grid.dim == 3 ? grid.size[2] : 1};
-  const long stride[3] = {1, size[0], size[0] * size[1]};
-  for (int a = 0; a < grid.dim; ++a) {
-    const int b = (a + 1) % 3, e = (a + 2) % 3;
-    for (long j = 0; j < size[b]; ++j) {
-      for (long k = 0; k < size[e]; ++k) {
-        PrefilterLine(c.data() + j * stride[b] + k * stride[e], size[a], stride[a]);
-      }
-    }
+std::optional<Interpolation> AsImageInterpolation(ResampleInterpolation interpolation) {
+  switch (interpolation) {
+    case ResampleInterpolation::kLinear:
+      return Interpolation::kLinear;
+    case ResampleInterpolation::kNearest:
+      return Interpolation::kNearest;
+    case ResampleInterpolation::kLabel:
+      return Interpolation::kLabel;
+    case ResampleInterpolation::kCubicBSpline:
+      break;
   }
-  return c;
+  return std::nullopt;
 }
 
-double SampleCubicBSpline(const Grid& grid, const double* coefficients,
-                          const Eigen::Vector3d& q) {
-  const long size[3] = {grid.size[0], grid.size[1], grid.dim == 3 ? grid.size[2] : 1};
-  long base[3] = {0, 0, 0};
-  double w[3][4] = {{0, 1, 0, 0}, {0, 1, 0, 0}, {0, 1, 0, 0}};
-  for (int a = 0; a < grid.dim; ++a) {
-    const double f = std::floor(q[a]);
-    base[a] = static_cast<long>(f);
-    CubicWeights(q[a] - f, w[a]);
+ResampleInterpolation AsResampleInterpolation(Interpolation interpolation) {
+  switch (interpolation) {
+    case Interpolation::kNearest:
+      return ResampleInterpolation::kNearest;
+    case Interpolation::kLabel:
+      return ResampleInterpolation::kLabel;
+    case Interpolation::kLinear:
+      break;
   }
-  const int taps_z = grid.dim == 3 ? 4 : 1;
-  double sum = 0.0;
-  for (int tz = 0; tz < taps_z; ++tz) {
-    const long k = grid.dim == 3 ? Mirror(base[2] + tz - 1, size[2]) : 0;
-    const double wz = grid.dim == 3 ? w[2][tz] : 1.0;
-    for (int ty = 0; ty < 4; ++ty) {
-      const long j = Mirror(base[1] + ty - 1, size[1]);
-      const double wy = wz * w[1][ty];
-      const double* row = coefficients + (k * size[1] + j) * size[0];
-      for (int tx = 0; tx < 4; ++tx) sum += wy * w[0][tx] * row[Mirror(base[0] + tx - 1, size[0])];
-    }
-  }
-  return sum;
+  return ResampleInterpolation::kLinear;
+}
+
+bool KeepsValues(ResampleInterpolation interpolation) {
+  return interpolation == ResampleInterpolation::kNearest ||
+         interpolation == ResampleInterpolation::kLabel;
 }
 
 Image ResampleThroughChain(const ImageView& image, const Grid& reference, const TransformChain& chain,
@@ -420,6 +374,9 @@ Image ResampleThroughChain(const ImageView& image, const Grid& reference, const 
               break;
             case ResampleInterpolation::kNearest:
               out.data[idx] = detail::SampleNearestImpl(image.grid, values, q[0], q[1], q[2]);
+              break;
+            case ResampleInterpolation::kLabel:
+              out.data[idx] = detail::SampleLabelImpl(image.grid, values, q[0], q[1], q[2]);
               break;
             case ResampleInterpolation::kCubicBSpline:
               for (int a = 0; a < image.grid.dim; ++a) {

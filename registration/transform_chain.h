@@ -31,6 +31,7 @@
 #include <Eigen/Geometry>
 
 #include "registration/image.h"
+#include "registration/image_ops.h"
 #include "registration/image_view.h"
 
 namespace diffeoflow::registration {
@@ -105,9 +106,19 @@ class TransformChain {
 void AppendTransform(TransformChain& chain, const std::string& path, bool inverse,
                      const std::string& argument = "--transform");
 
-enum class ResampleInterpolation { kLinear, kNearest, kCubicBSpline };
+enum class ResampleInterpolation { kLinear, kNearest, kCubicBSpline, kLabel };
 
-// "linear" | "nearest" | "bspline"; InputError naming `argument` otherwise.
+// The image_ops interpolation of linear, nearest and label (std::nullopt for the cubic B-spline,
+// which only ResampleThroughChain implements).
+std::optional<Interpolation> AsImageInterpolation(ResampleInterpolation interpolation);
+// The inverse: the ResampleInterpolation of an image_ops interpolation.
+ResampleInterpolation AsResampleInterpolation(Interpolation interpolation);
+
+// True for the interpolations that keep the image's values (nearest, label): the output keeps its
+// element type.
+bool KeepsValues(ResampleInterpolation interpolation);
+
+// "linear" | "nearest" | "bspline" | "label"; InputError naming `argument` otherwise.
 ResampleInterpolation ParseResampleInterpolation(const std::string& name,
                                                  const std::string& argument = "--interpolation");
 
@@ -122,7 +133,9 @@ struct ResampleNames {
 //    (coefficients by the recursive prefilter, pole √3 − 2, mirror boundaries).
 //  - Points outside the image's field of view get `outside_value` (default: BackgroundValue); an
 //    image on the reference's world grid is sampled clamped, as `register` made warped.<ext>.
-//  - Nearest keeps the image's values and element type (labels stay integers).
+//  - label: every label's indicator interpolated linearly, the largest weight wins (image_ops.h
+//    Interpolation::kLabel).
+//  - Nearest and label keep the image's values and element type (labels stay integers).
 // InputError (naming names.image, names.reference) when dimensions differ or fewer than
 // kMinimumWorldOverlap of the reference's voxels map into the image's field of view.
 // The image is read through a view (image_view.h: an Image, or a caller's float32/float64 array
@@ -131,10 +144,5 @@ Image ResampleThroughChain(const ImageView& image, const Grid& reference, const 
                            ResampleInterpolation interpolation,
                            std::optional<double> outside_value = std::nullopt,
                            const ResampleNames& names = {});
-
-// Cubic B-spline coefficients of an image (the prefilter above), and their evaluation at
-// continuous voxel coordinates (mirror boundaries); exposed for tests.
-Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, Eigen::VectorXd values);
-double SampleCubicBSpline(const Grid& grid, const double* coefficients, const Eigen::Vector3d& q);
 
 }  // namespace diffeoflow::registration

@@ -318,10 +318,7 @@ Image ApplyRegistration(const std::string& dir, const ImageView& image,
   ResampleNames names;
   names.reference = "the fixed grid of --transform " + dir;
   return ResampleThroughChain(image, *chain.DefaultReference(), chain,
-                              interpolation == Interpolation::kNearest
-                                  ? ResampleInterpolation::kNearest
-                                  : ResampleInterpolation::kLinear,
-                              outside_value, names);
+                              AsResampleInterpolation(interpolation), outside_value, names);
 }
 
 }  // namespace diffeoflow::registration

@@ -127,6 +127,28 @@ TEST_F(ApplyCli, FolderWarpFilesChainsInverseAndReference) {
   EXPECT_TRUE(c.data.allFinite());
 }
 
+TEST_F(ApplyCli, LabelInterpolationKeepsTheLabelsAndTheirElementType) {
+  // Three labels on the moving grid (the blob's core, its rim, background), stored as int16.
+  reg::Image labels = reg::ReadImage(P("moving.nii.gz"));
+  for (Eigen::Index v = 0; v < labels.data.size(); ++v) {
+    labels.data[v] = labels.data[v] > 0.8 ? 7.0 : labels.data[v] > 0.2 ? 3.0 : 0.0;
+  }
+  reg::WriteImage(P("labels.nii.gz"), labels, reg::ElementType::kInt16);
+  const CliRun r = Run("apply --transform " + P("reg") + " --image " + P("labels.nii.gz") +
+                       " --interpolation label --out " + P("carried.nii.gz") + " --quiet");
+  ASSERT_EQ(r.status, 0) << r.output();
+  const reg::Image carried = reg::ReadImage(P("carried.nii.gz"));
+  EXPECT_EQ(carried.source_type, reg::ElementType::kInt16);
+  int counts[3] = {0, 0, 0};
+  for (Eigen::Index v = 0; v < carried.data.size(); ++v) {
+    const double l = carried.data[v];
+    ASSERT_TRUE(l == 0.0 || l == 3.0 || l == 7.0) << l;
+    ++counts[l == 0.0 ? 0 : l == 3.0 ? 1 : 2];
+  }
+  EXPECT_GT(counts[1], 0);
+  EXPECT_GT(counts[2], 0);
+}
+
 TEST_F(ApplyCli, BadInputsOneLineExitTwoNothingWritten) {
   // A 3-D warp for a 2-D image, garbage, --inverse with a chain, a far --reference.
   reg::VectorField u3;

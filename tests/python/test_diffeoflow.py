@@ -163,6 +163,17 @@ class Register(unittest.TestCase):
                 diffeoflow.apply(out, label, interpolation="nearest"), cli_applied)
             np.testing.assert_array_equal(
                 self.result.apply(label, interpolation="nearest"), cli_applied)
+            # interpolation="label" as the CLI's --interpolation label: label values only.
+            subprocess.run([CLI, "apply", "--transform", out, "--image",
+                            os.path.join(tmp, "label.npy"), "--out",
+                            os.path.join(tmp, "applied_label.npy"), "--interpolation", "label",
+                            "--quiet"], check=True)
+            cli_label = np.load(os.path.join(tmp, "applied_label.npy")).T
+            by_label = self.result.apply(label, interpolation="label")
+            np.testing.assert_array_equal(by_label, cli_label)
+            self.assertEqual(set(np.unique(by_label)), {0.0, 3.0})
+            with self.assertRaisesRegex(ValueError, "linear, nearest or label"):
+                self.result.apply(label, interpolation="cubic")
 
     @unittest.skipUnless(CLI, "DIFFEOFLOW_CLI not set")
     def test_compare_equals_the_command_line(self):

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "registration/affine.h"
@@ -152,6 +153,50 @@ TEST_F(ChainResample, NearestKeepsLabelsAndFarImagesAreRefused) {
   ExpectInputError(
       [&] { AppendTransform(chain, Path("garbage.nii.gz"), false); }, "--transform",
       "garbage.nii.gz");
+}
+
+TEST_F(ChainResample, LabelInterpolationKeepsLabelsOnFlippedObliqueAndCoarserGrids) {
+  Image labels;
+  labels.grid.dim = 2;
+  labels.grid.size = {20, 20, 1};
+  labels.grid.spacing_mm = {1.0, 1.2, 1.0};
+  labels.data.resize(labels.grid.voxels());
+  labels.source_type = ElementType::kInt16;
+  for (int j = 0; j < 20; ++j)
+    for (int i = 0; i < 20; ++i) labels.data[labels.grid.index(i, j)] = (i / 5) + 4 * (j / 5) + 1;
+  const TransformChain identity;
+  // The same voxels recorded with the first axis flipped: every value comes back exactly.
+  Grid flipped = labels.grid;
+  flipped.direction = Eigen::Vector3d(-1, 1, 1).asDiagonal();
+  flipped.origin_mm = {19.0, 0.0, 0.0};
+  const Image mirrored =
+      ResampleThroughChain(labels, flipped, identity, ResampleInterpolation::kLabel);
+  EXPECT_EQ(mirrored.source_type, ElementType::kInt16);
+  for (int j = 0; j < 20; ++j)
+    for (int i = 0; i < 20; ++i)
+      ASSERT_EQ(mirrored.data[flipped.index(i, j)], labels.data[labels.grid.index(19 - i, j)]);
+  // An oblique, coarser grid over the same world: only label values come out, and every label
+  // (5 × 6 mm blocks against 1.6 mm voxels) is still there.
+  Grid oblique;
+  oblique.dim = 2;
+  oblique.size = {16, 18, 1};
+  oblique.spacing_mm = {1.6, 1.6, 1.0};
+  const double a = 20.0 * M_PI / 180.0;
+  oblique.direction.topLeftCorner<2, 2>() << std::cos(a), -std::sin(a), std::sin(a), std::cos(a);
+  oblique.origin_mm = {4.0, -2.0, 0.0};
+  const Image tilted =
+      ResampleThroughChain(labels, oblique, identity, ResampleInterpolation::kLabel, 0.0);
+  std::set<double> seen;
+  for (Eigen::Index v = 0; v < tilted.data.size(); ++v) {
+    const double l = tilted.data[v];
+    EXPECT_TRUE(l == 0.0 || (l >= 1.0 && l <= 16.0 && l == std::round(l))) << l;
+    seen.insert(l);
+  }
+  EXPECT_GE(seen.size(), 10u);
+  EXPECT_EQ(ParseResampleInterpolation("label"), ResampleInterpolation::kLabel);
+  EXPECT_TRUE(KeepsValues(ResampleInterpolation::kLabel));
+  EXPECT_FALSE(KeepsValues(ResampleInterpolation::kLinear));
+  ExpectInputError([] { ParseResampleInterpolation("labels"); }, "--interpolation", "label");
 }
 
 TEST_F(ChainResample, RegisterFolderIsTheAffineAfterTheWarpAndItsInverseBefore) {
