@@ -223,6 +223,33 @@ Image ResampleIntoWorld(const ImageView& image, const Grid& target, Interpolatio
   return out;
 }
 
+Image ResampleIntoWorldCubic(const ImageView& image, const Grid& target, double outside_value,
+                             const Eigen::Matrix4d& world_affine) {
+  const Image copy = CopyImage(image);
+  const Grid& grid = copy.grid;
+  const double low = copy.data.minCoeff(), high = copy.data.maxCoeff();
+  const Eigen::VectorXd coefficients = CubicBSplineCoefficients(grid, copy.data);
+  const VoxelAffine m = VoxelToVoxel(target, grid, world_affine);
+  Image out{target, Eigen::VectorXd(target.voxels()), image.source_type};
+  const int nx = target.size[0], ny = target.size[1], nz = target.dim == 3 ? target.size[2] : 1;
+  Index idx = 0;
+  for (int k = 0; k < nz; ++k) {
+    for (int j = 0; j < ny; ++j) {
+      for (int i = 0; i < nx; ++i, ++idx) {
+        Eigen::Vector3d q = m.A * Eigen::Vector3d(i, j, k) + m.b;
+        if (!InsideFieldOfView(grid, q)) {
+          out.data[idx] = outside_value;
+          continue;
+        }
+        for (int a = 0; a < grid.dim; ++a) q[a] = std::clamp(q[a], 0.0, grid.size[a] - 1.0);
+        if (grid.dim == 2) q[2] = 0.0;
+        out.data[idx] = std::clamp(SampleCubicBSpline(grid, coefficients.data(), q), low, high);
+      }
+    }
+  }
+  return out;
+}
+
 MovingInFixedSpace::MovingInFixedSpace(const Image& moving, const Image& fixed,
                                        const Eigen::Matrix4d& affine)
     : MovingInFixedSpace(ImageView(moving), fixed.grid, affine) {
@@ -241,14 +268,13 @@ MovingInFixedSpace::MovingInFixedSpace(const ImageView& moving, const Grid& fixe
     // the fixed grid): nothing to note.
     ImageView on_fixed_grid = moving;
     on_fixed_grid.grid = fixed;
-    resampled_ =
-        ResampleIntoWorld(on_fixed_grid, fixed, Interpolation::kLinear, background, affine);
+    resampled_ = ResampleIntoWorldCubic(on_fixed_grid, fixed, background, affine);
     return;
   }
-  resampled_ = ResampleIntoWorld(moving, fixed, Interpolation::kLinear, background, affine);
+  resampled_ = ResampleIntoWorldCubic(moving, fixed, background, affine);
   char tail[256];
   std::snprintf(tail, sizeof(tail),
-                "): resampled the moving image into the fixed image's world space (linear; "
+                "): resampled the moving image into the fixed image's world space (cubic B-spline; "
                 "background %.6g outside its field of view, which covers %.3g%% of the fixed one)",
                 background, 100.0 * WorldOverlapFraction(moving.grid, fixed));
   note_ = "--moving is on another grid than --fixed (" + GridDifferences(moving.grid, fixed) +
@@ -286,10 +312,7 @@ Image WarpThroughWorld(const ImageView& image, const Grid& fixed_grid, ConstFiel
       const Eigen::Vector3d p(phi[x], phi[n + x], dim == 3 ? phi[2 * n + x] : 0.0);
       const Eigen::Vector3d q = m.A * p + m.b;
       out.data[x] = !InsideFieldOfView(image_grid, q) ? outside
-                    : interpolation == Interpolation::kLinear
-                        ? detail::SampleLinearImpl<false>(image_grid, values, q[0], q[1], q[2],
-                                                          nullptr)
-                        : detail::SampleNearestImpl(image_grid, values, q[0], q[1], q[2]);
+                    : detail::SampleImpl(interpolation, image_grid, values, q[0], q[1], q[2]);
     }
   });
   return out;

@@ -88,11 +88,20 @@ Image ResampleIntoWorld(const ImageView& image, const Grid& target, Interpolatio
                         double outside_value,
                         const Eigen::Matrix4d& world_affine = Eigen::Matrix4d::Identity());
 
+// As ResampleIntoWorld, by cubic B-spline interpolation (image_ops.h CubicBSplineCoefficients),
+// the values clamped to the image's own range [min, max] so that no edge overshoots beyond it.
+// Inside the field of view the coordinates are clamped to the voxel centres, as the linear one's.
+Image ResampleIntoWorldCubic(const ImageView& image, const Grid& target, double outside_value,
+                             const Eigen::Matrix4d& world_affine = Eigen::Matrix4d::Identity());
+
 // The moving image of a registration on the fixed grid: the moving image itself when both are the
-// same world grid and `affine` is the identity, else ResampleIntoWorld(moving, fixed grid, linear,
+// same world grid and `affine` is the identity, else ResampleIntoWorldCubic(moving, fixed grid,
 // BackgroundValue(moving), affine) — with an affine stage's map (fixed world → moving world) the
-// moving image pulled back by it. Holds a view of `moving` (which must outlive it) when nothing
-// was resampled.
+// moving image pulled back by it. Cubic, not linear: the registration samples this image again
+// through φ, and a linear pull-back first acts as a blur that the deformable stage cannot undo (on
+// the 96³ brain, Dice 0.926 after a linear pull-back by a 1 % affine, 0.938 cubic, 0.940 with no
+// affine stage: docs/affine.md). Holds a view of `moving` (which must outlive it) when nothing was
+// resampled.
 class MovingInFixedSpace {
  public:
   MovingInFixedSpace(const ImageView& moving, const Grid& fixed,

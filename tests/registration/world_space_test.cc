@@ -25,8 +25,9 @@ namespace {
 
 using WorldFunction = std::function<double(const Eigen::Vector3d&)>;
 
-// A function linear in world mm: linear interpolation reproduces it exactly, so any error in an
-// affine (a flip, an origin, a spacing, a rotation) shows up far above round-off.
+// A function linear in world mm: linear interpolation reproduces it exactly, and the cubic
+// B-spline away from the border, so any error in an affine (a flip, an origin, a spacing, a
+// rotation) shows up far above round-off.
 double Linear(const Eigen::Vector3d& p) { return 0.2 + 0.011 * p[0] - 0.017 * p[1] + 0.013 * p[2]; }
 
 // A smooth nonlinear function, ‖∇²f‖ ≤ 0.049 (Frobenius). Multilinear interpolation on voxels of
@@ -98,10 +99,11 @@ std::vector<GridCase> Cases2d() {
 }
 
 // Checks the moving image resampled onto `fixed` against f at the fixed world points: exact (to
-// `tolerance`) where the point lies within the moving voxel centres, the moving image's
-// background outside its field of view. Returns the share of fixed voxels checked against f.
+// `tolerance`) where the point lies within the moving voxel centres at least `margin` voxels from
+// the outermost ones, the moving image's background outside its field of view. Returns the share
+// of fixed voxels checked against f.
 double ExpectMatchesAtFixedPoints(const Image& resampled, const Image& moving, const Grid& fixed,
-                                  const WorldFunction& f, double tolerance) {
+                                  const WorldFunction& f, double tolerance, double margin = 0.0) {
   EXPECT_TRUE(SameWorldGrid(resampled.grid, fixed));
   const double background = BackgroundValue(moving);
   const int nz = fixed.dim == 3 ? fixed.size[2] : 1;
@@ -114,7 +116,7 @@ double ExpectMatchesAtFixedPoints(const Image& resampled, const Image& moving, c
         const Eigen::Vector3d q = moving.grid.PhysicalToVoxel(p);
         bool within = true, beyond = false;
         for (int d = 0; d < fixed.dim; ++d) {
-          within = within && q[d] >= 0.0 && q[d] <= moving.grid.size[d] - 1.0;
+          within = within && q[d] >= margin && q[d] <= moving.grid.size[d] - 1.0 - margin;
           beyond = beyond || q[d] < -0.5 - 1e-3 || q[d] > moving.grid.size[d] - 0.5 + 1e-3;
         }
         const double value = resampled.data[fixed.index(i, j, k)];
@@ -203,6 +205,26 @@ TEST(WorldSpace, BackgroundIsTheMedianOfTheOutermostVoxels) {
   EXPECT_EQ(BackgroundValue(image), 3.0);
 }
 
+// What MovingInFixedSpace's cubic B-spline must reproduce: (f, tolerance, margin in voxels).
+// - The linear function away from the border: the B-spline reproduces it there up to the mirror
+//   boundary's influence, which decays as (2 − √3)^distance (1e-7 at 8 voxels, 1e-5 at 5 in the
+//   small 3-D grid). A wrong affine (0.1 voxel anywhere) shows up as 1e-3 or more.
+// - The smooth function 2 voxels in: 0.001–0.0024 measured, 4× below linear interpolation's bound.
+// - Everywhere within the voxel centres: the mirror boundary costs accuracy in the outermost
+//   voxels (0.025 measured on the oblique 2-D grid, 0.029 in 3-D, against linear's 0.015 and
+//   0.032 bounds).
+struct Check {
+  WorldFunction f;
+  double tolerance;
+  double margin;
+};
+std::vector<Check> Checks2d() {
+  return {{Linear, 1e-6, 8.0}, {Smooth, 0.004, 2.0}, {Smooth, 0.03, 0.0}};
+}
+std::vector<Check> Checks3d() {
+  return {{Linear, 1e-4, 5.0}, {Smooth, 0.004, 2.0}, {Smooth, 0.035, 0.0}};
+}
+
 class WorldResampling2d : public ::testing::TestWithParam<int> {};
 
 TEST_P(WorldResampling2d, MovingOnAnotherGridMatchesTheFunctionAtFixedWorldPoints) {
@@ -210,16 +232,15 @@ TEST_P(WorldResampling2d, MovingOnAnotherGridMatchesTheFunctionAtFixedWorldPoint
   SCOPED_TRACE(c.name);
   const Grid fixed_grid = Fixed2d();
   const Image fixed = Sampled(fixed_grid, Linear);
-  for (const auto& [f, tolerance] :
-       {std::pair<WorldFunction, double>{Linear, 1e-12}, {Smooth, 0.015}}) {
+  for (const auto& [f, tolerance, margin] : Checks2d()) {
     const Image moving = Sampled(c.moving, f);
     const MovingInFixedSpace in_fixed(moving, fixed);
     ASSERT_TRUE(in_fixed.resampled());
     EXPECT_NE(in_fixed.note().find(c.difference), std::string::npos) << in_fixed.note();
     EXPECT_NE(in_fixed.note().find("resampled"), std::string::npos) << in_fixed.note();
     const double covered =
-        ExpectMatchesAtFixedPoints(in_fixed.image(), moving, fixed_grid, f, tolerance);
-    EXPECT_GT(covered, 0.6);
+        ExpectMatchesAtFixedPoints(in_fixed.image(), moving, fixed_grid, f, tolerance, margin);
+    EXPECT_GT(covered, margin > 0 ? 0.2 : 0.6);
   }
 }
 
@@ -244,15 +265,14 @@ TEST(WorldSpace, ObliqueFlippedAnisotropic3dMovingMatchesTheFunction) {
       centre - moving_grid.VoxelToPhysical(Eigen::Vector3d(12.5, 11.5, 6.5));
   moving_grid.origin_mm = {origin[0], origin[1], origin[2]};
   const Image fixed = Sampled(fixed_grid, Linear);
-  for (const auto& [f, tolerance] :
-       {std::pair<WorldFunction, double>{Linear, 1e-12}, {Smooth, 0.032}}) {
+  for (const auto& [f, tolerance, margin] : Checks3d()) {
     const Image moving = Sampled(moving_grid, f);
     const MovingInFixedSpace in_fixed(moving, fixed);
     ASSERT_TRUE(in_fixed.resampled());
     EXPECT_NE(in_fixed.note().find("orientation LAS vs RAS"), std::string::npos) << in_fixed.note();
     const double covered =
-        ExpectMatchesAtFixedPoints(in_fixed.image(), moving, fixed_grid, f, tolerance);
-    EXPECT_GT(covered, 0.4);
+        ExpectMatchesAtFixedPoints(in_fixed.image(), moving, fixed_grid, f, tolerance, margin);
+    EXPECT_GT(covered, margin > 0 ? 0.1 : 0.4);
   }
 }
 
