@@ -296,20 +296,6 @@ ResampleInterpolation ParseResampleInterpolation(const std::string& name,
   throw InputError(argument + ": expected linear, nearest, bspline or label, got '" + name + "'");
 }
 
-std::optional<Interpolation> AsImageInterpolation(ResampleInterpolation interpolation) {
-  switch (interpolation) {
-    case ResampleInterpolation::kLinear:
-      return Interpolation::kLinear;
-    case ResampleInterpolation::kNearest:
-      return Interpolation::kNearest;
-    case ResampleInterpolation::kLabel:
-      return Interpolation::kLabel;
-    case ResampleInterpolation::kCubicBSpline:
-      break;
-  }
-  return std::nullopt;
-}
-
 ResampleInterpolation AsResampleInterpolation(Interpolation interpolation) {
   switch (interpolation) {
     case Interpolation::kNearest:

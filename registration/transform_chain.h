@@ -108,10 +108,7 @@ void AppendTransform(TransformChain& chain, const std::string& path, bool invers
 
 enum class ResampleInterpolation { kLinear, kNearest, kCubicBSpline, kLabel };
 
-// The image_ops interpolation of linear, nearest and label (std::nullopt for the cubic B-spline,
-// which only ResampleThroughChain implements).
-std::optional<Interpolation> AsImageInterpolation(ResampleInterpolation interpolation);
-// The inverse: the ResampleInterpolation of an image_ops interpolation.
+// The ResampleInterpolation of an image_ops interpolation (linear, nearest, label).
 ResampleInterpolation AsResampleInterpolation(Interpolation interpolation);
 
 // True for the interpolations that keep the image's values (nearest, label): the output keeps its
