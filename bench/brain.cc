@@ -423,9 +423,9 @@ int main(int argc, char** argv) {
       const auto start = std::chrono::steady_clock::now();
       const RegistrationResult r = Register(moving, fixed, options);
       // What `apply --interpolation nearest` does with the displacement `register` writes.
-      const Image carried = WarpThroughWorld(
-          moving_labels, r.displacement.grid, PositionFromDisplacement(r.displacement).data,
-          Interpolation::kNearest, std::nullopt, r.affine);
+      const VectorField phi = PositionFromDisplacement(r.displacement);
+      const Image carried = WarpThroughWorld(moving_labels, phi.grid, phi.data,
+                                             Interpolation::kNearest, std::nullopt, r.affine);
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       nlohmann::json m = MetricsJson(r);
@@ -439,12 +439,10 @@ int main(int argc, char** argv) {
       // The same map, the labels carried as `apply --interpolation label` does.
       out["dice_after_label_interpolation"] = MeanDice(
           fixed_labels,
-          WarpThroughWorld(moving_labels, r.displacement.grid,
-                           PositionFromDisplacement(r.displacement).data, Interpolation::kLabel,
-                           std::nullopt, r.affine));
+          WarpThroughWorld(moving_labels, phi.grid, phi.data, Interpolation::kLabel, std::nullopt,
+                           r.affine));
       if (moving_grid != "same") {
-        const Image fine = WarpThroughWorld(labels_on_fixed_grid, r.displacement.grid,
-                                            PositionFromDisplacement(r.displacement).data,
+        const Image fine = WarpThroughWorld(labels_on_fixed_grid, phi.grid, phi.data,
                                             Interpolation::kNearest, std::nullopt, r.affine);
         out["dice_after_labels_on_fixed_grid"] = MeanDice(fixed_labels, fine);
       }

@@ -647,4 +647,9 @@ double SampleCubicBSpline(const Grid& grid, const double* coefficients,
   return sum;
 }
 
+double SampleCubicBSplineClamped(const Grid& grid, const double* coefficients, Eigen::Vector3d q) {
+  for (int a = 0; a < grid.dim; ++a) q[a] = std::clamp(q[a], 0.0, grid.size[a] - 1.0);
+  return SampleCubicBSpline(grid, coefficients, q);
+}
+
 }  // namespace diffeoflow::registration

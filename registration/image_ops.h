@@ -210,6 +210,8 @@ bool AllFinite(const Eigen::VectorXd& values);
 // through every voxel value and reproduces cubics away from the borders; it can overshoot at edges.
 Eigen::VectorXd CubicBSplineCoefficients(const Grid& grid, Eigen::VectorXd values);
 double SampleCubicBSpline(const Grid& grid, const double* coefficients, const Eigen::Vector3d& q);
+// The same with q clamped to the voxel centres first (border replication, as SampleLinear clamps).
+double SampleCubicBSplineClamped(const Grid& grid, const double* coefficients, Eigen::Vector3d q);
 
 // ---------------------------------------------------------------------------------------------
 // Inline definitions of the samplers (hot: called once per voxel per time step).

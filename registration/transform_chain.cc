@@ -308,6 +308,25 @@ ResampleInterpolation AsResampleInterpolation(Interpolation interpolation) {
   return ResampleInterpolation::kLinear;
 }
 
+namespace {
+
+// The image_ops interpolation behind linear, nearest and label (the cubic B-spline has none: it
+// needs its coefficients, ResampleThroughChain samples it itself).
+Interpolation PointwiseInterpolation(ResampleInterpolation interpolation) {
+  switch (interpolation) {
+    case ResampleInterpolation::kNearest:
+      return Interpolation::kNearest;
+    case ResampleInterpolation::kLabel:
+      return Interpolation::kLabel;
+    case ResampleInterpolation::kLinear:
+    case ResampleInterpolation::kCubicBSpline:
+      break;
+  }
+  return Interpolation::kLinear;
+}
+
+}  // namespace
+
 bool KeepsValues(ResampleInterpolation interpolation) {
   return interpolation == ResampleInterpolation::kNearest ||
          interpolation == ResampleInterpolation::kLabel;
@@ -331,10 +350,10 @@ Image ResampleThroughChain(const ImageView& image, const Grid& reference, const 
   }
   const bool same_grid = SameWorldGrid(image.grid, reference);
   const double outside = outside_value ? *outside_value : BackgroundValue(image);
+  const bool cubic = interpolation == ResampleInterpolation::kCubicBSpline;
+  const Interpolation pointwise = PointwiseInterpolation(interpolation);
   Eigen::VectorXd coefficients;
-  if (interpolation == ResampleInterpolation::kCubicBSpline) {
-    coefficients = CubicBSplineCoefficients(image.grid, CopyImage(image).data);
-  }
+  if (cubic) coefficients = CubicBSplineCoefficients(image.grid, CopyImage(image).data);
   const VoxelFrame from(reference), to(image.grid);
   Image out{reference, Eigen::VectorXd(reference.voxels()), image.source_type};
   const int nx = reference.size[0], ny = reference.size[1];
@@ -346,31 +365,16 @@ Image ResampleThroughChain(const ImageView& image, const Grid& reference, const 
       for (int j = 0; j < ny; ++j) {
         for (int i = 0; i < nx; ++i, ++idx) {
           const Eigen::Vector3d p = from.World(Eigen::Vector3d(i, j, k), z_plane);
-          Eigen::Vector3d q = to.Voxel(chain.Map(p));
+          const Eigen::Vector3d q = to.Voxel(chain.Map(p));
           const bool in = InsideBox(image.grid, q);
           inside += in ? 1 : 0;
           if (!in && !same_grid) {
             out.data[idx] = outside;
             continue;
           }
-          switch (interpolation) {
-            case ResampleInterpolation::kLinear:
-              out.data[idx] =
-                  detail::SampleLinearImpl<false>(image.grid, values, q[0], q[1], q[2], nullptr);
-              break;
-            case ResampleInterpolation::kNearest:
-              out.data[idx] = detail::SampleNearestImpl(image.grid, values, q[0], q[1], q[2]);
-              break;
-            case ResampleInterpolation::kLabel:
-              out.data[idx] = detail::SampleLabelImpl(image.grid, values, q[0], q[1], q[2]);
-              break;
-            case ResampleInterpolation::kCubicBSpline:
-              for (int a = 0; a < image.grid.dim; ++a) {
-                q[a] = std::clamp(q[a], 0.0, image.grid.size[a] - 1.0);
-              }
-              out.data[idx] = SampleCubicBSpline(image.grid, coefficients.data(), q);
-              break;
-          }
+          out.data[idx] =
+              cubic ? SampleCubicBSplineClamped(image.grid, coefficients.data(), q)
+                    : detail::SampleImpl(pointwise, image.grid, values, q[0], q[1], q[2]);
         }
       }
     }

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <limits>
 #include <numbers>
+#include <utility>
 #include <vector>
 
 #include "solvers/errors.h"
@@ -225,10 +226,11 @@ Image ResampleIntoWorld(const ImageView& image, const Grid& target, Interpolatio
 
 Image ResampleIntoWorldCubic(const ImageView& image, const Grid& target, double outside_value,
                              const Eigen::Matrix4d& world_affine) {
-  const Image copy = CopyImage(image);
-  const Grid& grid = copy.grid;
+  Image copy = CopyImage(image);
+  const Grid grid = copy.grid;
   const double low = copy.data.minCoeff(), high = copy.data.maxCoeff();
-  const Eigen::VectorXd coefficients = CubicBSplineCoefficients(grid, copy.data);
+  // The copy becomes the coefficients in place (no second image-sized buffer).
+  const Eigen::VectorXd coefficients = CubicBSplineCoefficients(grid, std::move(copy.data));
   const VoxelAffine m = VoxelToVoxel(target, grid, world_affine);
   Image out{target, Eigen::VectorXd(target.voxels()), image.source_type};
   const int nx = target.size[0], ny = target.size[1], nz = target.dim == 3 ? target.size[2] : 1;
@@ -236,14 +238,11 @@ Image ResampleIntoWorldCubic(const ImageView& image, const Grid& target, double 
   for (int k = 0; k < nz; ++k) {
     for (int j = 0; j < ny; ++j) {
       for (int i = 0; i < nx; ++i, ++idx) {
-        Eigen::Vector3d q = m.A * Eigen::Vector3d(i, j, k) + m.b;
-        if (!InsideFieldOfView(grid, q)) {
-          out.data[idx] = outside_value;
-          continue;
-        }
-        for (int a = 0; a < grid.dim; ++a) q[a] = std::clamp(q[a], 0.0, grid.size[a] - 1.0);
-        if (grid.dim == 2) q[2] = 0.0;
-        out.data[idx] = std::clamp(SampleCubicBSpline(grid, coefficients.data(), q), low, high);
+        const Eigen::Vector3d q = m.A * Eigen::Vector3d(i, j, k) + m.b;
+        out.data[idx] =
+            InsideFieldOfView(grid, q)
+                ? std::clamp(SampleCubicBSplineClamped(grid, coefficients.data(), q), low, high)
+                : outside_value;
       }
     }
   }
