@@ -12,7 +12,8 @@
 // (nearest), and the registration maps the fixed grid into the moving image.
 //
 //   bench_brain [size=96] [displacement=4] [seed=1] [method=shooting|lddmm] [threads=2]
-//               [levels=…] [iterations=…] [steps=…] [alpha=…] [sigma=…] [mesh=…] [band_limit=…]
+//               [levels=…] [iterations=…] [steps=…] [alpha=…] [gamma=…] [sigma=…]
+//               [similarity=ssd|ncc] [ncc_radius=2] [mesh=…] [band_limit=…]
 //               [tolerance=…] [out=DIR] [register=1] [moving_grid=same|las] [coarser=1.25]
 //               [affine=none|rigid|affine] [known_affine=0|1] [affine_degrees=12]
 //               [affine_scale=1.08] [affine_shear=0.03] [affine_translation=8]
@@ -70,6 +71,7 @@
 #include "bench/bench_args.h"
 #include "registration/affine.h"
 #include "registration/image_io.h"
+#include "registration/similarity.h"
 #include "registration/image_ops.h"
 #include "registration/label_overlap.h"
 #include "registration/outputs/register_outputs.h"
@@ -412,6 +414,9 @@ int main(int argc, char** argv) {
       // 96³ brain), 5 time steps, a stronger data term.
       options.time_steps = static_cast<int>(number("steps", options.time_steps));
       options.metric.alpha_mm2 = number("alpha", options.metric.alpha_mm2);
+      options.metric.gamma = number("gamma", options.metric.gamma);
+      options.similarity = ParseSimilarity(text("similarity", "ssd"), "similarity");
+      options.ncc_radius = static_cast<int>(number("ncc_radius", options.ncc_radius));
       options.sigma = number("sigma", options.sigma);
       options.mesh_spacing_fraction = number("mesh", options.mesh_spacing_fraction);
       options.band_limit = static_cast<int>(number("band_limit", options.band_limit));

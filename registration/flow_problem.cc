@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <limits>
 
+#include "registration/world_space.h"
 #include "solvers/errors.h"
 
 namespace diffeoflow::registration {
@@ -289,26 +290,82 @@ DataTerm::DataTerm(const Image& moving, const Image& fixed, const FlowProblemOpt
     ncc.moving_variance_floor = variance_floor(moving);
     ncc_ = std::make_unique<LocalNcc>(fixed.grid, ncc);
   }
+  if (!options.moving_world_affine.isIdentity(0.0) || !SameWorldGrid(moving.grid, fixed.grid)) {
+    if (moving.grid.dim != fixed.grid.dim) {
+      throw InputError("DataTerm: a " + std::to_string(moving.grid.dim) +
+                       "-D moving image and a " + std::to_string(fixed.grid.dim) +
+                       "-D fixed image");
+    }
+    through_world_ = VoxelToVoxel(fixed.grid, moving.grid, options.moving_world_affine);
+    outside_value_ = BackgroundValue(ImageView(moving));
+  } else if (moving.data.size() != fixed.data.size()) {
+    throw InputError("DataTerm: the moving image has " + std::to_string(moving.data.size()) +
+                     " values, the fixed grid " + std::to_string(fixed.data.size()));
+  }
+}
+
+void DataTerm::Sample(bool gradient) {
+  const Grid& grid = fixed_.grid;
+  const Eigen::Index n = grid.voxels();
+  const int dim = grid.dim;
+  warped_.resize(n);
+  if (gradient) sample_gradient_.resize(dim * n);
+  if (!through_world_) {
+    SampleScalar(moving_.grid, moving_.data.data(), positions_, true, warped_.data(),
+                 gradient ? sample_gradient_.data() : nullptr);
+    return;
+  }
+  const Eigen::Matrix3d& a = through_world_->A;
+  const Eigen::Vector3d& b = through_world_->b;
+  moving_positions_.resize(dim * n);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    Eigen::Vector3d p = Eigen::Vector3d::Zero();
+    for (int c = 0; c < dim; ++c) p[c] = positions_[c * n + i];
+    const Eigen::Vector3d q = a * p + b;
+    for (int c = 0; c < dim; ++c) moving_positions_[c * n + i] = q[c];
+  }
+  // ∂I_m/∂q first, into sample_gradient_; then by the chain rule ∂/∂p = Aᵀ ∂/∂q, in place.
+  SampleScalar(moving_.grid, moving_.data.data(), moving_positions_, true, warped_.data(),
+               gradient ? sample_gradient_.data() : nullptr);
+  for (Eigen::Index i = 0; i < n; ++i) {
+    Eigen::Vector3d q = Eigen::Vector3d::Zero();
+    for (int c = 0; c < dim; ++c) q[c] = moving_positions_[c * n + i];
+    const bool inside = InsideFieldOfView(moving_.grid, q);
+    if (!inside) warped_[i] = outside_value_;
+    if (!gradient) continue;
+    Eigen::Vector3d dq = Eigen::Vector3d::Zero();
+    if (inside) {
+      for (int c = 0; c < dim; ++c) dq[c] = sample_gradient_[c * n + i];
+    }
+    const Eigen::Vector3d dp = a.transpose() * dq;
+    for (int c = 0; c < dim; ++c) sample_gradient_[c * n + i] = dp[c];
+  }
 }
 
 double DataTerm::Evaluate(const MeshToImageMap& map, const Eigen::VectorXd& mesh_positions,
                           Eigen::VectorXd* mesh_gradient, double* ssd) {
-  if (similarity_ == SimilarityMeasure::kSsd) {
+  if (similarity_ == SimilarityMeasure::kSsd && !through_world_) {
     return MeshSsdTerm(moving_, fixed_, sigma_, map, mesh_positions, mesh_gradient, ssd);
   }
   const Grid& grid = fixed_.grid;
   const Eigen::Index n = grid.voxels();
   const int dim = grid.dim;
   map.Positions(mesh_positions, &positions_);
-  warped_.resize(n);
   const bool want_gradient = mesh_gradient != nullptr;
-  if (want_gradient) sample_gradient_.resize(dim * n);
-  SampleScalar(moving_.grid, moving_.data.data(), positions_, true, warped_.data(),
-               want_gradient ? sample_gradient_.data() : nullptr);
+  Sample(want_gradient);
   if (ssd != nullptr) *ssd = (warped_ - fixed_.data).squaredNorm();
-  if (!want_gradient) return ncc_offset_ + ncc_->Energy(warped_, fixed_.data);
-  image_force_.resize(n);
-  const double value = ncc_offset_ + ncc_->EnergyAndGradient(warped_, fixed_.data, image_force_);
+  double value = 0.0;
+  if (similarity_ == SimilarityMeasure::kSsd) {
+    // As SsdTerm: 1/(2σ²) Σ r² Δx, force r Δx / σ².
+    const double scale = grid.voxel_volume_mm() / (sigma_ * sigma_);
+    image_force_ = scale * (warped_ - fixed_.data);
+    value = 0.5 * scale * (warped_ - fixed_.data).squaredNorm();
+    if (!want_gradient) return value;
+  } else {
+    if (!want_gradient) return ncc_offset_ + ncc_->Energy(warped_, fixed_.data);
+    image_force_.resize(n);
+    value = ncc_offset_ + ncc_->EnergyAndGradient(warped_, fixed_.data, image_force_);
+  }
   // ∂D/∂q_c(x) = ∂D/∂I(x) · ∂(I_m∘φ)(x)/∂q_c.
   for (int c = 0; c < dim; ++c) {
     sample_gradient_.segment(c * n, n).array() *= image_force_.array();

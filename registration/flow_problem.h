@@ -10,10 +10,12 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "registration/image.h"
+#include "registration/image_ops.h"
 #include "registration/image_view.h"
 #include "registration/metric.h"
 #include "registration/similarity.h"
@@ -180,6 +182,12 @@ struct FlowProblemOptions {
   // Threads of the particle loops of shooting (EpdiffShooting), independent of the FFTW threads
   // of the metric; a run is reproducible for a given count. >= 1.
   int threads = 1;
+  // Where the moving image lies (DataTerm): W maps fixed world → moving world (RAS mm; the affine
+  // stage's map, RegistrationResult::affine). When W is not the identity or the moving image is
+  // not on the fixed world grid, the data term samples the moving image on its own grid at
+  // A_moving⁻¹(W(A_fixed(φ(x)))), so that it is interpolated once (not pulled back first and
+  // sampled again through φ).
+  Eigen::Matrix4d moving_world_affine = Eigen::Matrix4d::Identity();
 };
 
 // The SSD data term of mesh positions through a MeshToImageMap; fills ∂D/∂q_mesh and the warped
@@ -210,9 +218,13 @@ double MeshSsdTerm(const Image& moving, const Image& fixed, double sigma,
 // relative-decrease stopping rule sees the mismatch, not the flat windows (cc ≈ 0 there).
 inline constexpr double kNccVarianceFloor = 1e-2;
 inline constexpr double kNccWeightFactor = 1.0 / 25.0;
+//
+// The moving image lies on the fixed grid (its voxel coordinates are φ's), or on its own grid in
+// the world with options.moving_world_affine W: then I_m is read at q = A_m⁻¹ W A_f φ(x) (clamped
+// multilinear inside its field of view, its background value BackgroundValue outside, with zero
+// derivative there) and ∂D/∂φ = (∂q/∂φ)ᵀ ∂D/∂q.
 class DataTerm {
  public:
-  // The images must share a grid size (the objectives' callers check it).
   DataTerm(const Image& moving, const Image& fixed, const FlowProblemOptions& options);
   // D; fills ∂D/∂q_mesh when non-null. `ssd` (when non-null) receives Σ (I_m∘φ − I_f)² over the
   // image voxels, unweighted: the SSD figure of metrics.json whatever the similarity.
@@ -224,9 +236,17 @@ class DataTerm {
   const Image& fixed_;
   double sigma_;
   SimilarityMeasure similarity_;
+  // I_m∘φ on the fixed grid and, when `gradient`, its derivative by the fixed voxel coordinates
+  // φ(x) into sample_gradient_ (positions_ hold φ).
+  void Sample(bool gradient);
+
   std::unique_ptr<LocalNcc> ncc_;  // kLocalNcc only
   double ncc_offset_ = 0.0;        // 1/(2σ²) Σ cc_ff Δx
-  Eigen::VectorXd positions_, warped_, sample_gradient_, image_force_;
+  // Fixed voxel → moving voxel coordinates through the world, when the moving image has its own
+  // grid or W is not the identity.
+  std::optional<VoxelAffine> through_world_;
+  double outside_value_ = 0.0;
+  Eigen::VectorXd positions_, moving_positions_, warped_, sample_gradient_, image_force_;
 };
 
 // What one evaluation of an objective leaves behind (for reports and figures).

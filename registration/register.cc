@@ -58,7 +58,7 @@ class BandLimitedObjective : public Objective {
 
 
 // The images of every pyramid level, coarsest first; at each level the moving image lies on the
-// fixed image's grid (the map samples it in its own voxel coordinates).
+// fixed image's grid (the map samples it in its own voxel coordinates) or on its own grid.
 struct Pyramid {
   std::vector<Image> moving, fixed;
   int levels() const { return static_cast<int>(fixed.size()); }
@@ -66,7 +66,10 @@ struct Pyramid {
 
 // Up to `levels` levels of a Gaussian pyramid (image_ops.h Downsample, which halves the grid);
 // a level is added only while every axis keeps at least 16 voxels.
+// A moving image on the fixed grid stays on each level's fixed grid; one on its own grid (the
+// data term reads it through the world, DataTerm) is halved on its own grid.
 Pyramid BuildPyramid(const Image& moving, const Image& fixed, int levels) {
+  const bool on_fixed_grid = SameWorldGrid(moving.grid, fixed.grid);
   Pyramid pyramid{{moving}, {fixed}};  // finest first while building
   for (int l = 1; l < levels; ++l) {
     const Grid next = HalvedGrid(pyramid.fixed.back().grid);
@@ -75,7 +78,7 @@ Pyramid BuildPyramid(const Image& moving, const Image& fixed, int levels) {
     if (too_small) break;
     pyramid.fixed.push_back(Downsample(pyramid.fixed.back()));
     pyramid.moving.push_back(Downsample(pyramid.moving.back()));
-    pyramid.moving.back().grid = pyramid.fixed.back().grid;
+    if (on_fixed_grid) pyramid.moving.back().grid = pyramid.fixed.back().grid;
   }
   std::reverse(pyramid.moving.begin(), pyramid.moving.end());
   std::reverse(pyramid.fixed.begin(), pyramid.fixed.end());
@@ -714,9 +717,20 @@ RegistrationResult Register(const ImageView& moving_given, const ImageView& fixe
   Image fixed = normalized(fixed_input);
   // The map samples the moving image in its own voxel coordinates on the fixed grid.
   moving.grid = fixed.grid;
-  const Pyramid pyramid = BuildPyramid(moving, fixed, options.levels);
+  FlowProblemOptions flow = FlowOptionsOf(options);
+  // The flow's data term reads the moving image as given, on its own grid through the world and
+  // the affine (DataTerm), so that it is interpolated once: the pulled-back copy `moving` serves
+  // the figures of the result only.
+  std::optional<Image> moving_own_grid;
+  if (moving_in_fixed_space.resampled()) {
+    moving_own_grid = normalized(moving_given);
+    if (SameWorldGrid(moving_given.grid, fixed.grid)) moving_own_grid->grid = fixed.grid;
+    flow.moving_world_affine = affine_stage.affine;
+  }
+  const Pyramid pyramid = BuildPyramid(moving_own_grid ? *moving_own_grid : moving, fixed,
+                                       options.levels);
+  moving_own_grid.reset();  // the pyramid holds its finest level
   const int levels = pyramid.levels();
-  const FlowProblemOptions flow = FlowOptionsOf(options);
   const int fields_per_vector = FieldsPerVector(options, fixed.grid.dim);
 
   RegistrationResult result;
