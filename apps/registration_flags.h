@@ -40,7 +40,7 @@ struct RegistrationFlags {
   std::string optimizer = "lbfgs";
   std::string solver = "rk4";
   std::string boundary = "periodic";
-  std::string similarity = "ssd";
+  std::string similarity = "auto";
   std::string shooting_start = "velocity-field";
   std::string affine = "affine";
   std::string initial_affine;
@@ -74,7 +74,8 @@ struct RegistrationFlags {
         ->capture_default_str();
     sub.add_option("--similarity", similarity,
                    "ssd: sum of squared differences | ncc: local normalised cross-correlation "
-                   "(invariant to affine intensity changes)")
+                   "(invariant to affine intensity changes) | auto: ssd in 2-D; in 3-D ncc for "
+                   "the deformable stage, ssd for the affine stage")
         ->capture_default_str();
     sub.add_option("--ncc-radius", options.ncc_radius,
                    "Local NCC window radius R [voxels]: windows of (2R + 1)^dim voxels")
@@ -147,7 +148,7 @@ struct RegistrationFlags {
     o.method = registration::ParseRegistrationMethod(method, "--method");
     o.optimizer = ParseOptimizer(optimizer, "--optimizer");
     o.solver = ParseMethod(solver, "--solver");
-    o.similarity = registration::ParseSimilarity(similarity, "--similarity");
+    o.similarity = registration::ParseSimilarityOrAuto(similarity, "--similarity");
     if (IsAdaptive(o.solver)) {
       throw InputError("--solver: registration needs a fixed-step scheme (euler, midpoint, rk4)");
     }

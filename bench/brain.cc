@@ -1,7 +1,6 @@
 // 3-D brain benchmark: the Colin27 brain (ch2bet, from the Debian package mricron-data) resampled
 // to size³ voxels against a smoothly warped copy of itself, registered with `register`'s defaults
-// except the 3-D settings of docs/registration.md (mesh=1.2 steps=5 sigma=0.005; every option
-// below can be changed); the AAL atlas labels are carried by the resulting map with
+// (every option below can be changed); the AAL atlas labels are carried by the resulting map with
 // nearest-neighbour interpolation, as `diffeoflow apply --interpolation nearest` does. Prints one
 // JSON object: mean Dice over the AAL labels present in the fixed labels, before and after, min
 // det Dφ, wall time and peak resident memory (getrusage ru_maxrss).
@@ -13,7 +12,7 @@
 //
 //   bench_brain [size=96] [displacement=4] [seed=1] [method=shooting|lddmm] [threads=2]
 //               [levels=…] [iterations=…] [steps=…] [alpha=…] [gamma=…] [sigma=…]
-//               [similarity=ssd|ncc] [ncc_radius=2] [mesh=…] [band_limit=…]
+//               [similarity=auto|ssd|ncc] [ncc_radius=2] [mesh=…] [band_limit=…]
 //               [tolerance=…] [out=DIR] [register=1] [moving_grid=same|las] [coarser=1.25]
 //               [affine=none|rigid|affine] [known_affine=0|1] [affine_degrees=12]
 //               [affine_scale=1.08] [affine_shear=0.03] [affine_translation=8]
@@ -415,7 +414,7 @@ int main(int argc, char** argv) {
       options.time_steps = static_cast<int>(number("steps", options.time_steps));
       options.metric.alpha_mm2 = number("alpha", options.metric.alpha_mm2);
       options.metric.gamma = number("gamma", options.metric.gamma);
-      options.similarity = ParseSimilarity(text("similarity", "ssd"), "similarity");
+      options.similarity = ParseSimilarityOrAuto(text("similarity", "auto"), "similarity");
       options.ncc_radius = static_cast<int>(number("ncc_radius", options.ncc_radius));
       options.sigma = number("sigma", options.sigma);
       options.mesh_spacing_fraction = number("mesh", options.mesh_spacing_fraction);

@@ -27,6 +27,7 @@
 // In 2-D the map acts on world x and y; z is kept.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,7 +45,9 @@ AffineMode ParseAffineMode(const std::string& name, const std::string& argument 
 
 struct AffineOptions {
   AffineMode mode = AffineMode::kAffine;
-  SimilarityMeasure similarity = SimilarityMeasure::kSsd;
+  // Unset: SSD here; in a registration (RegistrationOptions::ResolvedFor) the run's similarity
+  // when it was given, else SSD.
+  std::optional<SimilarityMeasure> similarity;
   int ncc_radius = 2;
   // Pyramid levels (each halves the grid; a level is added while every axis keeps ≥ 16 voxels).
   int levels = 3;

@@ -176,10 +176,7 @@ Image VoxelwiseMean(const AtlasSubjects& subjects, const RegistrationOptions& op
       Eigen::Matrix4d affine = Eigen::Matrix4d::Identity();
       const bool is_reference = i == 0 && !subjects.reference_is_template;
       if (options.affine.mode != AffineMode::kNone && !is_reference) {
-        AffineOptions affine_options = options.affine;
-        affine_options.similarity = options.similarity;
-        affine_options.ncc_radius = options.ncc_radius;
-        affine = RegisterAffine(Normalized(image), Normalized(reference), affine_options).affine;
+        affine = RegisterAffine(Normalized(image), Normalized(reference), options.affine).affine;
       }
       const MovingInFixedSpace in_reference(image, reference, affine);
       pulled[k] = in_reference.image().data;
@@ -206,7 +203,11 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
   requested.Validate();
   const Grid& grid = subjects.reference.grid;
   AtlasResult result;
-  RegistrationOptions options = requested.registration.ResolvedFor(grid);
+  // SSD unless asked otherwise: the template is the voxelwise mean of the warped subjects, the
+  // minimiser of their summed SSD.
+  RegistrationOptions unresolved = requested.registration;
+  if (!unresolved.similarity) unresolved.similarity = SimilarityMeasure::kSsd;
+  RegistrationOptions options = unresolved.ResolvedFor(grid);
   options.checkpoint.clear();
   options.resume = false;
   options.progress = nullptr;

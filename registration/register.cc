@@ -88,7 +88,7 @@ Pyramid BuildPyramid(const Image& moving, const Image& fixed, int levels) {
 FlowProblemOptions FlowOptionsOf(const RegistrationOptions& options) {
   FlowProblemOptions flow;
   flow.sigma = options.sigma;
-  flow.similarity = options.similarity;
+  flow.similarity = options.similarity.value();  // resolved (ResolvedFor)
   flow.ncc_radius = options.ncc_radius;
   flow.time_steps = options.time_steps;
   flow.solver = options.solver;
@@ -616,6 +616,9 @@ RegistrationOptions RegistrationOptions::ResolvedFor(const Grid& fixed) const {
   if (o.sigma == kAuto) o.sigma = volume ? 0.005 : 0.002;
   if (o.time_steps == kAuto) o.time_steps = volume ? 5 : 8;
   if (o.mesh_spacing_fraction == kAuto) o.mesh_spacing_fraction = volume ? 1.2 : 0.5;
+  if (!o.affine.similarity) o.affine.similarity = o.similarity.value_or(SimilarityMeasure::kSsd);
+  o.affine.ncc_radius = o.ncc_radius;
+  if (!o.similarity) o.similarity = volume ? SimilarityMeasure::kLocalNcc : SimilarityMeasure::kSsd;
   return o;
 }
 
@@ -684,9 +687,7 @@ RegistrationResult Register(const ImageView& moving_given, const ImageView& fixe
   const bool affine_stage_runs =
       options.affine.mode != AffineMode::kNone || options.initial_affine.has_value();
   if (affine_stage_runs) {
-    AffineOptions affine_options = options.affine;
-    affine_options.similarity = options.similarity;
-    affine_options.ncc_radius = options.ncc_radius;
+    const AffineOptions& affine_options = options.affine;
     // A moving grid equal to the fixed one within float tolerance is the fixed grid (as for the
     // deformable stage, world_space.h).
     Image moving_for_affine = normalized(moving_given);

@@ -87,7 +87,8 @@ struct RegistrationOptions {
   }
   // The data term (flow_problem.h DataTerm): SSD, or local NCC over windows of radius ncc_radius voxels
   // (of each pyramid level's grid), invariant to affine intensity changes within a window.
-  SimilarityMeasure similarity = SimilarityMeasure::kSsd;
+  // Unset (--similarity auto): chosen by ResolvedFor, which also sets the affine stage's.
+  std::optional<SimilarityMeasure> similarity;
   int ncc_radius = 2;
   // Similarity weight 1/σ²: on ½‖I_m∘φ − I_f‖² for SSD (σ in units of the normalised intensity,
   // [0, 1]); on (1/25)·½ Σ_x (cc_ff(x) − cc(x)) Δx for NCC (σ dimensionless; the factor 1/25 is
@@ -118,8 +119,9 @@ struct RegistrationOptions {
   // axis). 0: the mesh is the image grid.
   double mesh_spacing_fraction = kAuto;
   bool normalize_intensity = true;  // min/max normalise both images to [0, 1]
-  // The affine stage (affine.h; --affine none|rigid|affine). Its similarity and NCC radius are
-  // the run's (`similarity`, `ncc_radius`); the fields of the same name in it are ignored.
+  // The affine stage (affine.h; --affine none|rigid|affine). ResolvedFor sets its similarity,
+  // when unset, to the run's `similarity` when that was given, else to SSD; its NCC radius is the
+  // run's `ncc_radius`.
   AffineOptions affine;
   // Where the affine stage starts (--initial-affine): fixed world → moving world, RAS mm. Without
   // it the stage starts from the centres of mass; with mode none it is used as it is.
@@ -141,12 +143,15 @@ struct RegistrationOptions {
 
   // A copy with every kAuto field chosen for registering onto `fixed`:
   //              2-D      3-D
+  //   similarity SSD      local NCC  of the deformable stage; the affine stage's is SSD (when
+  //                                  the similarity is given, both stages take it)
   //   sigma      0.002    0.005    SSD weight; NCC takes the same σ (its λ = 1/25 rescales)
   //   steps      8        5
   //   mesh       ½ √α     1.2 √α   largest mesh spacing (the map itself is traced at image
   //                                resolution, traced_map.h)
   // Measured in docs/robustness.md (2-D family: thin C rings, translations, brain slices under
-  // 10 % warps) and docs/registration.md (96³ and 128³ brains).
+  // 10 % warps) and docs/registration.md (96³ and 128³ brains: NCC against SSD, and the affine
+  // stage by NCC against SSD).
   RegistrationOptions ResolvedFor(const Grid& fixed) const;
 };
 

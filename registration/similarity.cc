@@ -37,6 +37,17 @@ SimilarityMeasure ParseSimilarity(const std::string& name, const std::string& ar
   throw InputError(argument + ": unknown similarity '" + name + "' (expected ssd or ncc)");
 }
 
+std::string SimilarityName(const std::optional<SimilarityMeasure>& similarity) {
+  return similarity ? SimilarityName(*similarity) : "auto";
+}
+
+std::optional<SimilarityMeasure> ParseSimilarityOrAuto(const std::string& name,
+                                                       const std::string& argument) {
+  if (name == "auto") return std::nullopt;
+  if (name == "ssd" || name == "ncc") return ParseSimilarity(name, argument);
+  throw InputError(argument + ": unknown similarity '" + name + "' (expected auto, ssd or ncc)");
+}
+
 double SumOfSquaredDifferences(const Eigen::Ref<const Eigen::VectorXd>& a,
                                const Eigen::Ref<const Eigen::VectorXd>& b) {
   CheckLength(b.size(), a.size(), "SumOfSquaredDifferences");

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <Eigen/Core>
@@ -21,6 +22,12 @@ std::string SimilarityName(SimilarityMeasure similarity);  // "ssd", "ncc"
 // InputError naming `argument` unless name is "ssd" or "ncc".
 SimilarityMeasure ParseSimilarity(const std::string& name,
                                   const std::string& argument = "--similarity");
+// A similarity a registration may leave to its defaults (RegistrationOptions::ResolvedFor):
+// "auto" while unset.
+std::string SimilarityName(const std::optional<SimilarityMeasure>& similarity);
+// Unset for "auto"; otherwise ParseSimilarity (whose error also names "auto").
+std::optional<SimilarityMeasure> ParseSimilarityOrAuto(const std::string& name,
+                                                       const std::string& argument = "--similarity");
 
 // Σ_x (a(x) − b(x))², with no weight and no voxel volume: the "SSD" figure reported in
 // metrics.json (ssd_initial, ssd_final).

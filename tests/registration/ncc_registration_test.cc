@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <random>
 
 #include "registration/image_ops.h"
@@ -189,6 +190,42 @@ TEST(NccOptions, BadSimilarityOrRadiusIsAnInputErrorNamingItsFlag) {
   testing::ExpectInputError([&] { options.Validate(); }, {"--ncc-radius"});
   options.ncc_radius = 1;
   EXPECT_NO_THROW(options.Validate());
+  EXPECT_EQ(ParseSimilarityOrAuto("auto"), std::nullopt);
+  EXPECT_EQ(ParseSimilarityOrAuto("ncc"), SimilarityMeasure::kLocalNcc);
+  EXPECT_EQ(SimilarityName(std::optional<SimilarityMeasure>()), "auto");
+  testing::ExpectInputError([] { ParseSimilarityOrAuto("mi", "similarity"); },
+                            {"similarity", "'mi'", "auto, ssd or ncc"});
+}
+
+// --similarity auto (the default): SSD in 2-D; in 3-D local NCC for the deformable stage and SSD
+// for the affine stage (docs/registration.md measures both on the 96³ brain). A similarity that is
+// given is used by both stages, and the atlas keeps SSD unless asked.
+TEST(NccOptions, AutoSimilarityIsChosenByDimensionAndGivenOnesReachBothStages) {
+  Grid plane, volume;
+  plane.dim = 2;
+  plane.size = {64, 64, 1};
+  volume.dim = 3;
+  volume.size = {32, 32, 32};
+  RegistrationOptions options;
+  options.ncc_radius = 3;
+  ASSERT_FALSE(options.similarity.has_value());
+  const RegistrationOptions in_2d = options.ResolvedFor(plane);
+  EXPECT_EQ(in_2d.similarity, SimilarityMeasure::kSsd);
+  EXPECT_EQ(in_2d.affine.similarity, SimilarityMeasure::kSsd);
+  const RegistrationOptions in_3d = options.ResolvedFor(volume);
+  EXPECT_EQ(in_3d.similarity, SimilarityMeasure::kLocalNcc);
+  EXPECT_EQ(in_3d.affine.similarity, SimilarityMeasure::kSsd);
+  EXPECT_EQ(in_3d.affine.ncc_radius, 3);
+  // Resolving again changes nothing (the result's options hold the values used).
+  EXPECT_EQ(in_3d.ResolvedFor(volume).affine.similarity, SimilarityMeasure::kSsd);
+  for (const SimilarityMeasure given : {SimilarityMeasure::kSsd, SimilarityMeasure::kLocalNcc}) {
+    options.similarity = given;
+    for (const Grid& grid : {plane, volume}) {
+      const RegistrationOptions resolved = options.ResolvedFor(grid);
+      EXPECT_EQ(resolved.similarity, given);
+      EXPECT_EQ(resolved.affine.similarity, given);
+    }
+  }
 }
 
 }  // namespace

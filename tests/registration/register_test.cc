@@ -21,6 +21,8 @@ RegistrationOptions SmallOptions(RegistrationMethod method) {
   options.method = method;
   options.metric.alpha_mm2 = 9.0;
   options.sigma = 0.02;
+  // σ is an SSD weight here (in 3-D the default would be local NCC, ncc_registration_test.cc).
+  options.similarity = SimilarityMeasure::kSsd;
   options.levels = 1;
   options.iterations = 60;
   options.time_steps = 6;
