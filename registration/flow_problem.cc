@@ -317,19 +317,19 @@ void DataTerm::Sample(bool gradient) {
   }
   const Eigen::Matrix3d& a = through_world_->A;
   const Eigen::Vector3d& b = through_world_->b;
-  moving_positions_.resize(dim * n);
+  // φ(x) in moving voxel coordinates, in place (no second dim × voxels buffer).
   for (Eigen::Index i = 0; i < n; ++i) {
     Eigen::Vector3d p = Eigen::Vector3d::Zero();
     for (int c = 0; c < dim; ++c) p[c] = positions_[c * n + i];
     const Eigen::Vector3d q = a * p + b;
-    for (int c = 0; c < dim; ++c) moving_positions_[c * n + i] = q[c];
+    for (int c = 0; c < dim; ++c) positions_[c * n + i] = q[c];
   }
   // ∂I_m/∂q first, into sample_gradient_; then by the chain rule ∂/∂p = Aᵀ ∂/∂q, in place.
-  SampleScalar(moving_.grid, moving_.data.data(), moving_positions_, true, warped_.data(),
+  SampleScalar(moving_.grid, moving_.data.data(), positions_, true, warped_.data(),
                gradient ? sample_gradient_.data() : nullptr);
   for (Eigen::Index i = 0; i < n; ++i) {
     Eigen::Vector3d q = Eigen::Vector3d::Zero();
-    for (int c = 0; c < dim; ++c) q[c] = moving_positions_[c * n + i];
+    for (int c = 0; c < dim; ++c) q[c] = positions_[c * n + i];
     const bool inside = InsideFieldOfView(moving_.grid, q);
     if (!inside) warped_[i] = outside_value_;
     if (!gradient) continue;

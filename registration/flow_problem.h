@@ -236,8 +236,9 @@ class DataTerm {
   const Image& fixed_;
   double sigma_;
   SimilarityMeasure similarity_;
-  // I_m∘φ on the fixed grid and, when `gradient`, its derivative by the fixed voxel coordinates
-  // φ(x) into sample_gradient_ (positions_ hold φ).
+  // I_m∘φ on the fixed grid into warped_ and, when `gradient`, its derivative by the fixed voxel
+  // coordinates φ(x) into sample_gradient_. positions_ hold φ on entry (moving voxel coordinates
+  // on return when the image is read through the world).
   void Sample(bool gradient);
 
   std::unique_ptr<LocalNcc> ncc_;  // kLocalNcc only
@@ -246,7 +247,7 @@ class DataTerm {
   // grid or W is not the identity.
   std::optional<VoxelAffine> through_world_;
   double outside_value_ = 0.0;
-  Eigen::VectorXd positions_, moving_positions_, warped_, sample_gradient_, image_force_;
+  Eigen::VectorXd positions_, warped_, sample_gradient_, image_force_;
 };
 
 // What one evaluation of an objective leaves behind (for reports and figures).
