@@ -841,7 +841,8 @@ RegistrationResult Register(const ImageView& moving_given, const ImageView& fixe
 }
 
 GeodesicShot ShootGeodesic(const Grid& grid, const Vector& initial_momentum,
-                           const RegistrationOptions& options) {
+                           const RegistrationOptions& requested) {
+  const RegistrationOptions options = requested.ResolvedFor(grid);  // idempotent
   const Grid mesh = MeshFor(grid, options);
   const Eigen::Index block = mesh.dim * mesh.voxels();
   if (initial_momentum.size() != block) {

@@ -255,8 +255,9 @@ struct GeodesicShot {
 };
 
 // Shoots m_0 (dim × MeshFor(grid, options) voxels, RegistrationResult::initial_momentum's
-// layout) with `options` resolved for `grid` (ResolvedFor): the same mesh, metric, time steps,
-// integrator and step refinement as Register's final map. InputError when m_0 has the wrong size.
+// layout) with `options` resolved for `grid` (ResolvedFor, here too): the same mesh, metric, time
+// steps, integrator and step refinement as Register's final map. InputError when m_0 has the
+// wrong size.
 GeodesicShot ShootGeodesic(const Grid& grid, const Eigen::VectorXd& initial_momentum,
                            const RegistrationOptions& options);
 

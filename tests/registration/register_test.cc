@@ -156,6 +156,31 @@ TEST(Shooting, ConservesTheVelocityNormAlongTheGeodesic) {
   EXPECT_LT((*hi - *lo) / *hi, 0.01);
 }
 
+// ShootGeodesic resolves the options itself (the default similarity, steps and mesh are left to
+// ResolvedFor): m_0 = 0 shoots the identity with det Dφ = 1, and a small m_0 a map that is not.
+TEST(Shooting, ShootGeodesicTakesUnresolvedOptions) {
+  Grid grid;
+  grid.dim = 3;
+  grid.size = {20, 18, 16};
+  grid.spacing_mm = {2.0, 2.0, 2.0};
+  const RegistrationOptions options;  // every auto field unset
+  ASSERT_FALSE(options.similarity.has_value());
+  const Grid mesh = MeshFor(grid, options);
+  const Eigen::VectorXd zero = Eigen::VectorXd::Zero(mesh.dim * mesh.voxels());
+  const GeodesicShot identity = ShootGeodesic(grid, zero, options);
+  EXPECT_LT((identity.phi - IdentityPositions(grid)).cwiseAbs().maxCoeff(), 1e-12);
+  EXPECT_LT((identity.jacobian.array() - 1.0).abs().maxCoeff(), 1e-12);
+  EXPECT_EQ(identity.velocity_norm, 0.0);
+  std::mt19937 rng(3);
+  std::normal_distribution<double> normal(0.0, 1e-3);
+  Eigen::VectorXd m0(zero.size());
+  for (Eigen::Index i = 0; i < m0.size(); ++i) m0[i] = normal(rng);
+  const GeodesicShot moved = ShootGeodesic(grid, m0, options);
+  EXPECT_GT(moved.velocity_norm, 0.0);
+  EXPECT_GT((moved.phi - IdentityPositions(grid)).cwiseAbs().maxCoeff(), 1e-6);
+  EXPECT_GT(moved.jacobian.minCoeff(), 0.0);
+}
+
 TEST(RegistrationOptions, InvalidValuesNameTheirFlag) {
   RegistrationOptions options;
   options.sigma = -2.0;  // -1 is kAuto: chosen from the images
