@@ -85,8 +85,8 @@ struct RegistrationFlags {
                    "dimensionless). Default: 0.002 in 2-D, 0.005 in 3-D");
     sub.add_option("--steps", options.time_steps,
                    "Time steps T (T + 1 velocity grids / time points). Default: 8 in 2-D, 5 in 3-D");
-    sub.add_option("--levels", options.levels, "Multi-resolution levels (coarse to fine)")
-        ->capture_default_str();
+    sub.add_option("--levels", options.levels,
+                   "Multi-resolution levels (coarse to fine). Default: 3 in 2-D, 2 in 3-D");
     sub.add_option(pairwise ? "--iterations" : "--registration-iterations", options.iterations,
                    "Maximum iterations per level")
         ->capture_default_str();
@@ -140,6 +140,9 @@ struct RegistrationFlags {
     }
     if (app_ != nullptr && app_->count("--steps") > 0 && o.time_steps == Options::kAuto) {
       throw InputError("--steps must be >= 1, got -1");
+    }
+    if (app_ != nullptr && app_->count("--levels") > 0 && o.levels == Options::kAuto) {
+      throw InputError("--levels must be >= 1, got -1");
     }
     if (app_ != nullptr && app_->count("--mesh-fraction") > 0 &&
         o.mesh_spacing_fraction == Options::kAuto) {

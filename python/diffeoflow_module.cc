@@ -776,7 +776,8 @@ PYBIND11_MODULE(diffeoflow, m) {
         "arrays their geometry (default: unit spacing). method: 'shooting' | 'lddmm'.\n"
         "options: the CLI flags with underscores, e.g. alpha=64, gamma=2, sigma=0.002, steps=8,\n"
         "levels=3, iterations=100, band_limit=16, optimizer='lbfgs', solver='rk4',\n"
-        "similarity='auto', boundary='periodic', no_normalize=True, threads=0, quiet=True.\n"
+        "similarity='auto', boundary='periodic', no_normalize=True, threads=0, quiet=True\n"
+        "(sigma, steps, levels and similarity default by dimension, as on the command line).\n"
         "Releases the GIL; Ctrl-C raises KeyboardInterrupt. Bad input raises ValueError.");
 
   m.def("compare", &RunComparison, py::arg("fixed"), py::arg("moving"), py::kw_only(),

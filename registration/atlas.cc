@@ -207,6 +207,8 @@ AtlasResult BuildAtlas(const AtlasSubjects& subjects, const AtlasOptions& reques
   // minimiser of their summed SSD.
   RegistrationOptions unresolved = requested.registration;
   if (!unresolved.similarity) unresolved.similarity = SimilarityMeasure::kSsd;
+  // Three levels, as the atlas was measured with (docs/atlas.md), unless given.
+  if (unresolved.levels == RegistrationOptions::kAuto) unresolved.levels = 3;
   RegistrationOptions options = unresolved.ResolvedFor(grid);
   options.checkpoint.clear();
   options.resume = false;

@@ -578,7 +578,9 @@ void RegistrationOptions::Validate() const {
   if (time_steps < 1 && time_steps != kAuto) {
     throw InputError("--steps must be >= 1, got " + std::to_string(time_steps));
   }
-  if (levels < 1) throw InputError("--levels must be >= 1, got " + std::to_string(levels));
+  if (levels < 1 && levels != kAuto) {
+    throw InputError("--levels must be >= 1, got " + std::to_string(levels));
+  }
   if (iterations < 0) {
     throw InputError("--iterations must be >= 0, got " + std::to_string(iterations));
   }
@@ -615,6 +617,7 @@ RegistrationOptions RegistrationOptions::ResolvedFor(const Grid& fixed) const {
   const bool volume = fixed.dim == 3;
   if (o.sigma == kAuto) o.sigma = volume ? 0.005 : 0.002;
   if (o.time_steps == kAuto) o.time_steps = volume ? 5 : 8;
+  if (o.levels == kAuto) o.levels = volume ? 2 : 3;
   if (o.mesh_spacing_fraction == kAuto) o.mesh_spacing_fraction = volume ? 1.2 : 0.5;
   if (!o.affine.similarity) o.affine.similarity = o.similarity.value_or(SimilarityMeasure::kSsd);
   o.affine.ncc_radius = o.ncc_radius;

@@ -101,7 +101,8 @@ struct RegistrationOptions {
   int time_steps = kAuto;       // T: time points 0, 1/T, …, 1 (velocity grids, recorded path)
   Method solver = Method::kRk4;
   ShootingStart shooting_start = ShootingStart::kVelocityField;
-  int levels = 3;               // pyramid levels; reduced so that the coarsest axis keeps ≥ 16 voxels
+  // Pyramid levels (kAuto: ResolvedFor); reduced so that the coarsest axis keeps ≥ 16 voxels.
+  int levels = kAuto;
   int iterations = 100;         // per level
   double max_seconds = 0.0;     // total time limit, 0: none
   double relative_decrease = 2e-4;
@@ -147,11 +148,15 @@ struct RegistrationOptions {
   //                                  the similarity is given, both stages take it)
   //   sigma      0.002    0.005    SSD weight; NCC takes the same σ (its λ = 1/25 rescales)
   //   steps      8        5
+  //   levels     3        2        the flow mesh is often the same on every 3-D level (24³ for a
+  //                                96³ brain), so a coarse level costs nearly as much per
+  //                                iteration as the finest; two levels were as accurate and
+  //                                1.2× faster than three (docs/registration.md)
   //   mesh       ½ √α     1.2 √α   largest mesh spacing (the map itself is traced at image
   //                                resolution, traced_map.h)
   // Measured in docs/robustness.md (2-D family: thin C rings, translations, brain slices under
   // 10 % warps) and docs/registration.md (96³ and 128³ brains: NCC against SSD, and the affine
-  // stage by NCC against SSD).
+  // stage by NCC against SSD, two levels against three).
   RegistrationOptions ResolvedFor(const Grid& fixed) const;
 };
 

@@ -313,6 +313,8 @@ TEST_F(BadInputCli, RegisterAndCompare) {
       {"--steps abc", "--steps", Expect::kParse},
       {"--steps 1.5", "--steps", Expect::kParse},
       {"--levels 0", "--levels"},
+      {"--levels -1", "--levels"},  // the value that means "auto" inside
+      {"--levels -2", "--levels"},
       {"--iterations -1", "--iterations"},
       {"--time-limit -1", "--time-limit"},
       {"--band-limit -1", "--band-limit"},

@@ -198,7 +198,8 @@ TEST(NccOptions, BadSimilarityOrRadiusIsAnInputErrorNamingItsFlag) {
 }
 
 // --similarity auto (the default): SSD in 2-D; in 3-D local NCC for the deformable stage and SSD
-// for the affine stage (docs/registration.md measures both on the 96³ brain). A similarity that is
+// for the affine stage (docs/registration.md measures both on the 96³ brain); and 3 pyramid
+// levels in 2-D, 2 in 3-D. A similarity that is
 // given is used by both stages, and the atlas keeps SSD unless asked.
 TEST(NccOptions, AutoSimilarityIsChosenByDimensionAndGivenOnesReachBothStages) {
   Grid plane, volume;
@@ -210,6 +211,8 @@ TEST(NccOptions, AutoSimilarityIsChosenByDimensionAndGivenOnesReachBothStages) {
   options.ncc_radius = 3;
   ASSERT_FALSE(options.similarity.has_value());
   const RegistrationOptions in_2d = options.ResolvedFor(plane);
+  EXPECT_EQ(in_2d.levels, 3);
+  EXPECT_EQ(options.ResolvedFor(volume).levels, 2);
   EXPECT_EQ(in_2d.similarity, SimilarityMeasure::kSsd);
   EXPECT_EQ(in_2d.affine.similarity, SimilarityMeasure::kSsd);
   const RegistrationOptions in_3d = options.ResolvedFor(volume);
