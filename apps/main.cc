@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <exception>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +19,23 @@ std::vector<Command>& CommandRegistry() {
 }
 
 }  // namespace diffeoflow::app
+
+namespace {
+
+// One error line on stderr in one write(2): under mpirun the ranks' stderr and mpirun's own abort
+// banner share a pipe, and a line written in pieces could be split by the banner (lines under
+// PIPE_BUF bytes are written whole).
+void ErrorLine(const std::string& line) {
+  const std::string text = line + "\n";
+  std::size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(STDERR_FILENO, text.data() + done, text.size() - done);
+    if (n <= 0) return;
+    done += static_cast<std::size_t>(n);
+  }
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace diffeoflow::app;
@@ -50,7 +66,7 @@ int main(int argc, char** argv) {
     for (char& c : message) {
       if (c == '\n') c = ' ';
     }
-    std::cerr << "diffeoflow: error: " << message << " (see --help)\n";
+    ErrorLine("diffeoflow: error: " + message + " (see --help)");
     return 2;
   }
   // Under mpirun a failing rank stops every rank (apps/process_workers.h): its error line names
@@ -60,13 +76,13 @@ int main(int argc, char** argv) {
       if (sub->parsed()) return FinishWorkers(run());
     }
   } catch (const diffeoflow::InputError& e) {
-    std::cerr << "diffeoflow: error: " << e.what() << RankNote() << "\n";
+    ErrorLine("diffeoflow: error: " + std::string(e.what()) + RankNote());
     return FailWorkers(2);
   } catch (const diffeoflow::NumericalError& e) {
-    std::cerr << "diffeoflow: numerical failure: " << e.what() << RankNote() << "\n";
+    ErrorLine("diffeoflow: numerical failure: " + std::string(e.what()) + RankNote());
     return FailWorkers(3);
   } catch (const std::exception& e) {
-    std::cerr << "diffeoflow: error: " << e.what() << RankNote() << "\n";
+    ErrorLine("diffeoflow: error: " + std::string(e.what()) + RankNote());
     return FailWorkers(1);
   }
   return 1;
