@@ -70,11 +70,11 @@
 #include "bench/bench_args.h"
 #include "registration/affine.h"
 #include "registration/image_io.h"
-#include "registration/similarity.h"
 #include "registration/image_ops.h"
 #include "registration/label_overlap.h"
 #include "registration/outputs/register_outputs.h"
 #include "registration/register.h"
+#include "registration/similarity.h"
 #include "registration/world_space.h"
 
 namespace {
@@ -409,8 +409,7 @@ int main(int argc, char** argv) {
       options.method = ParseRegistrationMethod(text("method", "shooting"), "method");
       options.levels = static_cast<int>(number("levels", options.levels));
       options.iterations = static_cast<int>(number("iterations", options.iterations));
-      // The 3-D settings (docs/registration.md): a flow mesh of spacing up to 1.2 √α (24³ for a
-      // 96³ brain), 5 time steps, a stronger data term.
+      // Unset options keep register's defaults (RegistrationOptions::ResolvedFor).
       options.time_steps = static_cast<int>(number("steps", options.time_steps));
       options.metric.alpha_mm2 = number("alpha", options.metric.alpha_mm2);
       options.metric.gamma = number("gamma", options.metric.gamma);

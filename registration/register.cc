@@ -685,19 +685,24 @@ RegistrationResult Register(const ImageView& moving_given, const ImageView& fixe
   auto normalized = [&](const ImageView& image) {
     return options.normalize_intensity ? NormalizeIntensity(image) : CopyImage(image);
   };
+  Image fixed = normalized(fixed_input);
+  // The moving image as given, normalised, for the affine stage and for the data term's read
+  // through the world; a grid equal to the fixed one within float tolerance is the fixed grid
+  // (world_space.h).
+  std::optional<Image> moving_as_given;
+  auto as_given = [&]() -> const Image& {
+    if (!moving_as_given) {
+      moving_as_given = normalized(moving_given);
+      if (SameWorldGrid(moving_given.grid, fixed.grid)) moving_as_given->grid = fixed.grid;
+    }
+    return *moving_as_given;
+  };
   // The affine stage (affine.h) on the images as given, each on its own grid.
   AffineStageResult affine_stage;
   const bool affine_stage_runs =
       options.affine.mode != AffineMode::kNone || options.initial_affine.has_value();
   if (affine_stage_runs) {
-    const AffineOptions& affine_options = options.affine;
-    // A moving grid equal to the fixed one within float tolerance is the fixed grid (as for the
-    // deformable stage, world_space.h).
-    Image moving_for_affine = normalized(moving_given);
-    if (SameWorldGrid(moving_given.grid, fixed_input.grid)) {
-      moving_for_affine.grid = fixed_input.grid;
-    }
-    affine_stage = RegisterAffine(moving_for_affine, normalized(fixed_input), affine_options,
+    affine_stage = RegisterAffine(as_given(), fixed, options.affine,
                                   options.initial_affine ? &*options.initial_affine : nullptr);
     if (InterruptRequested()) {
       // Stopped inside the affine stage: nothing to keep (it takes seconds), no checkpoint.
@@ -718,22 +723,17 @@ RegistrationResult Register(const ImageView& moving_given, const ImageView& fixe
   const ImageView moving_input = moving_in_fixed_space.view();
 
   Image moving = normalized(moving_input);
-  Image fixed = normalized(fixed_input);
   // The map samples the moving image in its own voxel coordinates on the fixed grid.
   moving.grid = fixed.grid;
   FlowProblemOptions flow = FlowOptionsOf(options);
   // The flow's data term reads the moving image as given, on its own grid through the world and
   // the affine (DataTerm), so that it is interpolated once: the pulled-back copy `moving` serves
   // the figures of the result only.
-  std::optional<Image> moving_own_grid;
-  if (moving_in_fixed_space.resampled()) {
-    moving_own_grid = normalized(moving_given);
-    if (SameWorldGrid(moving_given.grid, fixed.grid)) moving_own_grid->grid = fixed.grid;
-    flow.moving_world_affine = affine_stage.affine;
-  }
-  const Pyramid pyramid = BuildPyramid(moving_own_grid ? *moving_own_grid : moving, fixed,
-                                       options.levels);
-  moving_own_grid.reset();  // the pyramid holds its finest level
+  const bool through_world = moving_in_fixed_space.resampled();
+  if (through_world) flow.moving_world_affine = affine_stage.affine;
+  const Pyramid pyramid =
+      BuildPyramid(through_world ? as_given() : moving, fixed, options.levels);
+  moving_as_given.reset();  // the pyramid holds its finest level
   const int levels = pyramid.levels();
   const int fields_per_vector = FieldsPerVector(options, fixed.grid.dim);
 

@@ -199,8 +199,7 @@ TEST(NccOptions, BadSimilarityOrRadiusIsAnInputErrorNamingItsFlag) {
 
 // --similarity auto (the default): SSD in 2-D; in 3-D local NCC for the deformable stage and SSD
 // for the affine stage (docs/registration.md measures both on the 96³ brain); and 3 pyramid
-// levels in 2-D, 2 in 3-D. A similarity that is
-// given is used by both stages, and the atlas keeps SSD unless asked.
+// levels in 2-D, 2 in 3-D. A similarity that is given is used by both stages.
 TEST(NccOptions, AutoSimilarityIsChosenByDimensionAndGivenOnesReachBothStages) {
   Grid plane, volume;
   plane.dim = 2;
