@@ -13,7 +13,7 @@
 //   bench_brain [size=96] [displacement=4] [seed=1] [method=shooting|lddmm] [threads=2]
 //               [levels=…] [iterations=…] [steps=…] [alpha=…] [gamma=…] [sigma=…]
 //               [similarity=auto|ssd|ncc] [ncc_radius=2] [mesh=…] [band_limit=…]
-//               [tolerance=…] [out=DIR] [register=1] [moving_grid=same|las] [coarser=1.25]
+//               [tolerance=…] [window=…] [out=DIR] [register=1] [moving_grid=same|las] [coarser=1.25]
 //               [affine=none|rigid|affine] [known_affine=0|1] [affine_degrees=12]
 //               [affine_scale=1.08] [affine_shear=0.03] [affine_translation=8]
 //               [affine_max_voxels=262144]
@@ -419,6 +419,8 @@ int main(int argc, char** argv) {
       options.mesh_spacing_fraction = number("mesh", options.mesh_spacing_fraction);
       options.band_limit = static_cast<int>(number("band_limit", options.band_limit));
       options.relative_decrease = number("tolerance", options.relative_decrease);
+      options.tolerance_window =
+          static_cast<int>(number("window", options.tolerance_window));
       options.metric.threads = static_cast<int>(number("threads", 2));
       options.affine.mode = ParseAffineMode(text("affine", "affine"), "affine");
       options.affine.max_voxels = static_cast<long>(

@@ -20,12 +20,16 @@
 //   bench_robustness [case=NAME[,NAME…]] [methods=shooting,lddmm] [out=DIR] [register=1]
 //                    [3d=0] [threads=1] [allow_folds=0] [list=1] [affine=none|rigid|affine]
 //                    [brain=/usr/share/mricron/templates/ch2bet.nii.gz]
+//                    [tolerance=T] [window=W] [coarse_factor=F] [iterations=N]
 //
 // out=DIR writes every case as DIR/NAME/{fixed,moving}.{nii.gz,npy} and DIR/cases.json (what
 // bench/robustness_dipy.py reads), and the results as DIR/results.jsonl and DIR/table.md.
 // register=0 only writes the cases. allow_folds=1 sets max_folded_fraction = 1 — the only
 // option changed, a health check after the run — to see the figures of a folded map; it is not
-// the default behaviour and the table marks such rows "folded".
+// the default behaviour and the table marks such rows "folded". tolerance, window, coarse_factor
+// and iterations set the stopping rule (RegistrationOptions::relative_decrease,
+// tolerance_window, coarse_tolerance_factor, iterations) for sweeps of it; without them the
+// defaults run.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -282,7 +286,8 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> args;
   if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_robustness", args)) return 2;
   static const std::set<std::string> known{"case",  "methods", "out",         "register", "3d",
-                                           "threads", "brain", "allow_folds", "list", "affine"};
+                                           "threads", "brain", "allow_folds", "list", "affine",
+                                           "tolerance", "window", "coarse_factor", "iterations"};
   for (const auto& [key, value] : args) {
     if (!known.count(key)) {
       std::cerr << "bench_robustness: unknown argument '" << key << "'\n";
@@ -334,6 +339,12 @@ int main(int argc, char** argv) {
   if (flag("allow_folds", false)) defaults.max_folded_fraction = 1.0;
   // affine=none|rigid|affine: register's --affine (default: the library's default).
   if (args.count("affine")) defaults.affine.mode = ParseAffineMode(args["affine"], "affine");
+  if (args.count("tolerance")) defaults.relative_decrease = std::atof(args["tolerance"].c_str());
+  if (args.count("window")) defaults.tolerance_window = std::atoi(args["window"].c_str());
+  if (args.count("coarse_factor")) {
+    defaults.coarse_tolerance_factor = std::atof(args["coarse_factor"].c_str());
+  }
+  if (args.count("iterations")) defaults.iterations = std::atoi(args["iterations"].c_str());
 
   std::vector<json> rows;
   json manifest = json::array();

@@ -226,6 +226,7 @@ LevelRun SolveLevel(Objective& objective, Vector& w, const Grid& mesh, int level
   // Coarse levels only prepare the next one: their stopping rule is looser.
   opt.function_tolerance =
       options.relative_decrease * std::pow(options.coarse_tolerance_factor, levels - 1 - level);
+  opt.tolerance_window = options.tolerance_window;
   opt.gradient_tolerance = 1e-12;
   opt.parameter_tolerance = 1e-12;
   opt.learning_rate = options.gd_learning_rate / VoxelVolume(mesh);
@@ -588,6 +589,9 @@ void RegistrationOptions::Validate() const {
     throw InputError("--time-limit must be >= 0 seconds");
   }
   if (!(relative_decrease >= 0)) throw InputError("--tolerance must be >= 0");
+  if (tolerance_window < 1 && tolerance_window != kAuto) {
+    throw InputError("tolerance_window must be >= 1, got " + std::to_string(tolerance_window));
+  }
   if (band_limit < 0) {
     throw InputError("--band-limit must be >= 0, got " + std::to_string(band_limit));
   }
@@ -619,6 +623,7 @@ RegistrationOptions RegistrationOptions::ResolvedFor(const Grid& fixed) const {
   if (o.time_steps == kAuto) o.time_steps = volume ? 5 : 8;
   if (o.levels == kAuto) o.levels = volume ? 2 : 3;
   if (o.mesh_spacing_fraction == kAuto) o.mesh_spacing_fraction = volume ? 1.2 : 0.5;
+  if (o.tolerance_window == kAuto) o.tolerance_window = volume ? 1 : 10;
   if (!o.affine.similarity) o.affine.similarity = o.similarity.value_or(SimilarityMeasure::kSsd);
   o.affine.ncc_radius = o.ncc_radius;
   if (!o.similarity) o.similarity = volume ? SimilarityMeasure::kLocalNcc : SimilarityMeasure::kSsd;

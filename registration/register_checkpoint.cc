@@ -56,6 +56,7 @@ std::string CheckpointFingerprint(const ImageView& moving, const ImageView& fixe
   j["levels"] = o.levels;
   j["iterations"] = o.iterations;
   j["tolerance"] = o.relative_decrease;
+  j["tolerance_window"] = o.tolerance_window;
   j["coarse_tolerance_factor"] = o.coarse_tolerance_factor;
   j["optimizer"] = OptimizerName(o.optimizer);
   j["learning_rate"] = o.gd_learning_rate;

@@ -95,6 +95,23 @@ class CeresFunction final : public ceres::FirstOrderFunction {
   mutable std::exception_ptr error_;
 };
 
+// The windowed rule of OptimizerOptions::tolerance_window over the costs so far (index 0: the
+// start): whether the decrease over the last W iterations is below W · function_tolerance, and
+// the message that says so.
+std::optional<std::string> WindowConverged(const OptimizerOptions& options,
+                                           const std::vector<double>& cost_history) {
+  const int window = options.tolerance_window;
+  if (window <= 1 || static_cast<int>(cost_history.size()) <= window) return std::nullopt;
+  const double before = cost_history[cost_history.size() - 1 - static_cast<std::size_t>(window)];
+  const double now = cost_history.back();
+  const double scale = std::max(std::abs(before), std::numeric_limits<double>::min());
+  const double decrease = (before - now) / scale;
+  if (!(decrease < window * options.function_tolerance)) return std::nullopt;
+  return "converged: relative cost decrease over the last " + std::to_string(window) +
+         " iterations " + NumberText(decrease) + " < " + std::to_string(window) +
+         " x function_tolerance " + NumberText(options.function_tolerance);
+}
+
 class CeresCallback final : public ceres::IterationCallback {
  public:
   CeresCallback(const OptimizerOptions& options, const CeresFunction& function,
@@ -112,21 +129,28 @@ class CeresCallback final : public ceres::IterationCallback {
       interrupted_ = true;
       return ceres::SOLVER_TERMINATE_SUCCESSFULLY;
     }
-    if (!options_.callback) return ceres::SOLVER_CONTINUE;
-    IterationReport report;
-    report.iteration = summary.iteration;
-    report.cost = summary.cost;
-    report.gradient_norm = summary.gradient_norm;
-    report.step_size = summary.step_size;
-    report.elapsed_seconds = SecondsSince(start_);
-    if (!options_.callback(report)) {
-      stopped_ = true;
-      return ceres::SOLVER_TERMINATE_SUCCESSFULLY;
+    if (options_.callback) {
+      IterationReport report;
+      report.iteration = summary.iteration;
+      report.cost = summary.cost;
+      report.gradient_norm = summary.gradient_norm;
+      report.step_size = summary.step_size;
+      report.elapsed_seconds = SecondsSince(start_);
+      if (!options_.callback(report)) {
+        stopped_ = true;
+        return ceres::SOLVER_TERMINATE_SUCCESSFULLY;
+      }
+    }
+    if (summary.iteration > 0) {
+      converged_ = WindowConverged(options_, cost_history_);
+      if (converged_) return ceres::SOLVER_TERMINATE_SUCCESSFULLY;
     }
     return ceres::SOLVER_CONTINUE;
   }
   bool stopped() const { return stopped_; }
   bool interrupted() const { return interrupted_; }
+  // The message of the windowed rule when it ended the run.
+  const std::optional<std::string>& converged() const { return converged_; }
 
  private:
   const OptimizerOptions& options_;
@@ -135,6 +159,7 @@ class CeresCallback final : public ceres::IterationCallback {
   std::vector<double>& cost_history_;
   bool stopped_ = false;
   bool interrupted_ = false;
+  std::optional<std::string> converged_;
 };
 
 void MinimizeLbfgs(CountedObjective& objective, Vector& x, const OptimizerOptions& options,
@@ -149,7 +174,9 @@ void MinimizeLbfgs(CountedObjective& objective, Vector& x, const OptimizerOption
   solver_options.max_lbfgs_rank = options.lbfgs_rank;
   solver_options.max_num_iterations = options.max_iterations;
   solver_options.max_solver_time_in_seconds = options.max_seconds;
-  solver_options.function_tolerance = options.function_tolerance;
+  // With a window the callback applies the rule (WindowConverged), so Ceres' own is off.
+  solver_options.function_tolerance =
+      options.tolerance_window > 1 ? 0.0 : options.function_tolerance;
   solver_options.gradient_tolerance = options.gradient_tolerance;
   solver_options.parameter_tolerance = options.parameter_tolerance;
   solver_options.logging_type = ceres::SILENT;
@@ -183,6 +210,12 @@ void MinimizeLbfgs(CountedObjective& objective, Vector& x, const OptimizerOption
       }
       break;
     case ceres::USER_SUCCESS:
+      if (callback.converged() && !callback.stopped()) {
+        result.converged = true;
+        result.termination_type = Termination::kConverged;
+        result.termination = *callback.converged();
+        break;
+      }
       result.termination_type = callback.interrupted() ? Termination::kInterrupted
                                 : callback.stopped()   ? Termination::kUserStop
                                                        : Termination::kUserStop;
@@ -232,10 +265,19 @@ class Stopping {
                   "converged: gradient norm " + NumberText(gradient_norm) +
                       " <= gradient_tolerance"};
     }
-    const double scale = std::max(std::abs(previous_cost), std::numeric_limits<double>::min());
-    if (std::abs(previous_cost - cost) / scale < options_.function_tolerance) {
-      result.converged = true;
-      return Stop{Termination::kConverged, "converged: relative cost change < function_tolerance"};
+    if (options_.tolerance_window > 1) {
+      if (std::optional<std::string> message = WindowConverged(options_, result.cost_history)) {
+        result.converged = true;
+        return Stop{Termination::kConverged, *message};
+      }
+    } else {
+      const double scale =
+          std::max(std::abs(previous_cost), std::numeric_limits<double>::min());
+      if (std::abs(previous_cost - cost) / scale < options_.function_tolerance) {
+        result.converged = true;
+        return Stop{Termination::kConverged,
+                    "converged: relative cost change < function_tolerance"};
+      }
     }
     if (SecondsSince(start_) >= options_.max_seconds) {
       return Stop{Termination::kTimeLimit, "time limit"};
@@ -412,6 +454,7 @@ void OptimizerOptions::Validate() const {
   if (!(parameter_tolerance >= 0) || !std::isfinite(parameter_tolerance)) {
     InvalidOption("parameter_tolerance", ">= 0 and finite", parameter_tolerance);
   }
+  if (tolerance_window < 1) InvalidOption("tolerance_window", ">= 1", tolerance_window);
   if (lbfgs_rank < 1) InvalidOption("lbfgs_rank", ">= 1", lbfgs_rank);
   if (!(learning_rate > 0) || !std::isfinite(learning_rate)) {
     InvalidOption("learning_rate", "> 0", learning_rate);

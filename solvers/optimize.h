@@ -66,6 +66,12 @@ struct OptimizerOptions {
   double max_seconds = 1e9;
   // Stop when |Δcost| / cost < function_tolerance (L-BFGS: Ceres' function_tolerance).
   double function_tolerance = 1e-6;
+  // W > 1 measures the decrease over the last W iterations instead of the last one: stop at
+  // iteration k ≥ W when (cost_{k−W} − cost_k) / |cost_{k−W}| < W · function_tolerance. One
+  // iteration that barely moves (a short line-search step, the start of a plateau the
+  // optimiser is about to leave) then no longer ends a run whose cost still falls at many times
+  // the tolerance on average. W = 1 is the single-iteration rule above.
+  int tolerance_window = 1;
   double gradient_tolerance = 1e-10;   // on ‖∇‖∞ (Ceres) / ‖∇‖₂ (GD, Adam)
   double parameter_tolerance = 1e-10;
   int lbfgs_rank = 10;                  // Ceres max_lbfgs_rank

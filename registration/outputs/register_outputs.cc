@@ -72,6 +72,7 @@ nlohmann::json RegistrationOptionsJson(const RegistrationOptions& o) {
                       {"band_limit", o.band_limit},
                       {"optimizer", OptimizerName(o.optimizer)},
                       {"tolerance", o.relative_decrease},
+                      {"tolerance_window", o.tolerance_window},
                       {"time_limit_seconds", o.max_seconds},
                       {"mesh_fraction", o.mesh_spacing_fraction},
                       {"affine", AffineModeName(o.affine.mode)}};

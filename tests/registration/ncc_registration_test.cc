@@ -199,7 +199,7 @@ TEST(NccOptions, BadSimilarityOrRadiusIsAnInputErrorNamingItsFlag) {
 
 // --similarity auto (the default): SSD in 2-D; in 3-D local NCC for the deformable stage and SSD
 // for the affine stage (docs/registration.md measures both on the 96³ brain); and 3 pyramid
-// levels in 2-D, 2 in 3-D. A similarity that is given is used by both stages.
+// levels in 2-D, 2 in 3-D; the stopping rule's window is 10 iterations in 2-D, 1 in 3-D. A similarity that is given is used by both stages.
 TEST(NccOptions, AutoSimilarityIsChosenByDimensionAndGivenOnesReachBothStages) {
   Grid plane, volume;
   plane.dim = 2;
@@ -212,6 +212,9 @@ TEST(NccOptions, AutoSimilarityIsChosenByDimensionAndGivenOnesReachBothStages) {
   const RegistrationOptions in_2d = options.ResolvedFor(plane);
   EXPECT_EQ(in_2d.levels, 3);
   EXPECT_EQ(options.ResolvedFor(volume).levels, 2);
+  EXPECT_EQ(in_2d.tolerance_window, 10);
+  EXPECT_EQ(options.ResolvedFor(volume).tolerance_window, 1);
+  EXPECT_EQ(in_2d.ResolvedFor(plane).tolerance_window, 10);
   EXPECT_EQ(in_2d.similarity, SimilarityMeasure::kSsd);
   EXPECT_EQ(in_2d.affine.similarity, SimilarityMeasure::kSsd);
   const RegistrationOptions in_3d = options.ResolvedFor(volume);

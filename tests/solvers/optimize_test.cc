@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "solvers/errors.h"
 #include "solvers/interrupt.h"
@@ -257,6 +260,78 @@ TEST(OptimizeTest, NonFiniteCostsFailWithoutMovingOrPrinting) {
   EXPECT_DOUBLE_EQ(summary.final_cost, -x[0]);
 }
 
+// Gradient descent on a scripted cost: the n-th evaluation returns costs[n] with a gradient so
+// small that the Armijo test accepts every first trial, so iteration k ends at costs[k].
+OptimizerSummary DescendScripted(const std::vector<double>& costs, int window, double tolerance) {
+  int calls = 0;
+  FunctionObjective objective(1, [&](const Vector&, Vector* gradient) {
+    if (gradient != nullptr) (*gradient)[0] = 1e-9;
+    const int n = std::min(calls++, static_cast<int>(costs.size()) - 1);
+    return costs[static_cast<std::size_t>(n)];
+  });
+  Vector x = Vector::Zero(1);
+  OptimizerOptions options;
+  options.optimizer = Optimizer::kGradientDescent;
+  options.max_iterations = 100;
+  options.function_tolerance = tolerance;
+  options.tolerance_window = window;
+  options.gradient_tolerance = 0.0;
+  options.parameter_tolerance = 0.0;
+  return Minimize(objective, x, options);
+}
+
+TEST(OptimizeTest, AToleranceWindowIgnoresOneIterationThatBarelyMoves) {
+  // 10 % a step, one step of 0.01 % (iteration 4), 10 % a step again, then a plateau of 0.01 %.
+  std::vector<double> costs = {100.0, 90.0, 81.0, 72.9, 72.8927};
+  for (int i = 0; i < 5; ++i) costs.push_back(costs.back() * 0.9);
+  for (int i = 0; i < 10; ++i) costs.push_back(costs.back() * 0.9999);
+  const OptimizerSummary single = DescendScripted(costs, 1, 1e-3);
+  EXPECT_EQ(single.termination_type, Termination::kConverged) << single.termination;
+  EXPECT_EQ(single.iterations, 4) << single.termination;
+
+  // Over 3 iterations the decrease at iteration 4 is 10 %: the run goes on to the plateau and
+  // stops at its third step, the first whose 3-iteration decrease, 0.03 %, is < 3 · 0.1 %.
+  const OptimizerSummary windowed = DescendScripted(costs, 3, 1e-3);
+  EXPECT_EQ(windowed.termination_type, Termination::kConverged) << windowed.termination;
+  EXPECT_TRUE(windowed.converged);
+  EXPECT_EQ(windowed.iterations, 12) << windowed.termination;
+  EXPECT_NE(windowed.termination.find("over the last 3 iterations"), std::string::npos)
+      << windowed.termination;
+  EXPECT_DOUBLE_EQ(windowed.final_cost, costs[12]);
+}
+
+TEST(OptimizeTest, LbfgsStopsAtTheFirstIterationWhoseWindowedDecreaseIsBelowTheTolerance) {
+  // f = 1 + Rosenbrock, so relative decreases are of a cost bounded away from 0.
+  FunctionObjective objective(2, [](const Vector& x, Vector* gradient) {
+    return 1.0 + Rosenbrock(x, gradient);
+  });
+  for (const int window : {2, 5}) {
+    Vector x(2);
+    x << -1.2, 1.0;
+    OptimizerOptions options;
+    options.max_iterations = 500;
+    options.function_tolerance = 1e-4;
+    options.tolerance_window = window;
+    options.gradient_tolerance = 0.0;
+    options.parameter_tolerance = 0.0;
+    const OptimizerSummary summary = Minimize(objective, x, options);
+    ASSERT_EQ(summary.termination_type, Termination::kConverged) << summary.termination;
+    const std::vector<double>& c = summary.cost_history;
+    ASSERT_EQ(c.size(), static_cast<std::size_t>(summary.iterations) + 1);
+    const auto decrease = [&](std::size_t k) {
+      return (c[k - static_cast<std::size_t>(window)] - c[k]) /
+             std::abs(c[k - static_cast<std::size_t>(window)]);
+    };
+    const std::size_t last = c.size() - 1;
+    ASSERT_GE(last, static_cast<std::size_t>(window));
+    EXPECT_LT(decrease(last), window * options.function_tolerance) << "window " << window;
+    for (std::size_t k = static_cast<std::size_t>(window); k < last; ++k) {
+      EXPECT_GE(decrease(k), window * options.function_tolerance)
+          << "window " << window << ": should have stopped at iteration " << k;
+    }
+  }
+}
+
 TEST(OptimizeTest, InvalidOptionsNameTheField) {
   const auto expect_message = [](const OptimizerOptions& options, const std::string& needle) {
     try {
@@ -282,6 +357,9 @@ TEST(OptimizeTest, InvalidOptionsNameTheField) {
   options = OptimizerOptions();
   options.function_tolerance = std::numeric_limits<double>::quiet_NaN();
   expect_message(options, "function_tolerance");
+  options = OptimizerOptions();
+  options.tolerance_window = 0;
+  expect_message(options, "tolerance_window must be >= 1, got 0");
   options = OptimizerOptions();
   options.adam_beta1 = 1.0;
   expect_message(options, "adam_beta1");
