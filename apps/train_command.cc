@@ -421,7 +421,8 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   j["history"] = history;
   WriteFileAtomically((std::filesystem::path(f.out) / "metrics.json").string(), j.dump(2) + "\n");
 
-  WriteTestProbabilities(f.out, Softmax(model.Logits(theta, test.features, o.eval_batch)));
+  WriteTestProbabilities(f.out,
+                         Softmax(model.Logits(theta, test.features, o.EvaluationBatch(model))));
   if (plane) WriteTwoDimensionalSummary(AsPlaneClassifier(model, theta), test, f.out);
   if (!common.quiet) {
     if (log) {

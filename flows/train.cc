@@ -102,19 +102,24 @@ std::string TrainSummary::FullReport() const {
 }
 
 std::pair<double, double> Accuracy(Classifier& model, const Vector& theta, const Dataset& data,
-                                   Index batch, Workers& workers) {
+                                   Index batch, Workers& workers, Index limit) {
   double sums[2] = {0.0, 0.0};  // loss × samples, correct
+  const Index size = limit > 0 ? std::min(limit, data.size()) : data.size();
   const Index stride = batch * workers.count();
-  for (Index start = batch * workers.rank(); start < data.size(); start += stride) {
-    const Index n = std::min(batch, data.size() - start);
+  for (Index start = batch * workers.rank(); start < size; start += stride) {
+    const Index n = std::min(batch, size - start);
     const BatchResult r = model.Evaluate(theta, data.features.middleCols(start, n),
                                          data.labels.data() + start, nullptr);
     sums[0] += r.loss * static_cast<double>(n);
     sums[1] += static_cast<double>(r.correct);
   }
   workers.Sum(sums, 2);
-  const auto total = static_cast<double>(std::max<Index>(data.size(), 1));
+  const auto total = static_cast<double>(std::max<Index>(size, 1));
   return {sums[0] / total, sums[1] / total};
+}
+
+Index TrainOptions::EvaluationBatch(const Classifier& model) const {
+  return model.spec().convolutional() ? std::min<Index>(eval_batch, batch) : eval_batch;
 }
 
 TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const Dataset& test,
@@ -126,6 +131,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   TrainSummary summary;
   summary.parameters = P;
   Workers& workers = *options.workers;
+  const Index eval_batch = options.EvaluationBatch(model);
   const bool root = workers.rank() == 0;
   OptimizerState state;
   state.m = Vector::Zero(P);
@@ -171,7 +177,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     r.train_loss = loss;
     r.train_accuracy = accuracy;
     std::tie(r.test_loss, r.test_accuracy) =
-        test.size() > 0 ? Accuracy(model, theta, test, options.eval_batch, workers)
+        test.size() > 0 ? Accuracy(model, theta, test, eval_batch, workers)
                         : std::pair<double, double>{0.0, 0.0};
     r.nfe_forward = epoch_batches ? static_cast<double>(ef) / epoch_batches : 0.0;
     r.nfe_backward = epoch_batches ? static_cast<double>(eb) / epoch_batches : 0.0;
@@ -441,17 +447,11 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   summary.samples_per_second = train_seconds > 0 ? samples / train_seconds : 0.0;
   summary.nfe_forward = batches ? static_cast<double>(nfe_f) / batches : 0.0;
   summary.nfe_backward = batches ? static_cast<double>(nfe_b) / batches : 0.0;
-  if (options.max_eval_train > 0 && train.size() > options.max_eval_train) {
-    std::vector<Index> first(static_cast<std::size_t>(options.max_eval_train));
-    std::iota(first.begin(), first.end(), 0);
-    summary.train_accuracy =
-        Accuracy(model, theta, Subset(train, first), options.eval_batch, workers).second;
-  } else {
-    summary.train_accuracy = Accuracy(model, theta, train, options.eval_batch, workers).second;
-  }
+  summary.train_accuracy =
+      Accuracy(model, theta, train, eval_batch, workers, options.max_eval_train).second;
   if (test.size() > 0) {
     std::tie(summary.test_loss, summary.test_accuracy) =
-        Accuracy(model, theta, test, options.eval_batch, workers);
+        Accuracy(model, theta, test, eval_batch, workers);
     if (!std::isfinite(summary.test_loss)) {
       throw NumericalError("training diverged: the final test loss is NaN or Inf (try a smaller "
                            "--lr)");

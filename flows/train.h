@@ -61,7 +61,12 @@ struct TrainOptions {
   unsigned seed = 1;                        // batch order (epoch e uses seed + e)
   std::string checkpoint;                   // HDF5 path written after every epoch; empty: none
   bool resume = false;                      // continue from `checkpoint` when it exists
+  // Samples an evaluation (accuracy, test probabilities) runs at a time. It needs no gradient,
+  // so a larger batch costs only memory: an MLP field gains from fewer, larger GEMMs, while a
+  // convolutional field holds tens of kB of activations a sample in every layer, so it evaluates
+  // at most `batch` samples at a time (EvaluationBatch).
   Index eval_batch = 1024;
+  Index EvaluationBatch(const Classifier& model) const;
   // The final training accuracy is measured on at most this many training samples (0: all).
   Index max_eval_train = 10000;
   // Called on every worker after each epoch (the command line prints on rank 0 only).
@@ -104,10 +109,12 @@ struct TrainSummary {
   std::string FullReport() const;
 };
 
-// Mean loss and accuracy of θ on a data set; with several workers each evaluates every count()-th
-// batch and the sums are combined (the same on every worker).
+// Mean loss and accuracy of θ on a data set, or on its first `limit` samples (0: all); with several
+// workers each evaluates every count()-th batch and the sums are combined (the same on every
+// worker).
 std::pair<double, double> Accuracy(Classifier& model, const Vector& theta, const Dataset& data,
-                                   Index batch = 1024, Workers& workers = Serial());
+                                   Index batch = 1024, Workers& workers = Serial(),
+                                   Index limit = 0);
 
 // Trains θ in place.
 TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const Dataset& test,

@@ -4,6 +4,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <numeric>
+#include <random>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
@@ -11,6 +14,7 @@
 #include "flows/model_io.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
+#include "tests/flows/test_util.h"
 
 namespace diffeoflow::flows {
 namespace {
@@ -107,6 +111,45 @@ TEST(Train, TimeBudgetStopsTraining) {
   EXPECT_EQ(s.termination_type, Termination::kTimeLimit) << s.FullReport();
   EXPECT_EQ(s.termination, "time budget");  // the text of metrics.json
   EXPECT_LT(s.epochs, 100000);
+}
+
+// A convolutional field evaluates at most a training batch at a time (its activations are tens
+// of kB a sample in every layer: at 1024 the Fashion-MNIST ODE-Net peaked at 1.48 GB); an MLP
+// keeps the larger evaluation batch. Per-sample layers make the accuracy independent of the
+// batch, and Accuracy's limit reads the first samples in place, as Subset would copy them.
+TEST(Train, ConvolutionalModelsEvaluateInTrainingBatchesWithTheSameAccuracy) {
+  const Classifier spirals(SpiralSpec());
+  Classifier conv(testing::ConvSpec(8, 8, 3, 4, 2, Precision::kDouble));
+  TrainOptions o;
+  o.batch = 32;
+  o.eval_batch = 1024;
+  EXPECT_EQ(o.EvaluationBatch(spirals), 1024);
+  EXPECT_EQ(o.EvaluationBatch(conv), 32);
+  o.eval_batch = 16;
+  EXPECT_EQ(o.EvaluationBatch(conv), 16);
+
+  std::mt19937 rng(3);
+  Dataset data;
+  data.classes = 3;
+  data.sample_shape = {1, 8, 8};
+  const Index n = 100;
+  const Vector features = testing::RandomVector(64 * n, rng);
+  data.features = Eigen::Map<const Matrix>(features.data(), 64, n);
+  for (Index i = 0; i < n; ++i) data.labels.push_back(static_cast<int>(rng() % 3));
+  const Vector theta = conv.Initialize(2);
+  const auto [loss_large, accuracy_large] = Accuracy(conv, theta, data, 1024);
+  const auto [loss_small, accuracy_small] = Accuracy(conv, theta, data, 32);
+  EXPECT_NEAR(loss_small, loss_large, 1e-12 * loss_large);
+  EXPECT_EQ(accuracy_small, accuracy_large);
+
+  std::vector<Index> first(60);
+  std::iota(first.begin(), first.end(), 0);
+  const auto [loss_subset, accuracy_subset] = Accuracy(conv, theta, Subset(data, first), 32);
+  const auto [loss_limit, accuracy_limit] =
+      Accuracy(conv, theta, data, 32, Serial(), static_cast<Index>(first.size()));
+  EXPECT_DOUBLE_EQ(loss_limit, loss_subset);
+  EXPECT_DOUBLE_EQ(accuracy_limit, accuracy_subset);
+  EXPECT_NE(loss_limit, loss_large);  // the limit took effect
 }
 
 TEST(Train, ResumesFromACheckpointWhereItStopped) {
