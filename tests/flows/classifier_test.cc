@@ -190,6 +190,31 @@ TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
   EXPECT_LT(RelativeMaxError(gradient, numeric), 1e-6);
 }
 
+// The classifier keeps one field of each kind (gradient, evaluation) and re-makes it when the
+// batch size changes (the last partial batch of an epoch, then the full batch again): a re-made
+// field must give the same loss, gradient and logits bit for bit, in single precision too.
+TEST(Classifier, FieldsReMadeForAnotherBatchSizeGiveTheSameResults) {
+  for (const Precision precision : {Precision::kDouble, Precision::kSingle}) {
+    Classifier model(ConvSpec(8, 8, 4, 16, 2, precision), 2);
+    const Vector theta = model.Initialize(5);
+    std::mt19937 rng(11);
+    const Vector xv = RandomVector(64 * 12, rng);
+    const Matrix x = Eigen::Map<const Matrix>(xv.data(), 64, 12);
+    std::vector<int> labels(12);
+    for (int& label : labels) label = static_cast<int>(rng() % 4);
+    Vector g_first, g_partial, g_again;
+    const BatchResult first = model.Evaluate(theta, x, labels.data(), &g_first);
+    const Matrix logits_first = model.Logits(theta, x);
+    model.Evaluate(theta, x.leftCols(7), labels.data(), &g_partial);  // replaces the field
+    model.Logits(theta, x.leftCols(5));
+    const BatchResult again = model.Evaluate(theta, x, labels.data(), &g_again);
+    EXPECT_EQ(again.loss, first.loss) << PrecisionName(precision);
+    EXPECT_EQ(again.correct, first.correct);
+    EXPECT_TRUE(g_again == g_first) << PrecisionName(precision);
+    EXPECT_TRUE(model.Logits(theta, x) == logits_first) << PrecisionName(precision);
+  }
+}
+
 // The convolutional embedding and field split the batch over threads (the embedding from 8
 // samples a shard); the gradient must not depend on it.
 TEST(Classifier, ConvolutionalOdeNetGradientIsTheSameWithTwoThreads) {
