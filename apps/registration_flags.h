@@ -104,7 +104,8 @@ struct RegistrationFlags {
     sub.add_option("--boundary", boundary, "Metric boundary: periodic | reflective")
         ->capture_default_str();
     sub.add_option("--tolerance", options.relative_decrease,
-                   "Stop a level when the relative decrease of the energy per iteration is below this")
+                   "Stop a level when the relative decrease of the energy per iteration is below "
+                   "this (in 2-D averaged over the last 10 iterations)")
         ->capture_default_str();
     sub.add_option("--time-limit", options.max_seconds, "Total time limit in seconds (0: none)")
         ->capture_default_str();
