@@ -180,7 +180,7 @@ CommandRegistration registration{
         if (shoot.interrupted) return ReportInterrupted(shooting_checkpoint);
         for (const MethodOutcome* o : {&gd, &shoot}) {
           if (o->ok()) {
-            PrintWorldSpaceNote(common, o->result->world_space_note);
+            PrintRegistrationNotes(common, *o->result);
             break;
           }
         }

@@ -29,7 +29,7 @@ CommandRegistration registration{
             registration::Register(moving, fixed, options);
         EndProgressLine(common);
         if (result.interrupted) return ReportInterrupted(options.checkpoint);
-        PrintWorldSpaceNote(common, result.world_space_note);
+        PrintRegistrationNotes(common, result);
         // summary.png shows the moving image as the registration saw it: on the fixed grid.
         const registration::MovingInFixedSpace shown(moving, fixed);
         registration::WriteRegistrationOutputs(flags->out, result, shown.image(), fixed,

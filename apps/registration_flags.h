@@ -245,10 +245,15 @@ inline void EndProgressLine(const CommonFlags& common) {
   if (common.ShowProgress()) std::fprintf(stderr, "\n");
 }
 
-// One stderr line when Register resampled the moving image into the fixed image's world
-// (RegistrationResult::world_space_note); nothing with --quiet.
-inline void PrintWorldSpaceNote(const CommonFlags& common, const std::string& note) {
-  if (!common.quiet && !note.empty()) std::cerr << "diffeoflow: note: " << note << "\n";
+// One stderr line for each thing Register decided that the user did not ask for: the moving image
+// resampled into the fixed image's world (RegistrationResult::world_space_note), an affine stage
+// dropped at its bounds (AffineStageResult::note); nothing with --quiet.
+inline void PrintRegistrationNotes(const CommonFlags& common,
+                                   const registration::RegistrationResult& result) {
+  if (common.quiet) return;
+  for (const std::string* note : {&result.world_space_note, &result.affine_stage.note}) {
+    if (!note->empty()) std::cerr << "diffeoflow: note: " << *note << "\n";
+  }
 }
 
 }  // namespace diffeoflow::app

@@ -5,6 +5,8 @@
 #include <chrono>
 #include <numbers>
 #include <optional>
+#include <sstream>
+#include <string>
 
 #include <ceres/jet.h>
 #include <ceres/rotation.h>
@@ -421,6 +423,33 @@ AffineStageResult RegisterAffine(const Image& moving, const Image& fixed,
     }
     result.parameters = objective.Parameters(x);
     if (finest) result.energy_final = objective.Evaluate(x, nullptr);
+  }
+  if (options.mode == AffineMode::kAffine) {
+    const int rotation = dim == 3 ? 3 : 1;
+    const int scales = rotation + dim, shears = rotation + 2 * dim;
+    bool at_bounds = false;
+    std::ostringstream found;
+    found.precision(3);
+    for (int k = scales; k < static_cast<int>(result.parameters.size()); ++k) {
+      const bool shear = k >= shears;
+      const double value = result.parameters[k];
+      const double bound = shear ? kMaxShear : kMaxLogScale;
+      at_bounds = at_bounds || std::abs(value) >= 0.9 * bound;
+      found << (k == scales ? "" : ", ") << (shear ? "shear " : "scale ")
+            << (shear ? value : std::exp(value));
+    }
+    if (at_bounds) {
+      result.at_bounds = true;
+      result.note = "the affine stage ran into the bounds of its parametrisation (" +
+                    found.str() + "; scales are kept in (1/2, 2), shears below 1/2): the " +
+                    "similarity prefers to shrink or shear the moving object away, so the " +
+                    "deformable stage starts from the " +
+                    (start != nullptr ? std::string("initial affine") :
+                                        std::string("centres of mass")) +
+                    " instead";
+      result.parameters.setZero();
+      result.energy_final = result.energy_initial;
+    }
   }
   result.affine = result.start * AffineFromParameters(result.parameters, centre, dim);
   if (!(std::abs(result.affine.topLeftCorner(dim, dim).determinant()) > 1e-8)) {

@@ -12,7 +12,10 @@
 //  - Bounds: the optimiser's variables u give s = ln2·tanh(u/ln2) and h = ½·tanh(u/½) — scales in
 //    (½, 2), shears below ½, identity to first order near 0. On shapes whose SSD prefers no object
 //    at all (a solid disc against a thin C ring: the ring's area is below the disc's mismatch) an
-//    unbounded scale shrank the moving object to nothing, out of the field of view.
+//    unbounded scale shrank the moving object to nothing, out of the field of view. An optimum
+//    within 10 % of a bound is such a run into the wall, not an estimate: the stage keeps A_start
+//    and says so (AffineStageResult::at_bounds; on the wide-mouthed ring of docs/robustness.md the
+//    stage went to scale 2, shear −½ and 200 mm of translation).
 //  - p = (θ, t) for rigid (6 values in 3-D, 3 in 2-D), (θ, t, s, h) for affine (12 / 6). The
 //    optimiser sees θ, s and h multiplied by the radius ρ of the fixed field of view (half its
 //    largest extent) so that every parameter moves the image's border by about its value in mm.
@@ -72,6 +75,11 @@ struct AffineStageResult {
   double energy_initial = 0.0;  // E at A_start on the finest level used
   double energy_final = 0.0;
   double wall_seconds = 0.0;
+  // True when the optimum lay at the bounds of the parametrisation (a scale or shear within 10 %
+  // of its limit): the stage then keeps A_start (affine = start, parameters zero) and `note`
+  // says why, with the dropped optimum's scales and shears.
+  bool at_bounds = false;
+  std::string note;
 };
 
 // The intensity centroid (world mm) of the voxels above `background` (weights I − background).

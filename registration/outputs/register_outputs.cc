@@ -53,6 +53,8 @@ nlohmann::json AffineJson(const RegistrationResult& r) {
   j["iterations"] = stage.iterations;
   j["function_evaluations"] = stage.evaluations;
   j["wall_seconds"] = stage.wall_seconds;
+  j["at_bounds"] = stage.at_bounds;
+  if (!stage.note.empty()) j["note"] = stage.note;
   return j;
 }
 

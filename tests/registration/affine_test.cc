@@ -14,6 +14,7 @@
 
 #include "registration/affine.h"
 #include "registration/image_ops.h"
+#include "registration/shapes.h"
 #include "registration/transform_io.h"
 #include "registration/world_space.h"
 #include "solvers/errors.h"
@@ -113,6 +114,8 @@ void ExpectRecovered(int dim, const Eigen::VectorXd& parameters, reg::Similarity
   EXPECT_LE(LargestPointError(r.affine, truth, fixed), voxels * voxel)
       << "recovered\n" << r.affine << "\ntruth\n" << truth;
   EXPECT_LT(r.energy_final, r.energy_initial);
+  EXPECT_FALSE(r.at_bounds) << r.note;
+  EXPECT_TRUE(r.note.empty());
   // The start alone (centres of mass) is far from it: the test is not passed by the start.
   EXPECT_GT(LargestPointError(r.start, truth, fixed), 1.5 * voxel);
 }
@@ -155,6 +158,36 @@ TEST(AffineStage, RigidModeKeepsARotation) {
   EXPECT_NEAR(d.rotation_degrees, 8.0, 0.5);
   EXPECT_EQ(r.parameters.size(), 6);
   EXPECT_EQ(r.parameters.tail(3).norm(), 0.0);  // scales and shear never moved
+}
+
+// A solid disc against a C ring whose mouth is wide (the robustness family's c_wide_mouth_smooth
+// at 128² × 2 mm): the SSD prefers shrinking and shearing the disc away, and the affine optimum
+// runs into the bounds of the parametrisation. The stage keeps its start (the centres of mass)
+// and says why.
+TEST(AffineStage, AnOptimumAtTheBoundsIsDroppedForTheStart) {
+  reg::CRingOptions ring;
+  ring.size = 128;
+  ring.spacing_mm = 2.0;
+  ring.outer_radius_px = 38.5;
+  ring.thickness_px = 12.5;
+  ring.mouth_width_px = 40.0;
+  ring.edge_width_px = 1.0;
+  const reg::ShapePair pair = reg::DiscToCRingPair(ring);
+  const reg::AffineStageResult r = reg::RegisterAffine(pair.moving, pair.fixed, {});
+  EXPECT_TRUE(r.at_bounds);
+  EXPECT_EQ(r.affine, r.start);
+  EXPECT_EQ(r.parameters.norm(), 0.0);
+  EXPECT_EQ(r.energy_final, r.energy_initial);
+  EXPECT_GT(r.iterations, 0);
+  EXPECT_NE(r.note.find("bounds of its parametrisation"), std::string::npos) << r.note;
+  EXPECT_NE(r.note.find("centres of mass"), std::string::npos) << r.note;
+
+  // Rigid has no bounded parameter: its optimum is kept.
+  reg::AffineOptions rigid;
+  rigid.mode = reg::AffineMode::kRigid;
+  const reg::AffineStageResult kept = reg::RegisterAffine(pair.moving, pair.fixed, rigid);
+  EXPECT_FALSE(kept.at_bounds);
+  EXPECT_TRUE(kept.note.empty());
 }
 
 TEST(AffineStage, StartsFromTheGivenAffineAndNoneKeepsIt) {
