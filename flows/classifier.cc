@@ -235,8 +235,8 @@ NetworkField& Classifier::FieldFor(Index batch, bool gradient) {
     // its kind. A convolutional field holds its activations for every sample of its batch, so
     // keeping the last partial batch's and the evaluation's fields beside the training batch's
     // (up to four) took the Fashion-MNIST ODE-Net's peak from 0.88 to 1.16 GB after the first
-    // epoch, and the later epochs ran slower (docs/flows.md); re-making a field at the end of an
-    // epoch takes milliseconds.
+    // epoch, and the later epochs ran slower (docs/flows.md). The price is re-making the fields
+    // twice an epoch.
     for (auto kind = fields_.begin(); kind != fields_.end();) {
       kind = kind->first.second == gradient ? fields_.erase(kind) : std::next(kind);
     }

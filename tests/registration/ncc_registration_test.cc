@@ -199,7 +199,8 @@ TEST(NccOptions, BadSimilarityOrRadiusIsAnInputErrorNamingItsFlag) {
 
 // --similarity auto (the default): SSD in 2-D; in 3-D local NCC for the deformable stage and SSD
 // for the affine stage (docs/registration.md measures both on the 96³ brain); and 3 pyramid
-// levels in 2-D, 2 in 3-D; the stopping rule's window is 10 iterations in 2-D, 1 in 3-D. A similarity that is given is used by both stages.
+// levels in 2-D, 2 in 3-D; the stopping rule's window is 10 iterations in 2-D, 1 in 3-D. A
+// similarity that is given is used by both stages.
 TEST(NccOptions, AutoSimilarityIsChosenByDimensionAndGivenOnesReachBothStages) {
   Grid plane, volume;
   plane.dim = 2;
