@@ -182,7 +182,7 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
                  "odenet, anode: add λ₁ × the mean over the batch of ∫‖f‖² dt to the loss (RNODE)")
       ->capture_default_str();
   sub.add_option("--jacobian-norm", f.jacobian_norm,
-                 "odenet, anode on 2-D/tabular data: add λ₂ × the mean over the batch of "
+                 "odenet, anode: add λ₂ × the mean over the batch of "
                  "∫‖εᵀ∂f/∂x‖² dt (RNODE, a Rademacher ε per batch)")
       ->capture_default_str();
   f.epochs_option = sub.add_option("--epochs", f.epochs, "Epochs (default 100 for 2-D data, 10 for images)");

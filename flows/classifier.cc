@@ -89,11 +89,9 @@ void ModelSpec::Validate() const {
     throw InputError("--jacobian-norm must be a finite number ≥ 0 (got " +
                      std::to_string(jacobian_norm) + ")");
   }
-  if (jacobian_norm > 0.0 && (!continuous() || convolutional())) {
-    throw InputError("--jacobian-norm needs a flow with an MLP field (odenet or anode on 2-D or "
-                     "tabular data), got " + ModelKindName(kind) +
-                     (convolutional() ? " with convolutions (the second derivative of GroupNorm "
-                                        "is not written)" : ""));
+  if (jacobian_norm > 0.0 && !continuous()) {
+    throw InputError("--jacobian-norm needs a continuous model (odenet or anode), got " +
+                     ModelKindName(kind));
   }
 }
 
@@ -244,12 +242,18 @@ NetworkField& Classifier::FieldFor(Index batch, bool gradient) {
     // field is about a megaflop a sample).
     const int threads =
         spec_.convolutional() || batch * spec_.hidden >= 16384 ? threads_ : 1;
-    it = fields_
-             .emplace(std::make_pair(batch, gradient),
-                      std::make_unique<NetworkField>(field_, batch, threads))
-             .first;
+    CachedField cached;
+    cached.field = std::make_unique<NetworkField>(field_, batch, threads);
+    it = fields_.emplace(std::make_pair(batch, gradient), std::move(cached)).first;
   }
-  return *it->second;
+  return *it->second.field;
+}
+
+JacobianProbe& Classifier::ProbeFor(Index batch, bool gradient) {
+  NetworkField& field = FieldFor(batch, gradient);
+  std::unique_ptr<JacobianProbe>& probe = fields_.at({batch, gradient}).probe;
+  if (!probe) probe = std::make_unique<JacobianProbe>(field);
+  return *probe;
 }
 
 double Classifier::ReadOut(const Vector& theta, const Matrix& h, const int* labels,
@@ -323,11 +327,12 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     Dynamics& inner = augmented ? static_cast<Dynamics&>(*augmented) : field;
     std::optional<JacobianNormAugmented> jacobian;
     if (lambda_j > 0.0) {
-      jacobian.emplace(inner, field_, W, B, 1.0 / static_cast<double>(B));
+      JacobianProbe& probe = ProbeFor(B, gradient != nullptr);
       std::seed_seq seeds{probe_seed_, static_cast<unsigned>(probe_draw_),
                           static_cast<unsigned>(probe_draw_ >> 32)};
       std::mt19937 rng(seeds);
-      jacobian->DrawProbe(rng);
+      probe.DrawProbe(rng);
+      jacobian.emplace(inner, probe, 1.0 / static_cast<double>(B));
     }
     Dynamics& dynamics = jacobian ? static_cast<Dynamics&>(*jacobian) : inner;
     const Index n = W * B;

@@ -30,6 +30,7 @@
 
 #include "flows/conv.h"
 #include "flows/field.h"
+#include "flows/jacobian_norm.h"
 #include "flows/network.h"
 #include "solvers/integrate.h"
 
@@ -56,10 +57,10 @@ struct ModelSpec {
   // λ₁ · (1/B) Σ_b ∫₀¹ ‖f(t, h_b)‖² dt to the loss of a batch of B, integrated with the flow as an
   // extra state (solvers/kinetic_energy.h). 0: none.
   double kinetic_energy = 0.0;
-  // odenet, anode with an MLP field: λ₂ of RNODE's Jacobian-norm regulariser, λ₂ · (1/B) Σ_b
-  // ∫₀¹ ‖ε_bᵀ ∂f/∂h_b‖² dt with a Rademacher probe ε (Hutchinson's estimate of the Frobenius
-  // norm), drawn anew for every training batch (Classifier::UseProbe); integrated as an extra
-  // state with an exact gradient (flows/jacobian_norm.h). 0: none.
+  // odenet, anode (MLP and convolutional fields): λ₂ of RNODE's Jacobian-norm regulariser,
+  // λ₂ · (1/B) Σ_b ∫₀¹ ‖ε_bᵀ ∂f/∂h_b‖² dt with a Rademacher probe ε (Hutchinson's estimate of the
+  // Frobenius norm), drawn anew for every training batch (Classifier::UseProbe); integrated as an
+  // extra state with an exact gradient (flows/jacobian_norm.h). 0: none.
   double jacobian_norm = 0.0;
 
   Index input_size() const;
@@ -158,6 +159,8 @@ class Classifier {
   void ForEmbedShards(Index B, Job&& job);
   // The field for a batch size; for gradients it keeps a forward pass per stage of the method.
   NetworkField& FieldFor(Index batch, bool gradient);
+  // The Jacobian-norm passes over that field, made on first use and kept with it.
+  JacobianProbe& ProbeFor(Index batch, bool gradient);
   // Read-out and loss of the final state; writes ∂L/∂h into h_bar and the read-out's θ̄ into
   // theta_bar when they are non-null.
   double ReadOut(const Vector& theta, const Matrix& h, const int* labels, Index* correct,
@@ -173,7 +176,11 @@ class Classifier {
   std::vector<Sequential> blocks_; // resnet, c2, mlp
   Sequential readout_;
   Index embed_offset_ = 0, flow_offset_ = 0, readout_offset_ = 0, param_dim_ = 0;
-  std::map<std::pair<Index, bool>, std::unique_ptr<NetworkField>> fields_;  // (batch, gradient)
+  struct CachedField {
+    std::unique_ptr<NetworkField> field;
+    std::unique_ptr<JacobianProbe> probe;  // with ModelSpec::jacobian_norm > 0, on first use
+  };
+  std::map<std::pair<Index, bool>, CachedField> fields_;  // (batch, gradient)
   unsigned probe_seed_ = 0;  // the Jacobian-norm probe: draw probe_draw_ of seed probe_seed_
   unsigned long probe_draw_ = 0;
 };

@@ -205,6 +205,32 @@ void Conv2d::Backward(double t, const double* theta, ConstMatrixView x, ConstMat
   }
 }
 
+void Conv2d::ReserveTangents(Index /*batch*/) {
+  linear_theta_.resize(param_dim());
+  tangent_theta_bar_.resize(param_dim());
+}
+
+void Conv2d::Tangent(const double* theta, ConstMatrixView /*x*/, ConstMatrixView /*y*/,
+                     ConstMatrixView x_dot, MatrixView y_dot) {
+  // The convolution is linear in x: ẏ is the layer at t = 0 (no time channel) with no bias.
+  const Index weights = out_.channels * patch_;
+  linear_theta_.head(weights) = Eigen::Map<const Vector>(theta, weights);
+  linear_theta_.tail(out_.channels).setZero();
+  Forward(0.0, linear_theta_.data(), x_dot, y_dot);
+}
+
+void Conv2d::TangentBackward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                             ConstMatrixView x_dot, ConstMatrixView y_bar,
+                             ConstMatrixView y_dot_bar, MatrixView x_bar, MatrixView x_dot_bar,
+                             double* theta_bar) {
+  Backward(t, theta, x, y, y_bar, x_bar, theta_bar);
+  // ẏ = W ⋆ ẋ: its adjoint is the layer's at (0, ẋ, ẏ̄) — t = 0 leaves the time weights out —
+  // without the bias.
+  Backward(0.0, theta, x_dot, y, y_dot_bar, x_dot_bar, tangent_theta_bar_.data());
+  tangent_theta_bar_.tail(out_.channels).setZero();
+  Eigen::Map<Vector>(theta_bar, param_dim()) += tangent_theta_bar_;
+}
+
 template <typename T>
 void Conv2d::ForwardIn(Buffers<T>& buffers, double t, const double* theta, ConstMatrixView x,
                        MatrixView y) {
@@ -350,6 +376,89 @@ void GroupNorm::Backward(double /*t*/, const double* theta, ConstMatrixView x,
         Eigen::Map<Vector> xb(x_bar.col(b).data() + c * P, P);
         const auto x_hat = (xc.array() - mean) * inv_std;
         xb = (inv_std * (theta[c] * yb.array() - sum_g / n - x_hat * (sum_gx / n))).matrix();
+      }
+    }
+  }
+}
+
+void GroupNorm::Tangent(const double* theta, ConstMatrixView x, ConstMatrixView /*y*/,
+                        ConstMatrixView x_dot, MatrixView y_dot) {
+  const Index P = shape_.pixels(), per_group = shape_.size() / groups_;
+  const Index channels_per_group = shape_.channels / groups_;
+  const double n = static_cast<double>(per_group);
+  for (Index b = 0; b < x.cols(); ++b) {
+    for (Index g = 0; g < groups_; ++g) {
+      const double mean = mean_(g, b), inv_std = inv_std_(g, b);
+      const Index at = g * per_group;
+      const Eigen::Map<const Eigen::ArrayXd> xs(x.col(b).data() + at, per_group);
+      const Eigen::Map<const Eigen::ArrayXd> xd(x_dot.col(b).data() + at, per_group);
+      const double mean_xd = xd.sum() / n;
+      const double m = ((xs - mean) * inv_std * xd).sum() / n;  // mean(x̂ ẋ)
+      for (Index k = 0; k < channels_per_group; ++k) {
+        const Index c = g * channels_per_group + k, o = at + k * P;
+        const Eigen::Map<const Eigen::ArrayXd> xc(x.col(b).data() + o, P);
+        const Eigen::Map<const Eigen::ArrayXd> xdc(x_dot.col(b).data() + o, P);
+        Eigen::Map<Eigen::ArrayXd>(y_dot.col(b).data() + o, P) =
+            (theta[c] * inv_std) * (xdc - mean_xd - (xc - mean) * (inv_std * m));
+      }
+    }
+  }
+}
+
+void GroupNorm::TangentBackward(double /*t*/, const double* theta, ConstMatrixView x,
+                                ConstMatrixView /*y*/, ConstMatrixView x_dot,
+                                ConstMatrixView y_bar, ConstMatrixView y_dot_bar,
+                                MatrixView x_bar, MatrixView x_dot_bar, double* theta_bar) {
+  const Index P = shape_.pixels(), C = shape_.channels, per_group = shape_.size() / groups_;
+  const Index channels_per_group = C / groups_;
+  const double n = static_cast<double>(per_group);
+  Eigen::Map<Vector>(theta_bar, 2 * C).setZero();
+  using ConstArray = Eigen::Map<const Eigen::ArrayXd>;
+  for (Index b = 0; b < x.cols(); ++b) {
+    for (Index g = 0; g < groups_; ++g) {
+      const double mean = mean_(g, b), s_inv = inv_std_(g, b);
+      const Index at = g * per_group;
+      const ConstArray xs(x.col(b).data() + at, per_group);
+      const ConstArray xd(x_dot.col(b).data() + at, per_group);
+      const double mean_xd = xd.sum() / n;
+      const double m = ((xs - mean) * s_inv * xd).sum() / n;
+      // Over the group, with P = γ ẏ̄ and ĝ = γ ȳ: Σ P, A = Σ P (ẋ − mean ẋ), B = Σ P x̂, and the
+      // channels' γ̄ and β̄.
+      double sum_p = 0.0, a = 0.0, bb = 0.0;
+      for (Index k = 0; k < channels_per_group; ++k) {
+        const Index c = g * channels_per_group + k, o = at + k * P;
+        const ConstArray xc(x.col(b).data() + o, P), xdc(x_dot.col(b).data() + o, P);
+        const ConstArray yb(y_bar.col(b).data() + o, P), ydb(y_dot_bar.col(b).data() + o, P);
+        const auto x_hat = (xc - mean) * s_inv;
+        const auto centred = xdc - mean_xd;
+        theta_bar[c] += (yb * x_hat).sum() + s_inv * (ydb * (centred - x_hat * m)).sum();
+        theta_bar[C + c] += yb.sum();
+        sum_p += theta[c] * ydb.sum();
+        a += theta[c] * (ydb * centred).sum();
+        bb += theta[c] * (ydb * x_hat).sum();
+      }
+      // w = ĝ + q with q = −(B ẋ/N + m P)/s; x̄ = J w + (m B − A)/(s² N) x̂ needs mean w and
+      // mean(x̂ w).
+      double sum_w = 0.0, sum_wx = 0.0;
+      for (Index k = 0; k < channels_per_group; ++k) {
+        const Index c = g * channels_per_group + k, o = at + k * P;
+        const ConstArray xc(x.col(b).data() + o, P), xdc(x_dot.col(b).data() + o, P);
+        const ConstArray yb(y_bar.col(b).data() + o, P), ydb(y_dot_bar.col(b).data() + o, P);
+        const auto w = theta[c] * yb - s_inv * ((bb / n) * xdc + (m * theta[c]) * ydb);
+        sum_w += w.sum();
+        sum_wx += (w * (xc - mean) * s_inv).sum();
+      }
+      const double extra = (m * bb - a) * s_inv * s_inv / n;
+      for (Index k = 0; k < channels_per_group; ++k) {
+        const Index c = g * channels_per_group + k, o = at + k * P;
+        const ConstArray xc(x.col(b).data() + o, P), xdc(x_dot.col(b).data() + o, P);
+        const ConstArray yb(y_bar.col(b).data() + o, P), ydb(y_dot_bar.col(b).data() + o, P);
+        const auto x_hat = (xc - mean) * s_inv;
+        const auto w = theta[c] * yb - s_inv * ((bb / n) * xdc + (m * theta[c]) * ydb);
+        Eigen::Map<Eigen::ArrayXd>(x_bar.col(b).data() + o, P) =
+            s_inv * (w - sum_w / n - x_hat * (sum_wx / n)) + extra * x_hat;
+        Eigen::Map<Eigen::ArrayXd>(x_dot_bar.col(b).data() + o, P) =
+            s_inv * (theta[c] * ydb - sum_p / n - x_hat * (bb / n));
       }
     }
   }

@@ -65,6 +65,15 @@ class Conv2d : public Layer {
   void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
                 ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) override;
   std::unique_ptr<Layer> Clone() const override { return std::make_unique<Conv2d>(*this); }
+  // ẏ = W ⋆ ẋ (linear in x: no bias, no time channel); TangentBackward is Backward twice, at
+  // (x, ȳ) and at (ẋ, ẏ̄), the second without its bias and time parts.
+  bool has_tangents() const override { return true; }
+  void ReserveTangents(Index batch) override;
+  void Tangent(const double* theta, ConstMatrixView x, ConstMatrixView y, ConstMatrixView x_dot,
+               MatrixView y_dot) override;
+  void TangentBackward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                       ConstMatrixView x_dot, ConstMatrixView y_bar, ConstMatrixView y_dot_bar,
+                       MatrixView x_bar, MatrixView x_dot_bar, double* theta_bar) override;
 
  private:
   // Where each entry of a patch column comes from: for tap (u, v) and target point q, the offset
@@ -120,6 +129,7 @@ class Conv2d : public Layer {
   Buffers<double> double_;  // sized when precision_ is kDouble
   Buffers<float> single_;   // sized when precision_ is kSingle on the im2col path
   std::optional<OneDnnConvolution> onednn_;  // set when kSingle runs on oneDNN
+  Vector linear_theta_, tangent_theta_bar_;  // θ with a zero bias; the tangent's part of θ̄
 };
 
 class GroupNorm : public Layer {
@@ -135,6 +145,17 @@ class GroupNorm : public Layer {
   void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
                 ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) override;
   std::unique_ptr<Layer> Clone() const override { return std::make_unique<GroupNorm>(*this); }
+  // With s = √(σ_g² + ε), m = mean(x̂ ẋ) and J = (I − 11ᵀ/N − x̂x̂ᵀ/N)/s the (symmetric) Jacobian
+  // of x̂ over a group of N entries: ẏ = γ J ẋ = γ (ẋ − mean ẋ − x̂ m)/s. Its adjoint, with
+  // P = γ ẏ̄, A = Σ P (ẋ − mean ẋ), B = Σ P x̂ and q = −(B ẋ/N + m P)/s:
+  //   ẋ̄ = J P,  x̄ = J (γ ȳ + q) + (m B − A)/(s² N) x̂,
+  //   γ̄ = Σ (ȳ x̂ + ẏ̄ (ẋ − mean ẋ − x̂ m)/s),  β̄ = Σ ȳ  (sums over a channel's pixels).
+  bool has_tangents() const override { return true; }
+  void Tangent(const double* theta, ConstMatrixView x, ConstMatrixView y, ConstMatrixView x_dot,
+               MatrixView y_dot) override;
+  void TangentBackward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                       ConstMatrixView x_dot, ConstMatrixView y_bar, ConstMatrixView y_dot_bar,
+                       MatrixView x_bar, MatrixView x_dot_bar, double* theta_bar) override;
 
  private:
   ImageShape shape_;

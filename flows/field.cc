@@ -106,6 +106,24 @@ void NetworkField::RunShards(Fn&& fn) {
   pool_->Run(job);
 }
 
+const Sequential& NetworkField::network() const { return shards_[0]->networks[0]; }
+
+void NetworkField::RunOnShards(const std::function<void(int)>& job) {
+  if (!pool_) {
+    job(0);
+  } else {
+    pool_->Run(job);
+  }
+}
+
+Index NetworkField::shard_begin(int shard) const {
+  return shards_[static_cast<std::size_t>(shard)]->begin;
+}
+
+Index NetworkField::shard_count(int shard) const {
+  return shards_[static_cast<std::size_t>(shard)]->count;
+}
+
 void NetworkField::ReserveSlots(int slots) {
   const auto copies = static_cast<std::size_t>(std::max(slots, 0)) + 1;
   for (auto& shard : shards_) {

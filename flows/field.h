@@ -7,6 +7,7 @@
 // The MLP field of Chen et al. (2018) is g(t, x) = W_L σ(… σ(W_1 [x; t] + b_1) …) + b_L.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -28,6 +29,19 @@ class NetworkField : public Dynamics {
   Index batch() const { return batch_; }
   Index features() const { return features_; }
   int threads() const { return static_cast<int>(shards_.size()); }
+  // The network that moves every sample (the one the field was made from).
+  const Sequential& network() const;
+  // Runs job(shard, begin, count) for each shard of the batch (samples [begin, begin + count)),
+  // shard 0 on the calling thread and the others on the field's workers, and returns when all are
+  // done: for other passes over the same batch (flows/jacobian_norm.h). The job must not throw.
+  // Does not allocate.
+  template <typename Job>
+  void ForEachShard(Job&& job) {
+    const auto run = [this, &job](int shard) {
+      job(shard, shard_begin(shard), shard_count(shard));
+    };
+    RunOnShards(std::cref(run));  // a std::function keeps a reference_wrapper without allocating
+  }
 
   void f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
   void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
@@ -51,6 +65,9 @@ class NetworkField : public Dynamics {
                 ConstVectorRef a, VectorRef a_x, VectorRef a_theta);
   template <typename Fn>
   void RunShards(Fn&& fn);
+  void RunOnShards(const std::function<void(int)>& job);
+  Index shard_begin(int shard) const;
+  Index shard_count(int shard) const;
 
   Index features_, batch_, param_dim_;
   std::vector<std::unique_ptr<Shard>> shards_;

@@ -1,95 +1,77 @@
 #include "flows/jacobian_norm.h"
 
 #include <algorithm>
-#include <cmath>
+#include <cassert>
 #include <string>
 
-#include "flows/kernels.h"
-#include "flows/layers.h"
 #include "solvers/errors.h"
 
 namespace diffeoflow::flows {
 namespace {
 
-// y = σ(x) and, at every entry, d1 = σ'(x) and d2 = σ''(x) (n entries each).
-void Activate(Activation activation, const double* x, double* y, double* d1, double* d2,
-              Index n) {
-  using Array = Eigen::Map<Eigen::ArrayXd>;
-  using ConstArray = Eigen::Map<const Eigen::ArrayXd>;
-  Array y_(y, n), d1_(d1, n), d2_(d2, n);
-  switch (activation) {
-    case Activation::kTanh:  // σ' = 1 − y², σ'' = −2 y σ'
-      kernels::Tanh(x, y, n);
-      d1_ = 1.0 - y_.square();
-      d2_ = -2.0 * y_ * d1_;
-      return;
-    case Activation::kSigmoid:  // σ' = y (1 − y), σ'' = σ' (1 − 2y)
-      kernels::Sigmoid(x, y, n);
-      d1_ = y_ * (1.0 - y_);
-      d2_ = d1_ * (1.0 - 2.0 * y_);
-      return;
-    case Activation::kSoftplus:  // σ' = sigmoid(x) = s, σ'' = s (1 − s)
-      kernels::Softplus(x, y, n);
-      kernels::Sigmoid(x, d1, n);
-      d2_ = d1_ * (1.0 - d1_);
-      return;
-    case Activation::kRelu:  // σ' = [x > 0], σ'' = 0
-      kernels::Relu(x, y, n);
-      d1_ = (ConstArray(x, n) > 0.0).cast<double>();
-      d2_.setZero();
-      return;
-  }
-}
+// A workspace as a layer's input or output.
+ConstMatrixView In(const Matrix& m) { return ConstMatrixView(m.data(), m.rows(), m.cols()); }
+MatrixView Out(Matrix& m) { return MatrixView(m.data(), m.rows(), m.cols()); }
 
 }  // namespace
 
-JacobianNormAugmented::JacobianNormAugmented(Dynamics& inner, const Sequential& mlp,
-                                             Index features, Index batch, double weight)
-    : inner_(inner), features_(features), batch_(batch), weight_(weight) {
-  if (mlp.input_size() != features || mlp.output_size() != features) {
-    throw InputError("--jacobian-norm: the field maps " + std::to_string(mlp.input_size()) +
-                     " to " + std::to_string(mlp.output_size()) + " features, the state has " +
-                     std::to_string(features));
-  }
-  if (inner.state_dim() < features * batch || inner.param_dim() != mlp.param_dim()) {
-    throw InputError("--jacobian-norm: the dynamics do not move the field's batch");
-  }
-  Index widest = features;
-  z_.emplace_back(features, batch);
-  for (std::size_t k = 0; k < mlp.size(); ++k) {
-    const Layer& layer = mlp.layer(k);
-    Stage stage;
-    stage.in = layer.input_size();
-    stage.out = layer.output_size();
-    stage.offset = mlp.param_offset(k);
-    if (const auto* linear = dynamic_cast<const Linear*>(&layer)) {
-      stage.linear = true;
-      stage.concat_time = linear->concat_time();
-    } else if (const auto* activation = dynamic_cast<const ActivationLayer*>(&layer)) {
-      stage.activation = activation->activation();
-    } else {
+struct JacobianProbe::Shard {
+  std::vector<std::unique_ptr<Layer>> layers;
+  std::vector<Index> offsets;  // where each layer's parameters start in θ
+  // At the boundary k (k = 0: the input, k + 1: layer k's output), `count` samples each:
+  // values z, tangents ż, and their adjoints.
+  std::vector<Matrix> z, dz, z_bar, dz_bar;
+  Matrix g;                // εᵀ ∂g/∂x of each sample
+  Vector theta_bar;        // this shard's θ̄
+  Vector layer_theta_bar;  // one layer's θ̄ before it is added
+  double squared_norm = 0.0;
+};
+
+JacobianProbe::JacobianProbe(NetworkField& field)
+    : field_(field),
+      features_(field.features()),
+      batch_(field.batch()),
+      param_dim_(field.param_dim()) {
+  const Sequential& network = field.network();
+  Index widest_params = 0;
+  for (std::size_t k = 0; k < network.size(); ++k) {
+    const Layer& layer = network.layer(k);
+    if (!layer.has_tangents()) {
       throw InputError("--jacobian-norm: needs the second derivative of every layer of the "
-                       "field; written for MLP fields (linear layers and activations), not for '" +
-                       layer.name() + "'");
+                       "field, and '" + layer.name() + "' has none");
     }
-    stages_.push_back(stage);
-    widest = std::max(widest, stage.out);
-    z_.emplace_back(stage.out, batch);
+    widest_params = std::max(widest_params, layer.param_dim());
   }
-  for (const Matrix& z : z_) {
-    d1_.emplace_back(z.rows(), batch);
-    d2_.emplace_back(z.rows(), batch);
-    dz_.emplace_back(z.rows(), batch);
-    z_bar_.emplace_back(z.rows(), batch);
-    dz_bar_.emplace_back(z.rows(), batch);
+  // The field's split of the batch (flows/field.cc): shard s holds [B s/S, B (s + 1)/S).
+  const Index shards = field.threads();
+  for (Index s = 0; s < shards; ++s) {
+    const Index count = batch_ * (s + 1) / shards - batch_ * s / shards;
+    auto shard = std::make_unique<Shard>();
+    shard->z.emplace_back(features_, count);
+    for (std::size_t k = 0; k < network.size(); ++k) {
+      std::unique_ptr<Layer> layer = network.layer(k).Clone();
+      layer->Reserve(count);
+      layer->ReserveTangents(count);
+      shard->z.emplace_back(layer->output_size(), count);
+      shard->layers.push_back(std::move(layer));
+      shard->offsets.push_back(network.param_offset(k));
+    }
+    for (const Matrix& z : shard->z) {
+      shard->dz.emplace_back(z.rows(), count);
+      shard->z_bar.emplace_back(z.rows(), count);
+      shard->dz_bar.emplace_back(z.rows(), count);
+    }
+    shard->g.resize(features_, count);
+    shard->theta_bar.resize(param_dim_);
+    shard->layer_theta_bar.resize(widest_params);
+    shards_.push_back(std::move(shard));
   }
-  g_.resize(features, batch);
-  u_.resize(features, batch);
-  row_sum_.resize(widest);
-  probe_ = Vector::Ones(features * batch);
+  probe_ = Vector::Ones(features_ * batch_);
 }
 
-void JacobianNormAugmented::SetProbe(const Vector& probe) {
+JacobianProbe::~JacobianProbe() = default;
+
+void JacobianProbe::SetProbe(const Vector& probe) {
   if (probe.size() != features_ * batch_) {
     throw InputError("Jacobian-norm probe has " + std::to_string(probe.size()) +
                      " entries, the batch " + std::to_string(features_ * batch_));
@@ -97,123 +79,92 @@ void JacobianNormAugmented::SetProbe(const Vector& probe) {
   probe_ = probe;
 }
 
-void JacobianNormAugmented::DrawProbe(std::mt19937& rng) {
+void JacobianProbe::DrawProbe(std::mt19937& rng) {
   std::bernoulli_distribution coin(0.5);
   for (Index i = 0; i < probe_.size(); ++i) probe_[i] = coin(rng) ? 1.0 : -1.0;
 }
 
-void JacobianNormAugmented::Forward(double t, const double* theta, const double* x) {
-  z_[0] = Eigen::Map<const Matrix>(x, features_, batch_);
-  for (std::size_t k = 0; k < stages_.size(); ++k) {
-    const Stage& s = stages_[k];
-    const Matrix& in = z_[k];
-    Matrix& out = z_[k + 1];
-    if (s.linear) {
-      // θ's row-major W (out × in') is the column-major Wᵀ (in' × out); the time column is row
-      // `in` of Wᵀ, then b.
-      const Index in_total = s.in + (s.concat_time ? 1 : 0);
-      const Eigen::Map<const Matrix> wt(theta + s.offset, in_total, s.out);
-      const Eigen::Map<const Vector> b(theta + s.offset + in_total * s.out, s.out);
-      row_sum_.head(s.out) = b;
-      if (s.concat_time) row_sum_.head(s.out) += t * wt.row(s.in).transpose();
-      kernels::GemmBias(true, false, s.out, batch_, s.in, wt.data(), in_total, in.data(), s.in,
-                        row_sum_.data(), out.data(), s.out);
-    } else {
-      Activate(s.activation, in.data(), out.data(), d1_[k].data(),
-               d2_[k].data(), in.size());
-    }
+void JacobianProbe::ProbePass(Shard& shard, double t, const double* x, const double* theta,
+                              ConstMatrixView probe) {
+  const std::size_t last = shard.layers.size();
+  const Index count = probe.cols();
+  assert(count == shard.g.cols());
+  shard.z[0] = ConstMatrixView(x, features_, count);
+  for (std::size_t k = 0; k < last; ++k) {
+    shard.layers[k]->Forward(t, theta + shard.offsets[k], In(shard.z[k]), Out(shard.z[k + 1]));
   }
-}
-
-void JacobianNormAugmented::Tangents(const double* theta, const double* u) {
-  dz_[0] = Eigen::Map<const Matrix>(u, features_, batch_);
-  for (std::size_t k = 0; k < stages_.size(); ++k) {
-    const Stage& s = stages_[k];
-    if (s.linear) {
-      const Index in_total = s.in + (s.concat_time ? 1 : 0);
-      kernels::Gemm(true, false, s.out, batch_, s.in, 1.0, theta + s.offset, in_total,
-                    dz_[k].data(), s.in, 0.0, dz_[k + 1].data(), s.out);
-    } else {
-      dz_[k + 1].array() = d1_[k].array() * dz_[k].array();
-    }
-  }
-}
-
-void JacobianNormAugmented::ProbeBackward(const double* theta) {
-  const std::size_t last = stages_.size();
-  z_bar_[last] = Eigen::Map<const Matrix>(probe_.data(), features_, batch_);
+  shard.z_bar[last] = probe;
   for (std::size_t k = last; k-- > 0;) {
-    const Stage& s = stages_[k];
-    if (s.linear) {
-      const Index in_total = s.in + (s.concat_time ? 1 : 0);
-      kernels::Gemm(false, false, s.in, batch_, s.out, 1.0, theta + s.offset, in_total,
-                    z_bar_[k + 1].data(), s.out, 0.0, z_bar_[k].data(), s.in);
-    } else {
-      z_bar_[k].array() = d1_[k].array() * z_bar_[k + 1].array();
-    }
+    shard.layers[k]->Backward(t, theta + shard.offsets[k], In(shard.z[k]), In(shard.z[k + 1]),
+                              In(shard.z_bar[k + 1]), Out(shard.z_bar[k]),
+                              shard.layer_theta_bar.data());
   }
-  g_ = z_bar_[0];
+  shard.g = shard.z_bar[0];
 }
 
-void JacobianNormAugmented::TangentBackward(double t, const double* theta, double* x_bar,
-                                            double* theta_bar) {
-  // h = Σ_b ε_bᵀ ż_L,b: no adjoint on the values at the top, ε on the tangents.
-  const std::size_t last = stages_.size();
-  z_bar_[last].setZero();
-  dz_bar_[last] = Eigen::Map<const Matrix>(probe_.data(), features_, batch_);
-  for (std::size_t k = last; k-- > 0;) {
-    const Stage& s = stages_[k];
-    if (s.linear) {
-      // z' = W z + b + t w_t and ż' = W ż.
-      const Index in_total = s.in + (s.concat_time ? 1 : 0);
-      const double* wt = theta + s.offset;
-      double* wt_bar = theta_bar + s.offset;
-      Eigen::Map<Vector> b_bar(theta_bar + s.offset + in_total * s.out, s.out);
-      kernels::Gemm(false, false, s.in, batch_, s.out, 1.0, wt, in_total, z_bar_[k + 1].data(),
-                    s.out, 0.0, z_bar_[k].data(), s.in);
-      kernels::Gemm(false, false, s.in, batch_, s.out, 1.0, wt, in_total, dz_bar_[k + 1].data(),
-                    s.out, 0.0, dz_bar_[k].data(), s.in);
-      // W̄ᵀ's first `in` rows += z z̄'ᵀ + ż ż̄'ᵀ.
-      kernels::Gemm(false, true, s.in, s.out, batch_, 1.0, z_[k].data(), s.in,
-                    z_bar_[k + 1].data(), s.out, 1.0, wt_bar, in_total);
-      kernels::Gemm(false, true, s.in, s.out, batch_, 1.0, dz_[k].data(), s.in,
-                    dz_bar_[k + 1].data(), s.out, 1.0, wt_bar, in_total);
-      kernels::RowSums(z_bar_[k + 1].data(), s.out, batch_, row_sum_.data());
-      b_bar += row_sum_.head(s.out);
-      if (s.concat_time) {
-        Eigen::Map<Matrix>(wt_bar, in_total, s.out).row(s.in) +=
-            t * row_sum_.head(s.out).transpose();
-      }
-    } else {
-      // y = σ(z), ẏ = σ'(z) ż.
-      z_bar_[k].array() = d1_[k].array() * z_bar_[k + 1].array() +
-                          d2_[k].array() * dz_[k].array() * dz_bar_[k + 1].array();
-      dz_bar_[k].array() = d1_[k].array() * dz_bar_[k + 1].array();
-    }
-  }
-  Eigen::Map<Matrix>(x_bar, features_, batch_) += z_bar_[0];
+double JacobianProbe::SquaredNorm(double t, const double* x, const double* theta) {
+  field_.ForEachShard([&](int s, Index begin, Index count) {
+    Shard& shard = *shards_[static_cast<std::size_t>(s)];
+    ProbePass(shard, t, x + begin * features_, theta,
+              ConstMatrixView(probe_.data() + begin * features_, features_, count));
+    shard.squared_norm = shard.g.squaredNorm();
+  });
+  double sum = 0.0;
+  for (const auto& shard : shards_) sum += shard->squared_norm;
+  return sum;
 }
 
-double JacobianNormAugmented::RegulariserRate(double t, ConstVectorRef x, ConstVectorRef theta) {
-  Forward(t, theta.data(), x.data());
-  ProbeBackward(theta.data());
-  return weight_ * g_.squaredNorm();
+void JacobianProbe::AddGradient(double t, const double* x, const double* theta, double scale,
+                                double* x_bar, double* theta_bar) {
+  field_.ForEachShard([&](int s, Index begin, Index count) {
+    Shard& shard = *shards_[static_cast<std::size_t>(s)];
+    const std::size_t last = shard.layers.size();
+    const ConstMatrixView probe(probe_.data() + begin * features_, features_, count);
+    ProbePass(shard, t, x + begin * features_, theta, probe);
+    // ∂/∂(x, θ) of Σ_b ‖G_b‖² is that of Σ_b ε_bᵀ J_b u_b with u = 2 G held fixed: tangents u
+    // through the forward pass, then back through values and tangents with ε on the top tangent.
+    shard.dz[0] = (2.0 * scale) * shard.g;
+    for (std::size_t k = 0; k < last; ++k) {
+      shard.layers[k]->Tangent(theta + shard.offsets[k], In(shard.z[k]), In(shard.z[k + 1]),
+                               In(shard.dz[k]), Out(shard.dz[k + 1]));
+    }
+    shard.z_bar[last].setZero();
+    shard.dz_bar[last] = probe;
+    shard.theta_bar.setZero();
+    for (std::size_t k = last; k-- > 0;) {
+      Layer& layer = *shard.layers[k];
+      layer.TangentBackward(t, theta + shard.offsets[k], In(shard.z[k]), In(shard.z[k + 1]),
+                            In(shard.dz[k]), In(shard.z_bar[k + 1]), In(shard.dz_bar[k + 1]),
+                            Out(shard.z_bar[k]), Out(shard.dz_bar[k]),
+                            shard.layer_theta_bar.data());
+      shard.theta_bar.segment(shard.offsets[k], layer.param_dim()) +=
+          shard.layer_theta_bar.head(layer.param_dim());
+    }
+    Eigen::Map<Matrix>(x_bar + begin * features_, features_, count) += shard.z_bar[0];
+  });
+  Eigen::Map<Vector> a_theta(theta_bar, param_dim_);
+  for (const auto& shard : shards_) a_theta += shard->theta_bar;
+}
+
+JacobianNormAugmented::JacobianNormAugmented(Dynamics& inner, JacobianProbe& probe,
+                                             double weight)
+    : inner_(inner), probe_(probe), weight_(weight) {
+  if (inner.state_dim() < probe.features() * probe.batch() ||
+      inner.param_dim() != probe.param_dim()) {
+    throw InputError("--jacobian-norm: the dynamics do not move the field's batch");
+  }
 }
 
 void JacobianNormAugmented::AddRegulariserVjp(double t, ConstVectorRef x, ConstVectorRef theta,
                                               double a_r, VectorRef a_x, VectorRef a_theta) {
   if (a_r == 0.0) return;
-  Forward(t, theta.data(), x.data());
-  ProbeBackward(theta.data());
-  u_ = (2.0 * weight_ * a_r) * g_;
-  Tangents(theta.data(), u_.data());
-  TangentBackward(t, theta.data(), a_x.data(), a_theta.data());
+  probe_.AddGradient(t, x.data(), theta.data(), weight_ * a_r, a_x.data(), a_theta.data());
 }
 
 void JacobianNormAugmented::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) {
   const Eigen::Index m = inner_.state_dim();
   inner_.f(t, x.head(m), theta, dxdt.head(m));
-  dxdt[m] = RegulariserRate(t, x, theta);
+  dxdt[m] = weight_ * probe_.SquaredNorm(t, x.data(), theta.data());
 }
 
 void JacobianNormAugmented::vjp(double t, ConstVectorRef x, ConstVectorRef theta,
@@ -228,7 +179,7 @@ void JacobianNormAugmented::f_slot(int slot, double t, ConstVectorRef x, ConstVe
                                    VectorRef dxdt) {
   const Eigen::Index m = inner_.state_dim();
   inner_.f_slot(slot, t, x.head(m), theta, dxdt.head(m));
-  dxdt[m] = RegulariserRate(t, x, theta);
+  dxdt[m] = weight_ * probe_.SquaredNorm(t, x.data(), theta.data());
 }
 
 void JacobianNormAugmented::vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta,

@@ -1,44 +1,76 @@
 // The Jacobian-norm regulariser of RNODE (Finlay, Jacobsen, Nurbekyan & Oberman 2020, "How to
-// train your neural ODE") for an MLP field, as an extra state of the ODE:
+// train your neural ODE") as an extra state of the ODE:
 //
 //   d/dt [z, r] = [F(t, z; θ), w ‖εᵀ ∂f/∂x‖²],     r(t1) = w ∫ ‖εᵀ ∂f/∂x‖² dt,
 //
-// where z's first n = D·B entries are the batch x of B samples of D features that the MLP g
-// (D → D, applied to every sample: f(x)_b = g(t, x_b; θ)) moves, F is the inner dynamics (the
-// field itself, or the field with the kinetic-energy state: solvers/kinetic_energy.h), ε is a
-// fixed probe (Hutchinson's estimator of ‖∂f/∂x‖²_F: Rademacher entries, E[‖εᵀJ‖²] = ‖J‖²_F) and
-// w = 1/B makes r the mean over the samples.
+// where z's first n = D·B entries are the batch x of B samples of D features that a NetworkField
+// f moves (f(x)_b = g(t, x_b; θ), flows/field.h), F is the inner dynamics (the field itself, or
+// the field with the kinetic-energy state: solvers/kinetic_energy.h), ε is a fixed probe
+// (Hutchinson's estimator of ‖∂f/∂x‖²_F: Rademacher entries, E[‖εᵀJ‖²] = ‖J‖²_F) and w = 1/B makes
+// r the mean over the samples.
 //
 // The gradient is exact (no finite differences): with G = εᵀ ∂f/∂x and u = 2 w a_r G held fixed,
 // aᵀ∂/∂(x, θ) of the r-row is ∂/∂(x, θ) Σ_b ε_bᵀ (∂g/∂x_b) u_b — the derivative of a
-// Jacobian–vector product, computed by carrying tangents u through the MLP's forward pass and
-// back-propagating through both (forward-over-reverse). It needs the second derivative of the
-// activations, so it is written for the layers of MlpField (flows/field.h): Linear / ConcatLinear
-// and the element-wise activations. The convolutional ODE-Net is not covered (GroupNorm's second
-// derivative is not written): Classifier refuses --jacobian-norm there.
+// Jacobian–vector product, computed by carrying tangents u through the network's forward pass and
+// back-propagating through both (forward-over-reverse: Layer::Tangent and Layer::TangentBackward,
+// flows/layers.h). Every layer of g must have them: Linear and the activations (MLP fields),
+// Conv2d and GroupNorm (the convolutional ODE-Net's field).
 #pragma once
 
+#include <memory>
 #include <random>
 #include <vector>
 
-#include "flows/network.h"
+#include "flows/field.h"
 #include "solvers/dynamics.h"
 
 namespace diffeoflow::flows {
 
-class JacobianNormAugmented : public Dynamics {
+// The passes over a field's network that the regulariser needs: Σ_b ‖ε_bᵀ ∂g/∂x_b‖² and its
+// gradient, split over the field's shards (and run on its workers) like the field itself. Holds a
+// copy of the network and its workspaces for each shard, so make one per field and keep it.
+class JacobianProbe {
  public:
-  // `inner` must outlive this object; its first features·batch state entries are the batch that
-  // `mlp` moves (D = features → D), and θ is mlp's. `weight` multiplies ‖εᵀ∂f/∂x‖² (1/B for a
-  // batch of B). InputError when mlp holds a layer other than Linear and activations, or its
-  // sizes do not match.
-  JacobianNormAugmented(Dynamics& inner, const Sequential& mlp, Index features, Index batch,
-                        double weight);
+  // `field` must outlive this object. InputError when a layer of its network has no tangent pass.
+  explicit JacobianProbe(NetworkField& field);
+  ~JacobianProbe();
+  JacobianProbe(const JacobianProbe&) = delete;
+  JacobianProbe& operator=(const JacobianProbe&) = delete;
+
+  Index features() const { return features_; }
+  Index batch() const { return batch_; }
+  Index param_dim() const { return param_dim_; }
 
   // The probe ε (features·batch entries, the layout of the batch); Rademacher by DrawProbe.
   void SetProbe(const Vector& probe);
   void DrawProbe(std::mt19937& rng);
   const Vector& probe() const { return probe_; }
+
+  // Σ_b ‖ε_bᵀ ∂g/∂x_b‖² at the batch x (the first features·batch entries of `x`).
+  double SquaredNorm(double t, const double* x, const double* theta);
+  // Adds scale · ∂/∂x and scale · ∂/∂θ of SquaredNorm into x_bar (features·batch entries) and
+  // theta_bar (param_dim).
+  void AddGradient(double t, const double* x, const double* theta, double scale, double* x_bar,
+                   double* theta_bar);
+
+ private:
+  struct Shard;  // one shard's network copy, workspaces and partial results
+  // The forward pass of one shard's samples x and εᵀ ∂g/∂x for its part of the probe (into g).
+  void ProbePass(Shard& shard, double t, const double* x, const double* theta,
+                 ConstMatrixView probe);
+
+  NetworkField& field_;
+  Index features_, batch_, param_dim_;
+  Vector probe_;
+  std::vector<std::unique_ptr<Shard>> shards_;
+};
+
+class JacobianNormAugmented : public Dynamics {
+ public:
+  // `inner` and `probe` must outlive this object; inner's first features·batch state entries are
+  // the batch that probe's field moves, with its θ. `weight` multiplies ‖εᵀ∂f/∂x‖² (1/B for a
+  // batch of B). InputError when the sizes do not match.
+  JacobianNormAugmented(Dynamics& inner, JacobianProbe& probe, double weight);
 
   Eigen::Index state_dim() const override { return inner_.state_dim() + 1; }
   Eigen::Index param_dim() const override { return inner_.param_dim(); }
@@ -47,7 +79,7 @@ class JacobianNormAugmented : public Dynamics {
            VectorRef a_theta) override;
 
   // The replay contract (solvers/dynamics.h) is passed on to the inner dynamics; the regulariser's
-  // own passes are recomputed in vjp_slot (they are a few small matrix products).
+  // own passes are recomputed in vjp_slot.
   void ReserveSlots(int slots) override { inner_.ReserveSlots(slots); }
   void f_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
   void vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
@@ -57,37 +89,13 @@ class JacobianNormAugmented : public Dynamics {
   Vector Augment(const Vector& z0) const;
 
  private:
-  struct Stage {
-    bool linear = false;          // Linear, else an activation
-    bool concat_time = false;
-    Index in = 0, out = 0;        // features in and out
-    Index offset = 0;             // where its parameters start in θ
-    Activation activation = Activation::kTanh;  // for an activation stage
-  };
-  // z_[0] = x, z_[k+1] = stage k (z_[k]), keeping σ' and σ'' of every activation stage.
-  void Forward(double t, const double* theta, const double* x);
-  // After Forward: ż_[0] = u, ż_[k+1] = stage k's tangent (W ż or σ'(z) ⊙ ż).
-  void Tangents(const double* theta, const double* u);
-  // G = εᵀ ∂f/∂x per sample into g_ (after Forward).
-  void ProbeBackward(const double* theta);
-  // Adds ∂/∂x and ∂/∂θ of Σ_b ε_bᵀ J_b u_b into x_bar and theta_bar (after Forward with u).
-  void TangentBackward(double t, const double* theta, double* x_bar, double* theta_bar);
   // The r-row's vjp, a_r = a[last], added into a_x (first n entries) and a_theta.
   void AddRegulariserVjp(double t, ConstVectorRef x, ConstVectorRef theta, double a_r,
                          VectorRef a_x, VectorRef a_theta);
-  double RegulariserRate(double t, ConstVectorRef x, ConstVectorRef theta);
 
   Dynamics& inner_;
-  Index features_, batch_;
+  JacobianProbe& probe_;
   double weight_;
-  std::vector<Stage> stages_;
-  Vector probe_;
-  std::vector<Matrix> z_, dz_;          // values and tangents at every stage boundary
-  std::vector<Matrix> d1_, d2_;         // σ' and σ'' at an activation stage's input
-  std::vector<Matrix> z_bar_, dz_bar_;  // their adjoints
-  Matrix g_;                            // εᵀ ∂f/∂x per sample (D × B)
-  Matrix u_;                            // the tangent 2 w a_r G
-  Vector row_sum_;
 };
 
 }  // namespace diffeoflow::flows

@@ -53,6 +53,37 @@ void Linear::Backward(double t, const double* theta, ConstMatrixView x, ConstMat
   }
 }
 
+void Layer::Tangent(const double* /*theta*/, ConstMatrixView /*x*/, ConstMatrixView /*y*/,
+                    ConstMatrixView /*x_dot*/, MatrixView /*y_dot*/) {
+  throw InputError("the layer '" + name() + "' has no tangent pass (no second derivative)");
+}
+
+void Layer::TangentBackward(double /*t*/, const double* /*theta*/, ConstMatrixView /*x*/,
+                            ConstMatrixView /*y*/, ConstMatrixView /*x_dot*/,
+                            ConstMatrixView /*y_bar*/, ConstMatrixView /*y_dot_bar*/,
+                            MatrixView /*x_bar*/, MatrixView /*x_dot_bar*/,
+                            double* /*theta_bar*/) {
+  throw InputError("the layer '" + name() + "' has no tangent pass (no second derivative)");
+}
+
+void Linear::Tangent(const double* theta, ConstMatrixView /*x*/, ConstMatrixView /*y*/,
+                     ConstMatrixView x_dot, MatrixView y_dot) {
+  kernels::Gemm(true, false, out_, x_dot.cols(), in_, 1.0, theta, in_ + concat_time_,
+                x_dot.data(), in_, 0.0, y_dot.data(), out_);
+}
+
+void Linear::TangentBackward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                             ConstMatrixView x_dot, ConstMatrixView y_bar,
+                             ConstMatrixView y_dot_bar, MatrixView x_bar, MatrixView x_dot_bar,
+                             double* theta_bar) {
+  const Index in_total = in_ + concat_time_, batch = x.cols();
+  Backward(t, theta, x, y, y_bar, x_bar, theta_bar);
+  kernels::Gemm(false, false, in_, batch, out_, 1.0, theta, in_total, y_dot_bar.data(), out_,
+                0.0, x_dot_bar.data(), in_);
+  kernels::Gemm(false, true, in_, out_, batch, 1.0, x_dot.data(), in_, y_dot_bar.data(), out_,
+                1.0, theta_bar, in_total);
+}
+
 std::string ActivationName(Activation a) {
   switch (a) {
     case Activation::kTanh: return "tanh";
@@ -98,6 +129,56 @@ void ActivationLayer::Backward(double /*t*/, const double* /*theta*/, ConstMatri
       break;
     case Activation::kRelu: kernels::ReluBackward(x.data(), y_bar.data(), x_bar.data(), n); break;
   }
+}
+
+void ActivationLayer::ReserveTangents(Index batch) {
+  d1_.resize(size_ * batch);
+  d2_.resize(size_ * batch);
+}
+
+void ActivationLayer::Derivatives(const double* x, const double* y, Index n, bool second) {
+  using Array = Eigen::Map<Eigen::ArrayXd>;
+  using ConstArray = Eigen::Map<const Eigen::ArrayXd>;
+  Array d1(d1_.data(), n), d2(d2_.data(), n);
+  const ConstArray y_(y, n);
+  switch (activation_) {
+    case Activation::kTanh:  // σ' = 1 − y², σ'' = −2 y σ'
+      d1 = 1.0 - y_.square();
+      if (second) d2 = -2.0 * y_ * d1;
+      return;
+    case Activation::kSigmoid:  // σ' = y (1 − y), σ'' = σ' (1 − 2y)
+      d1 = y_ * (1.0 - y_);
+      if (second) d2 = d1 * (1.0 - 2.0 * y_);
+      return;
+    case Activation::kSoftplus:  // σ' = sigmoid(x) = s, σ'' = s (1 − s)
+      kernels::Sigmoid(x, d1_.data(), n);
+      if (second) d2 = d1 * (1.0 - d1);
+      return;
+    case Activation::kRelu:  // σ' = [x > 0], σ'' = 0
+      d1 = (ConstArray(x, n) > 0.0).cast<double>();
+      if (second) d2.setZero();
+      return;
+  }
+}
+
+void ActivationLayer::Tangent(const double* /*theta*/, ConstMatrixView x, ConstMatrixView y,
+                              ConstMatrixView x_dot, MatrixView y_dot) {
+  const Index n = x.size();
+  Derivatives(x.data(), y.data(), n, false);
+  y_dot.reshaped().array() = d1_.head(n).array() * x_dot.reshaped().array();
+}
+
+void ActivationLayer::TangentBackward(double /*t*/, const double* /*theta*/, ConstMatrixView x,
+                                      ConstMatrixView y, ConstMatrixView x_dot,
+                                      ConstMatrixView y_bar, ConstMatrixView y_dot_bar,
+                                      MatrixView x_bar, MatrixView x_dot_bar,
+                                      double* /*theta_bar*/) {
+  const Index n = x.size();
+  Derivatives(x.data(), y.data(), n, true);
+  const auto d1 = d1_.head(n).array(), d2 = d2_.head(n).array();
+  x_bar.reshaped().array() = d1 * y_bar.reshaped().array() +
+                             d2 * x_dot.reshaped().array() * y_dot_bar.reshaped().array();
+  x_dot_bar.reshaped().array() = d1 * y_dot_bar.reshaped().array();
 }
 
 double SoftmaxCrossEntropy(ConstMatrixView logits, const int* labels, MatrixView* z_bar,

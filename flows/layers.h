@@ -40,6 +40,24 @@ class Layer {
   virtual void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
                         ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) = 0;
   virtual std::unique_ptr<Layer> Clone() const = 0;
+
+  // Forward-over-reverse, for terms that differentiate a Jacobian–vector product (the
+  // Jacobian-norm regulariser, flows/jacobian_norm.h). At the (t, θ, x) of the last Forward, with
+  // y its output:
+  //   Tangent:          ẏ = ∂y/∂x · ẋ
+  //   TangentBackward:  the adjoint of (x, ẋ, θ) ↦ (y, ẏ): given ȳ and ẏ̄,
+  //                       x̄ = ȳᵀ ∂y/∂x + ẏ̄ᵀ ∂ẏ/∂x,  ẋ̄ = ẏ̄ᵀ ∂y/∂x,  θ̄ = ȳᵀ ∂y/∂θ + ẏ̄ᵀ ∂ẏ/∂θ
+  //                     (all overwritten), where ∂ẏ/∂x needs the layer's second derivative.
+  // A layer that writes them says so in has_tangents(); the others throw InputError. Both need
+  // ReserveTangents(batch) (which may allocate) and then never allocate.
+  virtual bool has_tangents() const { return false; }
+  virtual void ReserveTangents(Index /*batch*/) {}
+  virtual void Tangent(const double* theta, ConstMatrixView x, ConstMatrixView y,
+                       ConstMatrixView x_dot, MatrixView y_dot);
+  virtual void TangentBackward(double t, const double* theta, ConstMatrixView x,
+                               ConstMatrixView y, ConstMatrixView x_dot, ConstMatrixView y_bar,
+                               ConstMatrixView y_dot_bar, MatrixView x_bar, MatrixView x_dot_bar,
+                               double* theta_bar);
 };
 
 // y = W x + b, or with concat_time the time-concatenated y = W [x; t] + b (Chen et al. 2018,
@@ -58,6 +76,13 @@ class Linear : public Layer {
                 ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) override;
   std::unique_ptr<Layer> Clone() const override { return std::make_unique<Linear>(*this); }
   bool concat_time() const { return concat_time_; }
+  // ẏ = W ẋ; W̄ gains ẏ̄ ẋᵀ, b̄ and the time weights only ȳ's part.
+  bool has_tangents() const override { return true; }
+  void Tangent(const double* theta, ConstMatrixView x, ConstMatrixView y, ConstMatrixView x_dot,
+               MatrixView y_dot) override;
+  void TangentBackward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                       ConstMatrixView x_dot, ConstMatrixView y_bar, ConstMatrixView y_dot_bar,
+                       MatrixView x_bar, MatrixView x_dot_bar, double* theta_bar) override;
 
  private:
   Index in_, out_;
@@ -88,10 +113,23 @@ class ActivationLayer : public Layer {
     return std::make_unique<ActivationLayer>(*this);
   }
   Activation activation() const { return activation_; }
+  // ẏ = σ'(x) ẋ;  x̄ = σ'(x) ȳ + σ''(x) ẋ ẏ̄,  ẋ̄ = σ'(x) ẏ̄  (σ'' of tanh −2yσ', of sigmoid
+  // σ'(1 − 2y), of softplus s(1 − s) with s the sigmoid, of ReLU 0).
+  bool has_tangents() const override { return true; }
+  void ReserveTangents(Index batch) override;
+  void Tangent(const double* theta, ConstMatrixView x, ConstMatrixView y, ConstMatrixView x_dot,
+               MatrixView y_dot) override;
+  void TangentBackward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
+                       ConstMatrixView x_dot, ConstMatrixView y_bar, ConstMatrixView y_dot_bar,
+                       MatrixView x_bar, MatrixView x_dot_bar, double* theta_bar) override;
 
  private:
+  // σ' at the n entries of x (y = σ(x)) into d1_, and σ'' into d2_ when `second`.
+  void Derivatives(const double* x, const double* y, Index n, bool second);
+
   Activation activation_;
   Index size_;
+  Vector d1_, d2_;  // σ' and σ'' of a tangent pass (ReserveTangents)
 };
 
 // Mean softmax cross-entropy of logits z (classes × batch) against integer labels:
