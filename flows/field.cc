@@ -98,12 +98,7 @@ NetworkField::~NetworkField() = default;
 
 template <typename Fn>
 void NetworkField::RunShards(Fn&& fn) {
-  if (!pool_) {
-    fn(*shards_[0]);
-    return;
-  }
-  const std::function<void(int)> job = [&](int i) { fn(*shards_[i]); };
-  pool_->Run(job);
+  RunOnShards([&](int i) { fn(*shards_[static_cast<std::size_t>(i)]); });
 }
 
 const Sequential& NetworkField::network() const { return shards_[0]->networks[0]; }

@@ -42,6 +42,9 @@ class NetworkField : public Dynamics {
     };
     RunOnShards(std::cref(run));  // a std::function keeps a reference_wrapper without allocating
   }
+  // Samples [shard_begin(s), shard_begin(s) + shard_count(s)) of the batch are shard s's.
+  Index shard_begin(int shard) const;
+  Index shard_count(int shard) const;
 
   void f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
   void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
@@ -65,9 +68,8 @@ class NetworkField : public Dynamics {
                 ConstVectorRef a, VectorRef a_x, VectorRef a_theta);
   template <typename Fn>
   void RunShards(Fn&& fn);
+  // Runs job(s) for every shard s, shard 0 on the calling thread, and waits for all.
   void RunOnShards(const std::function<void(int)>& job);
-  Index shard_begin(int shard) const;
-  Index shard_count(int shard) const;
 
   Index features_, batch_, param_dim_;
   std::vector<std::unique_ptr<Shard>> shards_;

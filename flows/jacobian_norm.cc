@@ -42,10 +42,8 @@ JacobianProbe::JacobianProbe(NetworkField& field)
     }
     widest_params = std::max(widest_params, layer.param_dim());
   }
-  // The field's split of the batch (flows/field.cc): shard s holds [B s/S, B (s + 1)/S).
-  const Index shards = field.threads();
-  for (Index s = 0; s < shards; ++s) {
-    const Index count = batch_ * (s + 1) / shards - batch_ * s / shards;
+  for (int s = 0; s < field.threads(); ++s) {
+    const Index count = field.shard_count(s);
     auto shard = std::make_unique<Shard>();
     shard->z.emplace_back(features_, count);
     for (std::size_t k = 0; k < network.size(); ++k) {
