@@ -3,7 +3,7 @@
 ODE-Net in PyTorch (images/s). A measuring script, not a test: it needs PyTorch (Debian
 python3-torch) and NumPy, which no build or test step of diffeoflow needs.
 
-The network of flows/classifier.h for images: Conv 3x3 stride 2 (no bias) -> GroupNorm -> ReLU ->
+The network of flows/classifier.h for images: Conv 3x3 stride 2 -> GroupNorm -> ReLU ->
 Conv 3x3 stride 2, an ODE block GN -> ReLU -> ConcatConv 3x3 -> GN -> ReLU -> ConcatConv 3x3 -> GN
 integrated by fixed-step RK4 on [0, 1], and GN -> ReLU -> global average pool -> Linear(C -> K).
 Weights are random (the time does not depend on them); torchdiffeq is not used, RK4 is written
@@ -51,14 +51,14 @@ class OdeNet(torch.nn.Module):
     def __init__(self, channels_in, c, classes, steps):
         super().__init__()
         self.embed = torch.nn.Sequential(
-            torch.nn.Conv2d(channels_in, c, 3, 2, 1, bias=False), torch.nn.GroupNorm(groups(c), c),
-            torch.nn.ReLU(), torch.nn.Conv2d(c, c, 3, 2, 1, bias=False))
+            torch.nn.Conv2d(channels_in, c, 3, 2, 1), torch.nn.GroupNorm(groups(c), c),
+            torch.nn.ReLU(), torch.nn.Conv2d(c, c, 3, 2, 1))
         self.field = Field(c)
         self.readout_norm = torch.nn.GroupNorm(groups(c), c)
         self.linear = torch.nn.Linear(c, classes)
         self.steps = steps
 
-    def forward(self, x):
+    def logits(self, x):
         h = self.embed(x)
         dt = 1.0 / self.steps
         for n in range(self.steps):
@@ -69,7 +69,10 @@ class OdeNet(torch.nn.Module):
             k4 = self.field(t + dt, h + dt * k3)
             h = h + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
         h = torch.relu(self.readout_norm(h)).mean(dim=(2, 3))
-        return torch.softmax(self.linear(h), 1)
+        return self.linear(h)
+
+    def forward(self, x):
+        return torch.softmax(self.logits(x), 1)
 
 
 def main():
