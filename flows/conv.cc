@@ -437,26 +437,25 @@ void GroupNorm::TangentBackward(double /*t*/, const double* theta, ConstMatrixVi
         a += theta[c] * (ydb * centred).sum();
         bb += theta[c] * (ydb * x_hat).sum();
       }
-      // w = ĝ + q with q = −(B ẋ/N + m P)/s; x̄ = J w + (m B − A)/(s² N) x̂ needs mean w and
-      // mean(x̂ w).
+      // w = ĝ + q with q = −(B ẋ/N + m P)/s, kept in x̄; x̄ = J w + (m B − A)/(s² N) x̂ needs
+      // mean w and mean(x̂ w).
       double sum_w = 0.0, sum_wx = 0.0;
       for (Index k = 0; k < channels_per_group; ++k) {
         const Index c = g * channels_per_group + k, o = at + k * P;
         const ConstArray xc(x.col(b).data() + o, P), xdc(x_dot.col(b).data() + o, P);
         const ConstArray yb(y_bar.col(b).data() + o, P), ydb(y_dot_bar.col(b).data() + o, P);
-        const auto w = theta[c] * yb - s_inv * ((bb / n) * xdc + (m * theta[c]) * ydb);
+        Eigen::Map<Eigen::ArrayXd> w(x_bar.col(b).data() + o, P);
+        w = theta[c] * yb - s_inv * ((bb / n) * xdc + (m * theta[c]) * ydb);
         sum_w += w.sum();
         sum_wx += (w * (xc - mean) * s_inv).sum();
       }
       const double extra = (m * bb - a) * s_inv * s_inv / n;
       for (Index k = 0; k < channels_per_group; ++k) {
         const Index c = g * channels_per_group + k, o = at + k * P;
-        const ConstArray xc(x.col(b).data() + o, P), xdc(x_dot.col(b).data() + o, P);
-        const ConstArray yb(y_bar.col(b).data() + o, P), ydb(y_dot_bar.col(b).data() + o, P);
+        const ConstArray xc(x.col(b).data() + o, P), ydb(y_dot_bar.col(b).data() + o, P);
         const auto x_hat = (xc - mean) * s_inv;
-        const auto w = theta[c] * yb - s_inv * ((bb / n) * xdc + (m * theta[c]) * ydb);
-        Eigen::Map<Eigen::ArrayXd>(x_bar.col(b).data() + o, P) =
-            s_inv * (w - sum_w / n - x_hat * (sum_wx / n)) + extra * x_hat;
+        Eigen::Map<Eigen::ArrayXd> w(x_bar.col(b).data() + o, P);
+        w = s_inv * (w - sum_w / n - x_hat * (sum_wx / n)) + extra * x_hat;
         Eigen::Map<Eigen::ArrayXd>(x_dot_bar.col(b).data() + o, P) =
             s_inv * (theta[c] * ydb - sum_p / n - x_hat * (bb / n));
       }

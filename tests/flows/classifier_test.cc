@@ -89,6 +89,27 @@ ModelSpec RegulariserSpec(GradientMode mode, double* tolerance) {
   return spec;
 }
 
+// Three random 6 × 5 one-channel images with labels of three classes, for ConvSpec(6, 5, 3, …).
+struct SmallImageBatch {
+  Matrix x;
+  int labels[3] = {2, 0, 1};
+  SmallImageBatch() {
+    std::mt19937 rng(3);
+    const Vector xv = RandomVector(30 * 3, rng);
+    x = Eigen::Map<const Matrix>(xv.data(), 30, 3);
+  }
+};
+
+// The largest error of model's gradient at θ on (x, labels) against central differences of its
+// loss, relative to the largest entry.
+double GradientError(Classifier& model, const Vector& theta, const Matrix& x, const int* labels) {
+  Vector gradient;
+  model.Evaluate(theta, x, labels, &gradient);
+  const Vector numeric = NumericalGradient(
+      [&](const Vector& th) { return model.Evaluate(th, x, labels, nullptr).loss; }, theta);
+  return RelativeMaxError(gradient, numeric);
+}
+
 // Six random points of the plane with labels of three classes.
 struct SmallBatch {
   Matrix x;
@@ -180,20 +201,14 @@ TEST(Classifier, ConvolutionalJacobianRegulariserGradientMatchesFiniteDifference
     spec.jacobian_norm = 0.5;
     Classifier model(spec, threads), unregularised(plain, threads);
     const Vector theta = model.Initialize(5);
-    std::mt19937 rng(3);
-    const Index batch = 3;
-    const Vector xv = RandomVector(30 * batch, rng);
-    const Matrix x = Eigen::Map<const Matrix>(xv.data(), 30, batch);
-    const int labels[] = {2, 0, 1};
-    Vector gradient;
-    const BatchResult r = model.Evaluate(theta, x, labels, &gradient);
+    const SmallImageBatch batch;
+    const BatchResult r = model.Evaluate(theta, batch.x, batch.labels, nullptr);
     EXPECT_GT(r.jacobian_norm, 0.0);
     EXPECT_NEAR(r.loss,
-                unregularised.Evaluate(theta, x, labels, nullptr).loss + 0.5 * r.jacobian_norm,
+                unregularised.Evaluate(theta, batch.x, batch.labels, nullptr).loss +
+                    0.5 * r.jacobian_norm,
                 1e-12 * r.loss);
-    const Vector numeric = NumericalGradient(
-        [&](const Vector& th) { return model.Evaluate(th, x, labels, nullptr).loss; }, theta);
-    EXPECT_LT(RelativeMaxError(gradient, numeric), 1e-6) << threads << " threads";
+    EXPECT_LT(GradientError(model, theta, batch.x, batch.labels), 1e-6) << threads << " threads";
   }
 }
 
@@ -206,17 +221,9 @@ TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
   const ModelSpec spec = ConvSpec(6, 5, 3, 4, 2, Precision::kDouble);
   Classifier model(spec);
   EXPECT_EQ(spec.state_size(), 4 * 2 * 2);  // 6×5 → 3×3 → 2×2
-  Vector theta = model.Initialize(5);
-  std::mt19937 rng(3);
-  const Index batch = 3;
-  const Vector xv = RandomVector(30 * batch, rng);
-  const Matrix x = Eigen::Map<const Matrix>(xv.data(), 30, batch);
-  const int labels[] = {2, 0, 1};
-  Vector gradient;
-  model.Evaluate(theta, x, labels, &gradient);
-  const Vector numeric = NumericalGradient(
-      [&](const Vector& th) { return model.Evaluate(th, x, labels, nullptr).loss; }, theta);
-  EXPECT_LT(RelativeMaxError(gradient, numeric), 1e-6);
+  const Vector theta = model.Initialize(5);
+  const SmallImageBatch batch;
+  EXPECT_LT(GradientError(model, theta, batch.x, batch.labels), 1e-6);
 }
 
 // The classifier keeps one field of each kind (gradient, evaluation) and re-makes it when the
