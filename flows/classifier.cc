@@ -374,7 +374,7 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
       return l;
     };
     const GradientResult g =
-        Gradient(dynamics, z0, theta_f, times, loss, spec_.solver, spec_.gradient);
+        Gradient(dynamics, z0, theta_f, times, loss, spec_.solver, spec_.gradient, &workspace_);
     result.loss = g.loss;
     result.nfe_forward = g.summary.nfe_forward;
     result.nfe_backward = g.summary.nfe_backward;

@@ -181,6 +181,7 @@ class Classifier {
     std::unique_ptr<JacobianProbe> probe;  // with ModelSpec::jacobian_norm > 0, on first use
   };
   std::map<std::pair<Index, bool>, CachedField> fields_;  // (batch, gradient)
+  GradientWorkspace workspace_;  // the discrete adjoint's tape, kept from batch to batch
   unsigned probe_seed_ = 0;  // the Jacobian-norm probe: draw probe_draw_ of seed probe_seed_
   unsigned long probe_draw_ = 0;
 };

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 #include <type_traits>
 #include <utility>
@@ -408,14 +409,48 @@ std::vector<bool> StagesReachingSolution(const ButcherTableau& tableau) {
   return needed;
 }
 
+}  // namespace
+
+// The tape and the stages' work vectors (integrate.h); sizes only grow, contents are scratch.
+struct GradientWorkspace::Storage {
+  std::vector<std::vector<Vector>> tape;  // tape[row][stage]
+  std::vector<Vector> k, kbar;
+  Vector ybar, theta_bar;
+  Vector step_in, step_out;  // a taped forward step's start and end
+};
+
+GradientWorkspace::GradientWorkspace() : storage_(std::make_unique<Storage>()) {}
+GradientWorkspace::~GradientWorkspace() = default;
+GradientWorkspace::GradientWorkspace(GradientWorkspace&&) noexcept = default;
+GradientWorkspace& GradientWorkspace::operator=(GradientWorkspace&&) noexcept = default;
+
+namespace {
+
+// Sizes v to n without zeroing: every element is written before it is read.
+void SizeTo(Vector& v, Eigen::Index n) {
+  if (v.size() != n) v.resize(n);
+}
+
 // Runge–Kutta steps with the method's tableau onto a tape: row r holds the stage inputs y_i of
 // one step, and with `keep` the Dynamics keeps its forward evaluation of stage i in slot
 // r · NeededStages() + (the index of i among the needed stages), so that Backward(r) calls
-// vjp_slot on what f_slot kept (the replay contract of solvers/dynamics.h).
+// vjp_slot on what f_slot kept (the replay contract of solvers/dynamics.h). The tape and work
+// vectors live in `storage` (a GradientWorkspace's, kept between calls, or the call's own).
 class TableauStepper {
  public:
-  TableauStepper(const ButcherTableau& tableau, Dynamics& dynamics, const Vector& theta)
-      : tableau_(tableau), dynamics_(dynamics), theta_(theta), needed_(StagesReachingSolution(tableau)) {
+  TableauStepper(const ButcherTableau& tableau, Dynamics& dynamics, const Vector& theta,
+                 GradientWorkspace::Storage& storage)
+      : tableau_(tableau),
+        dynamics_(dynamics),
+        theta_(theta),
+        needed_(StagesReachingSolution(tableau)),
+        y_(storage.tape),
+        k_(storage.k),
+        kbar_(storage.kbar),
+        ybar_(storage.ybar),
+        thetabar_(storage.theta_bar),
+        step_in_(storage.step_in),
+        step_out_(storage.step_out) {
     const int s = tableau_.stages;
     const Eigen::Index n = dynamics.state_dim();
     slot_.assign(s, -1);
@@ -424,33 +459,36 @@ class TableauStepper {
       if (needed_[i]) slot_[i] = count++;
     }
     needed_count_ = count;
-    k_.resize(s);
-    kbar_.resize(s);
+    if (static_cast<int>(k_.size()) < s) k_.resize(s);
+    if (static_cast<int>(kbar_.size()) < s) kbar_.resize(s);
     for (int i = 0; i < s; ++i) {
-      if (!needed_[i]) continue;  // stages that never reach the solution hold no memory
-      k_[i].setZero(n);
-      kbar_[i].setZero(n);
+      if (!needed_[i]) continue;  // stages that never reach the solution need no memory
+      SizeTo(k_[i], n);
+      SizeTo(kbar_[i], n);
     }
-    ybar_.resize(n);
-    thetabar_.resize(dynamics.param_dim());
+    SizeTo(ybar_, n);
+    SizeTo(thetabar_, dynamics.param_dim());
   }
 
   int NeededStages() const { return needed_count_; }
 
-  // Makes room for `rows` steps on the tape and in the Dynamics' slots (may allocate).
+  // Makes room for `rows` steps on the tape and in the Dynamics' slots (may allocate; a tape
+  // kept from an earlier call is reused as it is when its rows are large enough).
   void Reserve(long rows) {
-    if (rows <= static_cast<long>(y_.size())) return;
+    if (rows <= rows_) return;
     const Eigen::Index n = dynamics_.state_dim();
-    y_.resize(static_cast<std::size_t>(rows));
-    for (std::vector<Vector>& row : y_) {
-      row.resize(tableau_.stages);
+    if (static_cast<long>(y_.size()) < rows) y_.resize(static_cast<std::size_t>(rows));
+    for (long r = 0; r < rows; ++r) {
+      std::vector<Vector>& row = y_[static_cast<std::size_t>(r)];
+      if (static_cast<int>(row.size()) < tableau_.stages) row.resize(tableau_.stages);
       for (int i = 0; i < tableau_.stages; ++i) {
-        if (needed_[i] && row[i].size() != n) row[i].setZero(n);
+        if (needed_[i]) SizeTo(row[i], n);
       }
     }
     dynamics_.ReserveSlots(static_cast<int>(rows) * NeededStages());
+    rows_ = rows;
   }
-  long rows() const { return static_cast<long>(y_.size()); }
+  long rows() const { return rows_; }
 
   // f(t, x) of the last Step(): its first stage (c_1 = 0, y_1 = x), which every method evaluates.
   const Vector& StartSlope() const { return k_[0]; }
@@ -476,6 +514,15 @@ class TableauStepper {
       ++nfe;
       if (tableau_.b[i] != 0.0) x_next.noalias() += (h * tableau_.b[i]) * k_[i];
     }
+    return nfe;
+  }
+
+  // Step(row, keep = true) with x replaced by x_next.
+  long StepInPlace(long row, double t, double h, Eigen::Map<Vector> x) {
+    SizeTo(step_in_, x.size());
+    step_in_ = x;
+    const long nfe = Step(row, true, t, h, step_in_, step_out_);
+    x = step_out_;
     return nfe;
   }
 
@@ -512,26 +559,27 @@ class TableauStepper {
   const Vector& theta_;
   std::vector<bool> needed_;
   int needed_count_ = 0;
-  std::vector<int> slot_;               // index of a needed stage among the needed ones
-  std::vector<std::vector<Vector>> y_;  // the tape: y_[row][stage]
-  std::vector<Vector> k_, kbar_;
-  Vector ybar_, thetabar_;
+  std::vector<int> slot_;                // index of a needed stage among the needed ones
+  long rows_ = 0;                        // tape rows reserved for this solve
+  std::vector<std::vector<Vector>>& y_;  // the tape: y_[row][stage]
+  std::vector<Vector>& k_;
+  std::vector<Vector>& kbar_;
+  Vector& ybar_;
+  Vector& thetabar_;
+  Vector& step_in_;
+  Vector& step_out_;
 };
 
 // An odeint-style stepper for DriveFixed that steps with a TableauStepper onto consecutive tape
 // rows, so that the forward pass of a fixed-step solve is its own replay.
 struct TapingStepper {
   TableauStepper* tape;
-  Vector* x_in;
-  Vector* x_out;
   long* row;
   long* nfe;
   template <class System>
   void do_step(System& /*unused*/, State& x, double t, double h) {
     if (*row >= tape->rows()) tape->Reserve(*row + 1);  // the steps taken, not their bound
-    *x_in = View(x);
-    *nfe += tape->Step((*row)++, true, t, h, *x_in, *x_out);
-    View(x) = *x_out;
+    *nfe += tape->StepInPlace((*row)++, t, h, View(x));
   }
 };
 
@@ -582,9 +630,8 @@ ForwardRecord RecordForward(Dynamics& dynamics, const Vector& x0, const Vector& 
   };
   DriveConfig cfg = ForwardConfig(options, static_cast<std::size_t>(n));
   if (tape != nullptr) {
-    Vector x_in(n), x_out(n);
     long row = 0;
-    rec.stats = DriveFixed(TapingStepper{tape, &x_in, &x_out, &row, &nfe}, sys, x, options.t0,
+    rec.stats = DriveFixed(TapingStepper{tape, &row, &nfe}, sys, x, options.t0,
                            stops, cfg, on_step, on_stop);
   } else {
     rec.stats = Drive(sys, x, options.t0, stops, cfg, on_step, on_stop);
@@ -624,12 +671,13 @@ long TapeSteps(const GradientOptions& gopts, int stages, Eigen::Index n) {
 
 GradientResult DiscreteGradient(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                                 const std::vector<double>& output_times, const TrajectoryLoss& loss,
-                                const SolverOptions& options, const GradientOptions& gopts) {
+                                const SolverOptions& options, const GradientOptions& gopts,
+    GradientWorkspace::Storage& storage) {
   GradientResult result;
   SolveSummary& summary = result.summary;
   const Eigen::Index n = dynamics.state_dim();
   const ButcherTableau& tableau = TableauFor(options.method);
-  TableauStepper stepper(tableau, dynamics, theta);
+  TableauStepper stepper(tableau, dynamics, theta, storage);
   const int stages = stepper.NeededStages();
   const long tape_steps = TapeSteps(gopts, stages, n);
   // A fixed-step solve takes at most `steps` steps plus one for each output time that splits one.
@@ -824,7 +872,8 @@ GradientResult BacksolveGradient(Dynamics& dynamics, const Vector& x0, const Vec
 GradientResult CheckpointedGradient(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                                     const std::vector<double>& output_times,
                                     const TrajectoryLoss& loss, const SolverOptions& options,
-                                    const GradientOptions& gopts) {
+                                    const GradientOptions& gopts,
+    GradientWorkspace::Storage& storage) {
   GradientResult result;
   SolveSummary& summary = result.summary;
   const Eigen::Index n = dynamics.state_dim();
@@ -837,7 +886,7 @@ GradientResult CheckpointedGradient(Dynamics& dynamics, const Vector& x0, const 
   result.states = rec.outputs;
 
   const ButcherTableau& tableau = TableauFor(options.method);
-  TableauStepper replay(tableau, dynamics, theta);
+  TableauStepper replay(tableau, dynamics, theta, storage);
   replay.Reserve(1);
   const auto& points = store.points();
   const long total_steps = static_cast<long>(rec.steps.size());
@@ -1156,22 +1205,28 @@ Solution Integrate(Dynamics& dynamics, const Vector& x0, const Vector& theta,
 
 GradientResult Gradient(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                         const std::vector<double>& output_times, const TrajectoryLoss& loss,
-                        const SolverOptions& options, const GradientOptions& gradient_options) {
+                        const SolverOptions& options, const GradientOptions& gradient_options,
+                        GradientWorkspace* workspace) {
   const auto start = Clock::now();
   ValidateCall(dynamics, x0, theta, output_times, options);
   gradient_options.Validate();
   if (!loss) throw InputError("Gradient: the loss function is empty");
+  std::optional<GradientWorkspace> own;
+  if (workspace == nullptr) workspace = &own.emplace();
+  GradientWorkspace::Storage& storage = workspace->storage();
   GradientResult result;
   switch (gradient_options.mode) {
     case GradientMode::kDiscrete:
-      result = DiscreteGradient(dynamics, x0, theta, output_times, loss, options, gradient_options);
+      result = DiscreteGradient(dynamics, x0, theta, output_times, loss, options, gradient_options,
+                                storage);
       break;
     case GradientMode::kBacksolve:
       result = BacksolveGradient(dynamics, x0, theta, output_times, loss, options, gradient_options);
       break;
     case GradientMode::kCheckpointed:
       result =
-          CheckpointedGradient(dynamics, x0, theta, output_times, loss, options, gradient_options);
+          CheckpointedGradient(dynamics, x0, theta, output_times, loss, options, gradient_options,
+                               storage);
       break;
   }
   if (options.check_finite && (!result.grad_x0.allFinite() || !result.grad_theta.allFinite())) {

@@ -22,6 +22,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -134,9 +135,33 @@ struct GradientResult {
   SolveSummary summary;
 };
 
+// Memory the discrete and checkpointed gradients keep from one call to the next: the tape of stage
+// states and the stages' work vectors. A loop that asks for many gradients of one problem (a
+// training loop, an optimiser's iterations) passes the same workspace to every call and then
+// allocates the tape once; without one, every call allocates and zeroes its own (for a
+// convolutional ODE-Net batch, tens of MB a call, given back to the system and faulted in again).
+// It grows to the largest problem it served and is freed with the object. One call at a time.
+class GradientWorkspace {
+ public:
+  GradientWorkspace();
+  ~GradientWorkspace();
+  GradientWorkspace(GradientWorkspace&&) noexcept;
+  GradientWorkspace& operator=(GradientWorkspace&&) noexcept;
+  GradientWorkspace(const GradientWorkspace&) = delete;
+  GradientWorkspace& operator=(const GradientWorkspace&) = delete;
+
+  struct Storage;  // defined in integrate.cc
+  Storage& storage() { return *storage_; }
+
+ private:
+  std::unique_ptr<Storage> storage_;
+};
+
+// `workspace` (optional) lends the tape and work vectors (above); the results do not depend on it.
 GradientResult Gradient(Dynamics& dynamics, const Vector& x0, const Vector& theta,
                         const std::vector<double>& output_times, const TrajectoryLoss& loss,
-                        const SolverOptions& options, const GradientOptions& gradient_options);
+                        const SolverOptions& options, const GradientOptions& gradient_options,
+                        GradientWorkspace* workspace = nullptr);
 
 // Forward sensitivity: integrates the variational equation dJ/dt = ∂f/∂x J, J(t0) = I, with
 // the state, and returns J(t_i) = ∂x(t_i)/∂x0 at each output time. Cost: state_dim vjps per f

@@ -13,6 +13,7 @@
 #include "solvers/errors.h"
 #include "solvers/gradient_check.h"
 #include "solvers/integrate.h"
+#include "tests/common/allocation_counter.h"
 #include "tests/solvers/test_dynamics.h"
 
 namespace diffeoflow {
@@ -168,6 +169,67 @@ INSTANTIATE_TEST_SUITE_P(Engine, DiscreteTape,
                          ::testing::Values(Method::kEuler, Method::kRk4, Method::kDopri5,
                                            Method::kFehlberg78),
                          [](const auto& info) { return MethodName(info.param); });
+
+// A GradientWorkspace lends memory and nothing else: shared by problems of other sizes, other
+// methods and other Dynamics objects, it gives the same gradient bit for bit as a call without
+// one, keeps the replay contract (a tape kept from a longer solve still reserves the slots of the
+// new Dynamics), and a repeated call allocates none of the tape again.
+TEST(GradientWorkspace, LendsMemoryAndChangesNoResult) {
+  struct Call {
+    int batch, dim;
+    Method method;
+    GradientMode mode;
+    int steps, checkpoint_every;
+  };
+  const Call calls[] = {
+      {6, 3, Method::kRk4, GradientMode::kDiscrete, 12, 0},      // the longest tape first
+      {4, 2, Method::kRk4, GradientMode::kDiscrete, 10, 0},      // fewer, smaller rows
+      {4, 2, Method::kDopri5, GradientMode::kDiscrete, 10, 3},   // replayed segments
+      {5, 2, Method::kFehlberg78, GradientMode::kDiscrete, 6, 0},
+      {4, 2, Method::kDopri5, GradientMode::kCheckpointed, 10, 3},
+      {4, 2, Method::kRk4, GradientMode::kDiscrete, 10, 0},
+  };
+  GradientWorkspace workspace;
+  for (const Call& c : calls) {
+    SCOPED_TRACE(MethodName(c.method) + " " + GradientModeName(c.mode) + " batch " +
+                 std::to_string(c.batch));
+    SolverOptions options;
+    options.method = c.method;
+    options.steps = c.steps;
+    options.rtol = options.atol = 1e-3;
+    GradientOptions gopts;
+    gopts.mode = c.mode;
+    gopts.checkpoint_every = c.checkpoint_every;
+    const std::vector<double> times = {0.4, 1.0};
+    std::mt19937 rng(static_cast<unsigned>(c.batch * 7 + c.steps));
+    std::normal_distribution<double> normal(0.0, 1.0);
+    ContractRecorder alone(c.batch, c.dim, 5), lent(c.batch, c.dim, 5);
+    const Vector x0 = Vector::NullaryExpr(alone.state_dim(), [&] { return normal(rng); });
+    const Vector theta = Vector::NullaryExpr(alone.param_dim(), [&] { return 0.6 * normal(rng); });
+    const GradientResult a = Gradient(alone, x0, theta, times, Squares, options, gopts);
+    const GradientResult b = Gradient(lent, x0, theta, times, Squares, options, gopts, &workspace);
+    EXPECT_EQ(lent.violations, 0);
+    EXPECT_EQ(a.loss, b.loss);
+    EXPECT_TRUE((a.grad_x0.array() == b.grad_x0.array()).all());
+    EXPECT_TRUE((a.grad_theta.array() == b.grad_theta.array()).all());
+    EXPECT_EQ(a.summary.nfe_forward, b.summary.nfe_forward);
+    EXPECT_EQ(a.summary.nfe_backward, b.summary.nfe_backward);
+  }
+  // A taped RK4 solve of 10 steps keeps 40 stage states: a repeated call with the workspace
+  // allocates none of them, a call without one allocates all of them.
+  Problem p;
+  SolverOptions options;
+  options.steps = 10;
+  GradientWorkspace kept;
+  Gradient(p.dyn, p.x0, p.theta, {1.0}, Squares, options, GradientOptions{}, &kept);
+  long before = testing::AllocationCount();
+  Gradient(p.dyn, p.x0, p.theta, {1.0}, Squares, options, GradientOptions{}, &kept);
+  const long with_workspace = testing::AllocationCount() - before;
+  before = testing::AllocationCount();
+  Gradient(p.dyn, p.x0, p.theta, {1.0}, Squares, options, GradientOptions{});
+  const long without = testing::AllocationCount() - before;
+  EXPECT_GE(without - with_workspace, 40) << without << " against " << with_workspace;
+}
 
 // Backsolve asks for the vjp right after f at the same point, through slot 0.
 TEST(ReplayContract, BacksolveCallsVjpSlotAfterFSlotAtTheSamePoint) {
