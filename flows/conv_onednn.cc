@@ -10,6 +10,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
+#include "flows/kernels.h"
 #include "solvers/errors.h"
 
 namespace diffeoflow::flows {
@@ -43,11 +44,37 @@ void ForEachChannel(const Layout& layout, Index channels, Index pixels, Index sa
   }
 }
 
+// True when the layout keeps the pixels of one channel block contiguous (nChw8c, nChw16c): pixel
+// p of channel c0 + cc is at p · block + cc from the block's start.
+bool PixelsContiguous(const Layout& layout, Index width) {
+  return layout.block > 1 && layout.w == layout.block && layout.h == width * layout.block;
+}
+
 // The batch rounded to float into the tensor (zeros in the channels the layout pads); adds Σ_b of
 // it into `sum` (pixels × channels) when given.
 void ToTensor(const Layout& layout, Index channels, Index height, Index width,
               const double* batch, Index samples, float* tensor, double* sum = nullptr) {
   const Index pixels = height * width;
+  if (PixelsContiguous(layout, width)) {
+    // A channel block at a time, transposed in registers (the per-channel order below writes
+    // one float a cache line).
+    const Index block = layout.block;
+    for (Index n = 0; n < samples; ++n) {
+      for (Index c0 = 0; c0 < layout.padded_channels; c0 += block) {
+        float* out = tensor + layout.channel(n, c0);
+        const Index live = std::clamp<Index>(channels - c0, 0, block);
+        const double* in = batch + (n * channels + c0) * pixels;
+        kernels::PackChannels(in, live, pixels, block, out);
+        if (sum == nullptr) continue;
+        for (Index cc = 0; cc < live; ++cc) {
+          double* s = sum + (c0 + cc) * pixels;
+          const double* column = in + cc * pixels;
+          for (Index p = 0; p < pixels; ++p) s[p] += column[p];
+        }
+      }
+    }
+    return;
+  }
   for (Index n = 0; n < samples; ++n) {
     for (Index c = channels; c < layout.padded_channels; ++c) {
       float* base = tensor + layout.channel(n, c);
@@ -74,6 +101,24 @@ void ToTensor(const Layout& layout, Index channels, Index height, Index width,
 void FromTensor(const Layout& layout, Index channels, Index height, Index width,
                 const float* tensor, Index samples, double* batch, const double* add = nullptr) {
   const Index pixels = height * width;
+  if (PixelsContiguous(layout, width)) {
+    const Index block = layout.block;
+    for (Index n = 0; n < samples; ++n) {
+      for (Index c0 = 0; c0 < channels; c0 += block) {
+        const float* in = tensor + layout.channel(n, c0);
+        const Index live = std::min(block, channels - c0);
+        double* out = batch + (n * channels + c0) * pixels;
+        kernels::UnpackChannels(in, live, pixels, block, out);
+        if (add == nullptr) continue;
+        for (Index cc = 0; cc < live; ++cc) {
+          double* column = out + cc * pixels;
+          const double* a = add + (c0 + cc) * pixels;
+          for (Index p = 0; p < pixels; ++p) column[p] += a[p];
+        }
+      }
+    }
+    return;
+  }
   ForEachChannel(layout, channels, pixels, samples, batch, tensor,
                  [&](Index c, double* column, const float* base) {
                    for (Index h = 0; h < height; ++h) {
@@ -284,6 +329,7 @@ OneDnnConvolution& OneDnnConvolution::operator=(const OneDnnConvolution& other) 
     std::swap(inside_, copy.inside_);
     std::swap(shift_, copy.shift_);
     std::swap(buffers_, copy.buffers_);
+    input_held_ = nullptr;
   }
   return *this;
 }
@@ -300,6 +346,7 @@ OneDnnConvolution::Plan& OneDnnConvolution::PlanFor(Index batch) {
   }
   // oneDNN splits the work by the thread count at creation: the same as at execution.
   const OnCallingThread single_thread;
+  input_held_ = nullptr;  // the buffers may grow below
   plans_.push_back(std::make_unique<Plan>(geometry_, batch));
   Plan& plan = *plans_.back();
   const auto grow = [](Buffer& buffer, const memory& m) {
@@ -368,6 +415,8 @@ void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x
   }
   ToTensor(LayoutOf(plan.src.get_desc()), g.in_channels, g.in_height, g.in_width, x.data(),
            batch, static_cast<float*>(plan.src.get_data_handle()));
+  input_held_ = x.data();
+  input_held_batch_ = batch;
   Run(plan.forward, plan.stream, plan.forward_args);
   plan.stream.wait();
   FromTensor(LayoutOf(plan.dst.get_desc()), g.out_channels, g.out_height, g.out_width,
@@ -392,8 +441,14 @@ void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView 
              g.out_width, y_bar.data(), batch,
              static_cast<float*>(plan.weights_diff_dst.get_data_handle()));
   }
-  ToTensor(LayoutOf(plan.weights_src.get_desc()), g.in_channels, g.in_height, g.in_width,
-           x.data(), batch, static_cast<float*>(plan.weights_src.get_data_handle()));
+  // The weight gradient reads x from the input buffer, which still holds it when this Backward
+  // follows the Forward of x in the same layout.
+  if (x.data() != input_held_ || batch != input_held_batch_ ||
+      plan.weights_src.get_desc() != plan.src.get_desc()) {
+    ToTensor(LayoutOf(plan.weights_src.get_desc()), g.in_channels, g.in_height, g.in_width,
+             x.data(), batch, static_cast<float*>(plan.weights_src.get_data_handle()));
+    input_held_ = nullptr;
+  }
   Run(plan.backward_data, plan.stream, plan.data_args);
   Run(plan.backward_weights, plan.stream, plan.weights_args);
   if (plan.reorder_diff_weights) {

@@ -79,6 +79,11 @@ class OneDnnConvolution {
   // inside_[tap · H'W' + p]: tap (u, v) reads a pixel inside the image at output pixel p.
   std::vector<unsigned char> inside_;
   Matrix shift_;  // (H'W') × C_out: b_o + t M[o, p]; in Backward, S = Σ_b ȳ
+  // The batch whose float copy the input buffer holds, as the last Forward left it (null once a
+  // Backward put another input there). A Backward with that x — the layer contract: Backward
+  // follows the Forward of its x (flows/layers.h) — reads it instead of converting x again.
+  const double* input_held_ = nullptr;
+  Index input_held_batch_ = 0;
 };
 
 }  // namespace diffeoflow::flows

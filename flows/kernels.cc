@@ -34,6 +34,8 @@ struct Variant {
   decltype(&sse2::GemmSingle) gemm_single;
   decltype(&sse2::GatherSingle) gather_single;
   decltype(&sse2::ScatterAddSingle) scatter_add_single;
+  decltype(&sse2::PackChannels) pack_channels;
+  decltype(&sse2::UnpackChannels) unpack_channels;
 };
 
 #define DIFFEOFLOW_VARIANT(isa)                                                            \
@@ -41,7 +43,7 @@ struct Variant {
     #isa, &isa::Gemm, &isa::GemmBias, &isa::Tanh, &isa::Sigmoid, &isa::Softplus, &isa::Relu, \
         &isa::TanhBackward, &isa::SigmoidBackward, &isa::ReluBackward, &isa::RowSums,      \
         &isa::Gather, &isa::ScatterAdd, &isa::GemmSingle, &isa::GatherSingle,              \
-        &isa::ScatterAddSingle                                                             \
+        &isa::ScatterAddSingle, &isa::PackChannels, &isa::UnpackChannels                   \
   }
 
 // Chosen once from the CPU; immutable afterwards.
@@ -99,6 +101,12 @@ void GatherSingle(const double* source, const std::int32_t* index, float* y, Ind
 }
 void ScatterAddSingle(const float* x, const std::int32_t* index, double* target, Index n) {
   Active().scatter_add_single(x, index, target, n);
+}
+void PackChannels(const double* x, Index channels, Index pixels, Index block, float* y) {
+  Active().pack_channels(x, channels, pixels, block, y);
+}
+void UnpackChannels(const float* y, Index channels, Index pixels, Index block, double* x) {
+  Active().unpack_channels(y, channels, pixels, block, x);
 }
 std::string InstructionSet() { return Active().name; }
 

@@ -26,6 +26,8 @@
                   Index ldc);                                                                  \
   void GatherSingle(const double* source, const std::int32_t* index, float* y, Index n);      \
   void ScatterAddSingle(const float* x, const std::int32_t* index, double* target, Index n);  \
+  void PackChannels(const double* x, Index channels, Index pixels, Index block, float* y);    \
+  void UnpackChannels(const float* y, Index channels, Index pixels, Index block, double* x);  \
   }
 
 DIFFEOFLOW_DECLARE_KERNELS(sse2)

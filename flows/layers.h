@@ -36,7 +36,9 @@ class Layer {
   // Sizes the workspaces for batches of up to `batch` samples; the only call that allocates.
   virtual void Reserve(Index /*batch*/) {}
   virtual void Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) = 0;
-  // y is the output of Forward for the same (t, θ, x).
+  // y is the output of Forward for the same (t, θ, x), and that Forward is the last this object
+  // ran: a layer may keep what Backward needs from it (GroupNorm's statistics, a convolution's
+  // float copy of x).
   virtual void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y,
                         ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) = 0;
   virtual std::unique_ptr<Layer> Clone() const = 0;

@@ -116,6 +116,38 @@ TEST_F(OneDnnConvolutionTest, AgreesWithTheDoubleIm2colLayer) {
   for (const Case& c : cases) ExpectAgreesWithDouble(c, rng);
 }
 
+// The weight gradient reads the float copy of x the Forward left when the Backward is at that x,
+// and converts x otherwise: a convolution is linear in x, so a Backward at another input without
+// its Forward (Conv2d::TangentBackward runs one at ẋ) is the same as with it, bit for bit, and a
+// Backward at the forward's x after it converts again.
+TEST_F(OneDnnConvolutionTest, BackwardAtAnotherInputConvertsIt) {
+  const ImageShape in{16, 7, 7};
+  const Index batch = 3;
+  Conv2d conv(in, 16, 3, 1, 1, /*concat_time=*/true, Precision::kSingle);
+  ASSERT_TRUE(conv.on_onednn());
+  std::mt19937 rng(5);
+  const Vector theta = RandomVector(conv.param_dim(), rng);
+  const Vector x = RandomVector(in.size() * batch, rng), other = RandomVector(in.size() * batch, rng);
+  const Vector y_bar = RandomVector(conv.output_size() * batch, rng);
+  const Outputs at_x = RunLayer(conv, 0.3, theta, x, y_bar, batch);
+  const Outputs at_other = RunLayer(conv, 0.3, theta, other, y_bar, batch);
+  ASSERT_GT((at_x.theta_bar - at_other.theta_bar).norm(), 0.0);
+  // Forward at x, then Backward at the other input, then at x again.
+  const auto backward = [&](const Vector& input) {
+    Vector x_bar(in.size() * batch), theta_bar(conv.param_dim());
+    conv.Backward(0.3, theta.data(), ConstMatrixView(input.data(), in.size(), batch),
+                  ConstMatrixView(at_x.y.data(), conv.output_size(), batch),
+                  ConstMatrixView(y_bar.data(), conv.output_size(), batch),
+                  MatrixView(x_bar.data(), in.size(), batch), theta_bar.data());
+    return theta_bar;
+  };
+  Vector y(conv.output_size() * batch);
+  conv.Forward(0.3, theta.data(), ConstMatrixView(x.data(), in.size(), batch),
+               MatrixView(y.data(), conv.output_size(), batch));
+  EXPECT_EQ(backward(other), at_other.theta_bar);
+  EXPECT_EQ(backward(x), at_x.theta_bar);
+}
+
 // Primitives are made once per batch size and kept: alternating sizes gives, call for call, the
 // same results as a fresh layer; a copy gives the same results as the original.
 TEST_F(OneDnnConvolutionTest, BatchSizesAndCopiesGiveTheSameResults) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -250,6 +251,55 @@ TEST(Kernels, BackwardPassesGatherAndScatterMatchPlainLoops) {
     v.row_sums(x.data(), 5, 7, sums.data());
     const Eigen::Map<const Matrix> m(x.data(), 5, 7);
     EXPECT_LT((sums - m.rowwise().sum()).cwiseAbs().maxCoeff(), 1e-14) << v.name;
+  }
+}
+
+// The channel-blocked packing of oneDNN tensors, every variant against the element-by-element
+// definition: channel counts below, at and above the 8-wide register blocks, pixel counts with and
+// without a remainder, blocks of 8 and 16; padding channels zeroed; unpacking inverts packing.
+TEST(Kernels, ChannelPackingMatchesTheLayoutElementByElement) {
+  struct Packing {
+    const char* name;
+    bool available;
+    decltype(&kernels::sse2::PackChannels) pack;
+    decltype(&kernels::sse2::UnpackChannels) unpack;
+  };
+  const Packing variants[] = {
+      {"sse2", true, &kernels::sse2::PackChannels, &kernels::sse2::UnpackChannels},
+      {"avx2", kernels::CpuHasAvx2(), &kernels::avx2::PackChannels, &kernels::avx2::UnpackChannels},
+      {"avx512", kernels::CpuHasAvx512(), &kernels::avx512::PackChannels,
+       &kernels::avx512::UnpackChannels},
+      {"dispatch", true, &kernels::PackChannels, &kernels::UnpackChannels},
+  };
+  std::mt19937 rng(12);
+  for (const Index block : {Index{8}, Index{16}}) {
+    for (const Index channels : {Index{1}, Index{7}, Index{8}, Index{13}, Index{16}}) {
+      if (channels > block) continue;
+      for (const Index pixels : {Index{1}, Index{8}, Index{49}, Index{196}}) {
+        const Vector x = testing::RandomVector(channels * pixels, rng);
+        for (const Packing& v : variants) {
+          if (!v.available) continue;
+          SCOPED_TRACE(std::string(v.name) + " block " + std::to_string(block) + " channels " +
+                       std::to_string(channels) + " pixels " + std::to_string(pixels));
+          std::vector<float> y(static_cast<std::size_t>(pixels * block), 7.0F);
+          v.pack(x.data(), channels, pixels, block, y.data());
+          int wrong = 0;
+          for (Index p = 0; p < pixels; ++p) {
+            for (Index c = 0; c < block; ++c) {
+              const float expected = c < channels ? static_cast<float>(x[c * pixels + p]) : 0.0F;
+              wrong += y[static_cast<std::size_t>(p * block + c)] != expected;
+            }
+          }
+          EXPECT_EQ(wrong, 0);
+          Vector back = Vector::Constant(channels * pixels, -1.0);
+          v.unpack(y.data(), channels, pixels, block, back.data());
+          for (Index i = 0; i < channels * pixels; ++i) {
+            wrong += back[i] != static_cast<double>(static_cast<float>(x[i]));
+          }
+          EXPECT_EQ(wrong, 0);
+        }
+      }
+    }
   }
 }
 
