@@ -330,19 +330,13 @@ void GroupNorm::Forward(double /*t*/, const double* theta, ConstMatrixView x, Ma
   const Index channels_per_group = shape_.channels / groups_;
   for (Index b = 0; b < x.cols(); ++b) {
     for (Index g = 0; g < groups_; ++g) {
-      Eigen::Map<const Vector> xs(x.col(b).data() + g * per_group, per_group);
-      const double mean = xs.mean();
-      const double var = (xs.array() - mean).square().mean();
-      const double inv_std = 1.0 / std::sqrt(var + epsilon_);
-      mean_(g, b) = mean;
-      inv_std_(g, b) = inv_std;
-      for (Index k = 0; k < channels_per_group; ++k) {
-        const Index c = g * channels_per_group + k;
-        const double gamma = theta[c], beta = theta[shape_.channels + c];
-        Eigen::Map<const Vector> xc(x.col(b).data() + c * P, P);
-        Eigen::Map<Vector> yc(y.col(b).data() + c * P, P);
-        yc = ((xc.array() - mean) * (inv_std * gamma) + beta).matrix();
-      }
+      const Index c = g * channels_per_group;
+      double statistics[2];
+      kernels::GroupNormForward(x.col(b).data() + g * per_group, channels_per_group, P,
+                                theta + c, theta + shape_.channels + c, epsilon_,
+                                y.col(b).data() + g * per_group, statistics);
+      mean_(g, b) = statistics[0];
+      inv_std_(g, b) = statistics[1];
     }
   }
 }
@@ -351,32 +345,15 @@ void GroupNorm::Backward(double /*t*/, const double* theta, ConstMatrixView x,
                          ConstMatrixView /*y*/, ConstMatrixView y_bar, MatrixView x_bar,
                          double* theta_bar) {
   const Index P = shape_.pixels(), C = shape_.channels;
-  const Index channels_per_group = C / groups_;
-  const double n = static_cast<double>(channels_per_group * P);
+  const Index channels_per_group = C / groups_, per_group = channels_per_group * P;
   Eigen::Map<Vector>(theta_bar, 2 * C).setZero();
   for (Index b = 0; b < x.cols(); ++b) {
     for (Index g = 0; g < groups_; ++g) {
-      const double mean = mean_(g, b), inv_std = inv_std_(g, b);
-      // Σ ĝ and Σ ĝ x̂ over the group.
-      double sum_g = 0.0, sum_gx = 0.0;
-      for (Index k = 0; k < channels_per_group; ++k) {
-        const Index c = g * channels_per_group + k;
-        Eigen::Map<const Vector> xc(x.col(b).data() + c * P, P);
-        Eigen::Map<const Vector> yb(y_bar.col(b).data() + c * P, P);
-        const auto x_hat = (xc.array() - mean) * inv_std;
-        theta_bar[c] += (yb.array() * x_hat).sum();
-        theta_bar[C + c] += yb.sum();
-        sum_g += theta[c] * yb.sum();
-        sum_gx += theta[c] * (yb.array() * x_hat).sum();
-      }
-      for (Index k = 0; k < channels_per_group; ++k) {
-        const Index c = g * channels_per_group + k;
-        Eigen::Map<const Vector> xc(x.col(b).data() + c * P, P);
-        Eigen::Map<const Vector> yb(y_bar.col(b).data() + c * P, P);
-        Eigen::Map<Vector> xb(x_bar.col(b).data() + c * P, P);
-        const auto x_hat = (xc.array() - mean) * inv_std;
-        xb = (inv_std * (theta[c] * yb.array() - sum_g / n - x_hat * (sum_gx / n))).matrix();
-      }
+      const Index c = g * channels_per_group, at = g * per_group;
+      const double statistics[2] = {mean_(g, b), inv_std_(g, b)};
+      kernels::GroupNormBackward(x.col(b).data() + at, y_bar.col(b).data() + at,
+                                 channels_per_group, P, theta + c, statistics,
+                                 x_bar.col(b).data() + at, theta_bar + c, theta_bar + C + c);
     }
   }
 }

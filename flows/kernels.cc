@@ -36,6 +36,8 @@ struct Variant {
   decltype(&sse2::ScatterAddSingle) scatter_add_single;
   decltype(&sse2::PackChannels) pack_channels;
   decltype(&sse2::UnpackChannels) unpack_channels;
+  decltype(&sse2::GroupNormForward) group_norm_forward;
+  decltype(&sse2::GroupNormBackward) group_norm_backward;
 };
 
 #define DIFFEOFLOW_VARIANT(isa)                                                            \
@@ -43,7 +45,8 @@ struct Variant {
     #isa, &isa::Gemm, &isa::GemmBias, &isa::Tanh, &isa::Sigmoid, &isa::Softplus, &isa::Relu, \
         &isa::TanhBackward, &isa::SigmoidBackward, &isa::ReluBackward, &isa::RowSums,      \
         &isa::Gather, &isa::ScatterAdd, &isa::GemmSingle, &isa::GatherSingle,              \
-        &isa::ScatterAddSingle, &isa::PackChannels, &isa::UnpackChannels                   \
+        &isa::ScatterAddSingle, &isa::PackChannels, &isa::UnpackChannels,                  \
+        &isa::GroupNormForward, &isa::GroupNormBackward                                    \
   }
 
 // Chosen once from the CPU; immutable afterwards.
@@ -107,6 +110,16 @@ void PackChannels(const double* x, Index channels, Index pixels, Index block, fl
 }
 void UnpackChannels(const float* y, Index channels, Index pixels, Index block, double* x) {
   Active().unpack_channels(y, channels, pixels, block, x);
+}
+void GroupNormForward(const double* x, Index channels, Index pixels, const double* gamma,
+                      const double* beta, double epsilon, double* y, double* statistics) {
+  Active().group_norm_forward(x, channels, pixels, gamma, beta, epsilon, y, statistics);
+}
+void GroupNormBackward(const double* x, const double* y_bar, Index channels, Index pixels,
+                       const double* gamma, const double* statistics, double* x_bar,
+                       double* gamma_bar, double* beta_bar) {
+  Active().group_norm_backward(x, y_bar, channels, pixels, gamma, statistics, x_bar, gamma_bar,
+                               beta_bar);
 }
 std::string InstructionSet() { return Active().name; }
 

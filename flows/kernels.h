@@ -66,6 +66,16 @@ void ScatterAddSingle(const float* x, const std::int32_t* index, double* target,
 void PackChannels(const double* x, Index channels, Index pixels, Index block, float* y);
 void UnpackChannels(const float* y, Index channels, Index pixels, Index block, double* x);
 
+// Group normalisation of one group of one sample (flows/conv.h GroupNorm): x holds `channels`
+// channels of `pixels` values each. Forward: μ and 1/σ = 1/√(mean((x − μ)²) + ε) of the whole
+// group into statistics[0], statistics[1], and y_c = γ_c (x_c − μ)/σ + β_c. Backward, from those
+// statistics: x̄ (overwritten), and γ̄_c += Σ ȳ_c x̂_c, β̄_c += Σ ȳ_c.
+void GroupNormForward(const double* x, Index channels, Index pixels, const double* gamma,
+                      const double* beta, double epsilon, double* y, double* statistics);
+void GroupNormBackward(const double* x, const double* y_bar, Index channels, Index pixels,
+                       const double* gamma, const double* statistics, double* x_bar,
+                       double* gamma_bar, double* beta_bar);
+
 // "avx512", "avx2" or "sse2": the variant in use.
 std::string InstructionSet();
 

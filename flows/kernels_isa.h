@@ -28,6 +28,11 @@
   void ScatterAddSingle(const float* x, const std::int32_t* index, double* target, Index n);  \
   void PackChannels(const double* x, Index channels, Index pixels, Index block, float* y);    \
   void UnpackChannels(const float* y, Index channels, Index pixels, Index block, double* x);  \
+  void GroupNormForward(const double* x, Index channels, Index pixels, const double* gamma,    \
+                        const double* beta, double epsilon, double* y, double* statistics);    \
+  void GroupNormBackward(const double* x, const double* y_bar, Index channels, Index pixels,  \
+                         const double* gamma, const double* statistics, double* x_bar,        \
+                         double* gamma_bar, double* beta_bar);                                \
   }
 
 DIFFEOFLOW_DECLARE_KERNELS(sse2)

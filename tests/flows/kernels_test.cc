@@ -303,6 +303,79 @@ TEST(Kernels, ChannelPackingMatchesTheLayoutElementByElement) {
   }
 }
 
+// Group normalisation of one group, every variant against the formulas in plain loops, and the
+// same bits wherever the group lies in memory (the batch's samples sit at every alignment).
+TEST(Kernels, GroupNormMatchesThePlainFormulasAtEveryAddress) {
+  struct Norm {
+    const char* name;
+    bool available;
+    decltype(&kernels::sse2::GroupNormForward) forward;
+    decltype(&kernels::sse2::GroupNormBackward) backward;
+  };
+  const Norm variants[] = {
+      {"sse2", true, &kernels::sse2::GroupNormForward, &kernels::sse2::GroupNormBackward},
+      {"avx2", kernels::CpuHasAvx2(), &kernels::avx2::GroupNormForward,
+       &kernels::avx2::GroupNormBackward},
+      {"avx512", kernels::CpuHasAvx512(), &kernels::avx512::GroupNormForward,
+       &kernels::avx512::GroupNormBackward},
+      {"dispatch", true, &kernels::GroupNormForward, &kernels::GroupNormBackward},
+  };
+  std::mt19937 rng(4);
+  const Index channels = 3, pixels = 49, n = channels * pixels;
+  const double epsilon = 1e-5;
+  const Vector x = testing::RandomVector(n, rng), y_bar = testing::RandomVector(n, rng);
+  const Vector gamma = testing::RandomVector(channels, rng), beta = testing::RandomVector(channels, rng);
+  // The reference.
+  const double mean = x.mean();
+  const double inv_std = 1.0 / std::sqrt((x.array() - mean).square().mean() + epsilon);
+  const Vector x_hat = ((x.array() - mean) * inv_std).matrix();
+  Vector y(n), x_bar(n), gamma_bar(channels), beta_bar(channels);
+  double sum_g = 0.0, sum_gx = 0.0;
+  for (Index c = 0; c < channels; ++c) {
+    const auto s = Eigen::seqN(c * pixels, pixels);
+    y(s) = (gamma[c] * x_hat(s).array() + beta[c]).matrix();
+    gamma_bar[c] = 1.0 + y_bar(s).dot(x_hat(s));  // the kernel adds to what is there
+    beta_bar[c] = 2.0 + y_bar(s).sum();
+    sum_g += gamma[c] * y_bar(s).sum();
+    sum_gx += gamma[c] * y_bar(s).dot(x_hat(s));
+  }
+  for (Index c = 0; c < channels; ++c) {
+    const auto s = Eigen::seqN(c * pixels, pixels);
+    x_bar(s) = (inv_std * (gamma[c] * y_bar(s).array() - sum_g / static_cast<double>(n) -
+                           x_hat(s).array() * (sum_gx / static_cast<double>(n))))
+                   .matrix();
+  }
+  for (const Norm& v : variants) {
+    if (!v.available) continue;
+    std::vector<Vector> outputs;
+    for (Index shift = 0; shift < 4; ++shift) {  // x, ȳ and the outputs at 4 alignments
+      SCOPED_TRACE(std::string(v.name) + " shifted by " + std::to_string(shift));
+      Vector xs = Vector::Zero(n + 4), ybs = Vector::Zero(n + 4), out = Vector::Zero(n + 4);
+      Vector out_bar = Vector::Zero(n + 4);
+      xs.segment(shift, n) = x;
+      ybs.segment(shift, n) = y_bar;
+      double statistics[2];
+      v.forward(xs.data() + shift, channels, pixels, gamma.data(), beta.data(), epsilon,
+                out.data() + shift, statistics);
+      EXPECT_NEAR(statistics[0], mean, 1e-15);
+      EXPECT_NEAR(statistics[1], inv_std, 1e-13 * inv_std);
+      EXPECT_LT(testing::RelativeMaxError(out.segment(shift, n), y), 1e-13);
+      Vector gb = Vector::Ones(channels), bb = Vector::Constant(channels, 2.0);
+      v.backward(xs.data() + shift, ybs.data() + shift, channels, pixels, gamma.data(),
+                 statistics, out_bar.data() + shift, gb.data(), bb.data());
+      EXPECT_LT(testing::RelativeMaxError(out_bar.segment(shift, n), x_bar), 1e-12);
+      EXPECT_LT(testing::RelativeMaxError(gb, gamma_bar), 1e-13);
+      EXPECT_LT(testing::RelativeMaxError(bb, beta_bar), 1e-13);
+      Vector all(2 * n + 2 * channels + 2);
+      all << out.segment(shift, n), out_bar.segment(shift, n), gb, bb, statistics[0], statistics[1];
+      outputs.push_back(all);
+    }
+    for (std::size_t k = 1; k < outputs.size(); ++k) {
+      EXPECT_TRUE((outputs[k].array() == outputs[0].array()).all()) << v.name << " shift " << k;
+    }
+  }
+}
+
 TEST(Kernels, DispatchPicksTheWidestAvailableVariant) {
   const std::string isa = kernels::InstructionSet();
   if (kernels::CpuHasAvx512()) {
