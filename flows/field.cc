@@ -156,6 +156,12 @@ void NetworkField::Backward(std::size_t copy, double t, ConstVectorRef x, ConstV
   for (std::size_t s = 1; s < shards_.size(); ++s) a_theta += shards_[s]->theta_bar;
 }
 
+void NetworkField::ForStateRanges(const RangeJob& job) {
+  ForEachShard([&](int /*shard*/, Index begin, Index count) {
+    job(begin * features_, (begin + count) * features_);
+  });
+}
+
 void NetworkField::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) {
   Forward(0, t, x, theta, dxdt.data());
 }

@@ -49,6 +49,8 @@ class NetworkField : public Dynamics {
   void f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
   void vjp(double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a, VectorRef a_x,
            VectorRef a_theta) override;
+  // The samples of each shard, on that shard's thread.
+  void ForStateRanges(const RangeJob& job) override;
 
   // The replay contract (solvers/dynamics.h): slot s is a copy of the network whose forward
   // activations f_slot leaves for vjp_slot's back-propagation; plain f and vjp run on a copy of

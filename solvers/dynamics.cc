@@ -4,6 +4,8 @@ namespace diffeoflow {
 
 void Dynamics::ReserveSlots(int /*slots*/) {}
 
+void Dynamics::ForStateRanges(const RangeJob& job) { job(0, state_dim()); }
+
 void Dynamics::f_slot(int /*slot*/, double t, ConstVectorRef x, ConstVectorRef theta,
                       VectorRef dxdt) {
   f(t, x, theta, dxdt);

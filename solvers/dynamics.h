@@ -43,6 +43,8 @@
 //    states.
 #pragma once
 
+#include <functional>
+
 #include <Eigen/Core>
 
 namespace diffeoflow {
@@ -71,6 +73,14 @@ class Dynamics {
   virtual void f_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt);
   virtual void vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta,
                         ConstVectorRef a, VectorRef a_x, VectorRef a_theta);
+
+  // The engine's own arithmetic on states (the stage combinations of the discrete adjoint's
+  // Runge–Kutta steps) in pieces: job(begin, end) for ranges that partition [0, state_dim()),
+  // which may run at the same time on different threads (a job touches only its range). A
+  // Dynamics with worker threads runs the ranges on them, so that this arithmetic is not left to
+  // one thread; the default runs job(0, state_dim()) on the caller. Must not allocate.
+  using RangeJob = std::function<void(Eigen::Index begin, Eigen::Index end)>;
+  virtual void ForStateRanges(const RangeJob& job);
 
   // ∂f/∂x as a dense matrix (state_dim × state_dim) from state_dim() vjp calls with unit vectors:
   // right for the small systems forward sensitivity (ForwardSensitivity) is meant for.

@@ -3,9 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace diffeoflow {
 
@@ -85,7 +88,7 @@ std::string DynamicsCheckResult::Report() const {
   out << "vjp against central differences: state " << state_error << ", θ " << param_error
       << "; outputs overwritten: f " << (f_overwrites ? "yes" : "no") << ", vjp "
       << (vjp_overwrites ? "yes" : "no") << "; slots against plain calls " << slot_error
-      << "; allocations: ";
+      << "; state ranges tile the state: " << (ranges_tile ? "yes" : "no") << "; allocations: ";
   if (f_allocations < 0) {
     out << "not counted";
   } else {
@@ -166,6 +169,31 @@ DynamicsCheckResult CheckDynamics(Dynamics& dynamics, double t, const Vector& x,
   result.slot_error = std::max({result.slot_error, relative(f_slot1, f_plain),
                                 relative(ax_slot, ax_plain), relative(at_slot, at_plain)});
 
+  // ForStateRanges' ranges tile [0, n): recorded under a lock (they may run on several threads)
+  // into room reserved before, sorted, then walked.
+  std::mutex ranges_mutex;
+  std::vector<std::pair<Eigen::Index, Eigen::Index>> ranges;
+  ranges.reserve(1024);
+  bool ranges_overflow = false;
+  const auto record = [&](Eigen::Index begin, Eigen::Index end) {
+    std::lock_guard<std::mutex> lock(ranges_mutex);
+    if (ranges.size() == ranges.capacity()) {
+      ranges_overflow = true;
+      return;
+    }
+    ranges.emplace_back(begin, end);
+  };
+  dynamics.ForStateRanges(std::cref(record));
+  std::sort(ranges.begin(), ranges.end());
+  Eigen::Index covered = 0;
+  result.ranges_tile = !ranges_overflow;
+  for (const auto& [begin, end] : ranges) {
+    if (begin != covered || end < begin) result.ranges_tile = false;
+    covered = std::max(covered, end);
+  }
+  result.ranges_tile = result.ranges_tile && covered == n;
+  const auto nothing = [](Eigen::Index, Eigen::Index) {};
+
   // No allocation once warm: the calls above were the warm-up (first-call dispatch, threads).
   // The counted calls alternate between x and a nearby state, as the stages of a step do, so that
   // a Dynamics that remembers its last evaluation is counted on both paths.
@@ -176,6 +204,7 @@ DynamicsCheckResult CheckDynamics(Dynamics& dynamics, double t, const Vector& x,
       dynamics.f(t, nearby, theta, backward);
       dynamics.f_slot(0, t, x, theta, f_slot0);
       dynamics.f_slot(1, t, nearby, theta, f_slot1);
+      dynamics.ForStateRanges(std::cref(nothing));
     }
     result.f_allocations = options.allocation_count() - before;
     before = options.allocation_count();
@@ -191,6 +220,7 @@ DynamicsCheckResult CheckDynamics(Dynamics& dynamics, double t, const Vector& x,
   result.passed = result.state_error <= options.tolerance &&
                   result.param_error <= options.tolerance && result.f_overwrites &&
                   result.vjp_overwrites && result.slot_error <= options.slot_tolerance &&
+                  result.ranges_tile &&
                   result.f_allocations <= 0 &&
                   result.vjp_allocations <= 0;
   return result;

@@ -42,9 +42,10 @@ GradientCheckResult CheckDirectionalDerivative(const std::function<double(const 
 //  - the replay contract (dynamics.h): after ReserveSlots(2), f_slot(0, x) and f_slot(1, x'),
 //    then plain f and vjp at a third state, vjp_slot(0, x) and vjp_slot(1, x') equal plain vjps
 //    at x and x', and f_slot equals f (to `slot_tolerance`, relative);
-//  - f, vjp, f_slot and vjp_slot do not allocate: when `allocation_count` is given (a test binary
-//    that replaces the global operator new supplies it), repeated calls after a warm-up must not
-//    change the count.
+//  - ForStateRanges gives ranges that tile [0, state_dim()) (in any order, on any thread);
+//  - f, vjp, f_slot, vjp_slot and ForStateRanges do not allocate: when `allocation_count` is given
+//    (a test binary that replaces the global operator new supplies it), repeated calls after a
+//    warm-up must not change the count.
 struct DynamicsCheckOptions {
   double h = 1e-6;                // central-difference step along a unit direction
   double tolerance = 1e-6;        // largest relative error accepted
@@ -62,7 +63,9 @@ struct DynamicsCheckResult {
   bool f_overwrites = true;
   bool vjp_overwrites = true;
   double slot_error = 0.0;    // largest relative difference of slot calls from plain calls
-  long f_allocations = -1;    // allocations in the counted calls of f and f_slot; −1: not counted
+  bool ranges_tile = true;    // ForStateRanges' ranges tile the state
+  long f_allocations = -1;    // allocations in the counted calls of f, f_slot and ForStateRanges;
+                              // −1: not counted
   long vjp_allocations = -1;  // the same for vjp
   bool passed = false;        // errors ≤ tolerance, outputs overwritten, no allocation counted
   std::string Report() const;

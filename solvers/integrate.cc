@@ -416,7 +416,7 @@ struct GradientWorkspace::Storage {
   std::vector<std::vector<Vector>> tape;  // tape[row][stage]
   std::vector<Vector> k, kbar;
   Vector ybar, theta_bar;
-  Vector step_in, step_out;  // a taped forward step's start and end
+  Vector step_out;  // a taped forward step's end
 };
 
 GradientWorkspace::GradientWorkspace() : storage_(std::make_unique<Storage>()) {}
@@ -449,7 +449,6 @@ class TableauStepper {
         kbar_(storage.kbar),
         ybar_(storage.ybar),
         thetabar_(storage.theta_bar),
-        step_in_(storage.step_in),
         step_out_(storage.step_out) {
     const int s = tableau_.stages;
     const Eigen::Index n = dynamics.state_dim();
@@ -498,31 +497,56 @@ class TableauStepper {
   long Step(long row, bool keep, double t, double h, ConstVectorRef x, Vector& x_next) {
     const int s = tableau_.stages;
     std::vector<Vector>& y = y_[static_cast<std::size_t>(row)];
+    SizeTo(x_next, x.size());
     long nfe = 0;
-    x_next = x;
+    bool started = false;  // x_next holds x and the h b_j k_j of the stages j ≤ added
+    int added = -1;
+    // x_next = x + h Σ_{j ≤ last} b_j k_j, accumulated stage by stage (the order of the sum is
+    // the stages'), on [begin, end).
+    const auto accumulate = [&](Eigen::Index begin, Eigen::Index end, int last) {
+      auto xn = x_next.segment(begin, end - begin);
+      if (!started) xn = x.segment(begin, end - begin);
+      for (int j = added + 1; j <= last; ++j) {
+        if (needed_[j] && tableau_.b[j] != 0.0) {
+          xn.noalias() += (h * tableau_.b[j]) * k_[j].segment(begin, end - begin);
+        }
+      }
+    };
     for (int i = 0; i < s; ++i) {
       if (!needed_[i]) continue;
-      y[i] = x;
-      for (int j = 0; j < i; ++j) {
-        if (needed_[j] && tableau_.a[i][j] != 0.0) y[i].noalias() += (h * tableau_.a[i][j]) * k_[j];
-      }
+      // y_i = x + h Σ_{j<i} a_ij k_j, in one pass with x_next's share of the stages before i.
+      const auto combine = [&](Eigen::Index begin, Eigen::Index end) {
+        accumulate(begin, end, i - 1);
+        auto yi = y[i].segment(begin, end - begin);
+        yi = x.segment(begin, end - begin);
+        for (int j = 0; j < i; ++j) {
+          if (needed_[j] && tableau_.a[i][j] != 0.0) {
+            yi.noalias() += (h * tableau_.a[i][j]) * k_[j].segment(begin, end - begin);
+          }
+        }
+      };
+      dynamics_.ForStateRanges(std::cref(combine));
+      started = true;
+      added = i - 1;
       if (keep) {
         dynamics_.f_slot(Slot(row, i), t + tableau_.c[i] * h, y[i], theta_, k_[i]);
       } else {
         dynamics_.f(t + tableau_.c[i] * h, y[i], theta_, k_[i]);
       }
       ++nfe;
-      if (tableau_.b[i] != 0.0) x_next.noalias() += (h * tableau_.b[i]) * k_[i];
     }
+    const auto finish = [&](Eigen::Index begin, Eigen::Index end) { accumulate(begin, end, s - 1); };
+    dynamics_.ForStateRanges(std::cref(finish));
     return nfe;
   }
 
   // Step(row, keep = true) with x replaced by x_next.
   long StepInPlace(long row, double t, double h, Eigen::Map<Vector> x) {
-    SizeTo(step_in_, x.size());
-    step_in_ = x;
-    const long nfe = Step(row, true, t, h, step_in_, step_out_);
-    x = step_out_;
+    const long nfe = Step(row, true, t, h, x, step_out_);
+    const auto copy = [&](Eigen::Index begin, Eigen::Index end) {
+      x.segment(begin, end - begin) = step_out_.segment(begin, end - begin);
+    };
+    dynamics_.ForStateRanges(std::cref(copy));
     return nfe;
   }
 
@@ -532,19 +556,30 @@ class TableauStepper {
     const int s = tableau_.stages;
     const std::vector<Vector>& y = y_[static_cast<std::size_t>(row)];
     long nvjp = 0;
-    for (int i = 0; i < s; ++i) {
-      if (needed_[i]) kbar_[i] = (h * tableau_.b[i]) * lambda;
-    }
+    const auto seed = [&](Eigen::Index begin, Eigen::Index end) {
+      for (int i = 0; i < s; ++i) {
+        if (needed_[i]) {
+          kbar_[i].segment(begin, end - begin) = (h * tableau_.b[i]) * lambda.segment(begin, end - begin);
+        }
+      }
+    };
+    dynamics_.ForStateRanges(std::cref(seed));
     for (int i = s - 1; i >= 0; --i) {
       if (!needed_[i]) continue;
       dynamics_.vjp_slot(Slot(row, i), t + tableau_.c[i] * h, y[i], theta_, kbar_[i], ybar_,
                          thetabar_);
       ++nvjp;
       theta_bar += thetabar_;
-      lambda += ybar_;
-      for (int j = 0; j < i; ++j) {
-        if (needed_[j] && tableau_.a[i][j] != 0.0) kbar_[j].noalias() += (h * tableau_.a[i][j]) * ybar_;
-      }
+      const auto spread = [&](Eigen::Index begin, Eigen::Index end) {
+        const auto yb = ybar_.segment(begin, end - begin);
+        lambda.segment(begin, end - begin) += yb;
+        for (int j = 0; j < i; ++j) {
+          if (needed_[j] && tableau_.a[i][j] != 0.0) {
+            kbar_[j].segment(begin, end - begin).noalias() += (h * tableau_.a[i][j]) * yb;
+          }
+        }
+      };
+      dynamics_.ForStateRanges(std::cref(spread));
     }
     return nvjp;
   }
@@ -566,7 +601,6 @@ class TableauStepper {
   std::vector<Vector>& kbar_;
   Vector& ybar_;
   Vector& thetabar_;
-  Vector& step_in_;
   Vector& step_out_;
 };
 

@@ -89,6 +89,19 @@ class OneSlotOnly : public Faulty {
   Vector kept_;
 };
 
+// Hands out state ranges that overlap ([0, 2) and [1, 3)), or leave the last entry out.
+class BadRanges : public Faulty {
+ public:
+  explicit BadRanges(bool overlap) : Faulty(kNone), overlap_(overlap) {}
+  void ForStateRanges(const RangeJob& job) override {
+    job(0, 2);
+    if (overlap_) job(1, 3);
+  }
+
+ private:
+  bool overlap_;
+};
+
 TEST(DynamicsContract, TheCheckerCatchesEachFault) {
   const Vector x = Vector::LinSpaced(3, -0.5, 1.2);
   const Vector theta = Vector::Constant(1, 0.8);
@@ -117,6 +130,13 @@ TEST(DynamicsContract, TheCheckerCatchesEachFault) {
   EXPECT_FALSE(stale.passed);
   EXPECT_GT(stale.slot_error, 1e-6);
   EXPECT_EQ(ok.slot_error, 0.0);
+  EXPECT_TRUE(ok.ranges_tile);
+  for (const bool overlap : {true, false}) {
+    BadRanges ranges(overlap);
+    const DynamicsCheckResult untiled = CheckDynamics(ranges, 0.0, x, theta, options);
+    EXPECT_FALSE(untiled.passed) << overlap;
+    EXPECT_FALSE(untiled.ranges_tile) << overlap;
+  }
   // Without a counter nothing is counted, and the check still compares derivatives.
   const DynamicsCheckResult uncounted = CheckDynamics(allocates, 0.0, x, theta);
   EXPECT_TRUE(uncounted.passed) << uncounted.Report();
