@@ -85,6 +85,12 @@ class JacobianNormAugmented : public Dynamics {
   void vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
                 VectorRef a_x, VectorRef a_theta) override;
 
+  // The inner dynamics' ranges, then the regulariser's entry on the caller.
+  void ForStateRanges(const RangeJob& job) override {
+    inner_.ForStateRanges(job);
+    job(inner_.state_dim(), state_dim());
+  }
+
   // [z0, 0]
   Vector Augment(const Vector& z0) const;
 

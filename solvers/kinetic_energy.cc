@@ -45,6 +45,11 @@ void KineticEnergyAugmented::vjp_slot(int slot, double t, ConstVectorRef x, Cons
   a_x[n] = 0.0;
 }
 
+void KineticEnergyAugmented::ForStateRanges(const RangeJob& job) {
+  inner_.ForStateRanges(job);
+  job(inner_.state_dim(), state_dim());
+}
+
 Vector KineticEnergyAugmented::Augment(const Vector& x0) const {
   Vector z(x0.size() + 1);
   z << x0, 0.0;

@@ -32,6 +32,9 @@ class KineticEnergyAugmented : public Dynamics {
   void vjp_slot(int slot, double t, ConstVectorRef x, ConstVectorRef theta, ConstVectorRef a,
                 VectorRef a_x, VectorRef a_theta) override;
 
+  // The inner dynamics' ranges, then the action's entry on the caller.
+  void ForStateRanges(const RangeJob& job) override;
+
   // [x0, 0]
   Vector Augment(const Vector& x0) const;
 
