@@ -59,8 +59,8 @@ void GemmSingle(bool trans_a, bool trans_b, Index m, Index n, Index k, float alp
 void GatherSingle(const double* source, const std::int32_t* index, float* y, Index n);
 void ScatterAddSingle(const float* x, const std::int32_t* index, double* target, Index n);
 
-// The channel-blocked layouts of oneDNN (nChw8c, nChw16c; flows/conv_onednn.h): `channels` ≤ `block`
-// channels of `pixels` doubles each (x: channel c at x + c·pixels) rounded to float into y, pixel
+// The channel-blocked layouts of oneDNN (nChw8c, nChw16c; flows/conv_onednn.h): `channels` ≤
+// `block` channels of `pixels` doubles each (x: channel c at x + c·pixels) rounded to float into y, pixel
 // p's channels at y + p·block, the channels from `channels` to `block` set to zero. Unpack is the
 // way back (y's padding channels are not read).
 void PackChannels(const double* x, Index channels, Index pixels, Index block, float* y);

@@ -535,7 +535,9 @@ class TableauStepper {
       }
       ++nfe;
     }
-    const auto finish = [&](Eigen::Index begin, Eigen::Index end) { accumulate(begin, end, s - 1); };
+    const auto finish = [&](Eigen::Index begin, Eigen::Index end) {
+      accumulate(begin, end, s - 1);
+    };
     dynamics_.ForStateRanges(std::cref(finish));
     return nfe;
   }
@@ -559,7 +561,8 @@ class TableauStepper {
     const auto seed = [&](Eigen::Index begin, Eigen::Index end) {
       for (int i = 0; i < s; ++i) {
         if (needed_[i]) {
-          kbar_[i].segment(begin, end - begin) = (h * tableau_.b[i]) * lambda.segment(begin, end - begin);
+          kbar_[i].segment(begin, end - begin) =
+              (h * tableau_.b[i]) * lambda.segment(begin, end - begin);
         }
       }
     };

@@ -127,7 +127,8 @@ TEST_F(OneDnnConvolutionTest, BackwardAtAnotherInputConvertsIt) {
   ASSERT_TRUE(conv.on_onednn());
   std::mt19937 rng(5);
   const Vector theta = RandomVector(conv.param_dim(), rng);
-  const Vector x = RandomVector(in.size() * batch, rng), other = RandomVector(in.size() * batch, rng);
+  const Vector x = RandomVector(in.size() * batch, rng);
+  const Vector other = RandomVector(in.size() * batch, rng);
   const Vector y_bar = RandomVector(conv.output_size() * batch, rng);
   const Outputs at_x = RunLayer(conv, 0.3, theta, x, y_bar, batch);
   const Outputs at_other = RunLayer(conv, 0.3, theta, other, y_bar, batch);

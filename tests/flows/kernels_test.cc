@@ -324,7 +324,8 @@ TEST(Kernels, GroupNormMatchesThePlainFormulasAtEveryAddress) {
   const Index channels = 3, pixels = 49, n = channels * pixels;
   const double epsilon = 1e-5;
   const Vector x = testing::RandomVector(n, rng), y_bar = testing::RandomVector(n, rng);
-  const Vector gamma = testing::RandomVector(channels, rng), beta = testing::RandomVector(channels, rng);
+  const Vector gamma = testing::RandomVector(channels, rng);
+  const Vector beta = testing::RandomVector(channels, rng);
   // The reference.
   const double mean = x.mean();
   const double inv_std = 1.0 / std::sqrt((x.array() - mean).square().mean() + epsilon);

@@ -262,7 +262,8 @@ TEST(ReplayContract, StateRangesChangeNoBit) {
       SplitRanges split(4, 2, 5);
       const GradientResult whole =
           Gradient(p.dyn, p.x0, p.theta, {0.5, 1.0}, Squares, options, gopts);
-      const GradientResult pieces = Gradient(split, p.x0, p.theta, {0.5, 1.0}, Squares, options, gopts);
+      const GradientResult pieces =
+          Gradient(split, p.x0, p.theta, {0.5, 1.0}, Squares, options, gopts);
       EXPECT_GT(split.calls, 0);
       EXPECT_EQ(whole.loss, pieces.loss);
       EXPECT_TRUE((whole.grad_x0.array() == pieces.grad_x0.array()).all());
