@@ -477,7 +477,7 @@ class TableauStepper {
     if (rows <= rows_) return;
     const Eigen::Index n = dynamics_.state_dim();
     if (static_cast<long>(y_.size()) < rows) y_.resize(static_cast<std::size_t>(rows));
-    for (long r = 0; r < rows; ++r) {
+    for (long r = rows_; r < rows; ++r) {  // rows below rows_ were sized by this solve
       std::vector<Vector>& row = y_[static_cast<std::size_t>(r)];
       if (static_cast<int>(row.size()) < tableau_.stages) row.resize(tableau_.stages);
       for (int i = 0; i < tableau_.stages; ++i) {
