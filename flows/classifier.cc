@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "flows/conv.h"
+#include "flows/conv_field.h"
 #include "flows/jacobian_norm.h"
 #include "solvers/errors.h"
 #include "solvers/kinetic_energy.h"
@@ -120,6 +121,14 @@ Classifier::Classifier(const ModelSpec& spec, int threads) : spec_(spec), thread
       field_.Add(std::make_unique<Conv2d>(grid, C, 3, 1, 1, /*concat_time=*/true, p));
     }
     field_.Add(std::make_unique<GroupNorm>(grid, G));
+    // In single precision on oneDNN the field runs as one layer whose activations stay in float
+    // in oneDNN's blocked layout (flows/conv_field.h): the same function and θ, without the
+    // conversions between layers. The Jacobian-norm term differentiates the separate layers'
+    // tangents, so it keeps them.
+    if (p == Precision::kSingle && spec_.jacobian_norm == 0.0 &&
+        BlockedConvField::Available(C)) {
+      blocked_field_.Add(std::make_unique<BlockedConvField>(grid, G, 2));
+    }
     readout_.Add(std::make_unique<GroupNorm>(grid, G));
     readout_.Add(std::make_unique<ActivationLayer>(Activation::kRelu, grid.size()));
     readout_.Add(std::make_unique<GlobalAveragePool>(grid));
@@ -243,7 +252,8 @@ NetworkField& Classifier::FieldFor(Index batch, bool gradient) {
     const int threads =
         spec_.convolutional() || batch * spec_.hidden >= 16384 ? threads_ : 1;
     CachedField cached;
-    cached.field = std::make_unique<NetworkField>(field_, batch, threads);
+    cached.field = std::make_unique<NetworkField>(
+        blocked_field_.size() > 0 ? blocked_field_ : field_, batch, threads);
     it = fields_.emplace(std::make_pair(batch, gradient), std::move(cached)).first;
   }
   return *it->second.field;

@@ -173,6 +173,9 @@ class Classifier {
   // the forward pass for EmbedBackward); empty otherwise.
   std::vector<Sequential> embed_shards_;
   Sequential field_;               // odenet, anode
+  // The convolutional field as one BlockedConvField, when it can run so (single precision on
+  // oneDNN, no Jacobian-norm term); the fields are made of it instead of field_. Empty otherwise.
+  Sequential blocked_field_;
   std::vector<Sequential> blocks_; // resnet, c2, mlp
   Sequential readout_;
   Index embed_offset_ = 0, flow_offset_ = 0, readout_offset_ = 0, param_dim_ = 0;

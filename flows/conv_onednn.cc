@@ -192,10 +192,11 @@ struct OneDnnConvolution::Plan {
   std::vector<dnnl_exec_arg_t> forward_args, data_args, weights_args;
   std::vector<dnnl_exec_arg_t> to_weights_args, to_data_weights_args, from_diff_weights_args;
 
-  Plan(const ConvolutionGeometry& g, Index n);
+  // block: 0 lets oneDNN choose the activation layouts; 8 or 16 asks for nChw8c / nChw16c.
+  Plan(const ConvolutionGeometry& g, Index n, Index block);
 };
 
-OneDnnConvolution::Plan::Plan(const ConvolutionGeometry& g, Index n) : batch(n) {
+OneDnnConvolution::Plan::Plan(const ConvolutionGeometry& g, Index n, Index block) : batch(n) {
   const memory::dims src_dims = {n, g.in_channels, g.in_height, g.in_width};
   const memory::dims dst_dims = {n, g.out_channels, g.out_height, g.out_width};
   const memory::dims weight_dims = {g.out_channels, g.in_channels, g.kernel, g.kernel};
@@ -205,8 +206,9 @@ OneDnnConvolution::Plan::Plan(const ConvolutionGeometry& g, Index n) : batch(n) 
   const memory::dims padding_r = {
       (g.out_height - 1) * g.stride + g.kernel - g.in_height - g.padding,
       (g.out_width - 1) * g.stride + g.kernel - g.in_width - g.padding};
-  const memory::desc any_src(src_dims, Type::f32, Tag::any);
-  const memory::desc any_dst(dst_dims, Type::f32, Tag::any);
+  const Tag activations = block == 8 ? Tag::nChw8c : block == 16 ? Tag::nChw16c : Tag::any;
+  const memory::desc any_src(src_dims, Type::f32, activations);
+  const memory::desc any_dst(dst_dims, Type::f32, activations);
   const memory::desc any_weights(weight_dims, Type::f32, Tag::any);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -316,8 +318,24 @@ OneDnnConvolution::OneDnnConvolution(const ConvolutionGeometry& geometry) : geom
   shift_.resize(P, g.out_channels);
 }
 
+OneDnnConvolution::OneDnnConvolution(const ConvolutionGeometry& geometry, Index block)
+    : OneDnnConvolution(geometry) {
+  if ((block != 8 && block != 16) || geometry.in_channels % block != 0 ||
+      geometry.out_channels % block != 0) {
+    throw InputError("OneDnnConvolution: a blocked layout needs a block of 8 or 16 channels "
+                     "dividing both channel counts (got block " + std::to_string(block) + ", " +
+                     std::to_string(geometry.in_channels) + " → " +
+                     std::to_string(geometry.out_channels) + " channels)");
+  }
+  block_ = block;
+  shift_blocked_.resize(geometry.out_channels * geometry.out_height * geometry.out_width);
+  sum_blocked_.resize(shift_blocked_.size());
+}
+
 OneDnnConvolution::OneDnnConvolution(const OneDnnConvolution& other)
-    : geometry_(other.geometry_), inside_(other.inside_), shift_(other.shift_) {
+    : geometry_(other.geometry_), block_(other.block_), inside_(other.inside_),
+      shift_(other.shift_), shift_blocked_(other.shift_blocked_),
+      sum_blocked_(other.sum_blocked_) {
   for (const auto& plan : other.plans_) Reserve(plan->batch);
 }
 
@@ -325,6 +343,9 @@ OneDnnConvolution& OneDnnConvolution::operator=(const OneDnnConvolution& other) 
   if (this != &other) {
     OneDnnConvolution copy(other);
     std::swap(geometry_, copy.geometry_);
+    std::swap(block_, copy.block_);
+    std::swap(shift_blocked_, copy.shift_blocked_);
+    std::swap(sum_blocked_, copy.sum_blocked_);
     std::swap(plans_, copy.plans_);
     std::swap(inside_, copy.inside_);
     std::swap(shift_, copy.shift_);
@@ -347,8 +368,17 @@ OneDnnConvolution::Plan& OneDnnConvolution::PlanFor(Index batch) {
   // oneDNN splits the work by the thread count at creation: the same as at execution.
   const OnCallingThread single_thread;
   input_held_ = nullptr;  // the buffers may grow below
-  plans_.push_back(std::make_unique<Plan>(geometry_, batch));
+  plans_.push_back(std::make_unique<Plan>(geometry_, batch, block_));
   Plan& plan = *plans_.back();
+  if (block_ != 0) {
+    // The blocked calls bind the caller's tensors; every primitive must read them as they are.
+    if (plan.weights_src.get() != plan.src.get() ||
+        plan.weights_diff_dst.get() != plan.diff_dst.get() ||
+        plan.diff_src.get_desc() != plan.src.get_desc()) {
+      throw std::runtime_error("oneDNN: the backward primitives did not keep the blocked layout");
+    }
+    return plan;
+  }
   const auto grow = [](Buffer& buffer, const memory& m) {
     const auto floats = static_cast<Index>(m.get_desc().get_size() / sizeof(float));
     if (buffer.size() < floats) buffer.resize(floats);
@@ -397,22 +427,10 @@ OneDnnConvolution::Plan& OneDnnConvolution::Prepare(Index batch, const double* t
 
 void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) {
   const ConvolutionGeometry& g = geometry_;
-  const Index batch = x.cols(), P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
+  const Index batch = x.cols();
   const OnCallingThread single_thread;
   Plan& plan = Prepare(batch, theta);
-  // shift(p, o) = b_o + t M[o, p].
-  const Index per_output = (g.in_channels + g.concat_time) * taps;
-  const double* bias = theta + g.out_channels * per_output;
-  for (Index o = 0; o < g.out_channels; ++o) {
-    shift_.col(o).setConstant(bias[o]);
-    if (!g.concat_time) continue;
-    const double* w_time = theta + o * per_output + g.in_channels * taps;
-    for (Index tap = 0; tap < taps; ++tap) {
-      const unsigned char* inside = inside_.data() + tap * P;
-      const double w = t * w_time[tap];
-      for (Index p = 0; p < P; ++p) shift_(p, o) += inside[p] ? w : 0.0;
-    }
-  }
+  ComputeShift(t, theta);
   ToTensor(LayoutOf(plan.src.get_desc()), g.in_channels, g.in_height, g.in_width, x.data(),
            batch, static_cast<float*>(plan.src.get_data_handle()));
   input_held_ = x.data();
@@ -427,7 +445,7 @@ void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x
 void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView x,
                                  ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) {
   const ConvolutionGeometry& g = geometry_;
-  const Index batch = x.cols(), P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
+  const Index batch = x.cols();
   const OnCallingThread single_thread;
   Plan& plan = Prepare(batch, theta);
   // ȳ into both backward primitives' layouts (once when they agree); S(p, o) = Σ_b ȳ[b, o, p]
@@ -458,6 +476,37 @@ void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView 
 
   FromTensor(LayoutOf(plan.diff_src.get_desc()), g.in_channels, g.in_height, g.in_width,
              static_cast<const float*>(plan.diff_src.get_data_handle()), batch, x_bar.data());
+  WriteThetaBar(t, plan, theta_bar);
+}
+
+void OneDnnConvolution::ComputeShift(double t, const double* theta) {
+  const ConvolutionGeometry& g = geometry_;
+  const Index P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
+  // shift(p, o) = b_o + t M[o, p].
+  const Index per_output = (g.in_channels + g.concat_time) * taps;
+  const double* bias = theta + g.out_channels * per_output;
+  for (Index o = 0; o < g.out_channels; ++o) {
+    shift_.col(o).setConstant(bias[o]);
+    if (!g.concat_time) continue;
+    const double* w_time = theta + o * per_output + g.in_channels * taps;
+    for (Index tap = 0; tap < taps; ++tap) {
+      const unsigned char* inside = inside_.data() + tap * P;
+      const double w = t * w_time[tap];
+      for (Index p = 0; p < P; ++p) shift_(p, o) += inside[p] ? w : 0.0;
+    }
+  }
+  if (block_ == 0) return;
+  for (Index o = 0; o < g.out_channels; ++o) {
+    const Index start = (o / block_) * P * block_ + o % block_;
+    for (Index p = 0; p < P; ++p) {
+      shift_blocked_[start + p * block_] = static_cast<float>(shift_(p, o));
+    }
+  }
+}
+
+void OneDnnConvolution::WriteThetaBar(double t, const Plan& plan, double* theta_bar) const {
+  const ConvolutionGeometry& g = geometry_;
+  const Index P = g.out_height * g.out_width, taps = g.kernel * g.kernel;
   const Index per_output = (g.in_channels + g.concat_time) * taps;
   const auto* w_bar = static_cast<const float*>(plan.user_diff_weights.get_data_handle());
   double* bias_bar = theta_bar + g.out_channels * per_output;
@@ -473,6 +522,60 @@ void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView 
       row[g.in_channels * taps + tap] = t * sum;
     }
   }
+}
+
+void OneDnnConvolution::ForwardBlocked(double t, const double* theta, const float* src,
+                                       Index batch, float* dst) {
+  if (block_ == 0) throw std::logic_error("OneDnnConvolution::ForwardBlocked: not blocked");
+  const OnCallingThread single_thread;
+  Plan& plan = PlanFor(batch);
+  input_held_ = nullptr;
+  LoadWeights(plan, theta);
+  ComputeShift(t, theta);
+  plan.src.set_data_handle(const_cast<float*>(src));
+  plan.dst.set_data_handle(dst);
+  Run(plan.forward, plan.stream, plan.forward_args);
+  plan.stream.wait();
+  const Index per_sample = shift_blocked_.size();
+  const float* shift = shift_blocked_.data();
+  for (Index n = 0; n < batch; ++n) {
+    float* out = dst + n * per_sample;
+    for (Index i = 0; i < per_sample; ++i) out[i] += shift[i];
+  }
+}
+
+void OneDnnConvolution::BackwardBlocked(double t, const double* theta, const float* src,
+                                        const float* diff_dst, Index batch, float* diff_src,
+                                        double* theta_bar) {
+  if (block_ == 0) throw std::logic_error("OneDnnConvolution::BackwardBlocked: not blocked");
+  const ConvolutionGeometry& g = geometry_;
+  const Index P = g.out_height * g.out_width;
+  const OnCallingThread single_thread;
+  Plan& plan = PlanFor(batch);
+  input_held_ = nullptr;
+  LoadWeights(plan, theta);
+  plan.src.set_data_handle(const_cast<float*>(src));
+  plan.diff_dst.set_data_handle(const_cast<float*>(diff_dst));
+  plan.diff_src.set_data_handle(diff_src);
+  Run(plan.backward_data, plan.stream, plan.data_args);
+  Run(plan.backward_weights, plan.stream, plan.weights_args);
+  if (plan.reorder_diff_weights) {
+    Run(plan.from_diff_weights, plan.stream, plan.from_diff_weights_args);
+  }
+  // S = Σ_b ȳ, in the blocked order and then as shift_(p, o).
+  const Index per_sample = sum_blocked_.size();
+  sum_blocked_.setZero();
+  double* sum = sum_blocked_.data();
+  for (Index n = 0; n < batch; ++n) {
+    const float* in = diff_dst + n * per_sample;
+    for (Index i = 0; i < per_sample; ++i) sum[i] += static_cast<double>(in[i]);
+  }
+  for (Index o = 0; o < g.out_channels; ++o) {
+    const Index start = (o / block_) * P * block_ + o % block_;
+    for (Index p = 0; p < P; ++p) shift_(p, o) = sum[start + p * block_];
+  }
+  plan.stream.wait();
+  WriteThetaBar(t, plan, theta_bar);
 }
 
 }  // namespace diffeoflow::flows

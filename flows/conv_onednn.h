@@ -45,6 +45,12 @@ class OneDnnConvolution {
   static bool Selected(Index in_channels);
 
   explicit OneDnnConvolution(const ConvolutionGeometry& geometry);
+  // For a caller that keeps its activations in float in one channel-blocked layout, nChw8c or
+  // nChw16c (`block` = 8 or 16; flows/conv_field.h): every activation tensor of the three
+  // primitives is in that layout, and ForwardBlocked / BackwardBlocked read and write the
+  // caller's tensors (batch × C/block × H × W × block floats; the channel counts must be
+  // multiples of `block`) with no conversion. Forward and Backward are not for this object.
+  OneDnnConvolution(const ConvolutionGeometry& geometry, Index block);
   // A copy has the same geometry and builds its own primitives and buffers (one per thread shard).
   OneDnnConvolution(const OneDnnConvolution& other);
   OneDnnConvolution& operator=(const OneDnnConvolution& other);
@@ -57,6 +63,12 @@ class OneDnnConvolution {
   void Forward(double t, const double* theta, ConstMatrixView x, MatrixView y);
   void Backward(double t, const double* theta, ConstMatrixView x, ConstMatrixView y_bar,
                 MatrixView x_bar, double* theta_bar);
+  // The blocked calls (the second constructor): dst = W ⋆ src + b + t M for `batch` samples, and
+  // after it, from the adjoint diff_dst of dst: diff_src and θ̄ (both overwritten).
+  void ForwardBlocked(double t, const double* theta, const float* src, Index batch, float* dst);
+  void BackwardBlocked(double t, const double* theta, const float* src, const float* diff_dst,
+                       Index batch, float* diff_src, double* theta_bar);
+  Index block() const { return block_; }  // 0: the layouts oneDNN prefers
 
  private:
   struct Plan;  // the primitives, memories and scratchpad of one batch size
@@ -68,7 +80,13 @@ class OneDnnConvolution {
   // The plan of `batch`, bound, with θ's weights loaded.
   Plan& Prepare(Index batch, const double* theta);
 
+  // shift_ (b + t M) into shift_blocked_, in the blocked layout of one sample's output.
+  void ComputeShift(double t, const double* theta);
+  // θ̄ from the weight gradient of the last backward primitive and S = Σ_b ȳ in shift_.
+  void WriteThetaBar(double t, const Plan& plan, double* theta_bar) const;
+
   ConvolutionGeometry geometry_;
+  Index block_ = 0;
   std::vector<std::unique_ptr<Plan>> plans_;
   // The activation tensors, shared by all plans (sized for the largest): a Forward needs its input
   // and output, a Backward its input, x̄ and ȳ (twice when its two primitives want ȳ in different
@@ -79,6 +97,9 @@ class OneDnnConvolution {
   // inside_[tap · H'W' + p]: tap (u, v) reads a pixel inside the image at output pixel p.
   std::vector<unsigned char> inside_;
   Matrix shift_;  // (H'W') × C_out: b_o + t M[o, p]; in Backward, S = Σ_b ȳ
+  // The blocked path: shift_ in the layout of one sample's output, and S = Σ_b ȳ in that layout.
+  Eigen::Matrix<float, Eigen::Dynamic, 1> shift_blocked_;
+  Vector sum_blocked_;
   // The batch whose float copy the input buffer holds, as the last Forward left it (null once a
   // Backward put another input there). A Backward with that x — the layer contract: Backward
   // follows the Forward of its x (flows/layers.h) — reads it instead of converting x again.

@@ -38,6 +38,8 @@ struct Variant {
   decltype(&sse2::UnpackChannels) unpack_channels;
   decltype(&sse2::GroupNormForward) group_norm_forward;
   decltype(&sse2::GroupNormBackward) group_norm_backward;
+  decltype(&sse2::BlockedGroupNormForward) blocked_group_norm_forward;
+  decltype(&sse2::BlockedGroupNormBackward) blocked_group_norm_backward;
 };
 
 #define DIFFEOFLOW_VARIANT(isa)                                                            \
@@ -46,7 +48,8 @@ struct Variant {
         &isa::TanhBackward, &isa::SigmoidBackward, &isa::ReluBackward, &isa::RowSums,      \
         &isa::Gather, &isa::ScatterAdd, &isa::GemmSingle, &isa::GatherSingle,              \
         &isa::ScatterAddSingle, &isa::PackChannels, &isa::UnpackChannels,                  \
-        &isa::GroupNormForward, &isa::GroupNormBackward                                    \
+        &isa::GroupNormForward, &isa::GroupNormBackward, &isa::BlockedGroupNormForward,    \
+        &isa::BlockedGroupNormBackward                                                     \
   }
 
 // Chosen once from the CPU; immutable afterwards.
@@ -120,6 +123,19 @@ void GroupNormBackward(const double* x, const double* y_bar, Index channels, Ind
                        double* gamma_bar, double* beta_bar) {
   Active().group_norm_backward(x, y_bar, channels, pixels, gamma, statistics, x_bar, gamma_bar,
                                beta_bar);
+}
+void BlockedGroupNormForward(const float* x, Index channels, Index pixels, Index block,
+                             Index groups, const double* gamma, const double* beta,
+                             double epsilon, bool relu, float* y, double* statistics) {
+  Active().blocked_group_norm_forward(x, channels, pixels, block, groups, gamma, beta, epsilon,
+                                      relu, y, statistics);
+}
+void BlockedGroupNormBackward(const float* x, const float* y, const float* y_bar, Index channels,
+                              Index pixels, Index block, Index groups, const double* gamma,
+                              const double* statistics, float* x_bar, double* gamma_bar,
+                              double* beta_bar, double* sums) {
+  Active().blocked_group_norm_backward(x, y, y_bar, channels, pixels, block, groups, gamma,
+                                       statistics, x_bar, gamma_bar, beta_bar, sums);
 }
 std::string InstructionSet() { return Active().name; }
 

@@ -76,6 +76,22 @@ void GroupNormBackward(const double* x, const double* y_bar, Index channels, Ind
                        const double* gamma, const double* statistics, double* x_bar,
                        double* gamma_bar, double* beta_bar);
 
+// The same in float, on one sample in a channel-blocked layout (nChw8c, nChw16c: channel
+// cb·block + l of pixel p at x[(cb·pixels + p)·block + l]), `channels` a multiple of `block` (8 or
+// 16), `groups` groups of channels/groups channels each; the sums and statistics in double.
+// Forward: statistics[2g], statistics[2g + 1] = μ_g and 1/σ_g, y = γ_c (x − μ)/σ + β_c, then
+// max(y, 0) when `relu`. Backward from those statistics, with ȳ the adjoint of the output:
+// ḡ = ȳ, or ȳ [y > 0] when y (the forward's output after its ReLU) is given (null: no ReLU);
+// x̄ = (γ ḡ − mean γ ḡ − x̂ mean(γ ḡ x̂))/σ over the group (overwritten; x_bar may equal
+// y_bar), γ̄_c += Σ ḡ x̂, β̄_c += Σ ḡ; `sums` is 2·groups doubles of workspace.
+void BlockedGroupNormForward(const float* x, Index channels, Index pixels, Index block,
+                             Index groups, const double* gamma, const double* beta,
+                             double epsilon, bool relu, float* y, double* statistics);
+void BlockedGroupNormBackward(const float* x, const float* y, const float* y_bar, Index channels,
+                              Index pixels, Index block, Index groups, const double* gamma,
+                              const double* statistics, float* x_bar, double* gamma_bar,
+                              double* beta_bar, double* sums);
+
 // "avx512", "avx2" or "sse2": the variant in use.
 std::string InstructionSet();
 

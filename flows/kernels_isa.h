@@ -33,6 +33,13 @@
   void GroupNormBackward(const double* x, const double* y_bar, Index channels, Index pixels,  \
                          const double* gamma, const double* statistics, double* x_bar,        \
                          double* gamma_bar, double* beta_bar);                                \
+  void BlockedGroupNormForward(const float* x, Index channels, Index pixels, Index block,      \
+                               Index groups, const double* gamma, const double* beta,          \
+                               double epsilon, bool relu, float* y, double* statistics);       \
+  void BlockedGroupNormBackward(const float* x, const float* y, const float* y_bar,            \
+                                Index channels, Index pixels, Index block, Index groups,       \
+                                const double* gamma, const double* statistics, float* x_bar,   \
+                                double* gamma_bar, double* beta_bar, double* sums);            \
   }
 
 DIFFEOFLOW_DECLARE_KERNELS(sse2)

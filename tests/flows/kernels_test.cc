@@ -388,5 +388,123 @@ TEST(Kernels, DispatchPicksTheWidestAvailableVariant) {
   }
 }
 
+
+// The blocked float group normalisation (and its ReLU) of every variant against the double
+// kernels above on the same values in the channel-major layout: blocks of 8 and 16 channels,
+// groups of one channel, of a part of a block and of several blocks; and the same bits wherever
+// the sample lies in memory.
+TEST(Kernels, BlockedGroupNormMatchesTheDoubleKernelsAtEveryAddress) {
+  struct Norm {
+    const char* name;
+    bool available;
+    decltype(&kernels::sse2::BlockedGroupNormForward) forward;
+    decltype(&kernels::sse2::BlockedGroupNormBackward) backward;
+  };
+  const Norm variants[] = {
+      {"sse2", true, &kernels::sse2::BlockedGroupNormForward,
+       &kernels::sse2::BlockedGroupNormBackward},
+      {"avx2", kernels::CpuHasAvx2(), &kernels::avx2::BlockedGroupNormForward,
+       &kernels::avx2::BlockedGroupNormBackward},
+      {"avx512", kernels::CpuHasAvx512(), &kernels::avx512::BlockedGroupNormForward,
+       &kernels::avx512::BlockedGroupNormBackward},
+      {"dispatch", true, &kernels::BlockedGroupNormForward, &kernels::BlockedGroupNormBackward},
+  };
+  struct Shape {
+    Index block, channels, groups, pixels;
+  };
+  const Shape shapes[] = {{8, 16, 16, 49}, {8, 16, 4, 9}, {8, 32, 1, 25}, {16, 32, 32, 49},
+                          {16, 16, 2, 7},  {16, 32, 4, 30}};
+  const double epsilon = 1e-5;
+  std::mt19937 rng(8);
+  for (const Shape& shape : shapes) {
+    for (const bool relu : {false, true}) {
+      const Index C = shape.channels, P = shape.pixels, n = C * P, B = shape.block;
+      const Index per_group = C / shape.groups;
+      // Float values, and the same values channel-major in double.
+      Vector x_plain = testing::RandomVector(n, rng, 2.0);
+      Vector y_bar_plain = testing::RandomVector(n, rng);
+      x_plain.array() += 0.7;
+      std::vector<float> x(static_cast<std::size_t>(n)), y_bar(x.size());
+      const auto blocked = [&](Index c, Index p) { return ((c / B) * P + p) * B + c % B; };
+      for (Index c = 0; c < C; ++c) {
+        for (Index p = 0; p < P; ++p) {
+          const auto at = static_cast<std::size_t>(blocked(c, p));
+          x[at] = static_cast<float>(x_plain[c * P + p]);
+          y_bar[at] = static_cast<float>(y_bar_plain[c * P + p]);
+          x_plain[c * P + p] = x[at];
+          y_bar_plain[c * P + p] = y_bar[at];
+        }
+      }
+      const Vector gamma = testing::RandomVector(C, rng), beta = testing::RandomVector(C, rng);
+      // The reference: the double kernels group by group, the ReLU's mask on ȳ.
+      Vector y_ref(n), x_bar_ref(n), g_plain(n);
+      Vector gamma_bar_ref = Vector::Zero(C), beta_bar_ref = Vector::Zero(C);
+      Vector statistics_ref(2 * shape.groups);
+      for (Index g = 0; g < shape.groups; ++g) {
+        const Index at = g * per_group * P, c0 = g * per_group;
+        kernels::GroupNormForward(x_plain.data() + at, per_group, P, gamma.data() + c0,
+                                  beta.data() + c0, epsilon, y_ref.data() + at,
+                                  statistics_ref.data() + 2 * g);
+      }
+      for (Index i = 0; i < n; ++i) {
+        g_plain[i] = relu && y_ref[i] <= 0.0 ? 0.0 : y_bar_plain[i];
+        if (relu) y_ref[i] = std::max(y_ref[i], 0.0);
+      }
+      for (Index g = 0; g < shape.groups; ++g) {
+        const Index at = g * per_group * P, c0 = g * per_group;
+        kernels::GroupNormBackward(x_plain.data() + at, g_plain.data() + at, per_group, P,
+                                   gamma.data() + c0, statistics_ref.data() + 2 * g,
+                                   x_bar_ref.data() + at, gamma_bar_ref.data() + c0,
+                                   beta_bar_ref.data() + c0);
+      }
+      for (const Norm& v : variants) {
+        if (!v.available) continue;
+        std::vector<float> bits;
+        for (Index shift = 0; shift < 4; ++shift) {
+          SCOPED_TRACE(std::string(v.name) + ", block " + std::to_string(B) + ", " +
+                       std::to_string(C) + " channels in " + std::to_string(shape.groups) +
+                       " groups, relu " + std::to_string(relu) + ", shifted by " +
+                       std::to_string(shift));
+          std::vector<float> xs(x.size() + 4), ybs(x.size() + 4), out(x.size() + 4);
+          std::copy(x.begin(), x.end(), xs.begin() + shift);
+          std::copy(y_bar.begin(), y_bar.end(), ybs.begin() + shift);
+          Vector statistics(2 * shape.groups), sums(2 * shape.groups);
+          v.forward(xs.data() + shift, C, P, B, shape.groups, gamma.data(), beta.data(), epsilon,
+                    relu, out.data() + shift, statistics.data());
+          EXPECT_LT(testing::RelativeMaxError(statistics, statistics_ref), 1e-13);
+          Vector y(n);
+          for (Index c = 0; c < C; ++c) {
+            for (Index p = 0; p < P; ++p) {
+              y[c * P + p] = out[static_cast<std::size_t>(blocked(c, p) + shift)];
+            }
+          }
+          EXPECT_LT(testing::RelativeMaxError(y, y_ref), 1e-6);
+          // Backward in place over ȳ, as the field runs it.
+          Vector gamma_bar = Vector::Zero(C), beta_bar = Vector::Zero(C);
+          v.backward(xs.data() + shift, relu ? out.data() + shift : nullptr, ybs.data() + shift, C,
+                     P, B, shape.groups, gamma.data(), statistics.data(), ybs.data() + shift,
+                     gamma_bar.data(), beta_bar.data(), sums.data());
+          Vector x_bar(n);
+          for (Index c = 0; c < C; ++c) {
+            for (Index p = 0; p < P; ++p) {
+              x_bar[c * P + p] = ybs[static_cast<std::size_t>(blocked(c, p) + shift)];
+            }
+          }
+          EXPECT_LT(testing::RelativeMaxError(x_bar, x_bar_ref), 1e-6);
+          EXPECT_LT(testing::RelativeMaxError(gamma_bar, gamma_bar_ref), 1e-13);
+          EXPECT_LT(testing::RelativeMaxError(beta_bar, beta_bar_ref), 1e-13);
+          std::vector<float> all(out.begin() + shift, out.begin() + shift + n);
+          all.insert(all.end(), ybs.begin() + shift, ybs.begin() + shift + n);
+          if (shift == 0) {
+            bits = all;
+          } else {
+            EXPECT_TRUE(all == bits);
+          }
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace diffeoflow::flows
