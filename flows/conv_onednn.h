@@ -3,7 +3,9 @@
 // prefers (blocked, e.g. nChw16c on AVX-512), created once per batch size and reused.
 //
 // States, θ and θ̄ stay double (flows/layers.h); a call converts x (or ȳ) to float straight into
-// the primitive's layout, and the outputs back, so no oneDNN reorder runs on activations.
+// the primitive's layout, and the outputs back, so no oneDNN reorder runs on activations. In the
+// blocked mode (the second constructor) the caller keeps its activations in float in one blocked
+// layout and the calls read and write them as they are (flows/conv_field.h).
 //
 // The time channel of ConcatConv2d (Chen et al. 2018) is not given to oneDNN as a constant input
 // channel: its contribution is t·M with M[o, i, j] = Σ over the taps (u, v) that land inside the
