@@ -207,23 +207,23 @@ OneDnnConvolution::Plan::Plan(const ConvolutionGeometry& g, Index n, Index block
       (g.out_height - 1) * g.stride + g.kernel - g.in_height - g.padding,
       (g.out_width - 1) * g.stride + g.kernel - g.in_width - g.padding};
   const Tag activations = block == 8 ? Tag::nChw8c : block == 16 ? Tag::nChw16c : Tag::any;
-  const memory::desc any_src(src_dims, Type::f32, activations);
-  const memory::desc any_dst(dst_dims, Type::f32, activations);
+  const memory::desc src_md(src_dims, Type::f32, activations);
+  const memory::desc dst_md(dst_dims, Type::f32, activations);
   const memory::desc any_weights(weight_dims, Type::f32, Tag::any);
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   const auto algorithm = dnnl::algorithm::convolution_direct;
 
   const dnnl::convolution_forward::primitive_desc forward_pd(
-      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, any_src,
-                                      any_weights, any_dst, strides, padding_l, padding_r),
+      dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, algorithm, src_md,
+                                      any_weights, dst_md, strides, padding_l, padding_r),
       attr, engine);
   const dnnl::convolution_backward_data::primitive_desc data_pd(
-      dnnl::convolution_backward_data::desc(algorithm, any_src, any_weights, any_dst, strides,
+      dnnl::convolution_backward_data::desc(algorithm, src_md, any_weights, dst_md, strides,
                                             padding_l, padding_r),
       attr, engine, forward_pd);
   const dnnl::convolution_backward_weights::primitive_desc weights_pd(
-      dnnl::convolution_backward_weights::desc(algorithm, any_src, any_weights, any_dst, strides,
+      dnnl::convolution_backward_weights::desc(algorithm, src_md, any_weights, dst_md, strides,
                                                padding_l, padding_r),
       attr, engine, forward_pd);
   forward = dnnl::convolution_forward(forward_pd);

@@ -182,6 +182,14 @@ TEST_F(BlockedConvFieldTest, RefusesWhatItCannotRun) {
         << e.what();
   }
   EXPECT_THROW(BlockedConvField({2 * block, 5, 5}, 3, 2), InputError);  // 3 ∤ channels
+  // The convolution's blocked mode: a block of 8 or 16 dividing both channel counts.
+  ConvolutionGeometry geometry;
+  geometry.in_channels = 2 * block;
+  geometry.out_channels = block + 4;
+  EXPECT_THROW(OneDnnConvolution(geometry, block), InputError);
+  geometry.out_channels = 2 * block;
+  EXPECT_THROW(OneDnnConvolution(geometry, 4), InputError);
+  EXPECT_EQ(OneDnnConvolution(geometry, block).block(), block);
   setenv("DIFFEOFLOW_CONVOLUTION", "im2col", 1);
   EXPECT_FALSE(BlockedConvField::Available(2 * block));
 }
