@@ -426,6 +426,9 @@ OneDnnConvolution::Plan& OneDnnConvolution::Prepare(Index batch, const double* t
 }
 
 void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x, MatrixView y) {
+  if (block_ != 0) {
+    throw std::logic_error("OneDnnConvolution::Forward: a blocked object (use ForwardBlocked)");
+  }
   const ConvolutionGeometry& g = geometry_;
   const Index batch = x.cols();
   const OnCallingThread single_thread;
@@ -444,6 +447,9 @@ void OneDnnConvolution::Forward(double t, const double* theta, ConstMatrixView x
 
 void OneDnnConvolution::Backward(double t, const double* theta, ConstMatrixView x,
                                  ConstMatrixView y_bar, MatrixView x_bar, double* theta_bar) {
+  if (block_ != 0) {
+    throw std::logic_error("OneDnnConvolution::Backward: a blocked object (use BackwardBlocked)");
+  }
   const ConvolutionGeometry& g = geometry_;
   const Index batch = x.cols();
   const OnCallingThread single_thread;
