@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -185,7 +186,9 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
                  "odenet, anode: add λ₂ × the mean over the batch of "
                  "∫‖εᵀ∂f/∂x‖² dt (RNODE, a Rademacher ε per batch)")
       ->capture_default_str();
-  f.epochs_option = sub.add_option("--epochs", f.epochs, "Epochs (default 100 for 2-D data, 10 for images)");
+  f.epochs_option = sub.add_option("--epochs", f.epochs,
+                                   "Epochs (default 100 for 2-D data, 10 for images; with "
+                                   "--time-budget and no --epochs, as many as the budget allows)");
   sub.add_option("--time-budget", f.time_budget, "Stop training after this many seconds")
       ->check(CLI::NonNegativeNumber);
   sub.add_option("--batch", f.batch, "Mini-batch size")->check(CLI::PositiveNumber)
@@ -323,7 +326,13 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   } else {
     throw InputError("--optimizer: unknown optimizer '" + opt + "' (expected adam, sgd or lbfgs)");
   }
-  o.epochs = f.epochs > 0 ? f.epochs : (two_d ? 100 : 10);
+  // A budget without --epochs is the length of the run: train until it is spent (the cosine
+  // schedule then follows the share of the budget alone).
+  const bool budget_decides = f.epochs <= 0 && f.time_budget > 0;
+  o.epochs = f.epochs > 0      ? f.epochs
+             : budget_decides ? std::numeric_limits<int>::max()
+             : two_d          ? 100
+                              : 10;
   o.batch = f.batch;
   // Adam on the image ODE-Net: 0.02 learned fastest within a time budget (docs/flows.md).
   o.learning_rate = f.lr > 0                ? f.lr
@@ -355,10 +364,11 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   o.progress = [&](const EpochReport& r) {
     if (!progress && !log_lines) return;
     char line[256];
+    const std::string of = budget_decides ? "" : "/" + std::to_string(o.epochs);
     std::snprintf(line, sizeof(line),
-                  "epoch %d/%d  loss %.4f  train acc %.4f  test acc %.4f  NFE %.0f+%.0f  "
+                  "epoch %d%s  loss %.4f  train acc %.4f  test acc %.4f  NFE %.0f+%.0f  "
                   "%.0f samples/s  %.1f s",
-                  r.epoch, o.epochs, r.train_loss, r.train_accuracy, r.test_accuracy,
+                  r.epoch, of.c_str(), r.train_loss, r.train_accuracy, r.test_accuracy,
                   r.nfe_forward, r.nfe_backward, r.samples_per_second, r.elapsed_seconds);
     if (log) {
       log(line);

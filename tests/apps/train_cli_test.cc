@@ -68,6 +68,25 @@ TEST_F(TrainCli, KineticEnergyIsRecorded) {
   EXPECT_EQ(model.DoubleAttribute("/", "kinetic_energy"), 0.25);
 }
 
+// A time budget without --epochs is the length of the run: training goes on past the default
+// 100 epochs of a 2-D data set until the budget is spent, and the log gives no epoch total.
+TEST_F(TrainCli, ATimeBudgetWithoutEpochsRunsUntilItIsSpent) {
+  const fs::path out = dir_ / "budget";
+  const CliRun run = Run("--dataset moons --samples 100 --steps 1 --channels 2 --hidden 4 "
+                         "--solver euler --batch 80 --time-budget 3 --out " + out.string());
+  ASSERT_EQ(run.status, 0) << run.err;
+  const auto m = Metrics(out);
+  EXPECT_GT(m["epochs"].get<int>(), 100) << run.err.substr(0, 400);
+  EXPECT_EQ(m["termination"].get<std::string>(), "time budget");
+  EXPECT_NE(run.err.find("epoch 101  loss "), std::string::npos) << run.err.substr(0, 400);
+
+  // With --epochs the budget only cuts the run short.
+  const fs::path capped = dir_ / "capped";
+  ASSERT_EQ(Run("--dataset moons --samples 100 --steps 1 --channels 2 --hidden 4 --solver euler "
+                "--epochs 7 --time-budget 30 --quiet --out " + capped.string()).status, 0);
+  EXPECT_EQ(Metrics(capped)["epochs"].get<int>(), 7);
+}
+
 // Without a terminal (a batch job's log) training prints one line per epoch; --quiet none.
 TEST_F(TrainCli, LogsOneLinePerEpochWhenStderrIsNotATerminal) {
   const std::string args = "--dataset moons --samples 200 --epochs 3 --steps 2 --hidden 8 --out ";
