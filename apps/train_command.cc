@@ -198,6 +198,11 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
   sub.add_option("--momentum", f.momentum, "SGD momentum")->capture_default_str();
   sub.add_option("--weight-decay", f.weight_decay, "L2 weight decay")->capture_default_str();
   sub.add_option("--schedule", f.schedule, "cosine|constant")->capture_default_str();
+  sub.add_option("--flip", f.flip,
+                 "on: mirror each training image left-right with probability 1/2, anew every "
+                 "epoch (images whose mirror is the same class, e.g. fashion-mnist's garments)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
   sub.add_option("--precision", f.precision,
                  "Arithmetic of the convolutions (image odenet): single|double")
       ->check(CLI::IsMember({"single", "double"}))
@@ -350,6 +355,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   } else {
     throw InputError("--schedule: expected cosine or constant, got '" + f.schedule + "'");
   }
+  o.horizontal_flip = f.flip == "on";
   o.time_budget_seconds = f.time_budget;
   o.seed = common.seed;
   o.checkpoint = (std::filesystem::path(f.out) / "checkpoint.h5").string();
@@ -416,6 +422,7 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   j["jacobian_norm"] = spec.jacobian_norm;
   if (spec.convolutional()) j["precision"] = PrecisionName(spec.precision);
   j["optimizer"] = opt;
+  j["horizontal_flip"] = o.horizontal_flip;
   j["termination"] = s.termination;
   j["resumed_from_epoch"] = s.start_epoch;
   j["ranks"] = workers.count();

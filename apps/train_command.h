@@ -17,7 +17,7 @@ struct TrainFlags {
   std::string dataset, data_dir, out;
   std::string train_data, train_labels, test_data, test_labels;
   std::string model = "odenet", solver = "rk4", gradient = "discrete", optimizer = "adam";
-  std::string activation = "tanh", schedule = "cosine", precision = "single";
+  std::string activation = "tanh", schedule = "cosine", precision = "single", flip = "off";
   int channels = -1, hidden = -1, augment = -1, steps = 8;
   double rtol = 1e-5, atol = 1e-7;
   double kinetic_energy = 0.0;  // λ₁ of RNODE's kinetic regulariser

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstring>
 #include <cmath>
 #include <filesystem>
@@ -66,7 +67,29 @@ bool ReadCheckpoint(const std::string& path, Vector& theta, OptimizerState& s) {
   return true;
 }
 
+// Copies an image sample (channels × height × width, row-major) into `out` mirrored left–right.
+void CopyMirrored(const double* in, Index channels_rows, Index width, double* out) {
+  for (Index r = 0; r < channels_rows; ++r) {
+    const double* row = in + r * width;
+    double* to = out + r * width;
+    for (Index c = 0; c < width; ++c) to[c] = row[width - 1 - c];
+  }
+}
+
 }  // namespace
+
+bool MirroredInEpoch(unsigned seed, int epoch, Index position) {
+  // SplitMix64's finaliser over the three fields packed into one word (positions < 2^28,
+  // epochs < 2^12 keep them apart; beyond that they only mix).
+  std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) ^
+                    (static_cast<std::uint64_t>(epoch) << 28) ^
+                    static_cast<std::uint64_t>(position);
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  z ^= z >> 31;
+  return (z >> 63) != 0;
+}
 
 void TrainOptions::Validate() const {
   if (epochs < 1) throw InputError("--epochs must be ≥ 1 (got " + std::to_string(epochs) + ")");
@@ -127,6 +150,18 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   options.Validate();
   if (train.size() < 1) throw InputError("training set is empty");
   if (theta.size() != model.param_dim()) throw InputError("θ does not match the model");
+  if (options.horizontal_flip) {
+    const auto& shape = train.sample_shape;
+    if (shape.size() != 3 || shape[0] * shape[1] * shape[2] != train.feature_count()) {
+      throw InputError("--flip needs image samples (channels × height × width); the training "
+                       "set '" + train.name + "' has " + std::to_string(shape.size()) +
+                       "-dimensional samples");
+    }
+    if (options.optimizer == Optimizer::kLbfgs) {
+      throw InputError("--flip applies to mini-batch training (--optimizer adam or sgd), not to "
+                       "full-batch lbfgs");
+    }
+  }
   const Index P = theta.size();
   TrainSummary summary;
   summary.parameters = P;
@@ -313,8 +348,15 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         x.resize(train.feature_count(), slice);
         labels.resize(static_cast<std::size_t>(slice));
         for (Index j = 0; j < slice; ++j) {
-          const Index i = order[static_cast<std::size_t>(s + first + j)];
-          x.col(j) = train.features.col(i);
+          const Index position = s + first + j;
+          const Index i = order[static_cast<std::size_t>(position)];
+          if (options.horizontal_flip && MirroredInEpoch(options.seed, epoch, position)) {
+            const Index width = train.sample_shape[2];
+            CopyMirrored(train.features.col(i).data(), train.feature_count() / width, width,
+                         x.col(j).data());
+          } else {
+            x.col(j) = train.features.col(i);
+          }
           labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];
         }
         reduced.setZero();

@@ -59,6 +59,11 @@ struct TrainOptions {
   LearningRateSchedule schedule = LearningRateSchedule::kCosine;
   double time_budget_seconds = 0.0;         // > 0: stop training when it is used up
   unsigned seed = 1;                        // batch order (epoch e uses seed + e)
+  // Mirror each training image left–right with probability ½, drawn afresh for every sample in
+  // every epoch (a hash of seed, epoch and the sample's place in the epoch's order, so that a
+  // resumed run and every data-parallel worker draw the same). Needs image samples (a
+  // sample_shape of channels × height × width); test and evaluation images are never mirrored.
+  bool horizontal_flip = false;
   std::string checkpoint;                   // HDF5 path written after every epoch; empty: none
   bool resume = false;                      // continue from `checkpoint` when it exists
   // Samples an evaluation (accuracy, test probabilities) runs at a time. It needs no gradient,
@@ -108,6 +113,11 @@ struct TrainSummary {
   std::string BriefReport() const;
   std::string FullReport() const;
 };
+
+// Whether `Train` with `horizontal_flip` mirrors the sample at `position` (0-based) of epoch
+// `epoch`'s shuffled order: the top bit of a SplitMix64 hash of (seed, epoch, position), so that
+// every worker and a resumed run draw the same, about half of the samples.
+bool MirroredInEpoch(unsigned seed, int epoch, Index position);
 
 // Mean loss and accuracy of θ on a data set, or on its first `limit` samples (0: all); with several
 // workers each evaluates every count()-th batch and the sums are combined (the same on every

@@ -454,6 +454,8 @@ TEST_F(BadInputCli, Train) {
       {"--solver dopri5 --rtol -1", {"--rtol"}},
       {"--solver dopri5 --atol 0", {"--atol"}},
       {"--max-train -5", {"--max-train"}},
+      {"--flip on", {"--flip", "image"}},
+      {"--flip sideways", {"--flip"}, Expect::kParse},
   };
   for (const Flag& f : flags) {
     const fs::path o = out();

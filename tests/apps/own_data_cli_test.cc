@@ -167,8 +167,10 @@ TEST_F(OwnDataCli, ImagesTrainTheConvolutionalOdeNetAndPredict) {
   images("test", 32, 2);
   const fs::path run = dir_ / "images";
   const CliRun train = Run("train" + OwnArgs("train", "test") + " --out " + run.string() +
-                           " --epochs 2 --steps 2 --channels 4 --hidden 4 --batch 16 --quiet");
+                           " --epochs 2 --steps 2 --channels 4 --hidden 4 --batch 16 --quiet" +
+                           " --flip on");
   ASSERT_EQ(train.status, 0) << train.err;
+  EXPECT_EQ(ReadJson(run / "metrics.json")["horizontal_flip"].get<bool>(), true);
   diffeoflow::h5::Reader model((run / "model.h5").string());
   EXPECT_EQ(model.DoublesAttribute("/", "input_shape"), (std::vector<double>{1, 8, 8}));
   EXPECT_EQ(model.StringAttribute("data", "standardization"), "uint8");

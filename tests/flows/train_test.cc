@@ -152,6 +152,106 @@ TEST(Train, ConvolutionalModelsEvaluateInTrainingBatchesWithTheSameAccuracy) {
   EXPECT_NE(loss_limit, loss_large);  // the limit took effect
 }
 
+// 8 × 8 one-channel images, three classes; `symmetric` makes every row a palindrome (each image
+// equals its mirror) while the rows still differ from each other (it is not up-down symmetric).
+Dataset SmallImages(bool symmetric, Index n) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> pixel(0.0, 1.0);
+  Dataset data;
+  data.name = symmetric ? "palindromes" : "random";
+  data.classes = 3;
+  data.sample_shape = {1, 8, 8};
+  data.features.resize(64, n);
+  for (Index i = 0; i < n; ++i) {
+    for (Index r = 0; r < 8; ++r) {
+      for (Index c = 0; c < 8; ++c) {
+        const double v = pixel(rng);
+        data.features(r * 8 + c, i) = v;
+        if (symmetric && c >= 4) data.features(r * 8 + c, i) = data.features(r * 8 + 7 - c, i);
+      }
+    }
+    data.labels.push_back(static_cast<int>(rng() % 3));
+  }
+  return data;
+}
+
+TEST(Train, HorizontalFlipMirrorsHalfOfTheTrainingImagesLeftToRight) {
+  // The draw: about half of the samples of an epoch, another half in the next epoch and for
+  // another seed, and a pure function of its arguments (so workers and resumed runs agree).
+  int mirrored = 0, same_as_next_epoch = 0, same_as_other_seed = 0;
+  for (Index position = 0; position < 10000; ++position) {
+    const bool m = MirroredInEpoch(1, 3, position);
+    mirrored += m ? 1 : 0;
+    same_as_next_epoch += m == MirroredInEpoch(1, 4, position) ? 1 : 0;
+    same_as_other_seed += m == MirroredInEpoch(2, 3, position) ? 1 : 0;
+    ASSERT_EQ(m, MirroredInEpoch(1, 3, position));
+  }
+  EXPECT_NEAR(mirrored, 5000, 200);
+  EXPECT_NEAR(same_as_next_epoch, 5000, 200);
+  EXPECT_NEAR(same_as_other_seed, 5000, 200);
+
+  // Training: on images that equal their mirrors the flip changes no bit of θ; on others it
+  // changes θ (the flip happened), and the same seed gives the same θ again.
+  Classifier model(testing::ConvSpec(8, 8, 3, 4, 2, Precision::kDouble));
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch = 16;
+  const auto trained = [&](const Dataset& data, bool flip) {
+    TrainOptions with = o;
+    with.horizontal_flip = flip;
+    Vector theta = model.Initialize(3);
+    Train(model, theta, data, Dataset{}, with);
+    return theta;
+  };
+  const Dataset palindromes = SmallImages(true, 48), random = SmallImages(false, 48);
+  const Vector plain = trained(palindromes, false);
+  EXPECT_EQ(trained(palindromes, true), plain);
+  const Vector flipped = trained(random, true);
+  EXPECT_NE(flipped, trained(random, false));
+  EXPECT_EQ(trained(random, true), flipped);
+  // Mirroring by hand the samples the draw picks (epoch 0 and 1 reshuffle: check the first
+  // epoch only) gives the same θ as the flip: it is left-right, of exactly those samples.
+  TrainOptions one = o;
+  one.epochs = 1;
+  std::vector<Index> order(48);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937 shuffle(one.seed);
+  std::shuffle(order.begin(), order.end(), shuffle);
+  Dataset by_hand = random;
+  for (Index position = 0; position < 48; ++position) {
+    if (!MirroredInEpoch(one.seed, 0, position)) continue;
+    const Index i = order[static_cast<std::size_t>(position)];
+    for (Index r = 0; r < 8; ++r) {
+      for (Index c = 0; c < 8; ++c) {
+        by_hand.features(r * 8 + c, i) = random.features(r * 8 + 7 - c, i);
+      }
+    }
+  }
+  Vector theta_hand = model.Initialize(3), theta_flip = model.Initialize(3);
+  Train(model, theta_hand, by_hand, Dataset{}, one);
+  TrainOptions one_flip = one;
+  one_flip.horizontal_flip = true;
+  Train(model, theta_flip, random, Dataset{}, one_flip);
+  EXPECT_EQ(theta_flip, theta_hand);
+
+  // What it cannot run is refused, naming the flag.
+  Dataset spirals, unused;
+  SpiralData(&spirals, &unused, 100);
+  Classifier plane(SpiralSpec());
+  Vector theta = plane.Initialize(1);
+  TrainOptions bad = o;
+  bad.horizontal_flip = true;
+  try {
+    Train(plane, theta, spirals, unused, bad);
+    FAIL() << "flip on 2-D points was accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--flip"), std::string::npos) << e.what();
+  }
+  bad.optimizer = Optimizer::kLbfgs;
+  Vector conv_theta = model.Initialize(3);
+  EXPECT_THROW(Train(model, conv_theta, random, Dataset{}, bad), InputError);
+}
+
 TEST(Train, ResumesFromACheckpointWhereItStopped) {
   const fs::path dir = TempDir("resume");
   const std::string checkpoint = (dir / "checkpoint.h5").string();
