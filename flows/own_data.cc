@@ -22,15 +22,6 @@ std::string ShapeText(const std::vector<std::uint64_t>& shape) {
   return s + ")";
 }
 
-std::string SampleShapeText(const std::vector<std::int64_t>& shape) {
-  if (shape.size() == 1) return std::to_string(shape[0]) + " features";
-  if (shape.size() == 3) {
-    return std::to_string(shape[0]) + "-channel " + std::to_string(shape[2]) + "x" +
-           std::to_string(shape[1]) + " images";
-  }
-  return "samples of rank " + std::to_string(shape.size());
-}
-
 std::uint32_t FileCrc32(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   uLong crc = crc32(0L, Z_NULL, 0);
@@ -241,6 +232,15 @@ void RebuildSplit(const DataRecord& r, Dataset* train, Dataset* test) {
   } else {
     throw InputError("the training data cannot be rebuilt from a record of source '" + r.source + "'");
   }
+}
+
+std::string SampleShapeText(const std::vector<std::int64_t>& shape) {
+  if (shape.size() == 1) return std::to_string(shape[0]) + " features";
+  if (shape.size() == 3) {
+    return std::to_string(shape[0]) + "-channel " + std::to_string(shape[2]) + "x" +
+           std::to_string(shape[1]) + " images";
+  }
+  return "samples of rank " + std::to_string(shape.size());
 }
 
 void CheckSampleShape(const std::vector<std::int64_t>& sample_shape,

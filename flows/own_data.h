@@ -85,6 +85,9 @@ OwnData ReadOwnData(const std::string& data_path, const std::string& data_flag,
 // recorded file is missing or has changed, and for Fashion-MNIST or a record without a source.
 void RebuildSplit(const DataRecord& record, Dataset* train, Dataset* test);
 
+// A sample shape in words for messages: "2 features", "1-channel 28x28 images".
+std::string SampleShapeText(const std::vector<std::int64_t>& shape);
+
 // Checks that samples of `sample_shape` fit a model trained on `model_shape`: the same number of
 // features for vectors, the same channels and size for images. InputError naming `flag`.
 void CheckSampleShape(const std::vector<std::int64_t>& sample_shape,

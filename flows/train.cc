@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "flows/own_data.h"
 #include "solvers/clock.h"
 #include "solvers/errors.h"
 #include "solvers/hdf5.h"
@@ -154,8 +155,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
     const auto& shape = train.sample_shape;
     if (shape.size() != 3 || shape[0] * shape[1] * shape[2] != train.feature_count()) {
       throw InputError("--flip needs image samples (channels × height × width); the training "
-                       "set '" + train.name + "' has " + std::to_string(shape.size()) +
-                       "-dimensional samples");
+                       "set '" + train.name + "' has " + SampleShapeText(shape));
     }
     if (options.optimizer == Optimizer::kLbfgs) {
       throw InputError("--flip applies to mini-batch training (--optimizer adam or sgd), not to "
@@ -347,11 +347,11 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         const Index slice = n * (workers.rank() + 1) / workers.count() - first;
         x.resize(train.feature_count(), slice);
         labels.resize(static_cast<std::size_t>(slice));
+        const Index width = options.horizontal_flip ? train.sample_shape[2] : 0;
         for (Index j = 0; j < slice; ++j) {
           const Index position = s + first + j;
           const Index i = order[static_cast<std::size_t>(position)];
           if (options.horizontal_flip && MirroredInEpoch(options.seed, epoch, position)) {
-            const Index width = train.sample_shape[2];
             CopyMirrored(train.features.col(i).data(), train.feature_count() / width, width,
                          x.col(j).data());
           } else {
