@@ -203,6 +203,14 @@ void AddTrainFlags(CLI::App& sub, TrainFlags& f) {
                  "epoch (images whose mirror is the same class, e.g. fashion-mnist's garments)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();
+  sub.add_option("--shift", f.shift,
+                 "Move each training image by up to N pixels in each direction, drawn anew every "
+                 "epoch, filling with 0 (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  sub.add_option("--label-smoothing", f.label_smoothing,
+                 "Train towards (1 - e) onehot + e / classes instead of onehot (0: off)")
+      ->capture_default_str();
   sub.add_option("--precision", f.precision,
                  "Arithmetic of the convolutions (image odenet): single|double")
       ->check(CLI::IsMember({"single", "double"}))
@@ -263,6 +271,10 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
     if (!plane) {
       throw InputError("--model shooting is for points in the plane (2 features a sample), not " +
                        std::to_string(train.feature_count()) + " features");
+    }
+    if (f.label_smoothing != 0.0 || f.shift != 0 || f.flip == "on") {
+      throw InputError("--model shooting trains its own loss on points: --label-smoothing, "
+                       "--shift and --flip apply to the other models");
     }
     if (workers.count() > 1) {
       throw InputError("--model shooting (full batch) runs on one process only, not under mpirun "
@@ -356,6 +368,8 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
     throw InputError("--schedule: expected cosine or constant, got '" + f.schedule + "'");
   }
   o.horizontal_flip = f.flip == "on";
+  o.shift = f.shift;
+  o.label_smoothing = f.label_smoothing;
   o.time_budget_seconds = f.time_budget;
   o.seed = common.seed;
   o.checkpoint = (std::filesystem::path(f.out) / "checkpoint.h5").string();
@@ -423,6 +437,8 @@ int RunTrain(const TrainFlags& f, const CommonFlags& common,
   if (spec.convolutional()) j["precision"] = PrecisionName(spec.precision);
   j["optimizer"] = opt;
   j["horizontal_flip"] = o.horizontal_flip;
+  j["shift"] = o.shift;
+  j["label_smoothing"] = o.label_smoothing;
   j["termination"] = s.termination;
   j["resumed_from_epoch"] = s.start_epoch;
   j["ranks"] = workers.count();

@@ -267,14 +267,14 @@ JacobianProbe& Classifier::ProbeFor(Index batch, bool gradient) {
 }
 
 double Classifier::ReadOut(const Vector& theta, const Matrix& h, const int* labels,
-                           Index* correct, Matrix* h_bar, double* theta_bar) {
+                           double smoothing, Index* correct, Matrix* h_bar, double* theta_bar) {
   const Index B = h.cols();
   const double* th = theta.data() + readout_offset_;
   ConstMatrixView logits = readout_.Forward(0.0, th, ConstMatrixView(h.data(), h.rows(), B));
-  if (h_bar == nullptr) return SoftmaxCrossEntropy(logits, labels, nullptr, correct);
+  if (h_bar == nullptr) return SoftmaxCrossEntropy(logits, labels, nullptr, correct, smoothing);
   Matrix z_bar(spec_.classes, B);
   MatrixView z_bar_view(z_bar.data(), z_bar.rows(), B);
-  const double loss = SoftmaxCrossEntropy(logits, labels, &z_bar_view, correct);
+  const double loss = SoftmaxCrossEntropy(logits, labels, &z_bar_view, correct, smoothing);
   h_bar->resize(h.rows(), B);
   readout_.Backward(0.0, th, ConstMatrixView(h.data(), h.rows(), B),
                     ConstMatrixView(z_bar.data(), z_bar.rows(), B),
@@ -313,7 +313,7 @@ void DepthRecurrence::Backward(const Matrix& u, const Matrix& x_bar, Matrix& a_h
 }
 
 BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int* labels,
-                                 Vector* gradient) {
+                                 Vector* gradient, double label_smoothing) {
   if (theta.size() != param_dim_) {
     throw InputError("model has " + std::to_string(param_dim_) + " parameters, θ has " +
                      std::to_string(theta.size()));
@@ -354,7 +354,7 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     if (gradient == nullptr) {
       const Solution s = Integrate(dynamics, z0, theta_f, times, spec_.solver);
       result.loss = ReadOut(theta, Eigen::Map<const Matrix>(s.states[0].data(), W, B), labels,
-                            &result.correct, nullptr, nullptr);
+                            label_smoothing, &result.correct, nullptr, nullptr);
       if (lambda > 0.0) {
         result.action = s.states[0][n];
         result.loss += lambda * result.action;
@@ -369,7 +369,7 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     const TrajectoryLoss loss = [&](const std::vector<Vector>& states, std::vector<Vector>& grads) {
       Matrix h_bar;
       double l = ReadOut(theta, Eigen::Map<const Matrix>(states[0].data(), W, B), labels,
-                         &result.correct, &h_bar, grad + readout_offset_);
+                         label_smoothing, &result.correct, &h_bar, grad + readout_offset_);
       grads[0].head(n) = Eigen::Map<const Vector>(h_bar.data(), n);
       if (lambda > 0.0) {
         result.action = states[0][n];
@@ -395,7 +395,7 @@ BatchResult Classifier::Evaluate(const Vector& theta, const Matrix& x, const int
     std::vector<Index> offsets;
     const std::vector<Matrix> hs = LayerStates(theta, std::move(h0), &offsets);
     Matrix hL_bar;
-    result.loss = ReadOut(theta, hs.back(), labels, &result.correct,
+    result.loss = ReadOut(theta, hs.back(), labels, label_smoothing, &result.correct,
                           gradient != nullptr ? &hL_bar : nullptr,
                           grad != nullptr ? grad + readout_offset_ : nullptr);
     if (gradient == nullptr) return result;

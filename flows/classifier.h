@@ -112,8 +112,10 @@ class Classifier {
   Vector Initialize(unsigned seed) const;
 
   // Mean cross-entropy of the batch (x: input_size × B) and the number of correct arg-max
-  // predictions; the gradient with respect to θ when `gradient` is non-null.
-  BatchResult Evaluate(const Vector& theta, const Matrix& x, const int* labels, Vector* gradient);
+  // predictions; the gradient with respect to θ when `gradient` is non-null. `label_smoothing` ε
+  // trains towards (1 − ε) onehot + ε / classes (SoftmaxCrossEntropy); 0 is the plain loss.
+  BatchResult Evaluate(const Vector& theta, const Matrix& x, const int* labels, Vector* gradient,
+                       double label_smoothing = 0.0);
   // The Jacobian-norm probe (ModelSpec::jacobian_norm) that Evaluate uses until the next call:
   // draw `draw` of the sequence `seed` (a function of the two only, so a resumed run draws the
   // same probes). Before any call: draw 0 of seed 0.
@@ -163,8 +165,8 @@ class Classifier {
   JacobianProbe& ProbeFor(Index batch, bool gradient);
   // Read-out and loss of the final state; writes ∂L/∂h into h_bar and the read-out's θ̄ into
   // theta_bar when they are non-null.
-  double ReadOut(const Vector& theta, const Matrix& h, const int* labels, Index* correct,
-                 Matrix* h_bar, double* theta_bar);
+  double ReadOut(const Vector& theta, const Matrix& h, const int* labels, double smoothing,
+                 Index* correct, Matrix* h_bar, double* theta_bar);
 
   ModelSpec spec_;
   int threads_;

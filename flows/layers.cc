@@ -182,8 +182,10 @@ void ActivationLayer::TangentBackward(double /*t*/, const double* /*theta*/, Con
 }
 
 double SoftmaxCrossEntropy(ConstMatrixView logits, const int* labels, MatrixView* z_bar,
-                           Index* correct) {
+                           Index* correct, double smoothing) {
   const Index classes = logits.rows(), batch = logits.cols();
+  // The target's weights: `on` for the label, `off` for every class (the label included).
+  const double off = smoothing / static_cast<double>(classes), on = 1.0 - smoothing;
   double loss = 0.0;
   Index hits = 0;
   for (Index b = 0; b < batch; ++b) {
@@ -197,12 +199,13 @@ double SoftmaxCrossEntropy(ConstMatrixView logits, const int* labels, MatrixView
     hits += (arg_max == label);
     double sum = 0.0;
     for (Index c = 0; c < classes; ++c) sum += std::exp(logits(c, b) - z_max);
-    loss += std::log(sum) + z_max - logits(label, b);
+    loss += std::log(sum) + z_max - on * logits(label, b);
+    if (off > 0.0) loss -= off * logits.col(b).sum();
     if (z_bar != nullptr) {
       for (Index c = 0; c < classes; ++c) {
-        (*z_bar)(c, b) = std::exp(logits(c, b) - z_max) / sum / static_cast<double>(batch);
+        (*z_bar)(c, b) = (std::exp(logits(c, b) - z_max) / sum - off) / static_cast<double>(batch);
       }
-      (*z_bar)(label, b) -= 1.0 / static_cast<double>(batch);
+      (*z_bar)(label, b) -= on / static_cast<double>(batch);
     }
   }
   if (correct != nullptr) *correct = hits;

@@ -134,11 +134,12 @@ class ActivationLayer : public Layer {
   Vector d1_, d2_;  // σ' and σ'' of a tangent pass (ReserveTangents)
 };
 
-// Mean softmax cross-entropy of logits z (classes × batch) against integer labels:
-//   L = (1/B) Σ_b [log Σ_c exp z_cb − z_{y_b, b}],   ∂L/∂z = (softmax(z) − onehot(y)) / B.
+// Mean softmax cross-entropy of logits z (classes × batch) against integer labels, with label
+// smoothing ε ∈ [0, 1) (Szegedy et al. 2016: the target q_b = (1 − ε) onehot(y_b) + ε / classes):
+//   L = (1/B) Σ_b [log Σ_c exp z_cb − Σ_c q_cb z_cb],   ∂L/∂z = (softmax(z) − q) / B.
 // Returns L; writes ∂L/∂z into z_bar when it is non-null (same shape as z). Also counts correct
 // arg-max predictions into *correct when non-null. Labels outside [0, classes) throw InputError.
 double SoftmaxCrossEntropy(ConstMatrixView logits, const int* labels, MatrixView* z_bar,
-                           Index* correct = nullptr);
+                           Index* correct = nullptr, double smoothing = 0.0);
 
 }  // namespace diffeoflow::flows

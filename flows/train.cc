@@ -77,11 +77,9 @@ void CopyMirrored(const double* in, Index channels_rows, Index width, double* ou
   }
 }
 
-}  // namespace
-
-bool MirroredInEpoch(unsigned seed, int epoch, Index position) {
-  // SplitMix64's finaliser over the three fields packed into one word (positions < 2^28,
-  // epochs < 2^12 keep them apart; beyond that they only mix).
+// SplitMix64's finaliser over (seed, epoch, position) packed into one word (positions < 2^28,
+// epochs < 2^12 keep them apart; beyond that they only mix).
+std::uint64_t SampleHash(unsigned seed, int epoch, Index position) {
   std::uint64_t z = (static_cast<std::uint64_t>(seed) << 40) ^
                     (static_cast<std::uint64_t>(epoch) << 28) ^
                     static_cast<std::uint64_t>(position);
@@ -89,7 +87,39 @@ bool MirroredInEpoch(unsigned seed, int epoch, Index position) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   z ^= z >> 31;
-  return (z >> 63) != 0;
+  return z;
+}
+
+}  // namespace
+
+bool MirroredInEpoch(unsigned seed, int epoch, Index position) {
+  return (SampleHash(seed, epoch, position) >> 63) != 0;
+}
+
+std::pair<int, int> ShiftInEpoch(unsigned seed, int epoch, Index position, int shift) {
+  if (shift <= 0) return {0, 0};
+  // Two 24-bit fields below the mirroring's top bit; the modulo bias is below 2^-17 for any
+  // shift an image allows.
+  const std::uint64_t z = SampleHash(seed, epoch, position);
+  const auto span = static_cast<std::uint64_t>(2 * shift + 1);
+  const auto dy = static_cast<int>(((z >> 8) & 0xffffffULL) % span) - shift;
+  const auto dx = static_cast<int>(((z >> 32) & 0xffffffULL) % span) - shift;
+  return {dy, dx};
+}
+
+void CopyShifted(const double* in, Index channels, Index height, Index width, int dy, int dx,
+                 double* out) {
+  const Index plane = height * width;
+  std::fill(out, out + channels * plane, 0.0);
+  // Columns q of `out` that come from inside the image: 0 ≤ q − dx < width.
+  const Index q0 = std::max<Index>(0, dx), q1 = std::min<Index>(width, width + dx);
+  if (q0 >= q1) return;
+  for (Index c = 0; c < channels; ++c) {
+    for (Index r = std::max<Index>(0, dy); r < std::min<Index>(height, height + dy); ++r) {
+      const double* from = in + c * plane + (r - dy) * width + (q0 - dx);
+      std::copy(from, from + (q1 - q0), out + c * plane + r * width + q0);
+    }
+  }
 }
 
 void TrainOptions::Validate() const {
@@ -98,6 +128,11 @@ void TrainOptions::Validate() const {
   if (!(learning_rate > 0.0)) throw InputError("--lr must be > 0");
   if (!(momentum >= 0.0 && momentum < 1.0)) throw InputError("--momentum must be in [0, 1)");
   if (!(weight_decay >= 0.0)) throw InputError("--weight-decay must be ≥ 0");
+  if (shift < 0) throw InputError("--shift must be ≥ 0 (got " + std::to_string(shift) + ")");
+  if (!(label_smoothing >= 0.0 && label_smoothing < 1.0)) {
+    throw InputError("--label-smoothing must be in [0, 1) (got " +
+                     std::to_string(label_smoothing) + ")");
+  }
   if (!(time_budget_seconds >= 0.0)) throw InputError("--time-budget must be ≥ 0");
   if (resume && checkpoint.empty()) throw InputError("--resume needs a checkpoint path");
 }
@@ -151,15 +186,27 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
   options.Validate();
   if (train.size() < 1) throw InputError("training set is empty");
   if (theta.size() != model.param_dim()) throw InputError("θ does not match the model");
-  if (options.horizontal_flip) {
+  // The augmentations need images and mini-batches; each is refused naming its flag.
+  const auto check_augmentation = [&](const std::string& flag) {
     const auto& shape = train.sample_shape;
     if (shape.size() != 3 || shape[0] * shape[1] * shape[2] != train.feature_count()) {
-      throw InputError("--flip needs image samples (channels × height × width); the training "
+      throw InputError(flag + " needs image samples (channels × height × width); the training "
                        "set '" + train.name + "' has " + SampleShapeText(shape));
     }
     if (options.optimizer == Optimizer::kLbfgs) {
-      throw InputError("--flip applies to mini-batch training (--optimizer adam or sgd), not to "
-                       "full-batch lbfgs");
+      throw InputError(flag + " applies to mini-batch training (--optimizer adam or sgd), not "
+                       "to full-batch lbfgs");
+    }
+  };
+  if (options.horizontal_flip) check_augmentation("--flip");
+  if (options.shift > 0) {
+    check_augmentation("--shift");
+    const Index smaller = std::min(train.sample_shape[1], train.sample_shape[2]);
+    if (2 * static_cast<Index>(options.shift) >= smaller) {
+      throw InputError("--shift " + std::to_string(options.shift) + " moves the training "
+                       "images of '" + train.name + "' (" + SampleShapeText(train.sample_shape) +
+                       ") out of their frame (expected a shift below half their height and "
+                       "width, at most " + std::to_string((smaller - 1) / 2) + ")");
     }
   }
   const Index P = theta.size();
@@ -238,8 +285,9 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         for (Index s = options.batch * workers.rank(); s < train.size();
              s += options.batch * workers.count()) {
           const Index n = std::min<Index>(options.batch, train.size() - s);
-          const BatchResult r = model.Evaluate(th, train.features.middleCols(s, n),
-                                               train.labels.data() + s, gradient ? &g : nullptr);
+          const BatchResult r =
+              model.Evaluate(th, train.features.middleCols(s, n), train.labels.data() + s,
+                             gradient ? &g : nullptr, options.label_smoothing);
           const double w = static_cast<double>(n) / train.size();
           loss += w * r.loss;
           if (gradient != nullptr) *gradient += w * g;
@@ -337,6 +385,7 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
       long epoch_batches = 0, ef = 0, eb = 0;
       bool out_of_time = false;
       Matrix x;
+      std::vector<double> image;  // a mirrored sample on its way to being shifted
       std::vector<int> labels;
       Vector g;
       const auto epoch_start = Clock::now();
@@ -347,14 +396,22 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
         const Index slice = n * (workers.rank() + 1) / workers.count() - first;
         x.resize(train.feature_count(), slice);
         labels.resize(static_cast<std::size_t>(slice));
-        const Index width = options.horizontal_flip ? train.sample_shape[2] : 0;
         for (Index j = 0; j < slice; ++j) {
           const Index position = s + first + j;
           const Index i = order[static_cast<std::size_t>(position)];
-          if (options.horizontal_flip && MirroredInEpoch(options.seed, epoch, position)) {
-            CopyMirrored(train.features.col(i).data(), train.feature_count() / width, width,
-                         x.col(j).data());
-          } else {
+          const bool mirrored =
+              options.horizontal_flip && MirroredInEpoch(options.seed, epoch, position);
+          const auto [dy, dx] = ShiftInEpoch(options.seed, epoch, position, options.shift);
+          const auto& shape = train.sample_shape;
+          const double* from = train.features.col(i).data();
+          if (mirrored) {
+            CopyMirrored(from, shape[0] * shape[1], shape[2], x.col(j).data());
+            image.assign(x.col(j).data(), x.col(j).data() + x.rows());
+            from = image.data();
+          }
+          if (dy != 0 || dx != 0) {
+            CopyShifted(from, shape[0], shape[1], shape[2], dy, dx, x.col(j).data());
+          } else if (!mirrored) {
             x.col(j) = train.features.col(i);
           }
           labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];
@@ -369,7 +426,8 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
                 static_cast<unsigned long>((train.size() + options.batch - 1) / options.batch);
             model.UseProbe(options.seed,
                            static_cast<unsigned long>(epoch) * batches_per_epoch + batch_index);
-            const BatchResult r = model.Evaluate(theta, x, labels.data(), &g);
+            const BatchResult r =
+                model.Evaluate(theta, x, labels.data(), &g, options.label_smoothing);
             // The slice's share of the batch mean: n_r/n, exactly 1 on a single worker.
             const double w = static_cast<double>(slice) / static_cast<double>(n);
             reduced.head(P) = w * g;

@@ -38,6 +38,7 @@
 
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "flows/classifier.h"
@@ -64,6 +65,15 @@ struct TrainOptions {
   // resumed run and every data-parallel worker draw the same). Needs image samples (a
   // sample_shape of channels × height × width); test and evaluation images are never mirrored.
   bool horizontal_flip = false;
+  // Translate each training image by (dy, dx) drawn uniformly from {−shift, …, shift}², afresh for
+  // every sample in every epoch (the same hash as the mirroring, other bits), filling the pixels
+  // that enter with 0, the background of the pixels / 255 scaling (after mirroring, when both are
+  // on). 0: none. Needs image samples larger than 2·shift in height and width.
+  int shift = 0;
+  // Label smoothing ε of the training loss: the target (1 − ε) onehot + ε / classes (Szegedy et
+  // al. 2016). The reported training loss is that smoothed loss; the test loss and every
+  // accuracy are the plain ones. 0: none.
+  double label_smoothing = 0.0;
   std::string checkpoint;                   // HDF5 path written after every epoch; empty: none
   bool resume = false;                      // continue from `checkpoint` when it exists
   // Samples an evaluation (accuracy, test probabilities) runs at a time. It needs no gradient,
@@ -118,6 +128,16 @@ struct TrainSummary {
 // `epoch`'s shuffled order: the top bit of a SplitMix64 hash of (seed, epoch, position), so that
 // every worker and a resumed run draw the same, about half of the samples.
 bool MirroredInEpoch(unsigned seed, int epoch, Index position);
+
+// The translation (dy, dx), each in {−shift, …, shift}, by which `Train` with `shift` moves the
+// sample at `position` of epoch `epoch`'s order: two further fields of the same hash, so that
+// every worker and a resumed run draw the same, independently of the mirroring.
+std::pair<int, int> ShiftInEpoch(unsigned seed, int epoch, Index position, int shift);
+
+// Copies an image (channels × height × width, row-major) into `out` moved by dy rows down and dx
+// columns right: out(c, r, q) = in(c, r − dy, q − dx), 0 where that falls outside the image.
+void CopyShifted(const double* in, Index channels, Index height, Index width, int dy, int dx,
+                 double* out);
 
 // Mean loss and accuracy of θ on a data set, or on its first `limit` samples (0: all); with several
 // workers each evaluates every count()-th batch and the sums are combined (the same on every

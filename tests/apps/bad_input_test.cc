@@ -456,6 +456,10 @@ TEST_F(BadInputCli, Train) {
       {"--max-train -5", {"--max-train"}},
       {"--flip on", {"--flip", "image"}},
       {"--flip sideways", {"--flip"}, Expect::kParse},
+      {"--shift 2", {"--shift", "image"}},
+      {"--shift -1", {"--shift"}, Expect::kParse},
+      {"--label-smoothing 1", {"--label-smoothing", "[0, 1)"}},
+      {"--model shooting --label-smoothing 0.1", {"--label-smoothing", "shooting"}},
   };
   for (const Flag& f : flags) {
     const fs::path o = out();

@@ -168,9 +168,18 @@ TEST_F(OwnDataCli, ImagesTrainTheConvolutionalOdeNetAndPredict) {
   const fs::path run = dir_ / "images";
   const CliRun train = Run("train" + OwnArgs("train", "test") + " --out " + run.string() +
                            " --epochs 2 --steps 2 --channels 4 --hidden 4 --batch 16 --quiet" +
-                           " --flip on");
+                           " --flip on --shift 3 --label-smoothing 0.1");
   ASSERT_EQ(train.status, 0) << train.err;
-  EXPECT_EQ(ReadJson(run / "metrics.json")["horizontal_flip"].get<bool>(), true);
+  const auto metrics = ReadJson(run / "metrics.json");
+  EXPECT_EQ(metrics["horizontal_flip"].get<bool>(), true);
+  EXPECT_EQ(metrics["shift"].get<int>(), 3);
+  EXPECT_EQ(metrics["label_smoothing"].get<double>(), 0.1);
+  // A shift that would move the 8 × 8 images out of their frame is refused, naming the bound.
+  const CliRun too_far = Run("train" + OwnArgs("train", "test") + " --out " +
+                             (dir_ / "too_far").string() + " --epochs 1 --shift 4 --quiet");
+  EXPECT_EQ(too_far.status, 2);
+  EXPECT_NE(too_far.err.find("--shift 4"), std::string::npos) << too_far.err;
+  EXPECT_NE(too_far.err.find("at most 3"), std::string::npos) << too_far.err;
   diffeoflow::h5::Reader model((run / "model.h5").string());
   EXPECT_EQ(model.DoublesAttribute("/", "input_shape"), (std::vector<double>{1, 8, 8}));
   EXPECT_EQ(model.StringAttribute("data", "standardization"), "uint8");

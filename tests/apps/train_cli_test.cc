@@ -70,7 +70,7 @@ TEST_F(TrainCli, KineticEnergyIsRecorded) {
 
 // A time budget without --epochs is the length of the run: training goes on past the default
 // 100 epochs of a 2-D data set until the budget is spent, and the log gives no epoch total.
-// metrics.json records that --flip (off by default) mirrored nothing.
+// metrics.json records that --flip, --shift and --label-smoothing (off by default) did nothing.
 TEST_F(TrainCli, ATimeBudgetWithoutEpochsRunsUntilItIsSpent) {
   const fs::path out = dir_ / "budget";
   const CliRun run = Run("--dataset moons --samples 100 --steps 1 --channels 2 --hidden 4 "
@@ -80,6 +80,8 @@ TEST_F(TrainCli, ATimeBudgetWithoutEpochsRunsUntilItIsSpent) {
   EXPECT_GT(m["epochs"].get<int>(), 100) << run.err.substr(0, 400);
   EXPECT_EQ(m["termination"].get<std::string>(), "time budget");
   EXPECT_EQ(m["horizontal_flip"].get<bool>(), false);
+  EXPECT_EQ(m["shift"].get<int>(), 0);
+  EXPECT_EQ(m["label_smoothing"].get<double>(), 0.0);
   EXPECT_NE(run.err.find("epoch 101  loss "), std::string::npos) << run.err.substr(0, 400);
 
   // With --epochs the budget only cuts the run short.

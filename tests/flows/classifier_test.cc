@@ -212,6 +212,37 @@ TEST(Classifier, ConvolutionalJacobianRegulariserGradientMatchesFiniteDifference
   }
 }
 
+// Label smoothing ε (TrainOptions::label_smoothing) on the convolutional ODE-Net and an MLP-field
+// ODE-Net: the whole model's gradient of the smoothed loss equals central differences, and the
+// smoothed loss is (1 − ε) times the plain one plus ε times the mean over classes of −log p.
+TEST(Classifier, LabelSmoothedGradientMatchesFiniteDifferences) {
+  const double epsilon = 0.15;
+  const SmallImageBatch images;
+  const SmallBatch points;
+  for (const ModelSpec& spec : {ConvSpec(6, 5, 3, 4, 2, Precision::kDouble),
+                                SmallSpec(ModelKind::kOdeNet)}) {
+    Classifier model(spec);
+    const Vector theta = model.Initialize(5);
+    const bool conv = spec.convolutional();
+    const Matrix& x = conv ? images.x : points.x;
+    const int* labels = conv ? images.labels : points.labels;
+    Vector gradient;
+    const double loss = model.Evaluate(theta, x, labels, &gradient, epsilon).loss;
+    const Vector numeric = NumericalGradient(
+        [&](const Vector& th) { return model.Evaluate(th, x, labels, nullptr, epsilon).loss; },
+        theta);
+    EXPECT_LT(RelativeMaxError(gradient, numeric), 1e-6) << ModelKindName(spec.kind);
+    const Matrix logits = model.Logits(theta, x);
+    double uniform = 0.0;  // mean over the batch and the classes of −log softmax
+    for (Index b = 0; b < logits.cols(); ++b) {
+      const double log_sum = std::log(logits.col(b).array().exp().sum());
+      uniform += (log_sum - logits.col(b).mean()) / static_cast<double>(logits.cols());
+    }
+    const double plain = model.Evaluate(theta, x, labels, nullptr).loss;
+    EXPECT_NEAR(loss, (1.0 - epsilon) * plain + epsilon * uniform, 1e-12);
+  }
+}
+
 TEST(Classifier, MlpGradientMatchesFiniteDifferences) {
   CheckModelGradient(SmallSpec(ModelKind::kMlp), 1e-7);
 }

@@ -284,6 +284,48 @@ TEST(Layers, SoftmaxCrossEntropyGradientMatchesFiniteDifferences) {
               std::log(4.0), 1e-15);
 }
 
+TEST(Layers, LabelSmoothedCrossEntropyIsTheCrossEntropyWithTheSmoothedTarget) {
+  std::mt19937 rng(6);
+  const Index classes = 5, batch = 4;
+  const double epsilon = 0.1;
+  const Vector z = RandomVector(classes * batch, rng, 2.0);
+  const int labels[] = {4, 0, 2, 2};
+  const auto loss = [&](const Vector& zz, MatrixView* z_bar) {
+    return SoftmaxCrossEntropy(ConstMatrixView(zz.data(), classes, batch), labels, z_bar, nullptr,
+                               epsilon);
+  };
+  // Against −(1/B) Σ_b Σ_c q_cb log softmax(z)_cb written out.
+  double expected = 0.0;
+  for (Index b = 0; b < batch; ++b) {
+    const double log_sum = std::log(z.segment(b * classes, classes).array().exp().sum());
+    for (Index c = 0; c < classes; ++c) {
+      const double q = (c == labels[b] ? 1.0 - epsilon : 0.0) + epsilon / classes;
+      expected -= q * (z[b * classes + c] - log_sum) / batch;
+    }
+  }
+  Vector z_bar(classes * batch);
+  MatrixView z_bar_view(z_bar.data(), classes, batch);
+  EXPECT_NEAR(loss(z, &z_bar_view), expected, 1e-14);
+  EXPECT_NEAR(loss(z, nullptr), expected, 1e-14);
+  EXPECT_LT(RelativeMaxError(z_bar, NumericalGradient([&](const Vector& zz) {
+                                                       return loss(zz, nullptr);
+                                                     }, z)),
+            1e-8);
+  // Its minimum is at softmax(z) = q: logits log q have a zero gradient and the loss is the
+  // entropy of q.
+  Vector at_target(classes * batch);
+  double entropy = 0.0;
+  for (Index b = 0; b < batch; ++b) {
+    for (Index c = 0; c < classes; ++c) {
+      const double q = (c == labels[b] ? 1.0 - epsilon : 0.0) + epsilon / classes;
+      at_target[b * classes + c] = std::log(q);
+      entropy -= q * std::log(q) / batch;
+    }
+  }
+  EXPECT_NEAR(loss(at_target, &z_bar_view), entropy, 1e-14);
+  EXPECT_LT(z_bar.cwiseAbs().maxCoeff(), 1e-15);
+}
+
 TEST(Layers, SoftmaxCrossEntropyRejectsLabelsOutOfRange) {
   const Vector z = Vector::Zero(6);
   const int labels[] = {0, 3};

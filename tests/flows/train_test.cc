@@ -4,8 +4,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <numeric>
 #include <random>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -250,6 +252,158 @@ TEST(Train, HorizontalFlipMirrorsHalfOfTheTrainingImagesLeftToRight) {
   bad.optimizer = Optimizer::kLbfgs;
   Vector conv_theta = model.Initialize(3);
   EXPECT_THROW(Train(model, conv_theta, random, Dataset{}, bad), InputError);
+}
+
+TEST(Train, ShiftMovesEachTrainingImageByItsOwnDrawFillingWithZero) {
+  // The draw: every (dy, dx) of {−2, …, 2}² about equally often, anew each epoch, independent
+  // of the mirroring, and a pure function of its arguments.
+  const int shift = 2;
+  std::map<std::pair<int, int>, int> counts;
+  int same_as_next_epoch = 0, mirrored_and_moved_right = 0;
+  const Index draws = 25000;
+  for (Index position = 0; position < draws; ++position) {
+    const auto d = ShiftInEpoch(7, 1, position, shift);
+    ASSERT_EQ(d, ShiftInEpoch(7, 1, position, shift));
+    ASSERT_LE(std::abs(d.first), shift);
+    ASSERT_LE(std::abs(d.second), shift);
+    ++counts[d];
+    same_as_next_epoch += d == ShiftInEpoch(7, 2, position, shift) ? 1 : 0;
+    mirrored_and_moved_right += MirroredInEpoch(7, 1, position) && d.second > 0 ? 1 : 0;
+  }
+  EXPECT_EQ(counts.size(), 25u);
+  for (const auto& [d, count] : counts) EXPECT_NEAR(count, draws / 25, 150) << d.first << d.second;
+  EXPECT_NEAR(same_as_next_epoch, draws / 25, 150);
+  EXPECT_NEAR(mirrored_and_moved_right, draws / 2 * 2 / 5, 250);
+  EXPECT_EQ(ShiftInEpoch(7, 1, 3, 0), std::make_pair(0, 0));
+
+  // The copy: out(c, r, q) = in(c, r − dy, q − dx), 0 where that is outside, for every shift of
+  // a 2-channel 3 × 4 image (pixels numbered 1, 2, …).
+  std::vector<double> in(24), out(24);
+  std::iota(in.begin(), in.end(), 1.0);
+  for (int dy = -3; dy <= 3; ++dy) {
+    for (int dx = -4; dx <= 4; ++dx) {
+      CopyShifted(in.data(), 2, 3, 4, dy, dx, out.data());
+      for (Index c = 0; c < 2; ++c) {
+        for (Index r = 0; r < 3; ++r) {
+          for (Index q = 0; q < 4; ++q) {
+            const Index r0 = r - dy, q0 = q - dx;
+            const double expected =
+                r0 >= 0 && r0 < 3 && q0 >= 0 && q0 < 4 ? in[static_cast<std::size_t>(
+                                                             c * 12 + r0 * 4 + q0)]
+                                                       : 0.0;
+            ASSERT_EQ(out[static_cast<std::size_t>(c * 12 + r * 4 + q)], expected)
+                << dy << " " << dx << " " << c << " " << r << " " << q;
+          }
+        }
+      }
+    }
+  }
+
+  // Training: moving by hand the samples of one epoch by the draw (after mirroring those the
+  // mirror draw picks) gives the same θ, bit for bit, as --shift with --flip.
+  Classifier model(testing::ConvSpec(8, 8, 3, 4, 2, Precision::kDouble));
+  TrainOptions one;
+  one.epochs = 1;
+  one.batch = 16;
+  const Dataset random = SmallImages(false, 48);
+  std::vector<Index> order(48);
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937 shuffle(one.seed);
+  std::shuffle(order.begin(), order.end(), shuffle);
+  Dataset by_hand = random;
+  for (Index position = 0; position < 48; ++position) {
+    const Index i = order[static_cast<std::size_t>(position)];
+    const bool mirror = MirroredInEpoch(one.seed, 0, position);
+    const auto [dy, dx] = ShiftInEpoch(one.seed, 0, position, shift);
+    for (Index r = 0; r < 8; ++r) {
+      for (Index q = 0; q < 8; ++q) {
+        const Index r0 = r - dy, q0 = q - dx;
+        const bool inside = r0 >= 0 && r0 < 8 && q0 >= 0 && q0 < 8;
+        by_hand.features(r * 8 + q, i) =
+            inside ? random.features(r0 * 8 + (mirror ? 7 - q0 : q0), i) : 0.0;
+      }
+    }
+  }
+  Vector theta_hand = model.Initialize(3), theta_shift = model.Initialize(3);
+  Train(model, theta_hand, by_hand, Dataset{}, one);
+  TrainOptions augmented = one;
+  augmented.shift = shift;
+  augmented.horizontal_flip = true;
+  Train(model, theta_shift, random, Dataset{}, augmented);
+  EXPECT_EQ(theta_shift, theta_hand);
+  Vector theta_plain = model.Initialize(3);
+  Train(model, theta_plain, random, Dataset{}, one);
+  EXPECT_NE(theta_plain, theta_shift);
+
+  // What it cannot run is refused, naming the flag: 2-D points, a shift that leaves no pixel of
+  // an 8 × 8 image in place, a negative shift.
+  Dataset spirals, unused;
+  SpiralData(&spirals, &unused, 100);
+  Classifier plane(SpiralSpec());
+  Vector theta = plane.Initialize(1);
+  const auto refused = [&](Classifier& m, Vector& th, const Dataset& data, int value) {
+    TrainOptions bad = one;
+    bad.shift = value;
+    try {
+      Train(m, th, data, Dataset{}, bad);
+    } catch (const InputError& e) {
+      return std::string(e.what());
+    }
+    return std::string("accepted");
+  };
+  EXPECT_NE(refused(plane, theta, spirals, 1).find("--shift needs image samples"),
+            std::string::npos);
+  Vector conv_theta = model.Initialize(3);
+  const std::string too_far = refused(model, conv_theta, random, 4);
+  EXPECT_NE(too_far.find("--shift 4"), std::string::npos) << too_far;
+  EXPECT_NE(too_far.find("at most 3"), std::string::npos) << too_far;
+  EXPECT_EQ(refused(model, conv_theta, random, 3), "accepted");
+  EXPECT_NE(refused(model, conv_theta, random, -1).find("--shift must be"), std::string::npos);
+}
+
+TEST(Train, LabelSmoothingTrainsTheSmoothedLossAndReportsThePlainOne) {
+  // The gradient Train follows is that of the smoothed loss (whose finite-difference test is
+  // Classifier.LabelSmoothedGradientMatchesFiniteDifferences): one step of plain gradient descent
+  // with it equals θ − rate · ∇L_ε, and differs from the plain loss's gradient.
+  Classifier model(testing::ConvSpec(8, 8, 3, 4, 2, Precision::kDouble));
+  const Dataset random = SmallImages(false, 16);
+  const double epsilon = 0.2;
+  const Vector theta0 = model.Initialize(4);
+  Vector analytic;
+  model.Evaluate(theta0, random.features, random.labels.data(), &analytic, epsilon);
+  Vector plain_gradient;
+  model.Evaluate(theta0, random.features, random.labels.data(), &plain_gradient);
+  EXPECT_GT((plain_gradient - analytic).norm(), 1e-3 * analytic.norm());
+
+  TrainOptions o;
+  o.optimizer = Optimizer::kGradientDescent;
+  o.momentum = 0.0;
+  o.schedule = LearningRateSchedule::kConstant;
+  o.learning_rate = 0.1;
+  o.epochs = 1;
+  o.batch = 16;
+  o.label_smoothing = epsilon;
+  Vector theta = theta0;
+  const TrainSummary s = Train(model, theta, random, random, o);
+  EXPECT_LT((theta - (theta0 - o.learning_rate * analytic)).norm(), 1e-12 * theta.norm());
+  // The reported test loss is the plain cross-entropy of the final θ, not the smoothed one.
+  const double plain = model.Evaluate(theta, random.features, random.labels.data(), nullptr).loss;
+  EXPECT_NEAR(s.test_loss, plain, 1e-12);
+  EXPECT_GT(std::abs(
+                model.Evaluate(theta, random.features, random.labels.data(), nullptr, epsilon)
+                    .loss -
+                plain),
+            1e-6);
+
+  for (const double bad : {-0.1, 1.0}) {
+    o.label_smoothing = bad;
+    try {
+      Train(model, theta, random, random, o);
+      FAIL() << "label smoothing " << bad << " was accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("--label-smoothing"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Train, ResumesFromACheckpointWhereItStopped) {
