@@ -10,6 +10,9 @@ float32 arithmetic, a shuffled order per epoch. samples/s counts the training st
 only (the test evaluation after each epoch is left out), as diffeoflow's metrics do.
 
 --flip mirrors each training image left-right with probability 1/2 (as `train --flip on`).
+--shift N moves each training image by (dy, dx) drawn uniformly from {-N..N}^2, filling with 0,
+after the mirroring (as `train --shift N`). --label-smoothing E trains the cross-entropy against
+(1 - E) onehot + E / classes (as `train --label-smoothing E`).
 
 --solver dopri5 is the yardstick for `train --solver dopri5 --rtol R --atol A --gradient
 backsolve`: the ODE block is integrated by the adaptive Dormand-Prince 5(4) of bench/torch_ode.py
@@ -19,6 +22,7 @@ is not in Debian). NFE per batch are reported as diffeoflow counts them.
 
     bench/train_torch.py [--budget 480] [--channels 32] [--steps 4] [--threads 2] [--seed 1]
                          [--solver rk4|dopri5] [--rtol 1e-3] [--atol 1e-3] [--flip]
+                         [--shift 0] [--label-smoothing 0]
                          [--data /usr/share/datasets/fashion-mnist]
 """
 import argparse
@@ -77,6 +81,17 @@ def logits(net, block, x):
     return readout(net, h1)
 
 
+def shifted(images, shift, generator):
+    """Each image moved by its own (dy, dx) in {-shift..shift}^2, zero where nothing enters."""
+    n, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (shift, shift, shift, shift))
+    d = torch.randint(-shift, shift + 1, (n, 2), generator=generator)
+    rows = (torch.arange(height)[None, :] + shift - d[:, :1])  # n x H: source row in `padded`
+    cols = (torch.arange(width)[None, :] + shift - d[:, 1:])
+    index = torch.arange(n)[:, None, None]
+    return padded[index, 0, rows[:, :, None], cols[:, None, :]][:, None]
+
+
 def accuracy(net, x, y, block=None, batch=128):
     correct = 0
     with torch.no_grad():
@@ -99,6 +114,8 @@ def main():
     p.add_argument("--rtol", type=float, default=1e-3)
     p.add_argument("--atol", type=float, default=1e-3)
     p.add_argument("--flip", action="store_true")
+    p.add_argument("--shift", type=int, default=0)
+    p.add_argument("--label-smoothing", type=float, default=0.0)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -126,9 +143,12 @@ def main():
             if a.flip:
                 mirror = torch.rand(images.shape[0], generator=generator) < 0.5
                 images = torch.where(mirror[:, None, None, None], images.flip(3), images)
+            if a.shift > 0:
+                images = shifted(images, a.shift, generator)
             optimiser.zero_grad()
             before = block.nfe if block is not None else 0
-            loss = torch.nn.functional.cross_entropy(logits(net, block, images), y[index])
+            loss = torch.nn.functional.cross_entropy(logits(net, block, images), y[index],
+                                                     label_smoothing=a.label_smoothing)
             forward = block.nfe if block is not None else 0
             loss.backward()
             if block is not None:
@@ -149,6 +169,7 @@ def main():
                       "test_accuracy_per_epoch": curve, "epochs": epochs, "samples": samples,
                       "train_seconds": spent, "threads": a.threads, "channels": a.channels,
                       "steps": a.steps, "seed": a.seed, "solver": a.solver, "flip": a.flip,
+                      "shift": a.shift, "label_smoothing": a.label_smoothing,
                       "rtol": a.rtol, "atol": a.atol,
                       "nfe_forward": nfe_forward / max(batches, 1),
                       "nfe_backward": nfe_backward / max(batches, 1),
