@@ -24,7 +24,7 @@ struct TrainFlags {
   double jacobian_norm = 0.0;   // λ₂ of RNODE's Jacobian-norm regulariser
   int epochs = -1, batch = 128;
   int shift = 0;  // pixels of the random translation of training images
-  double label_smoothing = 0.0;
+  double label_smoothing = -1.0;  // < 0: the model's default (0.1 for the image odenet, else 0)
   double time_budget = 0.0, lr = -1.0, momentum = 0.9, weight_decay = 0.0;
   int samples = 2000;
   double noise = 0.02, test_fraction = 0.2;

@@ -459,6 +459,7 @@ TEST_F(BadInputCli, Train) {
       {"--shift 2", {"--shift", "image"}},
       {"--shift -1", {"--shift"}, Expect::kParse},
       {"--label-smoothing 1", {"--label-smoothing", "[0, 1)"}},
+      {"--label-smoothing -0.1", {"--label-smoothing"}, Expect::kParse},
       {"--model shooting --label-smoothing 0.1", {"--label-smoothing", "shooting"}},
   };
   for (const Flag& f : flags) {

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -168,12 +169,22 @@ TEST_F(OwnDataCli, ImagesTrainTheConvolutionalOdeNetAndPredict) {
   const fs::path run = dir_ / "images";
   const CliRun train = Run("train" + OwnArgs("train", "test") + " --out " + run.string() +
                            " --epochs 2 --steps 2 --channels 4 --hidden 4 --batch 16 --quiet" +
-                           " --flip on --shift 3 --label-smoothing 0.1");
+                           " --flip on --shift 3 --label-smoothing 0.05");
   ASSERT_EQ(train.status, 0) << train.err;
   const auto metrics = ReadJson(run / "metrics.json");
   EXPECT_EQ(metrics["horizontal_flip"].get<bool>(), true);
   EXPECT_EQ(metrics["shift"].get<int>(), 3);
-  EXPECT_EQ(metrics["label_smoothing"].get<double>(), 0.1);
+  EXPECT_EQ(metrics["label_smoothing"].get<double>(), 0.05);
+  // Without the flag the image odenet smooths by 0.1, a model on the flattened image not at all.
+  for (const auto& [model, smoothing] : {std::pair<std::string, double>{"odenet", 0.1},
+                                         std::pair<std::string, double>{"mlp", 0.0}}) {
+    const fs::path defaults = dir_ / ("defaults_" + model);
+    ASSERT_EQ(Run("train" + OwnArgs("train", "test") + " --out " + defaults.string() +
+                  " --model " + model + " --epochs 1 --steps 2 --channels 4 --hidden 4 --quiet")
+                  .status,
+              0);
+    EXPECT_EQ(ReadJson(defaults / "metrics.json")["label_smoothing"].get<double>(), smoothing);
+  }
   // A shift that would move the 8 × 8 images out of their frame is refused, naming the bound.
   const CliRun too_far = Run("train" + OwnArgs("train", "test") + " --out " +
                              (dir_ / "too_far").string() + " --epochs 1 --shift 4 --quiet");
