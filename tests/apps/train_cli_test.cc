@@ -73,7 +73,9 @@ TEST_F(TrainCli, KineticEnergyIsRecorded) {
 // metrics.json records that --flip, --shift and --label-smoothing (off by default) did nothing.
 TEST_F(TrainCli, ATimeBudgetWithoutEpochsRunsUntilItIsSpent) {
   const fs::path out = dir_ / "budget";
-  const CliRun run = Run("--dataset moons --samples 100 --steps 1 --channels 2 --hidden 4 "
+  // 20 batches an epoch: the budget counts training time only, so with a batch or two an epoch
+  // the per-epoch evaluation and checkpoint would take most of the wall time.
+  const CliRun run = Run("--dataset moons --samples 2000 --steps 1 --channels 2 --hidden 4 "
                          "--solver euler --batch 80 --time-budget 3 --out " + out.string());
   ASSERT_EQ(run.status, 0) << run.err;
   const auto m = Metrics(out);

@@ -177,6 +177,23 @@ Dataset SmallImages(bool symmetric, Index n) {
   return data;
 }
 
+// The order in which Train visits n samples in its first epoch (epoch e shuffles with seed + e).
+std::vector<Index> FirstEpochOrder(unsigned seed, Index n) {
+  std::vector<Index> order(static_cast<std::size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::mt19937 shuffle(seed);
+  std::shuffle(order.begin(), order.end(), shuffle);
+  return order;
+}
+
+// Two spiral data sets and a model for them, for the refusals of image-only options.
+struct SpiralCase {
+  Dataset train, test;
+  Classifier model{SpiralSpec()};
+  Vector theta = model.Initialize(1);
+  SpiralCase() { SpiralData(&train, &test, 100); }
+};
+
 TEST(Train, HorizontalFlipMirrorsHalfOfTheTrainingImagesLeftToRight) {
   // The draw: about half of the samples of an epoch, another half in the next epoch and for
   // another seed, and a pure function of its arguments (so workers and resumed runs agree).
@@ -215,10 +232,7 @@ TEST(Train, HorizontalFlipMirrorsHalfOfTheTrainingImagesLeftToRight) {
   // epoch only) gives the same θ as the flip: it is left-right, of exactly those samples.
   TrainOptions one = o;
   one.epochs = 1;
-  std::vector<Index> order(48);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937 shuffle(one.seed);
-  std::shuffle(order.begin(), order.end(), shuffle);
+  const std::vector<Index> order = FirstEpochOrder(one.seed, 48);
   Dataset by_hand = random;
   for (Index position = 0; position < 48; ++position) {
     if (!MirroredInEpoch(one.seed, 0, position)) continue;
@@ -237,14 +251,11 @@ TEST(Train, HorizontalFlipMirrorsHalfOfTheTrainingImagesLeftToRight) {
   EXPECT_EQ(theta_flip, theta_hand);
 
   // What it cannot run is refused, naming the flag.
-  Dataset spirals, unused;
-  SpiralData(&spirals, &unused, 100);
-  Classifier plane(SpiralSpec());
-  Vector theta = plane.Initialize(1);
+  SpiralCase spirals;
   TrainOptions bad = o;
   bad.horizontal_flip = true;
   try {
-    Train(plane, theta, spirals, unused, bad);
+    Train(spirals.model, spirals.theta, spirals.train, spirals.test, bad);
     FAIL() << "flip on 2-D points was accepted";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find("--flip"), std::string::npos) << e.what();
@@ -306,10 +317,7 @@ TEST(Train, ShiftMovesEachTrainingImageByItsOwnDrawFillingWithZero) {
   one.epochs = 1;
   one.batch = 16;
   const Dataset random = SmallImages(false, 48);
-  std::vector<Index> order(48);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937 shuffle(one.seed);
-  std::shuffle(order.begin(), order.end(), shuffle);
+  const std::vector<Index> order = FirstEpochOrder(one.seed, 48);
   Dataset by_hand = random;
   for (Index position = 0; position < 48; ++position) {
     const Index i = order[static_cast<std::size_t>(position)];
@@ -337,10 +345,7 @@ TEST(Train, ShiftMovesEachTrainingImageByItsOwnDrawFillingWithZero) {
 
   // What it cannot run is refused, naming the flag: 2-D points, a shift that leaves no pixel of
   // an 8 × 8 image in place, a negative shift.
-  Dataset spirals, unused;
-  SpiralData(&spirals, &unused, 100);
-  Classifier plane(SpiralSpec());
-  Vector theta = plane.Initialize(1);
+  SpiralCase spirals;
   const auto refused = [&](Classifier& m, Vector& th, const Dataset& data, int value) {
     TrainOptions bad = one;
     bad.shift = value;
@@ -351,8 +356,8 @@ TEST(Train, ShiftMovesEachTrainingImageByItsOwnDrawFillingWithZero) {
     }
     return std::string("accepted");
   };
-  EXPECT_NE(refused(plane, theta, spirals, 1).find("--shift needs image samples"),
-            std::string::npos);
+  const std::string on_points = refused(spirals.model, spirals.theta, spirals.train, 1);
+  EXPECT_NE(on_points.find("--shift needs image samples"), std::string::npos) << on_points;
   Vector conv_theta = model.Initialize(3);
   const std::string too_far = refused(model, conv_theta, random, 4);
   EXPECT_NE(too_far.find("--shift 4"), std::string::npos) << too_far;
