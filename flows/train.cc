@@ -98,8 +98,8 @@ bool MirroredInEpoch(unsigned seed, int epoch, Index position) {
 
 std::pair<int, int> ShiftInEpoch(unsigned seed, int epoch, Index position, int shift) {
   if (shift <= 0) return {0, 0};
-  // Two 24-bit fields below the mirroring's top bit; the modulo bias is below 2^-17 for any
-  // shift an image allows.
+  // Two 24-bit fields below the mirroring's top bit; the modulo bias is at most
+  // (2·shift + 1) / 2^24, below 10^-5 for shifts up to 80 pixels.
   const std::uint64_t z = SampleHash(seed, epoch, position);
   const auto span = static_cast<std::uint64_t>(2 * shift + 1);
   const auto dy = static_cast<int>(((z >> 8) & 0xffffffULL) % span) - shift;
