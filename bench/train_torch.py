@@ -6,8 +6,11 @@ needs PyTorch (Debian python3-torch) and NumPy, which no build or test step of d
 
 Matches the defaults of `diffeoflow train` for images: pixels / 255, batch 128, Adam with learning
 rate 0.02, the cosine schedule following the share of the budget spent (updated every batch),
-float32 arithmetic, a shuffled order per epoch. samples/s counts the training steps' wall time
-only (the test evaluation after each epoch is left out), as diffeoflow's metrics do.
+float32 arithmetic, a shuffled order per epoch. One default differs: train smooths the labels by
+0.1 for the image odenet, this script only with --label-smoothing 0.1 (its default 0 keeps the
+meaning of the commands recorded before train's default changed). samples/s counts the training
+steps' wall time only (the test evaluation after each epoch is left out), as diffeoflow's metrics
+do.
 
 --flip mirrors each training image left-right with probability 1/2 (as `train --flip on`).
 --shift N moves each training image by (dy, dx) drawn uniformly from {-N..N}^2, filling with 0,
@@ -89,7 +92,8 @@ def shifted(images, shift, generator):
     rows = (torch.arange(height)[None, :] + shift - d[:, :1])  # n x H: source row in `padded`
     cols = (torch.arange(width)[None, :] + shift - d[:, 1:])
     index = torch.arange(n)[:, None, None]
-    return padded[index, 0, rows[:, :, None], cols[:, None, :]][:, None]
+    # The advanced indices around the channel slice put the channels last: n x H x W x C.
+    return padded[index, :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
 
 
 def accuracy(net, x, y, block=None, batch=128):
