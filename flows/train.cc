@@ -68,15 +68,6 @@ bool ReadCheckpoint(const std::string& path, Vector& theta, OptimizerState& s) {
   return true;
 }
 
-// Copies an image sample (channels × height × width, row-major) into `out` mirrored left–right.
-void CopyMirrored(const double* in, Index channels_rows, Index width, double* out) {
-  for (Index r = 0; r < channels_rows; ++r) {
-    const double* row = in + r * width;
-    double* to = out + r * width;
-    for (Index c = 0; c < width; ++c) to[c] = row[width - 1 - c];
-  }
-}
-
 // SplitMix64's finaliser over (seed, epoch, position) packed into one word (positions < 2^28,
 // epochs < 2^12 keep them apart; beyond that they only mix).
 std::uint64_t SampleHash(unsigned seed, int epoch, Index position) {
@@ -107,8 +98,8 @@ std::pair<int, int> ShiftInEpoch(unsigned seed, int epoch, Index position, int s
   return {dy, dx};
 }
 
-void CopyShifted(const double* in, Index channels, Index height, Index width, int dy, int dx,
-                 double* out) {
+void CopyAugmented(const double* in, Index channels, Index height, Index width, bool mirrored,
+                   int dy, int dx, double* out) {
   const Index plane = height * width;
   std::fill(out, out + channels * plane, 0.0);
   // Columns q of `out` that come from inside the image: 0 ≤ q − dx < width.
@@ -116,8 +107,13 @@ void CopyShifted(const double* in, Index channels, Index height, Index width, in
   if (q0 >= q1) return;
   for (Index c = 0; c < channels; ++c) {
     for (Index r = std::max<Index>(0, dy); r < std::min<Index>(height, height + dy); ++r) {
-      const double* from = in + c * plane + (r - dy) * width + (q0 - dx);
-      std::copy(from, from + (q1 - q0), out + c * plane + r * width + q0);
+      const double* row = in + c * plane + (r - dy) * width;
+      double* to = out + c * plane + r * width;
+      if (mirrored) {
+        for (Index q = q0; q < q1; ++q) to[q] = row[width - 1 - (q - dx)];
+      } else {
+        std::copy(row + (q0 - dx), row + (q1 - dx), to + q0);
+      }
     }
   }
 }
@@ -385,7 +381,6 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
       long epoch_batches = 0, ef = 0, eb = 0;
       bool out_of_time = false;
       Matrix x;
-      std::vector<double> image;  // a mirrored sample on its way to being shifted
       std::vector<int> labels;
       Vector g;
       const auto epoch_start = Clock::now();
@@ -402,16 +397,11 @@ TrainSummary Train(Classifier& model, Vector& theta, const Dataset& train, const
           const bool mirrored =
               options.horizontal_flip && MirroredInEpoch(options.seed, epoch, position);
           const auto [dy, dx] = ShiftInEpoch(options.seed, epoch, position, options.shift);
-          const auto& shape = train.sample_shape;
-          const double* from = train.features.col(i).data();
-          if (mirrored) {
-            CopyMirrored(from, shape[0] * shape[1], shape[2], x.col(j).data());
-            image.assign(x.col(j).data(), x.col(j).data() + x.rows());
-            from = image.data();
-          }
-          if (dy != 0 || dx != 0) {
-            CopyShifted(from, shape[0], shape[1], shape[2], dy, dx, x.col(j).data());
-          } else if (!mirrored) {
+          if (mirrored || dy != 0 || dx != 0) {
+            const auto& shape = train.sample_shape;
+            CopyAugmented(train.features.col(i).data(), shape[0], shape[1], shape[2], mirrored,
+                          dy, dx, x.col(j).data());
+          } else {
             x.col(j) = train.features.col(i);
           }
           labels[static_cast<std::size_t>(j)] = train.labels[static_cast<std::size_t>(i)];

@@ -134,10 +134,12 @@ bool MirroredInEpoch(unsigned seed, int epoch, Index position);
 // every worker and a resumed run draw the same, independently of the mirroring.
 std::pair<int, int> ShiftInEpoch(unsigned seed, int epoch, Index position, int shift);
 
-// Copies an image (channels × height × width, row-major) into `out` moved by dy rows down and dx
-// columns right: out(c, r, q) = in(c, r − dy, q − dx), 0 where that falls outside the image.
-void CopyShifted(const double* in, Index channels, Index height, Index width, int dy, int dx,
-                 double* out);
+// Copies an image (channels × height × width, row-major) into `out`, mirrored left–right when
+// `mirrored`, then moved by dy rows down and dx columns right: with m(q) = width − 1 − q when
+// mirrored (else q), out(c, r, q) = in(c, r − dy, m(q − dx)), 0 where r − dy or q − dx falls
+// outside the image. One pass for both of Train's augmentations.
+void CopyAugmented(const double* in, Index channels, Index height, Index width, bool mirrored,
+                   int dy, int dx, double* out);
 
 // Mean loss and accuracy of θ on a data set, or on its first `limit` samples (0: all); with several
 // workers each evaluates every count()-th batch and the sums are combined (the same on every

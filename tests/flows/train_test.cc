@@ -293,7 +293,7 @@ TEST(Train, ShiftMovesEachTrainingImageByItsOwnDrawFillingWithZero) {
   std::iota(in.begin(), in.end(), 1.0);
   for (int dy = -3; dy <= 3; ++dy) {
     for (int dx = -4; dx <= 4; ++dx) {
-      CopyShifted(in.data(), 2, 3, 4, dy, dx, out.data());
+      CopyAugmented(in.data(), 2, 3, 4, false, dy, dx, out.data());
       for (Index c = 0; c < 2; ++c) {
         for (Index r = 0; r < 3; ++r) {
           for (Index q = 0; q < 4; ++q) {
