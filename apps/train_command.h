@@ -25,6 +25,7 @@ struct TrainFlags {
   int epochs = -1, batch = 128;
   int shift = 0;  // pixels of the random translation of training images
   double label_smoothing = -1.0;  // < 0: the model's default (0.1 for the image odenet, else 0)
+  std::string readout;  // empty: the model's default (flatten for the image odenet, else pool)
   double time_budget = 0.0, lr = -1.0, momentum = 0.9, weight_decay = 0.0;
   int samples = 2000;
   double noise = 0.02, test_fraction = 0.2;

@@ -36,6 +36,21 @@ ModelKind ParseModelKind(const std::string& name, const std::string& argument) {
                    "' (expected odenet, anode, resnet, c2 or mlp)");
 }
 
+std::string ReadoutName(Readout readout) {
+  switch (readout) {
+    case Readout::kPool: return "pool";
+    case Readout::kFlatten: return "flatten";
+  }
+  return "?";
+}
+
+Readout ParseReadout(const std::string& name, const std::string& argument) {
+  for (Readout r : {Readout::kPool, Readout::kFlatten}) {
+    if (name == ReadoutName(r)) return r;
+  }
+  throw InputError(argument + ": unknown read-out '" + name + "' (expected pool or flatten)");
+}
+
 Index ModelSpec::input_size() const {
   Index n = 1;
   for (std::int64_t d : input_shape) n *= d;
@@ -74,6 +89,12 @@ void ModelSpec::Validate() const {
   if (hidden < 1) throw InputError("--hidden must be ≥ 1 (got " + std::to_string(hidden) + ")");
   if (augment < 0) throw InputError("--augment must be ≥ 0 (got " + std::to_string(augment) + ")");
   if (depth < 1) throw InputError("--steps (layers) must be ≥ 1 (got " + std::to_string(depth) + ")");
+  if (readout != Readout::kPool && !convolutional()) {
+    throw InputError("--readout " + ReadoutName(readout) +
+                     " applies to the convolutional ODE-Net (--model odenet on images) only, "
+                     "got --model " + ModelKindName(kind) +
+                     (input_shape.size() == 3 ? " on images" : " on feature vectors"));
+  }
   if (continuous()) {
     solver.Validate();
     gradient.Validate();
@@ -103,7 +124,7 @@ Classifier::Classifier(const ModelSpec& spec, int threads) : spec_(spec), thread
                                                           spec_.width == 0);
   if (spec_.convolutional()) {
     // Chen et al. (2018)'s ODE-Net: down-sampling convolutions, an ODE block of
-    // GroupNorm–ReLU–ConcatConv stages, GroupNorm–ReLU–pool–linear read-out.
+    // GroupNorm–ReLU–ConcatConv stages, GroupNorm–ReLU–(pool)–linear read-out.
     const Index C = spec_.width, G = GroupsFor(C);
     const ImageShape image{spec_.input_shape[0], spec_.input_shape[1], spec_.input_shape[2]};
     const Precision p = spec_.precision;
@@ -131,8 +152,12 @@ Classifier::Classifier(const ModelSpec& spec, int threads) : spec_(spec), thread
     }
     readout_.Add(std::make_unique<GroupNorm>(grid, G));
     readout_.Add(std::make_unique<ActivationLayer>(Activation::kRelu, grid.size()));
-    readout_.Add(std::make_unique<GlobalAveragePool>(grid));
-    readout_.Add(std::make_unique<Linear>(C, spec_.classes));
+    if (spec_.readout == Readout::kFlatten) {
+      readout_.Add(std::make_unique<Linear>(grid.size(), spec_.classes));
+    } else {
+      readout_.Add(std::make_unique<GlobalAveragePool>(grid));
+      readout_.Add(std::make_unique<Linear>(C, spec_.classes));
+    }
   } else {
     if (embed) embed_.Add(std::make_unique<Linear>(in, W));
     readout_.Add(std::make_unique<Linear>(W, spec_.classes));

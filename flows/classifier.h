@@ -17,8 +17,9 @@
 // On images (input_shape {channels, height, width}) odenet is Chen et al.'s convolutional ODE-Net
 // with C = width channels: Conv 3×3 stride 2 → GroupNorm → ReLU → Conv 3×3 stride 2 (a grid of
 // ¼ the size), the field GN → ReLU → ConcatConv 3×3 → GN → ReLU → ConcatConv 3×3 → GN, and the
-// read-out GN → ReLU → global average pool → Linear(C → classes). Other models take the flattened
-// image.
+// read-out GN → ReLU → global average pool → Linear(C → classes) (Readout::kPool, Chen et al.'s),
+// or GN → ReLU → Linear(C·H·W → classes) on every feature of the grid (Readout::kFlatten). Other
+// models take the flattened image.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +41,13 @@ enum class ModelKind { kOdeNet, kAnode, kResNet, kC2, kMlp };
 std::string ModelKindName(ModelKind kind);
 ModelKind ParseModelKind(const std::string& name, const std::string& argument = "--model");
 
+// What the convolutional ODE-Net's linear read-out sees after its GroupNorm and ReLU: the mean
+// of each channel over the grid (C features; kPool) or the whole grid (C·H·W features, so that
+// where a feature lies counts; kFlatten).
+enum class Readout { kPool, kFlatten };
+std::string ReadoutName(Readout readout);
+Readout ParseReadout(const std::string& name, const std::string& argument = "--readout");
+
 struct ModelSpec {
   ModelKind kind = ModelKind::kOdeNet;
   std::vector<std::int64_t> input_shape = {2};  // of one sample
@@ -51,6 +59,8 @@ struct ModelSpec {
   Activation activation = Activation::kTanh;
   // The arithmetic of the convolutions' GEMMs (convolutional ODE-Net only; flows/conv.h).
   Precision precision = Precision::kSingle;
+  // The read-out of the convolutional ODE-Net (the other models' is Linear(W → classes)).
+  Readout readout = Readout::kPool;
   SolverOptions solver;      // odenet, anode: integration of the ODE block on [0, 1]
   GradientOptions gradient;  // odenet, anode
   // odenet, anode: λ₁ of the kinetic-energy regulariser of RNODE (Finlay et al. 2020), which adds

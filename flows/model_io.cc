@@ -37,6 +37,7 @@ void WriteModel(const std::string& path, const Classifier& model, const Vector& 
   out.SetAttribute("/", "depth", std::int64_t{s.depth});
   out.SetAttribute("/", "activation", ActivationName(s.activation));
   out.SetAttribute("/", "precision", PrecisionName(s.precision));
+  out.SetAttribute("/", "readout", ReadoutName(s.readout));
   out.SetAttribute("/", "solver", MethodName(s.solver.method));
   out.SetAttribute("/", "steps", std::int64_t{s.solver.steps});
   out.SetAttribute("/", "rtol", s.solver.rtol);
@@ -72,6 +73,10 @@ ModelFile ReadModel(const std::string& path) {
     s.precision = in.HasAttribute("/", "precision")
                       ? ParsePrecision(in.StringAttribute("/", "precision"), path + ": precision")
                       : Precision::kDouble;
+    // Files written before the attribute existed pooled (the only read-out there was).
+    s.readout = in.HasAttribute("/", "readout")
+                    ? ParseReadout(in.StringAttribute("/", "readout"), path + ": readout")
+                    : Readout::kPool;
     s.solver.method = ParseMethod(in.StringAttribute("/", "solver"), path + ": attribute solver");
     s.solver.steps = static_cast<int>(in.IntAttribute("/", "steps"));
     s.solver.rtol = in.DoubleAttribute("/", "rtol");

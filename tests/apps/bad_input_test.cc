@@ -461,6 +461,8 @@ TEST_F(BadInputCli, Train) {
       {"--label-smoothing 1", {"--label-smoothing", "[0, 1)"}},
       {"--label-smoothing -0.1", {"--label-smoothing"}, Expect::kParse},
       {"--model shooting --label-smoothing 0.1", {"--label-smoothing", "shooting"}},
+      {"--readout max", {"--readout"}, Expect::kParse},
+      {"--readout flatten", {"--readout flatten", "on images"}},
   };
   for (const Flag& f : flags) {
     const fs::path o = out();

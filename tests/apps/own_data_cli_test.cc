@@ -175,7 +175,9 @@ TEST_F(OwnDataCli, ImagesTrainTheConvolutionalOdeNetAndPredict) {
   EXPECT_EQ(metrics["horizontal_flip"].get<bool>(), true);
   EXPECT_EQ(metrics["shift"].get<int>(), 3);
   EXPECT_EQ(metrics["label_smoothing"].get<double>(), 0.05);
-  // Without the flag the image odenet smooths by 0.1, a model on the flattened image not at all.
+  // Without the flags the image odenet smooths by 0.1 and reads out the whole grid, a model on
+  // the flattened image neither smooths nor has a read-out to choose.
+  EXPECT_EQ(metrics["readout"].get<std::string>(), "flatten");
   for (const auto& [model, smoothing] : {std::pair<std::string, double>{"odenet", 0.1},
                                          std::pair<std::string, double>{"mlp", 0.0}}) {
     const fs::path defaults = dir_ / ("defaults_" + model);
@@ -183,8 +185,20 @@ TEST_F(OwnDataCli, ImagesTrainTheConvolutionalOdeNetAndPredict) {
                   " --model " + model + " --epochs 1 --steps 2 --channels 4 --hidden 4 --quiet")
                   .status,
               0);
-    EXPECT_EQ(ReadJson(defaults / "metrics.json")["label_smoothing"].get<double>(), smoothing);
+    const auto recorded = ReadJson(defaults / "metrics.json");
+    EXPECT_EQ(recorded["label_smoothing"].get<double>(), smoothing);
+    EXPECT_EQ(recorded.contains("readout"), model == "odenet");
   }
+  // Chen et al.'s pooled read-out on request: recorded, written into the model, and predict
+  // rebuilds it from the file.
+  const fs::path pooled = dir_ / "pooled";
+  const CliRun pool = Run("train" + OwnArgs("train", "test") + " --out " + pooled.string() +
+                          " --epochs 1 --steps 2 --channels 4 --batch 16 --readout pool --quiet");
+  ASSERT_EQ(pool.status, 0) << pool.err;
+  EXPECT_EQ(ReadJson(pooled / "metrics.json")["readout"].get<std::string>(), "pool");
+  EXPECT_EQ(diffeoflow::h5::Reader((pooled / "model.h5").string()).StringAttribute("/", "readout"),
+            "pool");
+  ExpectPredictionMatchesTraining(pooled, "test");
   // A shift that would move the 8 × 8 images out of their frame is refused, naming the bound.
   const CliRun too_far = Run("train" + OwnArgs("train", "test") + " --out " +
                              (dir_ / "too_far").string() + " --epochs 1 --shift 4 --quiet");

@@ -257,6 +257,58 @@ TEST(Classifier, ConvolutionalOdeNetGradientMatchesFiniteDifferences) {
   EXPECT_LT(GradientError(model, theta, batch.x, batch.labels), 1e-6);
 }
 
+// The read-out that sees the whole grid (Readout::kFlatten): its gradient against central
+// differences, in double and on the single-precision (blocked) path, and the pooled read-out as its
+// special case. A linear map whose weights repeat each channel's pooled weight over the grid,
+// divided by the grid's size, gives the pool's logits: this pins the order of the features
+// (channel-major, as the pool reads them) as well as the sizes.
+TEST(Classifier, FlattenedReadOutMatchesFiniteDifferencesAndContainsThePool) {
+  ModelSpec spec = ConvSpec(6, 5, 3, 4, 2, Precision::kDouble);
+  Classifier pooled(spec);
+  spec.readout = Readout::kFlatten;
+  Classifier flat(spec);
+  const Index C = 4, P = 2 * 2, K = 3;  // 6×5 → 3×3 → 2×2
+  ASSERT_EQ(flat.param_dim() - pooled.param_dim(), K * C * (P - 1));
+  const SmallImageBatch batch;
+  const Vector theta = flat.Initialize(5);
+  EXPECT_LT(GradientError(flat, theta, batch.x, batch.labels), 1e-6);
+
+  const Vector theta_pool = pooled.Initialize(6);
+  const Classifier::Block w_pool = pooled.Blocks()[pooled.Blocks().size() - 2];
+  const Classifier::Block w_flat = flat.Blocks()[flat.Blocks().size() - 2];
+  ASSERT_EQ(w_pool.offset, w_flat.offset);  // embedding, field and read-out GroupNorm shared
+  ASSERT_EQ(w_pool.rows, K);
+  ASSERT_EQ(w_pool.cols, C);
+  ASSERT_EQ(w_flat.cols, C * P);
+  Vector theta_flat(flat.param_dim());
+  theta_flat.head(w_pool.offset) = theta_pool.head(w_pool.offset);
+  for (Index k = 0; k < K; ++k) {
+    for (Index c = 0; c < C; ++c) {
+      for (Index p = 0; p < P; ++p) {
+        theta_flat(w_flat.offset + k * C * P + c * P + p) =
+            theta_pool(w_pool.offset + k * C + c) / static_cast<double>(P);
+      }
+    }
+  }
+  theta_flat.tail(K) = theta_pool.tail(K);  // the bias
+  const Matrix expected = pooled.Logits(theta_pool, batch.x);
+  EXPECT_LT((flat.Logits(theta_flat, batch.x) - expected).cwiseAbs().maxCoeff(),
+            1e-12 * expected.cwiseAbs().maxCoeff());
+  // Another weight for one pixel changes the logits: the grid is not pooled.
+  theta_flat(w_flat.offset + 1) += 0.5;
+  EXPECT_GT((flat.Logits(theta_flat, batch.x) - expected).cwiseAbs().maxCoeff(), 1e-3);
+
+  // Single precision (the field as one blocked float layer where oneDNN has it) agrees with
+  // double to round-off.
+  spec.precision = Precision::kSingle;
+  Classifier fast(spec);
+  Vector g_exact, g_fast;
+  const BatchResult r_exact = flat.Evaluate(theta, batch.x, batch.labels, &g_exact);
+  const BatchResult r_fast = fast.Evaluate(theta, batch.x, batch.labels, &g_fast);
+  EXPECT_NEAR(r_fast.loss, r_exact.loss, 1e-6 * r_exact.loss);
+  EXPECT_LT((g_fast - g_exact).norm(), 1e-5 * g_exact.norm());
+}
+
 // The classifier keeps one field of each kind (gradient, evaluation) and re-makes it when the
 // batch size changes (the last partial batch of an epoch, then the full batch again): a re-made
 // field must give the same loss, gradient and logits bit for bit, in single precision too.
@@ -378,6 +430,19 @@ TEST(Classifier, RejectsBadSpecs) {
   spec = SmallSpec(ModelKind::kOdeNet);
   spec.jacobian_norm = -1.0;
   EXPECT_THROW(Classifier{spec}, InputError);
+  // The flattened read-out belongs to the convolutional ODE-Net alone.
+  EXPECT_THROW(ParseReadout("max"), InputError);
+  EXPECT_EQ(ParseReadout(ReadoutName(Readout::kFlatten)), Readout::kFlatten);
+  for (ModelKind kind : {ModelKind::kOdeNet, ModelKind::kResNet}) {
+    spec = SmallSpec(kind);
+    spec.readout = Readout::kFlatten;
+    try {
+      Classifier{spec};
+      FAIL() << ModelKindName(kind);
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("--readout flatten"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

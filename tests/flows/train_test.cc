@@ -499,6 +499,57 @@ TEST(ModelFile, RoundTripsArchitectureAndWeights) {
   fs::remove_all(dir);
 }
 
+// The convolutional ODE-Net's read-out is part of its architecture: a flattened one round-trips,
+// and a file written before the attribute existed (a pooled model, the only kind there was)
+// still loads as one.
+TEST(ModelFile, RoundTripsTheReadOutAndReadsOldFilesAsPooled) {
+  const fs::path dir = TempDir("model_readout");
+  for (const Readout readout : {Readout::kFlatten, Readout::kPool}) {
+    ModelSpec spec = testing::ConvSpec(8, 8, 3, 4, 2, Precision::kSingle);
+    spec.readout = readout;
+    const Classifier model(spec);
+    const Vector theta = model.Initialize(4);
+    const std::string path = (dir / (ReadoutName(readout) + ".h5")).string();
+    WriteModel(path, model, theta);
+    const ModelFile file = ReadModel(path);
+    EXPECT_EQ(file.spec.readout, readout);
+    EXPECT_EQ(file.theta, theta);
+  }
+  const std::string old = (dir / "pool.h5").string();
+  {
+    const hid_t file = H5Fopen(old.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    EXPECT_GE(H5Adelete(file, "readout"), 0);
+    H5Fclose(file);
+  }
+  EXPECT_EQ(ReadModel(old).spec.readout, Readout::kPool);
+  // A read-out this version does not know is refused, naming the file and the attribute.
+  {
+    const hid_t file = H5Fopen(old.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    const std::string value = "max";
+    const hid_t type = H5Tcopy(H5T_C_S1);
+    H5Tset_size(type, value.size());
+    const hid_t space = H5Screate(H5S_SCALAR);
+    const hid_t attribute = H5Acreate2(file, "readout", type, space, H5P_DEFAULT, H5P_DEFAULT);
+    ASSERT_GE(attribute, 0);
+    EXPECT_GE(H5Awrite(attribute, type, value.data()), 0);
+    H5Aclose(attribute);
+    H5Sclose(space);
+    H5Tclose(type);
+    H5Fclose(file);
+  }
+  try {
+    ReadModel(old);
+    FAIL() << "a read-out 'max' was accepted";
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(old), std::string::npos) << message;
+    EXPECT_NE(message.find("'max'"), std::string::npos) << message;
+  }
+  fs::remove_all(dir);
+}
+
 TEST(ModelFile, BadFilesAreInputErrorsNamingTheFile) {
   const fs::path dir = TempDir("model_bad");
   const std::string text = (dir / "text.h5").string();
