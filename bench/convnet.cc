@@ -5,6 +5,7 @@
 //
 //   bench_convnet [--batch B] [--channels C] [--steps S] [--repeat N] [--threads T]...
 //                 [--precision single|double] [--convolution auto|onednn|im2col]...
+//                 [--readout flatten|pool]
 //
 // --convolution sets DIFFEOFLOW_CONVOLUTION (flows/conv_onednn.h) for the models it measures; given
 // more than once, each thread count is measured with each path in turn, in this process.
@@ -76,10 +77,15 @@ int main(int argc, char** argv) {
   std::vector<int> threads;
   std::vector<std::string> convolutions;
   Precision precision = Precision::kSingle;
+  Readout readout = Readout::kFlatten;  // train's default for images
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--precision") {
       precision = ParsePrecision(argv[i + 1]);
+      continue;
+    }
+    if (flag == "--readout") {
+      readout = ParseReadout(argv[i + 1]);
       continue;
     }
     if (flag == "--convolution") {
@@ -106,6 +112,7 @@ int main(int argc, char** argv) {
   spec.classes = 10;
   spec.width = channels;
   spec.precision = precision;
+  spec.readout = readout;
   spec.solver.method = Method::kRk4;
   spec.solver.steps = steps;
   spec.gradient.mode = GradientMode::kDiscrete;
@@ -130,6 +137,7 @@ int main(int argc, char** argv) {
   out["steps"] = steps;
   out["gradient"] = "discrete";
   out["precision"] = PrecisionName(precision);
+  out["readout"] = ReadoutName(readout);
   out["instruction_set"] = kernels::InstructionSet();
   for (int t : threads) {
     for (const std::string& convolution : convolutions) {
