@@ -51,7 +51,9 @@ bool ReadCheckpoint(const std::string& path, Vector& theta, OptimizerState& s) {
   if (static_cast<Index>(th.size()) != theta.size()) {
     throw InputError(path + ": checkpoint has " + std::to_string(th.size()) +
                      " parameters, the model " + std::to_string(theta.size()) +
-                     " (different architecture?)");
+                     " (another architecture: --model, --channels, --hidden, --augment, the "
+                     "layers' --steps or --readout differ; a checkpoint of the image odenet "
+                     "written before its read-out became flatten resumes with --readout pool)");
   }
   const std::vector<double> m = in.ReadDoubles("optimizer/m"), v = in.ReadDoubles("optimizer/v");
   if (m.size() != th.size() || v.size() != th.size()) {

@@ -199,6 +199,17 @@ TEST_F(OwnDataCli, ImagesTrainTheConvolutionalOdeNetAndPredict) {
   EXPECT_EQ(diffeoflow::h5::Reader((pooled / "model.h5").string()).StringAttribute("/", "readout"),
             "pool");
   ExpectPredictionMatchesTraining(pooled, "test");
+  // Its checkpoint resumes with --readout pool; without it (the default is now flatten) the
+  // refusal says how, and leaves the run as it was.
+  const std::string again = "train" + OwnArgs("train", "test") + " --out " + pooled.string() +
+                            " --epochs 2 --steps 2 --channels 4 --batch 16 --resume --quiet";
+  const CliRun refused = Run(again);
+  EXPECT_EQ(refused.status, 2);
+  EXPECT_NE(refused.err.find("--readout pool"), std::string::npos) << refused.err;
+  EXPECT_EQ(ReadJson(pooled / "metrics.json")["epochs"].get<int>(), 1);
+  const CliRun resumed = Run(again + " --readout pool");
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_EQ(ReadJson(pooled / "metrics.json")["resumed_from_epoch"].get<int>(), 1);
   // A shift that would move the 8 × 8 images out of their frame is refused, naming the bound.
   const CliRun too_far = Run("train" + OwnArgs("train", "test") + " --out " +
                              (dir_ / "too_far").string() + " --epochs 1 --shift 4 --quiet");
