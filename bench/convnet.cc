@@ -25,6 +25,7 @@
 
 #include "flows/classifier.h"
 #include "flows/kernels.h"
+#include "solvers/errors.h"
 
 namespace {
 
@@ -80,13 +81,18 @@ int main(int argc, char** argv) {
   Readout readout = Readout::kFlatten;  // train's default for images
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
-    if (flag == "--precision") {
-      precision = ParsePrecision(argv[i + 1]);
-      continue;
-    }
-    if (flag == "--readout") {
-      readout = ParseReadout(argv[i + 1]);
-      continue;
+    try {
+      if (flag == "--precision") {
+        precision = ParsePrecision(argv[i + 1]);
+        continue;
+      }
+      if (flag == "--readout") {
+        readout = ParseReadout(argv[i + 1]);
+        continue;
+      }
+    } catch (const InputError& e) {
+      std::cerr << "bench_convnet: " << e.what() << "\n";
+      return 2;
     }
     if (flag == "--convolution") {
       convolutions.push_back(argv[i + 1]);
