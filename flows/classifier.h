@@ -59,7 +59,8 @@ struct ModelSpec {
   Activation activation = Activation::kTanh;
   // The arithmetic of the convolutions' GEMMs (convolutional ODE-Net only; flows/conv.h).
   Precision precision = Precision::kSingle;
-  // The read-out of the convolutional ODE-Net (the other models' is Linear(W → classes)).
+  // The read-out of the convolutional ODE-Net (the other models' is Linear(W → classes)). kPool
+  // here, the only value the other models accept; `train` picks kFlatten for images.
   Readout readout = Readout::kPool;
   SolverOptions solver;      // odenet, anode: integration of the ODE block on [0, 1]
   GradientOptions gradient;  // odenet, anode
