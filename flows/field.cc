@@ -1,11 +1,8 @@
 #include "flows/field.h"
 
 #include <algorithm>
-#include <condition_variable>
 #include <cstring>
 #include <functional>
-#include <mutex>
-#include <thread>
 
 #include "solvers/errors.h"
 
@@ -15,63 +12,6 @@ struct NetworkField::Shard {
   std::vector<Sequential> networks;  // [0]: plain f and vjp; [1 + s]: slot s
   Index begin = 0, count = 0;  // samples [begin, begin + count)
   Vector theta_bar;            // this shard's θ̄ (summed over shards)
-};
-
-// Persistent workers for shards 1..n−1 (the calling thread runs shard 0). Work is handed over
-// with a generation counter under one mutex; the caller waits until every worker finished.
-class NetworkField::Pool {
- public:
-  explicit Pool(int workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { Loop(i + 1); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
-    }
-    start_.notify_all();
-    for (auto& thread : threads_) thread.join();
-  }
-  void Run(const std::function<void(int)>& job) {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &job;
-      pending_ = static_cast<int>(threads_.size());
-      ++generation_;
-    }
-    start_.notify_all();
-    job(0);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return pending_ == 0; });
-    job_ = nullptr;
-  }
-
- private:
-  void Loop(int index) {
-    long seen = 0;
-    for (;;) {
-      const std::function<void(int)>* job = nullptr;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        start_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        job = job_;
-      }
-      (*job)(index);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (--pending_ == 0) done_.notify_one();
-      }
-    }
-  }
-  std::vector<std::thread> threads_;
-  std::mutex mutex_;
-  std::condition_variable start_, done_;
-  const std::function<void(int)>* job_ = nullptr;
-  long generation_ = 0;
-  int pending_ = 0;
-  bool stop_ = false;
 };
 
 NetworkField::NetworkField(const Sequential& network, Index batch, int threads)
@@ -91,7 +31,7 @@ NetworkField::NetworkField(const Sequential& network, Index batch, int threads)
     shard->theta_bar.resize(param_dim_);
     shards_.push_back(std::move(shard));
   }
-  if (shards > 1) pool_ = std::make_unique<Pool>(static_cast<int>(shards) - 1);
+  if (shards > 1) pool_ = std::make_unique<ThreadPool>(static_cast<int>(shards));
 }
 
 NetworkField::~NetworkField() = default;

@@ -13,6 +13,7 @@
 
 #include "flows/network.h"
 #include "solvers/dynamics.h"
+#include "solvers/thread_pool.h"
 
 namespace diffeoflow::flows {
 
@@ -62,7 +63,6 @@ class NetworkField : public Dynamics {
 
  private:
   struct Shard;  // one worker's slice of the batch, its network copies and workspaces
-  class Pool;
   // Forward pass on x in network copy `copy` of every shard, its output into dxdt (when given).
   void Forward(std::size_t copy, double t, ConstVectorRef x, ConstVectorRef theta, double* dxdt);
   // Back-propagation through network copy `copy`, after its Forward at (t, x, θ).
@@ -75,7 +75,7 @@ class NetworkField : public Dynamics {
 
   Index features_, batch_, param_dim_;
   std::vector<std::unique_ptr<Shard>> shards_;
-  std::unique_ptr<Pool> pool_;
+  std::unique_ptr<ThreadPool> pool_;  // shards 1 … n − 1 (none for one shard)
 };
 
 // Layers of an MLP field on D features: ConcatLinear(D→H₁), σ, Linear(H₁→H₂), σ, …, Linear(H_k→D).

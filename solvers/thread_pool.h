@@ -1,0 +1,63 @@
+// Persistent worker threads for data-parallel loops too short to pay for starting threads on
+// every call: a particle loop of shooting or LDDMM on a 64² mesh takes about 0.1–0.3 ms, about
+// what creating and joining a std::thread costs.
+//
+// Run(job) calls job(0) on the calling thread and job(1) … job(threads − 1) on the workers, and
+// returns when every call has returned. Hand-over: a worker that finished a job watches for the
+// next one for a short while (kSpin) before it sleeps on a condition variable, and the caller
+// watches for the workers' completion the same way, so that back-to-back loops (the stages of an
+// integration step) pay no wake-up; an idle pool sleeps. An exception thrown by any call is
+// rethrown by Run (the caller's first, then the workers' by index) once every call has finished.
+// One Run at a time: a pool belongs to the object that created it and is used from one thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace diffeoflow {
+
+class ThreadPool {
+ public:
+  // threads ≥ 1: the calling thread and threads − 1 workers (none for 1).
+  explicit ThreadPool(int threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int threads() const { return static_cast<int>(workers_.size()) + 1; }
+  void Run(const std::function<void(int)>& job);
+
+  // fn(begin, end, range) over threads() contiguous ranges of [0, n): range r is
+  // [n·r / threads, n·(r + 1) / threads), so the split depends on n and threads() only.
+  template <class Fn>
+  void ForRanges(std::ptrdiff_t n, Fn&& fn) {
+    const int t = threads();
+    if (t == 1) {
+      fn(std::ptrdiff_t{0}, n, 0);
+      return;
+    }
+    const std::function<void(int)> job = [&](int r) { fn(n * r / t, n * (r + 1) / t, r); };
+    Run(job);
+  }
+
+ private:
+  void Loop(int index);
+
+  std::vector<std::thread> workers_;
+  std::vector<std::exception_ptr> errors_;  // by worker index − 1
+  std::mutex mutex_;
+  std::condition_variable start_, done_;
+  const std::function<void(int)>* job_ = nullptr;  // written under mutex_ before generation_
+  std::atomic<long> generation_{0};
+  std::atomic<int> pending_{0};
+  bool stop_ = false;  // under mutex_
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace diffeoflow
