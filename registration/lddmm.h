@@ -21,11 +21,15 @@
 // the image axes, so dq_c/dt = v_c(q) / h_c with h the spacing.
 #pragma once
 
+#include <memory>
+#include <vector>
+
 #include "registration/flow_problem.h"
 #include "registration/image.h"
 #include "solvers/dynamics.h"
 #include "solvers/integrate.h"
 #include "solvers/optimize.h"
+#include "solvers/thread_pool.h"
 
 namespace diffeoflow::registration {
 
@@ -36,9 +40,12 @@ namespace diffeoflow::registration {
 //   f       : dq_c/dt = v_t,c(q) / h_c,  v_t = (1 − λ) v_k + λ v_{k+1},  t T = k + λ
 //   vjp     : a_q,c = Σ_d (a_d / h_d) ∂_c v_t,d(q);   a_θ = splat of a_d / h_d with weights
 //             (1 − λ) into v_k and λ into v_{k+1}.
+//   threads : the particles are split into that many contiguous ranges on meshes large enough
+//             to gain from it (ThreadPool); each range splats a_θ into its own buffer and the
+//             buffers are added in range order, so a run is reproducible for a given count.
 class VelocityFieldFlow : public Dynamics {
  public:
-  VelocityFieldFlow(const Grid& grid, int time_steps);
+  VelocityFieldFlow(const Grid& grid, int time_steps, int threads = 1);
   Eigen::Index state_dim() const override { return dim_ * voxels_; }
   Eigen::Index param_dim() const override { return (time_steps_ + 1) * dim_ * voxels_; }
   void f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRef dxdt) override;
@@ -51,13 +58,19 @@ class VelocityFieldFlow : public Dynamics {
   void F(double t, const double* x, const double* theta, double* dxdt) const;
   template <int D>
   void Vjp(double t, const double* x, const double* theta, const double* a, double* a_x,
-           double* a_theta) const;
+           double* a_theta);
   void TimeSlot(double t, int* k, double* lambda) const;
+  // fn(begin, end, range) over particle ranges, on the pool's threads when there is one.
+  template <class Fn>
+  void ForRanges(Fn&& fn) const;
 
   Grid grid_;
   int dim_;
   Eigen::Index voxels_;
   int time_steps_;
+  std::unique_ptr<ThreadPool> pool_;  // ranges 1 … threads − 1 (none for one thread)
+  // a_θ of ranges 1 … threads − 1 in the two time slots a VJP touches (2 · dim × voxels each).
+  std::vector<Vector> range_theta_;
 };
 
 

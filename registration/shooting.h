@@ -30,11 +30,13 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <cmath>
 #include <thread>
 #include <vector>
 
 #include "registration/flow_problem.h"
+#include "solvers/thread_pool.h"
 
 namespace diffeoflow::registration {
 
@@ -169,6 +171,7 @@ class EpdiffShooting : public Dynamics {
   std::vector<Vector> slot_velocity_;  // v = K S kept by f_slot, by slot
   int threads_ = 1;
   std::vector<Vector> range_fields_;  // private splat buffers of ranges 1 … threads − 1
+  std::unique_ptr<ThreadPool> pool_;  // the workers of ranges 1 … threads − 1 (none for one)
 };
 
 // E(w) of geodesic shooting at one resolution (see above).
