@@ -179,8 +179,9 @@ struct FlowProblemOptions {
   double max_step_lipschitz = 0.5;
   int max_substeps = 64;
   GradientMode gradient_mode = GradientMode::kDiscrete;
-  // Threads of the particle loops of shooting (EpdiffShooting), independent of the FFTW threads
-  // of the metric; a run is reproducible for a given count. >= 1.
+  // Threads of the particle loops of shooting (EpdiffShooting) and LDDMM (VelocityFieldFlow), on
+  // the persistent workers of a ThreadPool, independent of the FFTW threads of the metric; a run
+  // is reproducible for a given count. >= 1.
   int threads = 1;
   // Where the moving image lies (DataTerm): W maps fixed world → moving world (RAS mm; the affine
   // stage's map, RegistrationResult::affine). When W is not the identity or the moving image is

@@ -92,7 +92,7 @@ FlowProblemOptions FlowOptionsOf(const RegistrationOptions& options) {
   flow.ncc_radius = options.ncc_radius;
   flow.time_steps = options.time_steps;
   flow.solver = options.solver;
-  // --threads reaches the particle loops of shooting on every mesh; FFTW is capped per level.
+  // --threads reaches the particle loops of shooting and LDDMM; FFTW is capped per level.
   flow.threads = options.metric.threads;
   return flow;
 }

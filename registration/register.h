@@ -76,9 +76,9 @@ struct RegistrationProgress {
 struct RegistrationOptions {
   RegistrationMethod method = RegistrationMethod::kShooting;
   // L = (I − αΔ)^γ; α in mm². Default α = 64 mm² (length scale 8 mm), γ = 2.
-  // metric.threads is the run's thread count (--threads): the particle loops of shooting use it
-  // on every mesh, FFTW only on meshes of ≥ 65536 voxels (below that its threads cost more than
-  // they save).
+  // metric.threads is the run's thread count (--threads): the particle loops of shooting and
+  // LDDMM use it on meshes of ≥ 2 × 2048 voxels, FFTW only on meshes of ≥ 65536 voxels (below
+  // those sizes the threads cost more than they save).
   MetricOptions metric = DefaultMetric();
   static MetricOptions DefaultMetric() {
     MetricOptions m;
