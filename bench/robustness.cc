@@ -3,6 +3,8 @@
 // tuning: what `diffeoflow register` / `compare` do without flags).
 //
 // The cases (registration/shapes.h draws them, seeded):
+//  - dipy's own circle → C example images (Debian python3-dipy ships them; the case is skipped
+//    when they are missing);
 //  - C rings against the solid disc (moving = disc, fixed = C): the reference 256² circle → C
 //    pair (25 px ring, 40 px mouth, sharp), its 64² × 4 mm copy (the unit-test pair), and rings of
 //    other thickness, mouth width, edge and rotation;
@@ -20,6 +22,7 @@
 //   bench_robustness [case=NAME[,NAME…]] [methods=shooting,lddmm] [out=DIR] [register=1]
 //                    [3d=0] [threads=1] [allow_folds=0] [list=1] [affine=none|rigid|affine]
 //                    [brain=/usr/share/mricron/templates/ch2bet.nii.gz]
+//                    [dipy_data=/usr/lib/python3/dist-packages/dipy/data/files]
 //                    [tolerance=T] [window=W] [coarse_factor=F] [iterations=N]
 //
 // out=DIR writes every case as DIR/NAME/{fixed,moving}.{nii.gz,npy} and DIR/cases.json (what
@@ -135,8 +138,19 @@ CasePair RingPair(const CRingOptions& o) {
   return CasePair{p.moving, p.fixed};
 }
 
-std::vector<Case> AllCases(const std::string& brain) {
+// dipy's own circle → C example pair (dipy/data/files/circle.npy → C.npy, 256², binary): the
+// pair of the registration literature as dipy ships it, drawn by nobody here.
+CasePair DipyCirclePair(const std::string& folder) {
+  const std::filesystem::path dir(folder);
+  return CasePair{ReadImage((dir / "circle.npy").string()), ReadImage((dir / "C.npy").string())};
+}
+
+std::vector<Case> AllCases(const std::string& brain, const std::string& dipy_data) {
   std::vector<Case> cases;
+  cases.push_back({"dipy_circle_c", "shape",
+                   "dipy's example pair: circle.npy -> C.npy (256^2, binary; python3-dipy's "
+                   "data files)",
+                   [dipy_data] { return DipyCirclePair(dipy_data); }});
   auto ring = [&](const std::string& name, const std::string& description, CRingOptions o) {
     cases.push_back({name, "shape", description, [o] { return RingPair(o); }});
   };
@@ -287,7 +301,8 @@ int main(int argc, char** argv) {
   if (!diffeoflow::bench::ParseKeyValues(argc, argv, "bench_robustness", args)) return 2;
   static const std::set<std::string> known{"case",  "methods", "out",         "register", "3d",
                                            "threads", "brain", "allow_folds", "list", "affine",
-                                           "tolerance", "window", "coarse_factor", "iterations"};
+                                           "tolerance", "window", "coarse_factor", "iterations",
+                                           "dipy_data"};
   for (const auto& [key, value] : args) {
     if (!known.count(key)) {
       std::cerr << "bench_robustness: unknown argument '" << key << "'\n";
@@ -299,7 +314,10 @@ int main(int argc, char** argv) {
   };
   const std::string brain =
       args.count("brain") ? args["brain"] : "/usr/share/mricron/templates/ch2bet.nii.gz";
-  const std::vector<Case> cases = AllCases(brain);
+  const std::string dipy_data =
+      args.count("dipy_data") ? args["dipy_data"]
+                              : "/usr/lib/python3/dist-packages/dipy/data/files";
+  const std::vector<Case> cases = AllCases(brain, dipy_data);
 
   if (flag("list", false)) {
     for (const Case& c : cases) {
@@ -360,7 +378,7 @@ int main(int argc, char** argv) {
     try {
       pair = c.make();
     } catch (const std::exception& e) {
-      // A missing brain file: report the case, go on.
+      // A missing brain or dipy file: report the case, go on.
       for (const RegistrationMethod method : methods) {
         json row{{"case", c.name}, {"method", RegistrationMethodName(method)},
                  {"status", "skipped"}, {"error", e.what()}};
