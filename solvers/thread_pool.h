@@ -42,7 +42,16 @@ class ThreadPool {
       fn(std::ptrdiff_t{0}, n, 0);
       return;
     }
-    const std::function<void(int)> job = [&](int r) { fn(n * r / t, n * (r + 1) / t, r); };
+    // One reference captured: the std::function keeps it in place, without allocating (the
+    // loops run inside right-hand sides, which must not allocate).
+    struct Split {
+      std::ptrdiff_t n;
+      int t;
+      Fn& fn;
+    } split{n, t, fn};
+    const std::function<void(int)> job = [&split](int r) {
+      split.fn(split.n * r / split.t, split.n * (r + 1) / split.t, r);
+    };
     Run(job);
   }
 

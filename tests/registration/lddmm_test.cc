@@ -202,6 +202,23 @@ TEST(VelocityFieldFlowThreads, TwoThreadsMatchOneThread) {
   }
 }
 
+// Split over two threads (a 64² mesh), both particle flows keep the Dynamics contract, the
+// no-allocation part included: handing a loop to the pool must not allocate.
+TEST(VelocityFieldFlowThreads, BothFlowsKeepTheContractOnTwoThreads) {
+  const Grid grid = MakeGrid(2, 64, 64, 1);
+  std::mt19937 rng(31);
+  VelocityFieldFlow flow(grid, 4, 2);
+  const Vector q = IdentityPositions(grid) + RandomVector(flow.state_dim(), rng, 0.7);
+  ExpectVjpMatchesFiniteDifference(flow, 0.37, q, RandomVector(flow.param_dim(), rng), rng);
+  EpdiffShooting shooting(grid, TestSmoothing(grid), 2);
+  ASSERT_EQ(shooting.threads(), 2);
+  const Eigen::Index block = 2 * grid.voxels();
+  Vector x(2 * block);
+  x.head(block) = IdentityPositions(grid) + RandomVector(block, rng, 0.7);
+  x.tail(block) = RandomVector(block, rng);
+  ExpectVjpMatchesFiniteDifference(shooting, 0.0, x, Vector(), rng);
+}
+
 // FlowProblemOptions::threads reaches LDDMM's particle flow too: the objective's E and gradient
 // on two threads equal the one-thread ones up to rounding.
 TEST(VelocityFieldFlowThreads, ObjectiveOnTwoThreadsMatchesOneThread) {
