@@ -22,10 +22,8 @@ VelocityFieldFlow::VelocityFieldFlow(const Grid& grid, int time_steps, int threa
   const Eigen::Index worthwhile = voxels_ * (Eigen::Index{1} << dim_) / kCornersPerThread;
   const int ranges = static_cast<int>(
       std::clamp<Eigen::Index>(std::min<Eigen::Index>(threads, worthwhile), 1, 64));
-  if (ranges > 1) {
-    pool_ = std::make_unique<ThreadPool>(ranges);
-    range_theta_.assign(ranges - 1, Vector(2 * dim_ * voxels_));
-  }
+  pool_ = std::make_unique<ThreadPool>(ranges);  // one range: no worker, fn runs in place
+  range_theta_.assign(ranges - 1, Vector(2 * dim_ * voxels_));
 }
 
 void VelocityFieldFlow::TimeSlot(double t, int* k, double* lambda) const {
@@ -116,10 +114,6 @@ void VelocityFieldFlow::Vjp(double t, const double* x, const double* theta, cons
 
 template <class Fn>
 void VelocityFieldFlow::ForRanges(Fn&& fn) const {
-  if (!pool_) {
-    fn(Eigen::Index{0}, voxels_, 0);
-    return;
-  }
   pool_->ForRanges(voxels_, fn);
 }
 

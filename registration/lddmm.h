@@ -68,7 +68,7 @@ class VelocityFieldFlow : public Dynamics {
   int dim_;
   Eigen::Index voxels_;
   int time_steps_;
-  std::unique_ptr<ThreadPool> pool_;  // ranges 1 … threads − 1 (none for one thread)
+  std::unique_ptr<ThreadPool> pool_;  // the workers of ranges 1 … threads − 1
   // a_θ of ranges 1 … threads − 1 in the two time slots a VJP touches (2 · dim × voxels each).
   std::vector<Vector> range_theta_;
 };

@@ -27,15 +27,11 @@ EpdiffShooting::EpdiffShooting(const Grid& grid, FieldOperator smooth, int threa
       std::clamp<Eigen::Index>(std::min<Eigen::Index>(threads, worthwhile), 1, 64));
   range_fields_.resize(threads_ - 1);
   for (Vector& f : range_fields_) f.resize(grid.dim * voxels_);
-  if (threads_ > 1) pool_ = std::make_unique<ThreadPool>(threads_);
+  pool_ = std::make_unique<ThreadPool>(threads_);  // one thread: no worker, fn runs in place
 }
 
 template <class Fn>
 void EpdiffShooting::ForRanges(Fn&& fn) const {
-  if (!pool_) {
-    fn(Eigen::Index{0}, voxels_, 0);
-    return;
-  }
   pool_->ForRanges(voxels_, fn);
 }
 

@@ -171,7 +171,7 @@ class EpdiffShooting : public Dynamics {
   std::vector<Vector> slot_velocity_;  // v = K S kept by f_slot, by slot
   int threads_ = 1;
   std::vector<Vector> range_fields_;  // private splat buffers of ranges 1 … threads − 1
-  std::unique_ptr<ThreadPool> pool_;  // the workers of ranges 1 … threads − 1 (none for one)
+  std::unique_ptr<ThreadPool> pool_;  // the workers of ranges 1 … threads − 1
 };
 
 // E(w) of geodesic shooting at one resolution (see above).
