@@ -32,7 +32,6 @@
 #include <cstdint>
 #include <memory>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 #include "registration/flow_problem.h"

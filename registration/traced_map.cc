@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
+#include <memory>
 
 #include "solvers/errors.h"
 #include "solvers/integrate.h"
@@ -61,20 +61,6 @@ bool TapNode(const AxisTaps<W>* axis, int tap, const long* size, const long* str
   return true;
 }
 
-// Runs fn(begin, end) over `threads` contiguous ranges of [0, n).
-template <class Fn>
-void ForRanges(Eigen::Index n, int threads, Fn&& fn) {
-  if (threads <= 1) {
-    fn(Eigen::Index{0}, n);
-    return;
-  }
-  std::vector<std::thread> workers;
-  auto bound = [&](int r) { return n * r / threads; };
-  for (int r = 1; r < threads; ++r) workers.emplace_back(fn, bound(r), bound(r + 1));
-  fn(Eigen::Index{0}, bound(1));
-  for (std::thread& w : workers) w.join();
-}
-
 // Below this many tracers a second thread costs more than it saves.
 constexpr Eigen::Index kTracersPerThread = 16384;
 
@@ -96,8 +82,8 @@ TracedMapFlow::TracedMapFlow(const Grid& mesh, int fields, Eigen::Index tracers,
   stride_[1] = size_[0];
   stride_[2] = size_[0] * size_[1];
   if (fields < 2) throw InputError("TracedMapFlow: at least two velocity fields (K >= 1)");
-  threads_ = static_cast<int>(std::clamp<Eigen::Index>(
-      std::min<Eigen::Index>(threads, tracers / kTracersPerThread), 1, 64));
+  pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::clamp<Eigen::Index>(
+      std::min<Eigen::Index>(threads, tracers / kTracersPerThread), 1, 64)));
 }
 
 void TracedMapFlow::TimeSlot(double t, int* k, double* lambda) const {
@@ -210,7 +196,7 @@ void TracedMapFlow::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRe
   int k;
   double lambda;
   TimeSlot(t, &k, &lambda);
-  ForRanges(tracers_, threads_, [&](Eigen::Index begin, Eigen::Index end) {
+  pool_->ForRanges(tracers_, [&](Eigen::Index begin, Eigen::Index end, int) {
     if (dim_ == 2) {
       if (kernel_ == MeshKernel::kMultilinear) {
         Rates<2, 2>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());

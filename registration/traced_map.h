@@ -25,12 +25,14 @@
 // on a smooth warp).
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "registration/image.h"
 #include "registration/flow_problem.h"
 #include "solvers/dynamics.h"
 #include "solvers/integrate.h"
+#include "solvers/thread_pool.h"
 
 namespace diffeoflow::registration {
 
@@ -66,7 +68,7 @@ class TracedMapFlow : public Dynamics {
   Eigen::Index block_;  // dim × mesh voxels
   Eigen::Index tracers_;
   MeshKernel kernel_;
-  int threads_;
+  std::unique_ptr<ThreadPool> pool_;  // f's tracer ranges (one range: no worker)
   // The mesh as the stencil loops use it: nodes per axis, flat-index strides, 1 / spacing.
   long size_[3];
   long stride_[3];

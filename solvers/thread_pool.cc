@@ -31,8 +31,7 @@ ThreadPool::ThreadPool(int threads) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    stop_ = true;
+    std::lock_guard<std::mutex> lock(mutex_);  // a worker between its check and its wait sees it
     stopping_.store(true, std::memory_order_release);
   }
   start_.notify_all();
@@ -84,7 +83,7 @@ void ThreadPool::Loop(int index) {
     }
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      if (stop_) return;
+      if (stopping_.load(std::memory_order_relaxed)) return;
       seen = generation_.load(std::memory_order_relaxed);
       job = job_;
     }

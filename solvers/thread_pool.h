@@ -65,7 +65,6 @@ class ThreadPool {
   const std::function<void(int)>* job_ = nullptr;  // written under mutex_ before generation_
   std::atomic<long> generation_{0};
   std::atomic<int> pending_{0};
-  bool stop_ = false;  // under mutex_
   std::atomic<bool> stopping_{false};
 };
 
