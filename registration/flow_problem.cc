@@ -13,11 +13,12 @@ namespace {
 // `at(flat)` is the value at the flat (x-fastest) voxel index the stencil gives.
 template <int D, typename At>
 void SampleScalarImpl(const Grid& grid, const At& at, const Eigen::VectorXd& positions,
-                      bool clamp, double* samples, double* gradient) {
+                      bool clamp, double* samples, double* gradient, Eigen::Index begin,
+                      Eigen::Index end) {
   const Eigen::Index count = positions.size() / D;
   MultilinearStencil<D> s;
   double x[D];
-  for (Eigen::Index i = 0; i < count; ++i) {
+  for (Eigen::Index i = begin; i < end; ++i) {
     GatherPosition<D>(positions.data(), count, i, x);
     s.Set(grid.size, x, clamp);
     double value = 0.0;
@@ -35,13 +36,22 @@ void SampleScalarImpl(const Grid& grid, const At& at, const Eigen::VectorXd& pos
   }
 }
 
+// Over the pool's ranges of the positions when `pool` is non-null (each sample is independent).
 template <typename At>
 void SampleScalarAt(const Grid& grid, const At& at, const Eigen::VectorXd& positions, bool clamp,
-                    double* samples, double* gradient) {
-  if (grid.dim == 2) {
-    SampleScalarImpl<2>(grid, at, positions, clamp, samples, gradient);
+                    double* samples, double* gradient, ThreadPool* pool = nullptr) {
+  auto range = [&](Eigen::Index begin, Eigen::Index end, int) {
+    if (grid.dim == 2) {
+      SampleScalarImpl<2>(grid, at, positions, clamp, samples, gradient, begin, end);
+    } else {
+      SampleScalarImpl<3>(grid, at, positions, clamp, samples, gradient, begin, end);
+    }
+  };
+  const Eigen::Index count = positions.size() / grid.dim;
+  if (pool != nullptr) {
+    pool->ForRanges(count, range);
   } else {
-    SampleScalarImpl<3>(grid, at, positions, clamp, samples, gradient);
+    range(0, count, 0);
   }
 }
 
@@ -64,9 +74,9 @@ Eigen::VectorXd IdentityPositions(const Grid& grid) {
 }
 
 void SampleScalar(const Grid& grid, const double* values, const Eigen::VectorXd& positions,
-                  bool clamp, double* samples, double* gradient) {
+                  bool clamp, double* samples, double* gradient, ThreadPool* pool) {
   SampleScalarAt(grid, [values](Eigen::Index flat) { return values[flat]; }, positions, clamp,
-                 samples, gradient);
+                 samples, gradient, pool);
 }
 
 void SampleScalar(const ImageView& image, const Eigen::VectorXd& positions, bool clamp,
@@ -84,29 +94,6 @@ void SampleScalar(const ImageView& image, const Eigen::VectorXd& positions, bool
     };
     SampleScalarAt(image.grid, at, positions, clamp, samples, nullptr);
   });
-}
-
-double SsdTerm(const Image& moving, const Image& fixed, double sigma, double voxel_volume,
-               const Eigen::VectorXd& positions, Eigen::VectorXd* gradient,
-               Eigen::VectorXd* warped) {
-  const Eigen::Index n = fixed.grid.voxels();
-  const int dim = fixed.grid.dim;
-  thread_local Eigen::VectorXd samples;
-  samples.resize(n);
-  if (gradient != nullptr) gradient->resize(dim * n);
-  SampleScalar(moving.grid, moving.data.data(), positions, true, samples.data(),
-               gradient != nullptr ? gradient->data() : nullptr);
-  const double scale = voxel_volume / (sigma * sigma);
-  double sum = 0.0;
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const double r = samples[i] - fixed.data[i];
-    sum += r * r;
-    if (gradient != nullptr) {
-      for (int c = 0; c < dim; ++c) (*gradient)[c * n + i] *= scale * r;
-    }
-  }
-  if (warped != nullptr) *warped = samples;
-  return 0.5 * scale * sum;
 }
 
 MetricPowers MakeMetricPowers(const Grid& grid, const MetricOptions& options) {
@@ -150,83 +137,198 @@ MetricPowers MakeMetricPowers(const Grid& grid, const MetricOptions& options) {
   return powers;
 }
 
-MeshToImageMap::MeshToImageMap(const Grid& mesh, const Grid& image) : mesh_(mesh), image_(image) {
-  identity_ = mesh.SameShape(image);
-  if (identity_) return;
-  const int dim = image.dim;
-  taps_ = 1 << dim;
-  const Eigen::Index n = image.voxels();
-  index_.resize(taps_ * n);
-  weight_.resize(taps_ * n);
-  for (int a = 0; a < dim; ++a) ratio_[a] = mesh.spacing_mm[a] / image.spacing_mm[a];
-  mesh_identity_ = IdentityPositions(mesh);
-  image_identity_ = IdentityPositions(image);
-  double x[3];
-  for (Eigen::Index i = 0; i < n; ++i) {
-    for (int a = 0; a < dim; ++a) {
-      x[a] = (image_identity_[a * n + i] + 0.5) / ratio_[a] - 0.5;
+namespace {
+
+MeshToImageMap::Axis AxisTable(Eigen::Index mesh_length, Eigen::Index image_length,
+                               double ratio) {
+  MeshToImageMap::Axis t;
+  t.lo.resize(image_length);
+  t.hi.resize(image_length);
+  t.w_lo.resize(image_length);
+  t.w_hi.resize(image_length);
+  const double last = static_cast<double>(mesh_length - 1);
+  for (Eigen::Index i = 0; i < image_length; ++i) {
+    // As MultilinearStencil with clamp: the voxel centre in mesh coordinates, moved into the mesh.
+    double x = (static_cast<double>(i) + 0.5) / ratio - 0.5;
+    if (!(x > 0.0)) {
+      x = 0.0;
+    } else if (x >= last) {
+      x = last;
     }
-    if (dim == 2) {
-      MultilinearStencil<2> s;
-      s.Set(mesh.size, x, true);
-      for (int t = 0; t < 4; ++t) {
-        index_[t * n + i] = s.index[t] < 0 ? 0 : s.index[t];
-        weight_[t * n + i] = s.index[t] < 0 ? 0.0 : s.weight[t];
-      }
-    } else {
-      MultilinearStencil<3> s;
-      s.Set(mesh.size, x, true);
-      for (int t = 0; t < 8; ++t) {
-        index_[t * n + i] = s.index[t] < 0 ? 0 : s.index[t];
-        weight_[t * n + i] = s.index[t] < 0 ? 0.0 : s.weight[t];
+    const double base = std::floor(x);
+    t.lo[i] = static_cast<Eigen::Index>(base);
+    t.hi[i] = std::min<Eigen::Index>(t.lo[i] + 1, mesh_length - 1);
+    t.w_lo[i] = 1.0 - (x - base);
+    t.w_hi[i] = x - base;
+  }
+  return t;
+}
+
+// One pass along an axis of a field laid out x-fastest and seen as outer × length × stride:
+//   forward    out[o, i, q] = w_lo[i] in[o, lo[i], q] + w_hi[i] in[o, hi[i], q]   (i: image)
+//   transpose  out[o, p, q] = Σ_i ([lo[i] = p] w_lo[i] + [hi[i] = p] w_hi[i]) in[o, i, q]
+// The outer × stride lines are split over the pool's ranges; each output value is written by the
+// range that holds its line, summing over i in increasing order.
+void AxisPass(const double* in, double* out, Eigen::Index outer, Eigen::Index stride,
+              Eigen::Index mesh_length, const MeshToImageMap::Axis& axis, bool transpose,
+              ThreadPool* pool) {
+  const Eigen::Index image_length = static_cast<Eigen::Index>(axis.lo.size());
+  const Eigen::Index in_length = transpose ? image_length : mesh_length;
+  const Eigen::Index out_length = transpose ? mesh_length : image_length;
+  auto lines = [&](Eigen::Index begin, Eigen::Index end, int) {
+    for (Eigen::Index o = begin / stride; o * stride < end; ++o) {
+      const Eigen::Index q0 = std::max(begin, o * stride) - o * stride;
+      const Eigen::Index q1 = std::min(end, (o + 1) * stride) - o * stride;
+      const double* src = in + o * in_length * stride;
+      double* dst = out + o * out_length * stride;
+      if (!transpose) {
+        for (Eigen::Index i = 0; i < image_length; ++i) {
+          const double* a = src + axis.lo[i] * stride;
+          const double* b = src + axis.hi[i] * stride;
+          double* d = dst + i * stride;
+          const double wl = axis.w_lo[i], wh = axis.w_hi[i];
+          for (Eigen::Index q = q0; q < q1; ++q) d[q] = wl * a[q] + wh * b[q];
+        }
+      } else {
+        for (Eigen::Index p = 0; p < mesh_length; ++p) {
+          std::fill(dst + p * stride + q0, dst + p * stride + q1, 0.0);
+        }
+        for (Eigen::Index i = 0; i < image_length; ++i) {
+          const double* s = src + i * stride;
+          double* a = dst + axis.lo[i] * stride;
+          double* b = dst + axis.hi[i] * stride;
+          const double wl = axis.w_lo[i], wh = axis.w_hi[i];
+          for (Eigen::Index q = q0; q < q1; ++q) {
+            a[q] += wl * s[q];
+            b[q] += wh * s[q];
+          }
+        }
       }
     }
+  };
+  if (pool != nullptr) {
+    pool->ForRanges(outer * stride, lines);
+  } else {
+    lines(0, outer * stride, 0);
   }
 }
 
+}  // namespace
+
+MeshToImageMap::MeshToImageMap(const Grid& mesh, const Grid& image) : mesh_(mesh), image_(image) {
+  identity_ = mesh.SameShape(image);
+  if (identity_) return;
+  for (int a = 0; a < image.dim; ++a) {
+    ratio_[a] = mesh.spacing_mm[a] / image.spacing_mm[a];
+    axes_[a] = AxisTable(mesh.size[a], image.size[a], ratio_[a]);
+  }
+  const Eigen::Index m0 = mesh.size[0], m1 = mesh.size[1], n1 = image.size[1];
+  const Eigen::Index n2 = image.dim == 3 ? image.size[2] : 1;
+  displacement_.resize(mesh.voxels());
+  stage_[0].resize(m0 * m1 * n2);  // z interpolated (3-D), or y pulled back
+  stage_[1].resize(m0 * n1 * n2);  // z and y interpolated, or x pulled back
+}
+
+void MeshToImageMap::InterpolateComponent(const double* mesh_values, double* image_values,
+                                          int coordinate, double scale, ThreadPool* pool) const {
+  const Eigen::Index m0 = mesh_.size[0], m1 = mesh_.size[1], n0 = image_.size[0];
+  const Eigen::Index n1 = image_.size[1];
+  const Eigen::Index n2 = image_.dim == 3 ? image_.size[2] : 1;
+  const double* rows = mesh_values;
+  if (image_.dim == 3) {
+    AxisPass(rows, stage_[0].data(), 1, m0 * m1, mesh_.size[2], axes_[2], false, pool);
+    rows = stage_[0].data();
+  }
+  AxisPass(rows, stage_[1].data(), n2, m0, m1, axes_[1], false, pool);
+  // Along x, into the image: out = offset + scale · value, row by row.
+  const Axis& x = axes_[0];
+  const double* in = stage_[1].data();
+  auto pass = [&](Eigen::Index begin, Eigen::Index end, int) {
+    for (Eigen::Index r = begin; r < end; ++r) {
+      const double* src = in + r * m0;
+      double* dst = image_values + r * n0;
+      const double offset = coordinate == 1 ? static_cast<double>(r % n1)
+                            : coordinate == 2 ? static_cast<double>(r / n1)
+                                              : 0.0;
+      for (Eigen::Index i = 0; i < n0; ++i) {
+        const double value = x.w_lo[i] * src[x.lo[i]] + x.w_hi[i] * src[x.hi[i]];
+        dst[i] = (coordinate == 0 ? static_cast<double>(i) : offset) + scale * value;
+      }
+    }
+  };
+  if (pool != nullptr) {
+    pool->ForRanges(n1 * n2, pass);
+  } else {
+    pass(0, n1 * n2, 0);
+  }
+}
+
+void MeshToImageMap::PullBackComponent(const double* image_values, double* mesh_values,
+                                       double scale, ThreadPool* pool) const {
+  const Eigen::Index m0 = mesh_.size[0], m1 = mesh_.size[1], n0 = image_.size[0];
+  const Eigen::Index n1 = image_.size[1];
+  const Eigen::Index n2 = image_.dim == 3 ? image_.size[2] : 1;
+  // Along x, row by row.
+  const Axis& x = axes_[0];
+  double* rows_out = stage_[1].data();
+  auto pass = [&](Eigen::Index begin, Eigen::Index end, int) {
+    for (Eigen::Index r = begin; r < end; ++r) {
+      const double* src = image_values + r * n0;
+      double* dst = rows_out + r * m0;
+      std::fill(dst, dst + m0, 0.0);
+      for (Eigen::Index i = 0; i < n0; ++i) {
+        dst[x.lo[i]] += x.w_lo[i] * src[i];
+        dst[x.hi[i]] += x.w_hi[i] * src[i];
+      }
+    }
+  };
+  if (pool != nullptr) {
+    pool->ForRanges(n1 * n2, pass);
+  } else {
+    pass(0, n1 * n2, 0);
+  }
+  if (image_.dim == 3) {
+    AxisPass(stage_[1].data(), stage_[0].data(), n2, m0, m1, axes_[1], true, pool);
+    AxisPass(stage_[0].data(), mesh_values, 1, m0 * m1, mesh_.size[2], axes_[2], true, pool);
+  } else {
+    AxisPass(stage_[1].data(), mesh_values, 1, m0, m1, axes_[1], true, pool);
+  }
+  const Eigen::Index nm = mesh_.voxels();
+  for (Eigen::Index p = 0; p < nm; ++p) mesh_values[p] *= scale;
+}
+
 void MeshToImageMap::Positions(const Eigen::VectorXd& mesh_positions,
-                               Eigen::VectorXd* image_positions) const {
+                               Eigen::VectorXd* image_positions, ThreadPool* pool) const {
   if (identity_) {
     *image_positions = mesh_positions;
     return;
   }
   const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
-  const int dim = image_.dim;
-  image_positions->resize(dim * n);
-  // Voxel-major: the taps' indices and weights are read once for all components.
-  for (Eigen::Index i = 0; i < n; ++i) {
-    double u[3] = {0.0, 0.0, 0.0};
-    for (int t = 0; t < taps_; ++t) {
-      const Eigen::Index p = index_[t * n + i];
-      const double w = weight_[t * n + i];
-      for (int c = 0; c < dim; ++c) {
-        u[c] += w * (mesh_positions[c * nm + p] - mesh_identity_[c * nm + p]);
-      }
+  const Eigen::Index m0 = mesh_.size[0], m1 = mesh_.size[1];
+  image_positions->resize(image_.dim * n);
+  for (int c = 0; c < image_.dim; ++c) {
+    // The displacement q − x_mesh of component c (the mesh voxel's own coordinate).
+    const double* q = mesh_positions.data() + c * nm;
+    for (Eigen::Index p = 0; p < nm; ++p) {
+      const Eigen::Index coordinate = c == 0 ? p % m0 : c == 1 ? (p / m0) % m1 : p / (m0 * m1);
+      displacement_[p] = q[p] - static_cast<double>(coordinate);
     }
-    for (int c = 0; c < dim; ++c) {
-      (*image_positions)[c * n + i] = image_identity_[c * n + i] + ratio_[c] * u[c];
-    }
+    InterpolateComponent(displacement_.data(), image_positions->data() + c * n, c, ratio_[c],
+                         pool);
   }
 }
 
 void MeshToImageMap::PullBack(const Eigen::VectorXd& image_gradient,
-                              Eigen::VectorXd* mesh_gradient) const {
+                              Eigen::VectorXd* mesh_gradient, ThreadPool* pool) const {
   if (identity_) {
     *mesh_gradient = image_gradient;
     return;
   }
   const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
-  const int dim = image_.dim;
-  mesh_gradient->setZero(dim * nm);
-  double* g = mesh_gradient->data();
-  for (Eigen::Index i = 0; i < n; ++i) {
-    double value[3];
-    for (int c = 0; c < dim; ++c) value[c] = ratio_[c] * image_gradient[c * n + i];
-    for (int t = 0; t < taps_; ++t) {
-      const Eigen::Index p = index_[t * n + i];
-      const double w = weight_[t * n + i];
-      for (int c = 0; c < dim; ++c) g[c * nm + p] += w * value[c];
-    }
+  mesh_gradient->resize(image_.dim * nm);
+  for (int c = 0; c < image_.dim; ++c) {
+    PullBackComponent(image_gradient.data() + c * n, mesh_gradient->data() + c * nm, ratio_[c],
+                      pool);
   }
 }
 
@@ -235,36 +337,24 @@ Eigen::VectorXd MeshToImageMap::Interpolate(const Eigen::VectorXd& mesh_field) c
   const Eigen::Index n = image_.voxels(), nm = mesh_.voxels();
   Eigen::VectorXd out(image_.dim * n);
   for (int c = 0; c < image_.dim; ++c) {
-    for (Eigen::Index i = 0; i < n; ++i) {
-      double value = 0.0;
-      for (int t = 0; t < taps_; ++t) {
-        value += weight_[t * n + i] * mesh_field[c * nm + index_[t * n + i]];
-      }
-      out[c * n + i] = value;
-    }
+    InterpolateComponent(mesh_field.data() + c * nm, out.data() + c * n, -1, 1.0, nullptr);
   }
   return out;
 }
 
-double MeshSsdTerm(const Image& moving, const Image& fixed, double sigma,
-                   const MeshToImageMap& map, const Eigen::VectorXd& mesh_positions,
-                   Eigen::VectorXd* mesh_gradient, double* ssd) {
-  thread_local Eigen::VectorXd positions, gradient, warped;
-  map.Positions(mesh_positions, &positions);
-  const double dx = fixed.grid.spacing_mm[0] * fixed.grid.spacing_mm[1] *
-                    (fixed.grid.dim == 3 ? fixed.grid.spacing_mm[2] : 1.0);
-  const double value = SsdTerm(moving, fixed, sigma, dx, positions,
-                               mesh_gradient != nullptr ? &gradient : nullptr, &warped);
-  if (ssd != nullptr) *ssd = (warped - fixed.data).squaredNorm();
-  if (mesh_gradient != nullptr) map.PullBack(gradient, mesh_gradient);
-  return value;
-}
+namespace {
+// Below this many image voxels a range is not worth a thread of the data term's pool.
+constexpr Eigen::Index kVoxelsPerThread = 16384;
+}  // namespace
 
 DataTerm::DataTerm(const Image& moving, const Image& fixed, const FlowProblemOptions& options)
     : moving_(moving), fixed_(fixed), sigma_(options.sigma), similarity_(options.similarity) {
   if (!(sigma_ > 0.0) || !std::isfinite(sigma_)) {
     throw InputError("--sigma must be a finite number > 0, got " + std::to_string(sigma_));
   }
+  const Eigen::Index worthwhile = fixed.grid.voxels() / kVoxelsPerThread;
+  pool_ = std::make_unique<ThreadPool>(static_cast<int>(
+      std::clamp<Eigen::Index>(std::min<Eigen::Index>(options.threads, worthwhile), 1, 64)));
   if (similarity_ == SimilarityMeasure::kLocalNcc) {
     if (options.ncc_radius < 1) {
       throw InputError("--ncc-radius must be >= 1, got " + std::to_string(options.ncc_radius));
@@ -286,9 +376,9 @@ DataTerm::DataTerm(const Image& moving, const Image& fixed, const FlowProblemOpt
     // image's intensity scale.
     ncc.moving_variance_floor = variance_floor(fixed);
     ncc.fixed_variance_floor = variance_floor(fixed);
-    ncc_offset_ = -LocalNcc(fixed.grid, ncc).Energy(fixed.data, fixed.data);
+    ncc_offset_ = -LocalNcc(fixed.grid, ncc, pool_.get()).Energy(fixed.data, fixed.data);
     ncc.moving_variance_floor = variance_floor(moving);
-    ncc_ = std::make_unique<LocalNcc>(fixed.grid, ncc);
+    ncc_ = std::make_unique<LocalNcc>(fixed.grid, ncc, pool_.get());
   }
   if (!options.moving_world_affine.isIdentity(0.0) || !SameWorldGrid(moving.grid, fixed.grid)) {
     if (moving.grid.dim != fixed.grid.dim) {
@@ -310,56 +400,60 @@ void DataTerm::Sample(bool gradient) {
   const int dim = grid.dim;
   warped_.resize(n);
   if (gradient) sample_gradient_.resize(dim * n);
+  ThreadPool* pool = pool_.get();
   if (!through_world_) {
     SampleScalar(moving_.grid, moving_.data.data(), positions_, true, warped_.data(),
-                 gradient ? sample_gradient_.data() : nullptr);
+                 gradient ? sample_gradient_.data() : nullptr, pool);
     return;
   }
   const Eigen::Matrix3d& a = through_world_->A;
   const Eigen::Vector3d& b = through_world_->b;
   // φ(x) in moving voxel coordinates, in place (no second dim × voxels buffer).
-  for (Eigen::Index i = 0; i < n; ++i) {
-    Eigen::Vector3d p = Eigen::Vector3d::Zero();
-    for (int c = 0; c < dim; ++c) p[c] = positions_[c * n + i];
-    const Eigen::Vector3d q = a * p + b;
-    for (int c = 0; c < dim; ++c) positions_[c * n + i] = q[c];
-  }
+  pool->ForRanges(n, [&](Eigen::Index begin, Eigen::Index end, int) {
+    for (Eigen::Index i = begin; i < end; ++i) {
+      Eigen::Vector3d p = Eigen::Vector3d::Zero();
+      for (int c = 0; c < dim; ++c) p[c] = positions_[c * n + i];
+      const Eigen::Vector3d q = a * p + b;
+      for (int c = 0; c < dim; ++c) positions_[c * n + i] = q[c];
+    }
+  });
   // ∂I_m/∂q first, into sample_gradient_; then by the chain rule ∂/∂p = Aᵀ ∂/∂q, in place.
   SampleScalar(moving_.grid, moving_.data.data(), positions_, true, warped_.data(),
-               gradient ? sample_gradient_.data() : nullptr);
-  for (Eigen::Index i = 0; i < n; ++i) {
-    Eigen::Vector3d q = Eigen::Vector3d::Zero();
-    for (int c = 0; c < dim; ++c) q[c] = positions_[c * n + i];
-    const bool inside = InsideFieldOfView(moving_.grid, q);
-    if (!inside) warped_[i] = outside_value_;
-    if (!gradient) continue;
-    Eigen::Vector3d dq = Eigen::Vector3d::Zero();
-    if (inside) {
-      for (int c = 0; c < dim; ++c) dq[c] = sample_gradient_[c * n + i];
+               gradient ? sample_gradient_.data() : nullptr, pool);
+  pool->ForRanges(n, [&](Eigen::Index begin, Eigen::Index end, int) {
+    for (Eigen::Index i = begin; i < end; ++i) {
+      Eigen::Vector3d q = Eigen::Vector3d::Zero();
+      for (int c = 0; c < dim; ++c) q[c] = positions_[c * n + i];
+      const bool inside = InsideFieldOfView(moving_.grid, q);
+      if (!inside) warped_[i] = outside_value_;
+      if (!gradient) continue;
+      Eigen::Vector3d dq = Eigen::Vector3d::Zero();
+      if (inside) {
+        for (int c = 0; c < dim; ++c) dq[c] = sample_gradient_[c * n + i];
+      }
+      const Eigen::Vector3d dp = a.transpose() * dq;
+      for (int c = 0; c < dim; ++c) sample_gradient_[c * n + i] = dp[c];
     }
-    const Eigen::Vector3d dp = a.transpose() * dq;
-    for (int c = 0; c < dim; ++c) sample_gradient_[c * n + i] = dp[c];
-  }
+  });
 }
 
 double DataTerm::Evaluate(const MeshToImageMap& map, const Eigen::VectorXd& mesh_positions,
                           Eigen::VectorXd* mesh_gradient, double* ssd) {
-  if (similarity_ == SimilarityMeasure::kSsd && !through_world_) {
-    return MeshSsdTerm(moving_, fixed_, sigma_, map, mesh_positions, mesh_gradient, ssd);
-  }
   const Grid& grid = fixed_.grid;
   const Eigen::Index n = grid.voxels();
   const int dim = grid.dim;
-  map.Positions(mesh_positions, &positions_);
+  ThreadPool* pool = pool_.get();
+  map.Positions(mesh_positions, &positions_, pool);
   const bool want_gradient = mesh_gradient != nullptr;
   Sample(want_gradient);
-  if (ssd != nullptr) *ssd = (warped_ - fixed_.data).squaredNorm();
+  const bool by_ssd = similarity_ == SimilarityMeasure::kSsd;
+  const double squared = by_ssd || ssd != nullptr ? (warped_ - fixed_.data).squaredNorm() : 0.0;
+  if (ssd != nullptr) *ssd = squared;
+  // SSD: 1/(2σ²) Σ r² Δx, force r Δx / σ².
+  const double scale = grid.voxel_volume_mm() / (sigma_ * sigma_);
   double value = 0.0;
-  if (similarity_ == SimilarityMeasure::kSsd) {
-    // As SsdTerm: 1/(2σ²) Σ r² Δx, force r Δx / σ².
-    const double scale = grid.voxel_volume_mm() / (sigma_ * sigma_);
-    image_force_ = scale * (warped_ - fixed_.data);
-    value = 0.5 * scale * (warped_ - fixed_.data).squaredNorm();
+  if (by_ssd) {
+    value = 0.5 * scale * squared;
     if (!want_gradient) return value;
   } else {
     if (!want_gradient) return ncc_offset_ + ncc_->Energy(warped_, fixed_.data);
@@ -367,14 +461,15 @@ double DataTerm::Evaluate(const MeshToImageMap& map, const Eigen::VectorXd& mesh
     value = ncc_offset_ + ncc_->EnergyAndGradient(warped_, fixed_.data, image_force_);
   }
   // ∂D/∂q_c(x) = ∂D/∂I(x) · ∂(I_m∘φ)(x)/∂q_c.
-  for (int c = 0; c < dim; ++c) {
-    sample_gradient_.segment(c * n, n).array() *= image_force_.array();
-  }
-  map.PullBack(sample_gradient_, mesh_gradient);
+  pool->ForRanges(n, [&](Eigen::Index begin, Eigen::Index end, int) {
+    for (Eigen::Index i = begin; i < end; ++i) {
+      const double force = by_ssd ? scale * (warped_[i] - fixed_.data[i]) : image_force_[i];
+      for (int c = 0; c < dim; ++c) sample_gradient_[c * n + i] *= force;
+    }
+  });
+  map.PullBack(sample_gradient_, mesh_gradient, pool);
   return value;
 }
-
-
 
 SolverOptions FlowSolverOptions(const FlowProblemOptions& options, int substeps) {
   SolverOptions solver;

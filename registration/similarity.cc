@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "solvers/errors.h"
+#include "solvers/thread_pool.h"
 
 namespace diffeoflow::registration {
 namespace {
@@ -82,57 +83,81 @@ double SsdEnergyAndGradient(const Grid& grid, const Eigen::Ref<const Eigen::Vect
 struct LocalNcc::Impl {
   Grid grid;
   LocalNccOptions options;
+  ThreadPool* pool = nullptr;  // not owned; null: serial
   // Box sums over the windows; after the first pass they are reused for the gradient's terms.
   Eigen::VectorXd s_i, s_j, s_ii, s_jj, s_ij;
-  Eigen::VectorXd scratch;   // one field for the sliding-window sums
-  std::vector<double> line;  // prefix sums along one line
+  Eigen::VectorXd scratch;                // one field for the sliding-window sums
+  std::vector<std::vector<double>> lines;  // prefix sums along one line, one per range
+
+  // fn(begin, end, range) over [0, n), on the pool's ranges when there is one.
+  template <class Fn>
+  void ForRanges(Index n, Fn&& fn) {
+    if (pool != nullptr) {
+      pool->ForRanges(n, fn);
+    } else {
+      fn(Index{0}, n, 0);
+    }
+  }
 
   // In place: f[x] ← Σ_{y ∈ W(x)} f[y] (box of radius r, truncated at the borders). Along x by
   // prefix sums of each row; along y and z by a sliding window over whole rows/slices, so that the
-  // inner loops run over contiguous memory.
+  // inner loops run over contiguous memory. Each value is computed by one range, in the same
+  // order whatever the ranges.
   void BoxSum(double* f) {
     const int r = options.radius;
     const Index n = grid.voxels();
     const int nx = grid.size[0];
-    for (Index row = 0; row < n; row += nx) {
-      double* p = f + row;
-      line[0] = 0.0;
-      for (int t = 0; t < nx; ++t) line[t + 1] = line[t] + p[t];
-      for (int t = 0; t < nx; ++t) p[t] = line[std::min(nx - 1, t + r) + 1] - line[std::max(0, t - r)];
-    }
+    ForRanges(n / nx, [&](Index begin, Index end, int range) {
+      double* line = lines[range].data();
+      for (Index row = begin; row < end; ++row) {
+        double* p = f + row * nx;
+        line[0] = 0.0;
+        for (int t = 0; t < nx; ++t) line[t + 1] = line[t] + p[t];
+        for (int t = 0; t < nx; ++t) {
+          p[t] = line[std::min(nx - 1, t + r) + 1] - line[std::max(0, t - r)];
+        }
+      }
+    });
     double* tmp = scratch.data();
     for (int axis = 1; axis < grid.dim; ++axis) {
       const int len = grid.size[axis];
       if (len <= 1) continue;
       const Index stride = axis == 1 ? static_cast<Index>(nx) : static_cast<Index>(nx) * grid.size[1];
       const Index block = stride * len;
-      for (Index base = 0; base < n; base += block) {
-        const double* in = f + base;
-        double* out = tmp + base;
-        // t = 0: the sum of rows 0..min(r, len−1).
-        for (Index q = 0; q < stride; ++q) out[q] = in[q];
-        for (int t = 1; t <= std::min(r, len - 1); ++t) {
-          const double* add = in + t * stride;
-          for (Index q = 0; q < stride; ++q) out[q] += add[q];
-        }
-        for (int t = 1; t < len; ++t) {
-          double* cur = out + t * stride;
-          const double* prev = out + (t - 1) * stride;
-          const bool has_add = t + r <= len - 1, has_sub = t - r - 1 >= 0;
-          const double* add = in + (has_add ? t + r : 0) * stride;
-          const double* sub = in + (has_sub ? t - r - 1 : 0) * stride;
-          if (has_add && has_sub) {
-            for (Index q = 0; q < stride; ++q) cur[q] = prev[q] + add[q] - sub[q];
-          } else if (has_add) {
-            for (Index q = 0; q < stride; ++q) cur[q] = prev[q] + add[q];
-          } else if (has_sub) {
-            for (Index q = 0; q < stride; ++q) cur[q] = prev[q] - sub[q];
-          } else {
-            for (Index q = 0; q < stride; ++q) cur[q] = prev[q];
+      // The blocks × stride lines along the axis, split over the ranges.
+      ForRanges(n / len, [&](Index begin, Index end, int) {
+        for (Index o = begin / stride; o * stride < end; ++o) {
+          const Index q0 = std::max(begin, o * stride) - o * stride;
+          const Index q1 = std::min(end, (o + 1) * stride) - o * stride;
+          const double* in = f + o * block;
+          double* out = tmp + o * block;
+          // t = 0: the sum of rows 0..min(r, len−1).
+          for (Index q = q0; q < q1; ++q) out[q] = in[q];
+          for (int t = 1; t <= std::min(r, len - 1); ++t) {
+            const double* add = in + t * stride;
+            for (Index q = q0; q < q1; ++q) out[q] += add[q];
+          }
+          for (int t = 1; t < len; ++t) {
+            double* cur = out + t * stride;
+            const double* prev = out + (t - 1) * stride;
+            const bool has_add = t + r <= len - 1, has_sub = t - r - 1 >= 0;
+            const double* add = in + (has_add ? t + r : 0) * stride;
+            const double* sub = in + (has_sub ? t - r - 1 : 0) * stride;
+            if (has_add && has_sub) {
+              for (Index q = q0; q < q1; ++q) cur[q] = prev[q] + add[q] - sub[q];
+            } else if (has_add) {
+              for (Index q = q0; q < q1; ++q) cur[q] = prev[q] + add[q];
+            } else if (has_sub) {
+              for (Index q = q0; q < q1; ++q) cur[q] = prev[q] - sub[q];
+            } else {
+              for (Index q = q0; q < q1; ++q) cur[q] = prev[q];
+            }
           }
         }
-      }
-      std::copy(tmp, tmp + n, f);
+      });
+      ForRanges(n, [&](Index begin, Index end, int) {
+        std::copy(tmp + begin, tmp + end, f + begin);
+      });
     }
   }
 
@@ -149,13 +174,15 @@ struct LocalNcc::Impl {
 
   double Evaluate(const double* I, const double* J, double* gradient) {
     const Index n = grid.voxels();
-    for (Index x = 0; x < n; ++x) {
-      s_i[x] = I[x];
-      s_j[x] = J[x];
-      s_ii[x] = I[x] * I[x];
-      s_jj[x] = J[x] * J[x];
-      s_ij[x] = I[x] * J[x];
-    }
+    ForRanges(n, [&](Index begin, Index end, int) {
+      for (Index x = begin; x < end; ++x) {
+        s_i[x] = I[x];
+        s_j[x] = J[x];
+        s_ii[x] = I[x] * I[x];
+        s_jj[x] = J[x] * J[x];
+        s_ij[x] = I[x] * J[x];
+      }
+    });
     BoxSum(s_i.data());
     BoxSum(s_j.data());
     BoxSum(s_ii.data());
@@ -163,12 +190,13 @@ struct LocalNcc::Impl {
     BoxSum(s_ij.data());
     const double eps = options.epsilon;
     const double floor_i = options.moving_variance_floor, floor_j = options.fixed_variance_floor;
-    const int nx = grid.size[0], ny = grid.size[1], nz = grid.dim == 3 ? grid.size[2] : 1;
-    double total = 0.0;
-    Index x = 0;
-    for (int k = 0; k < nz; ++k) {
-      for (int j = 0; j < ny; ++j) {
-        for (int i = 0; i < nx; ++i, ++x) {
+    const int nx = grid.size[0], ny = grid.size[1];
+    // cc(x) goes into s_ij[x] (read only at x), summed below in a fixed order.
+    ForRanges(n / nx, [&](Index begin, Index end, int) {
+      for (Index row = begin; row < end; ++row) {
+        const int j = static_cast<int>(row % ny), k = static_cast<int>(row / ny);
+        for (int i = 0; i < nx; ++i) {
+          const Index x = row * nx + i;
           const double count = WindowCount(i, j, k);
           const double mean_i = s_i[x] / count, mean_j = s_j[x] / count;
           const double A = s_ij[x] - s_i[x] * mean_j;
@@ -176,7 +204,7 @@ struct LocalNcc::Impl {
           const double C = s_jj[x] - s_j[x] * mean_j;
           const double C_floored = C + floor_j;
           const double denom = (B + floor_i) * C_floored + eps;
-          total += A * A / denom;
+          s_ij[x] = A * A / denom;
           if (gradient) {
             const double a = 2.0 * A / denom;
             const double b = 2.0 * A * A * C_floored / (denom * denom);
@@ -188,22 +216,25 @@ struct LocalNcc::Impl {
           }
         }
       }
-    }
+    });
+    const double total = s_ij.sum();
     const double scale = options.weight * grid.voxel_volume_mm();
     if (gradient) {
       BoxSum(s_i.data());
       BoxSum(s_j.data());
       BoxSum(s_ii.data());
       BoxSum(s_jj.data());
-      for (Index y = 0; y < n; ++y) {
-        gradient[y] = -scale * (J[y] * s_i[y] - s_j[y] - I[y] * s_ii[y] + s_jj[y]);
-      }
+      ForRanges(n, [&](Index begin, Index end, int) {
+        for (Index y = begin; y < end; ++y) {
+          gradient[y] = -scale * (J[y] * s_i[y] - s_j[y] - I[y] * s_ii[y] + s_jj[y]);
+        }
+      });
     }
     return -scale * total;
   }
 };
 
-LocalNcc::LocalNcc(const Grid& grid, const LocalNccOptions& options)
+LocalNcc::LocalNcc(const Grid& grid, const LocalNccOptions& options, ThreadPool* pool)
     : impl_(std::make_unique<Impl>()) {
   if (options.radius < 1) {
     throw InputError("NCC window radius must be >= 1, got " + std::to_string(options.radius));
@@ -227,7 +258,9 @@ LocalNcc::LocalNcc(const Grid& grid, const LocalNccOptions& options)
   impl_->s_jj.resize(n);
   impl_->s_ij.resize(n);
   impl_->scratch.resize(n);
-  impl_->line.resize(*std::max_element(grid.size.begin(), grid.size.end()) + 1);
+  impl_->pool = pool;
+  impl_->lines.assign(pool != nullptr ? pool->threads() : 1,
+                      std::vector<double>(static_cast<std::size_t>(grid.size[0]) + 1));
 }
 
 LocalNcc::~LocalNcc() = default;

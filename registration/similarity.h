@@ -12,6 +12,10 @@
 
 #include "registration/image.h"
 
+namespace diffeoflow {
+class ThreadPool;
+}  // namespace diffeoflow
+
 namespace diffeoflow::registration {
 
 // The similarity a registration matches the images with (--similarity): the SSD of Beg et al.
@@ -67,8 +71,9 @@ struct LocalNccOptions {
 // of each other (tested against central differences).
 class LocalNcc {
  public:
-  // Throws InputError for invalid options.
-  LocalNcc(const Grid& grid, const LocalNccOptions& options = {});
+  // Throws InputError for invalid options. With a pool (not owned; it must outlive this object)
+  // the loops over voxels run on its ranges, and the results are the same bits as without.
+  LocalNcc(const Grid& grid, const LocalNccOptions& options = {}, ThreadPool* pool = nullptr);
   ~LocalNcc();
   LocalNcc(const LocalNcc&) = delete;
   LocalNcc& operator=(const LocalNcc&) = delete;

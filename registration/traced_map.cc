@@ -84,6 +84,7 @@ TracedMapFlow::TracedMapFlow(const Grid& mesh, int fields, Eigen::Index tracers,
   if (fields < 2) throw InputError("TracedMapFlow: at least two velocity fields (K >= 1)");
   pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::clamp<Eigen::Index>(
       std::min<Eigen::Index>(threads, tracers / kTracersPerThread), 1, 64)));
+  field_.resize(block_);
 }
 
 void TracedMapFlow::TimeSlot(double t, int* k, double* lambda) const {
@@ -96,38 +97,63 @@ void TracedMapFlow::TimeSlot(double t, int* k, double* lambda) const {
 }
 
 template <int D, int W>
-void TracedMapFlow::Rates(Eigen::Index begin, Eigen::Index end, int k, double lambda,
-                          const double* x, const double* theta, double* dxdt) const {
+void TracedMapFlow::Rates(Eigen::Index begin, Eigen::Index end, const double* field,
+                          const double* x, double* dxdt) const {
   const Eigen::Index n = tracers_, nm = mesh_.voxels();
-  const double* v0 = theta + k * block_;
-  const double* v1 = v0 + block_;
   const long* size = size_;
   const long* stride = stride_;
   const double* inv_h = inv_h_;
-  AxisTaps<W> axis[D];
-  constexpr int kTaps = D == 2 ? W * W : W * W * W;
+  AxisTaps<W> axis;
+  // Per axis: each tap's flat offset and weights, zero for a node outside the mesh (v = 0 there),
+  // so that the tensor-product sums below need no test.
+  long off[3][W] = {};
+  double w[3][W], dw[3][W];
+  for (int o = 0; o < W; ++o) {
+    w[2][o] = o == 0 ? 1.0 : 0.0;  // 2-D: one "z" tap of weight 1
+    dw[2][o] = 0.0;
+  }
+  constexpr int kZ = D == 3 ? W : 1;
   for (Eigen::Index i = begin; i < end; ++i) {
-    for (int a = 0; a < D; ++a) axis[a].Set(x[a * n + i]);
-    double v[D] = {};
-    double div = 0.0;
-    for (int tap = 0; tap < kTaps; ++tap) {
-      int o[3];
-      long flat;
-      if (!TapNode<D, W>(axis, tap, size, stride, o, &flat)) continue;
-      double weight = 1.0;
-      for (int a = 0; a < D; ++a) weight *= axis[a].w[o[a]];
-      for (int c = 0; c < D; ++c) {
-        const double value = (1.0 - lambda) * v0[c * nm + flat] + lambda * v1[c * nm + flat];
-        v[c] += weight * value;
-        double dweight = axis[c].dw[o[c]];
-        for (int a = 0; a < D; ++a) {
-          if (a != c) dweight *= axis[a].w[o[a]];
-        }
-        div += dweight * value * inv_h[c];
+    for (int a = 0; a < D; ++a) {
+      axis.Set(x[a * n + i]);
+      for (int o = 0; o < W; ++o) {
+        const long node = axis.base + o;
+        const bool inside = node >= 0 && node < size[a];
+        off[a][o] = inside ? node * stride[a] : 0;
+        w[a][o] = inside ? axis.w[o] : 0.0;
+        dw[a][o] = inside ? axis.dw[o] : 0.0;
       }
     }
-    for (int c = 0; c < D; ++c) dxdt[c * n + i] = v[c] * inv_h[c];
-    dxdt[D * n + i] = div;
+    // Separably, x then y then z: v_c = Σ w_x w_y w_z V_c, and ∂_c v_c with w_c → dw_c.
+    double v[D] = {};
+    double div[3] = {0.0, 0.0, 0.0};
+    for (int oz = 0; oz < kZ; ++oz) {
+      double sy[D] = {};
+      double dx_y = 0.0, dy = 0.0;
+      for (int oy = 0; oy < W; ++oy) {
+        const long row = off[2][oz] + off[1][oy];
+        double sx[D] = {};
+        double dx = 0.0;
+        for (int ox = 0; ox < W; ++ox) {
+          const long flat = row + off[0][ox];
+          for (int c = 0; c < D; ++c) sx[c] += w[0][ox] * field[c * nm + flat];
+          dx += dw[0][ox] * field[flat];
+        }
+        for (int c = 0; c < D; ++c) sy[c] += w[1][oy] * sx[c];
+        dx_y += w[1][oy] * dx;
+        dy += dw[1][oy] * sx[1];
+      }
+      for (int c = 0; c < D; ++c) v[c] += w[2][oz] * sy[c];
+      div[0] += w[2][oz] * dx_y;
+      div[1] += w[2][oz] * dy;
+      if constexpr (D == 3) div[2] += dw[2][oz] * sy[2];
+    }
+    double divergence = 0.0;
+    for (int c = 0; c < D; ++c) {
+      dxdt[c * n + i] = v[c] * inv_h[c];
+      divergence += div[c] * inv_h[c];
+    }
+    dxdt[D * n + i] = divergence;
   }
 }
 
@@ -196,17 +222,21 @@ void TracedMapFlow::f(double t, ConstVectorRef x, ConstVectorRef theta, VectorRe
   int k;
   double lambda;
   TimeSlot(t, &k, &lambda);
+  // v_t on the mesh, once for all tracers.
+  field_ = (1.0 - lambda) * theta.segment(k * block_, block_) +
+           lambda * theta.segment((k + 1) * block_, block_);
+  const double* field = field_.data();
   pool_->ForRanges(tracers_, [&](Eigen::Index begin, Eigen::Index end, int) {
     if (dim_ == 2) {
       if (kernel_ == MeshKernel::kMultilinear) {
-        Rates<2, 2>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+        Rates<2, 2>(begin, end, field, x.data(), dxdt.data());
       } else {
-        Rates<2, 3>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+        Rates<2, 3>(begin, end, field, x.data(), dxdt.data());
       }
     } else if (kernel_ == MeshKernel::kMultilinear) {
-      Rates<3, 2>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+      Rates<3, 2>(begin, end, field, x.data(), dxdt.data());
     } else {
-      Rates<3, 3>(begin, end, k, lambda, x.data(), theta.data(), dxdt.data());
+      Rates<3, 3>(begin, end, field, x.data(), dxdt.data());
     }
   });
 }

@@ -54,9 +54,10 @@ class TracedMapFlow : public Dynamics {
            VectorRef a_theta) override;
 
  private:
+  // f over tracers [begin, end) from v_t on the mesh (`field`, dim × mesh voxels).
   template <int D, int W>
-  void Rates(Eigen::Index begin, Eigen::Index end, int k, double lambda, const double* x,
-             const double* theta, double* dxdt) const;
+  void Rates(Eigen::Index begin, Eigen::Index end, const double* field, const double* x,
+             double* dxdt) const;
   template <int D, int W>
   void Adjoint(Eigen::Index begin, Eigen::Index end, int k, double lambda, const double* x,
                const double* theta, const double* a, double* a_x, double* a_theta) const;
@@ -69,6 +70,7 @@ class TracedMapFlow : public Dynamics {
   Eigen::Index tracers_;
   MeshKernel kernel_;
   std::unique_ptr<ThreadPool> pool_;  // f's tracer ranges (one range: no worker)
+  Eigen::VectorXd field_;             // v_t = (1 − λ) V_k + λ V_{k+1}, set by f
   // The mesh as the stencil loops use it: nodes per axis, flat-index strides, 1 / spacing.
   long size_[3];
   long stride_[3];

@@ -540,9 +540,12 @@ TEST_P(WorldDataTerm, ReadsTheMovingImageThroughTheWorldWithItsExactGradient) {
   EXPECT_GT(value, 0.0);
 
   auto fn = [&](const Eigen::VectorXd& x) { return term.Evaluate(map, x, nullptr, nullptr); };
+  // NCC's D is Σ cc_ff − Σ cc over the voxels, two sums of ~10³–10⁴ that nearly cancel: their
+  // rounding, ε·|Σ cc|/h ≈ 2·10⁻⁷ here, is ~10⁻⁵ of this directional derivative (~0.01) in 2-D.
+  const double tolerance = similarity == SimilarityMeasure::kLocalNcc ? 5e-5 : 1e-5;
   for (int repeat = 0; repeat < 3; ++repeat) {
     const GradientCheckResult check = CheckDirectionalDerivative(fn, q, gradient, rng, 1e-5);
-    EXPECT_LT(check.relative_error, 1e-5)
+    EXPECT_LT(check.relative_error, tolerance)
         << "analytic " << check.analytic << " numeric " << check.numeric;
   }
 }
