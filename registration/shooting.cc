@@ -13,6 +13,103 @@ namespace {
 // (4096 × 9 taps) ran no faster on two threads than on one (f ~0.25 ms, vjp ~0.46 ms); with the
 // pool's persistent workers, shooting on the 64² mesh of a 256² pair ran 1.27× faster on two.
 constexpr Eigen::Index kTapsPerThread = 2048 * 9;
+
+// The quadratic B-spline taps of one particle, axis by axis: the flat offsets of the nodes
+// base − 1 … base + 1 of each axis and the factors f[a][k][o] of the tensor-product weight: k = 0
+// the weight β, 1 its derivative β′, 2 its second derivative β″ (1, −2, 1). A node off the grid
+// gets factors 0 and the offset of the nearest node on it, so that the loops over taps have fixed
+// bounds (and unroll) and read only grid nodes. In 2-D the third axis is one tap of factor 1
+// (β′ = β″ = 0). A tap's weight is Π_a f[a][0][o_a]; its derivative along e replaces factor e
+// by f[e][1], and so on, so sums over the taps can be taken one axis at a time (Gather).
+template <int D>
+struct BSplineTaps {
+  static constexpr int kZ = D == 3 ? 3 : 1;  // taps along the third axis
+  Eigen::Index offset[3][3];
+  double f[3][3][3];
+
+  void Set(const std::array<int, 3>& n, const double* x) {
+    Eigen::Index stride = 1;
+    for (int a = 0; a < 3; ++a) {
+      if (a >= D) {
+        offset[a][0] = 0;
+        f[a][0][0] = 1.0;
+        f[a][1][0] = f[a][2][0] = 0.0;
+        continue;
+      }
+      const double r = std::floor(x[a] + 0.5);
+      const double t = x[a] - r;
+      const Eigen::Index base = static_cast<Eigen::Index>(r) - 1;
+      const double factors[3][3] = {{0.5 * (0.5 - t) * (0.5 - t), 0.75 - t * t,
+                                     0.5 * (0.5 + t) * (0.5 + t)},
+                                    {t - 0.5, -2.0 * t, 0.5 + t},
+                                    {1.0, -2.0, 1.0}};
+      for (int o = 0; o < 3; ++o) {
+        const Eigen::Index node = base + o;
+        const bool inside = node >= 0 && node < n[a];
+        offset[a][o] = std::clamp<Eigen::Index>(node, 0, n[a] - 1) * stride;
+        for (int k = 0; k < 3; ++k) f[a][k][o] = inside ? factors[k][o] : 0.0;
+      }
+      stride *= n[a];
+    }
+  }
+};
+
+// Index of the sum with derivative orders (kx, ky, kz) and component d in Gather's output.
+template <int D, int Order>
+constexpr int SumIndex(int kx, int ky, int kz, int d) {
+  return ((kx * (Order + 1) + ky) * (Order + 1) + kz) * D + d;
+}
+template <int D, int Order>
+constexpr int kSums = (Order + 1) * (Order + 1) * (Order + 1) * D;
+
+// g[SumIndex(kx, ky, kz, d)] = Σ_taps f[0][kx] f[1][ky] f[2][kz] · field_d(node) for every
+// kx + ky + kz ≤ Order (in 2-D kz = 0; the other entries are 0), contracting x, then y, then z.
+// field is component-major (D × n).
+template <int D, int Order>
+inline void Gather(const BSplineTaps<D>& t, const double* field, Eigen::Index n, double* g) {
+  constexpr int K = Order + 1;
+  _Pragma("GCC unroll 27") for (int i = 0; i < kSums<D, Order>; ++i) g[i] = 0.0;
+  _Pragma("GCC unroll 27") for (int oz = 0; oz < BSplineTaps<D>::kZ; ++oz) {
+    double y_sums[K][K][D] = {};
+    _Pragma("GCC unroll 27") for (int oy = 0; oy < 3; ++oy) {
+      const Eigen::Index row = t.offset[2][oz] + t.offset[1][oy];
+      double x_sums[K][D] = {};
+      _Pragma("GCC unroll 27") for (int ox = 0; ox < 3; ++ox) {
+        const Eigen::Index node = row + t.offset[0][ox];
+        _Pragma("GCC unroll 27") for (int d = 0; d < D; ++d) {
+          const double value = field[d * n + node];
+          _Pragma("GCC unroll 27") for (int kx = 0; kx < K; ++kx) x_sums[kx][d] += t.f[0][kx][ox] * value;
+        }
+      }
+      _Pragma("GCC unroll 27") for (int kx = 0; kx < K; ++kx) {
+        _Pragma("GCC unroll 27") for (int ky = 0; ky + kx < K; ++ky) {
+          _Pragma("GCC unroll 27") for (int d = 0; d < D; ++d) y_sums[kx][ky][d] += t.f[1][ky][oy] * x_sums[kx][d];
+        }
+      }
+    }
+    _Pragma("GCC unroll 27") for (int kx = 0; kx < K; ++kx) {
+      _Pragma("GCC unroll 27") for (int ky = 0; ky + kx < K; ++ky) {
+        _Pragma("GCC unroll 27") for (int kz = 0; kz <= (D == 3 ? Order - kx - ky : 0); ++kz) {
+          _Pragma("GCC unroll 27") for (int d = 0; d < D; ++d) {
+            g[SumIndex<D, Order>(kx, ky, kz, d)] += t.f[2][kz][oz] * y_sums[kx][ky][d];
+          }
+        }
+      }
+    }
+  }
+}
+
+// The orders (kx, ky, kz) of ∂_e (e = 0, 1, 2) and of ∂_e ∂_c.
+constexpr int Unit(int e, int axis) { return e == axis ? 1 : 0; }
+template <int D, int Order>
+constexpr int FirstIndex(int e, int d) {
+  return SumIndex<D, Order>(Unit(e, 0), Unit(e, 1), Unit(e, 2), d);
+}
+template <int D, int Order>
+constexpr int SecondIndex(int e, int c, int d) {
+  return SumIndex<D, Order>(Unit(e, 0) + Unit(c, 0), Unit(e, 1) + Unit(c, 1),
+                            Unit(e, 2) + Unit(c, 2), d);
+}
 }  // namespace
 
 EpdiffShooting::EpdiffShooting(const Grid& grid, FieldOperator smooth, int threads)
@@ -53,15 +150,23 @@ void EpdiffShooting::Splat(const double* q, const double* m, double* field) {
   std::fill(field, field + D * n, 0.0);
   ForRanges([&](Eigen::Index begin, Eigen::Index end, int range) {
     double* out = RangeBuffer(range, field);
-    QuadraticBSplineStencil<D> s;
+    BSplineTaps<D> t;
     double x[D];
     for (Eigen::Index i = begin; i < end; ++i) {
       for (int k = 0; k < D; ++k) x[k] = q[k * n + i];
-      s.Set(grid_.size, x);
-      for (int c = 0; c < QuadraticBSplineStencil<D>::kTaps; ++c) {
-        const Eigen::Index p = s.index[c];
-        if (p < 0) continue;
-        for (int d = 0; d < D; ++d) out[d * n + p] += s.weight[c] * m[d * n + i];
+      t.Set(grid_.size, x);
+      double mi[D];
+      for (int d = 0; d < D; ++d) mi[d] = m[d * n + i];
+      for (int oz = 0; oz < BSplineTaps<D>::kZ; ++oz) {
+        for (int oy = 0; oy < 3; ++oy) {
+          const double wyz = t.f[1][0][oy] * t.f[2][0][oz];
+          const Eigen::Index row = t.offset[2][oz] + t.offset[1][oy];
+          for (int ox = 0; ox < 3; ++ox) {
+            const double w = t.f[0][0][ox] * wyz;
+            const Eigen::Index p = row + t.offset[0][ox];
+            for (int d = 0; d < D; ++d) out[d * n + p] += w * mi[d];
+          }
+        }
       }
     }
   });
@@ -84,28 +189,19 @@ void EpdiffShooting::F(const double* x, double* dxdt, double* velocity) {
   double inv_h[D];
   for (int c = 0; c < D; ++c) inv_h[c] = 1.0 / grid_.spacing_mm[c];
   ForRanges([&](Eigen::Index begin, Eigen::Index end, int) {
-    QuadraticBSplineStencil<D> s;
+    BSplineTaps<D> t;
     double pos[D];
+    double g[kSums<D, 1>];
     for (Eigen::Index i = begin; i < end; ++i) {
       for (int k = 0; k < D; ++k) pos[k] = q[k * n + i];
-      s.Set(grid_.size, pos);
-      double vel[D] = {};
-      double dm[D] = {};
-      double mi[D];
-      for (int d = 0; d < D; ++d) mi[d] = m[d * n + i];
-      for (int c = 0; c < QuadraticBSplineStencil<D>::kTaps; ++c) {
-        const Eigen::Index p = s.index[c];
-        if (p < 0) continue;
-        double mv = 0.0;
-        for (int d = 0; d < D; ++d) {
-          vel[d] += s.weight[c] * v[d * n + p];
-          mv += mi[d] * v[d * n + p];
-        }
-        for (int e = 0; e < D; ++e) dm[e] -= s.gradient[c][e] * mv;
-      }
-      for (int d = 0; d < D; ++d) {
-        dxdt[d * n + i] = vel[d] * inv_h[d];
-        dxdt[(D + d) * n + i] = dm[d] * inv_h[d];
+      t.Set(grid_.size, pos);
+      Gather<D, 1>(t, v, n, g);
+      // q̇_d = v_d(q), ṁ_e = −Σ_d m_d ∂_e v_d(q).
+      for (int e = 0; e < D; ++e) {
+        double dm = 0.0;
+        for (int d = 0; d < D; ++d) dm -= m[d * n + i] * g[FirstIndex<D, 1>(e, d)];
+        dxdt[e * n + i] = g[SumIndex<D, 1>(0, 0, 0, e)] * inv_h[e];
+        dxdt[(D + e) * n + i] = dm * inv_h[e];
       }
     }
   });
@@ -113,7 +209,6 @@ void EpdiffShooting::F(const double* x, double* dxdt, double* velocity) {
 
 template <int D>
 void EpdiffShooting::Vjp(const double* x, const double* a, const double* velocity, double* a_x) {
-  constexpr int kTaps = QuadraticBSplineStencil<D>::kTaps;
   const Eigen::Index n = voxels_;
   const double* q = x;
   const double* m = x + D * n;
@@ -128,75 +223,72 @@ void EpdiffShooting::Vjp(const double* x, const double* a, const double* velocit
 
   adjoint_.setZero();
   double* bar_v = adjoint_.data();
+  // With â = a_q / h and ã = a_m / h per particle, the terms through v at the particle:
+  //   ā_V(node) += w â − m Σ_e ã_e ∂_e w                       (splat, per tap)
+  //   a_q,e = Σ_d â_d ∂_e v_d − Σ_c ã_c Σ_d m_d ∂_e ∂_c v_d    (gathered sums of v)
+  //   a_m,d = −Σ_e ã_e ∂_e v_d
   ForRanges([&](Eigen::Index begin, Eigen::Index end, int range) {
     double* scatter = RangeBuffer(range, bar_v);
-    QuadraticBSplineStencil<D> s;
+    BSplineTaps<D> t;
     double pos[D];
+    double g[kSums<D, 2>];
     for (Eigen::Index i = begin; i < end; ++i) {
       for (int k = 0; k < D; ++k) pos[k] = q[k * n + i];
-      s.Set(grid_.size, pos);
+      t.Set(grid_.size, pos);
       double mi[D], aq[D], am[D];
       for (int d = 0; d < D; ++d) {
         mi[d] = m[d * n + i];
         aq[d] = a_q[d * n + i] * inv_h[d];
         am[d] = a_m[d * n + i] * inv_h[d];
       }
-      double gq[D] = {};
-      double gm[D] = {};
-      for (int c = 0; c < kTaps; ++c) {
-        const Eigen::Index p = s.index[c];
-        if (p < 0) continue;
-        double am_dw = 0.0;  // Σ_c ã_c ∂_c w
-        for (int e = 0; e < D; ++e) am_dw += am[e] * s.gradient[c][e];
-        double aq_v = 0.0;  // Σ_d â_d v_d
-        double m_v = 0.0;   // Σ_d m_d v_d
+      Gather<D, 2>(t, v, n, g);
+      for (int e = 0; e < D; ++e) {
+        double gq = 0.0;
         for (int d = 0; d < D; ++d) {
-          const double vd = v[d * n + p];
-          aq_v += aq[d] * vd;
-          m_v += mi[d] * vd;
-          scatter[d * n + p] += s.weight[c] * aq[d] - mi[d] * am_dw;
-          gm[d] -= am_dw * vd;
+          double second = 0.0;
+          for (int c = 0; c < D; ++c) second += am[c] * g[SecondIndex<D, 2>(e, c, d)];
+          gq += aq[d] * g[FirstIndex<D, 2>(e, d)] - mi[d] * second;
         }
-        for (int e = 0; e < D; ++e) {
-          double second = 0.0;  // Σ_c ã_c ∂_e ∂_c w
-          for (int cc = 0; cc < D; ++cc) second += am[cc] * s.Hessian(c, e, cc);
-          gq[e] += s.gradient[c][e] * aq_v - second * m_v;
-        }
+        double gm = 0.0;
+        for (int c = 0; c < D; ++c) gm -= am[c] * g[FirstIndex<D, 2>(c, e)];
+        out_q[e * n + i] = gq;
+        out_m[e * n + i] = gm;
       }
-      for (int d = 0; d < D; ++d) {
-        out_q[d * n + i] = gq[d];
-        out_m[d * n + i] = gm[d];
+      for (int oz = 0; oz < BSplineTaps<D>::kZ; ++oz) {
+        for (int oy = 0; oy < 3; ++oy) {
+          const Eigen::Index row = t.offset[2][oz] + t.offset[1][oy];
+          const double wy = t.f[1][0][oy], dwy = t.f[1][1][oy];
+          const double wz = t.f[2][0][oz], dwz = t.f[2][1][oz];
+          for (int ox = 0; ox < 3; ++ox) {
+            const double wx = t.f[0][0][ox], dwx = t.f[0][1][ox];
+            const double w = wx * wy * wz;
+            double am_dw = am[0] * dwx * wy * wz + am[1] * wx * dwy * wz;  // Σ_e ã_e ∂_e w
+            if constexpr (D == 3) am_dw += am[2] * wx * wy * dwz;
+            const Eigen::Index p = row + t.offset[0][ox];
+            for (int d = 0; d < D; ++d) scatter[d * n + p] += w * aq[d] - mi[d] * am_dw;
+          }
+        }
       }
     }
   });
   SumRanges(bar_v, D);
 
+  // Through S: with B = K ā_V, a_m,d += B_d(q) and a_q,e += Σ_d m_d ∂_e B_d(q).
   smooth_(bar_v, D);
   const double* b = bar_v;
   ForRanges([&](Eigen::Index begin, Eigen::Index end, int) {
-    QuadraticBSplineStencil<D> s;
+    BSplineTaps<D> t;
     double pos[D];
+    double g[kSums<D, 1>];
     for (Eigen::Index i = begin; i < end; ++i) {
       for (int k = 0; k < D; ++k) pos[k] = q[k * n + i];
-      s.Set(grid_.size, pos);
-      double mi[D];
-      for (int d = 0; d < D; ++d) mi[d] = m[d * n + i];
-      double gq[D] = {};
-      double gm[D] = {};
-      for (int c = 0; c < kTaps; ++c) {
-        const Eigen::Index p = s.index[c];
-        if (p < 0) continue;
-        double m_b = 0.0;
-        for (int d = 0; d < D; ++d) {
-          const double bd = b[d * n + p];
-          gm[d] += s.weight[c] * bd;
-          m_b += mi[d] * bd;
-        }
-        for (int e = 0; e < D; ++e) gq[e] += s.gradient[c][e] * m_b;
-      }
-      for (int d = 0; d < D; ++d) {
-        out_q[d * n + i] += gq[d];
-        out_m[d * n + i] += gm[d];
+      t.Set(grid_.size, pos);
+      Gather<D, 1>(t, b, n, g);
+      for (int e = 0; e < D; ++e) {
+        double gq = 0.0;
+        for (int d = 0; d < D; ++d) gq += m[d * n + i] * g[FirstIndex<D, 1>(e, d)];
+        out_q[e * n + i] += gq;
+        out_m[e * n + i] += g[SumIndex<D, 1>(0, 0, 0, e)];
       }
     }
   });
