@@ -47,12 +47,7 @@ void SampleScalarAt(const Grid& grid, const At& at, const Eigen::VectorXd& posit
       SampleScalarImpl<3>(grid, at, positions, clamp, samples, gradient, begin, end);
     }
   };
-  const Eigen::Index count = positions.size() / grid.dim;
-  if (pool != nullptr) {
-    pool->ForRanges(count, range);
-  } else {
-    range(0, count, 0);
-  }
+  ForRanges(pool, positions.size() / grid.dim, range);
 }
 
 }  // namespace
@@ -206,11 +201,7 @@ void AxisPass(const double* in, double* out, Eigen::Index outer, Eigen::Index st
       }
     }
   };
-  if (pool != nullptr) {
-    pool->ForRanges(outer * stride, lines);
-  } else {
-    lines(0, outer * stride, 0);
-  }
+  ForRanges(pool, outer * stride, lines);
 }
 
 }  // namespace
@@ -256,11 +247,7 @@ void MeshToImageMap::InterpolateComponent(const double* mesh_values, double* ima
       }
     }
   };
-  if (pool != nullptr) {
-    pool->ForRanges(n1 * n2, pass);
-  } else {
-    pass(0, n1 * n2, 0);
-  }
+  ForRanges(pool, n1 * n2, pass);
 }
 
 void MeshToImageMap::PullBackComponent(const double* image_values, double* mesh_values,
@@ -282,11 +269,7 @@ void MeshToImageMap::PullBackComponent(const double* image_values, double* mesh_
       }
     }
   };
-  if (pool != nullptr) {
-    pool->ForRanges(n1 * n2, pass);
-  } else {
-    pass(0, n1 * n2, 0);
-  }
+  ForRanges(pool, n1 * n2, pass);
   if (image_.dim == 3) {
     AxisPass(stage_[1].data(), stage_[0].data(), n2, m0, m1, axes_[1], true, pool);
     AxisPass(stage_[0].data(), mesh_values, 1, m0 * m1, mesh_.size[2], axes_[2], true, pool);

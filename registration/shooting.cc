@@ -5,6 +5,15 @@
 #include <cstring>
 #include <memory>
 
+// Asks for a loop of a few iterations to be unrolled (Gather's sums stay in registers).
+#if defined(__clang__)
+#define DIFFEOFLOW_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define DIFFEOFLOW_UNROLL _Pragma("GCC unroll 27")
+#else
+#define DIFFEOFLOW_UNROLL
+#endif
+
 namespace diffeoflow::registration {
 
 namespace {
@@ -68,29 +77,29 @@ constexpr int kSums = (Order + 1) * (Order + 1) * (Order + 1) * D;
 template <int D, int Order>
 inline void Gather(const BSplineTaps<D>& t, const double* field, Eigen::Index n, double* g) {
   constexpr int K = Order + 1;
-  _Pragma("GCC unroll 27") for (int i = 0; i < kSums<D, Order>; ++i) g[i] = 0.0;
-  _Pragma("GCC unroll 27") for (int oz = 0; oz < BSplineTaps<D>::kZ; ++oz) {
+  DIFFEOFLOW_UNROLL for (int i = 0; i < kSums<D, Order>; ++i) g[i] = 0.0;
+  DIFFEOFLOW_UNROLL for (int oz = 0; oz < BSplineTaps<D>::kZ; ++oz) {
     double y_sums[K][K][D] = {};
-    _Pragma("GCC unroll 27") for (int oy = 0; oy < 3; ++oy) {
+    DIFFEOFLOW_UNROLL for (int oy = 0; oy < 3; ++oy) {
       const Eigen::Index row = t.offset[2][oz] + t.offset[1][oy];
       double x_sums[K][D] = {};
-      _Pragma("GCC unroll 27") for (int ox = 0; ox < 3; ++ox) {
+      DIFFEOFLOW_UNROLL for (int ox = 0; ox < 3; ++ox) {
         const Eigen::Index node = row + t.offset[0][ox];
-        _Pragma("GCC unroll 27") for (int d = 0; d < D; ++d) {
+        DIFFEOFLOW_UNROLL for (int d = 0; d < D; ++d) {
           const double value = field[d * n + node];
-          _Pragma("GCC unroll 27") for (int kx = 0; kx < K; ++kx) x_sums[kx][d] += t.f[0][kx][ox] * value;
+          DIFFEOFLOW_UNROLL for (int kx = 0; kx < K; ++kx) x_sums[kx][d] += t.f[0][kx][ox] * value;
         }
       }
-      _Pragma("GCC unroll 27") for (int kx = 0; kx < K; ++kx) {
-        _Pragma("GCC unroll 27") for (int ky = 0; ky + kx < K; ++ky) {
-          _Pragma("GCC unroll 27") for (int d = 0; d < D; ++d) y_sums[kx][ky][d] += t.f[1][ky][oy] * x_sums[kx][d];
+      DIFFEOFLOW_UNROLL for (int kx = 0; kx < K; ++kx) {
+        DIFFEOFLOW_UNROLL for (int ky = 0; ky + kx < K; ++ky) {
+          DIFFEOFLOW_UNROLL for (int d = 0; d < D; ++d) y_sums[kx][ky][d] += t.f[1][ky][oy] * x_sums[kx][d];
         }
       }
     }
-    _Pragma("GCC unroll 27") for (int kx = 0; kx < K; ++kx) {
-      _Pragma("GCC unroll 27") for (int ky = 0; ky + kx < K; ++ky) {
-        _Pragma("GCC unroll 27") for (int kz = 0; kz <= (D == 3 ? Order - kx - ky : 0); ++kz) {
-          _Pragma("GCC unroll 27") for (int d = 0; d < D; ++d) {
+    DIFFEOFLOW_UNROLL for (int kx = 0; kx < K; ++kx) {
+      DIFFEOFLOW_UNROLL for (int ky = 0; ky + kx < K; ++ky) {
+        DIFFEOFLOW_UNROLL for (int kz = 0; kz <= (D == 3 ? Order - kx - ky : 0); ++kz) {
+          DIFFEOFLOW_UNROLL for (int d = 0; d < D; ++d) {
             g[SumIndex<D, Order>(kx, ky, kz, d)] += t.f[2][kz][oz] * y_sums[kx][ky][d];
           }
         }

@@ -89,16 +89,6 @@ struct LocalNcc::Impl {
   Eigen::VectorXd scratch;                // one field for the sliding-window sums
   std::vector<std::vector<double>> lines;  // prefix sums along one line, one per range
 
-  // fn(begin, end, range) over [0, n), on the pool's ranges when there is one.
-  template <class Fn>
-  void ForRanges(Index n, Fn&& fn) {
-    if (pool != nullptr) {
-      pool->ForRanges(n, fn);
-    } else {
-      fn(Index{0}, n, 0);
-    }
-  }
-
   // In place: f[x] ← Σ_{y ∈ W(x)} f[y] (box of radius r, truncated at the borders). Along x by
   // prefix sums of each row; along y and z by a sliding window over whole rows/slices, so that the
   // inner loops run over contiguous memory. Each value is computed by one range, in the same
@@ -107,7 +97,7 @@ struct LocalNcc::Impl {
     const int r = options.radius;
     const Index n = grid.voxels();
     const int nx = grid.size[0];
-    ForRanges(n / nx, [&](Index begin, Index end, int range) {
+    diffeoflow::ForRanges(pool, n / nx, [&](Index begin, Index end, int range) {
       double* line = lines[range].data();
       for (Index row = begin; row < end; ++row) {
         double* p = f + row * nx;
@@ -125,7 +115,7 @@ struct LocalNcc::Impl {
       const Index stride = axis == 1 ? static_cast<Index>(nx) : static_cast<Index>(nx) * grid.size[1];
       const Index block = stride * len;
       // The blocks × stride lines along the axis, split over the ranges.
-      ForRanges(n / len, [&](Index begin, Index end, int) {
+      diffeoflow::ForRanges(pool, n / len, [&](Index begin, Index end, int) {
         for (Index o = begin / stride; o * stride < end; ++o) {
           const Index q0 = std::max(begin, o * stride) - o * stride;
           const Index q1 = std::min(end, (o + 1) * stride) - o * stride;
@@ -155,7 +145,7 @@ struct LocalNcc::Impl {
           }
         }
       });
-      ForRanges(n, [&](Index begin, Index end, int) {
+      diffeoflow::ForRanges(pool, n, [&](Index begin, Index end, int) {
         std::copy(tmp + begin, tmp + end, f + begin);
       });
     }
@@ -174,7 +164,7 @@ struct LocalNcc::Impl {
 
   double Evaluate(const double* I, const double* J, double* gradient) {
     const Index n = grid.voxels();
-    ForRanges(n, [&](Index begin, Index end, int) {
+    diffeoflow::ForRanges(pool, n, [&](Index begin, Index end, int) {
       for (Index x = begin; x < end; ++x) {
         s_i[x] = I[x];
         s_j[x] = J[x];
@@ -192,7 +182,7 @@ struct LocalNcc::Impl {
     const double floor_i = options.moving_variance_floor, floor_j = options.fixed_variance_floor;
     const int nx = grid.size[0], ny = grid.size[1];
     // cc(x) goes into s_ij[x] (read only at x), summed below in a fixed order.
-    ForRanges(n / nx, [&](Index begin, Index end, int) {
+    diffeoflow::ForRanges(pool, n / nx, [&](Index begin, Index end, int) {
       for (Index row = begin; row < end; ++row) {
         const int j = static_cast<int>(row % ny), k = static_cast<int>(row / ny);
         for (int i = 0; i < nx; ++i) {
@@ -224,7 +214,7 @@ struct LocalNcc::Impl {
       BoxSum(s_j.data());
       BoxSum(s_ii.data());
       BoxSum(s_jj.data());
-      ForRanges(n, [&](Index begin, Index end, int) {
+      diffeoflow::ForRanges(pool, n, [&](Index begin, Index end, int) {
         for (Index y = begin; y < end; ++y) {
           gradient[y] = -scale * (J[y] * s_i[y] - s_j[y] - I[y] * s_ii[y] + s_jj[y]);
         }

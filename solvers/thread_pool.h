@@ -68,4 +68,14 @@ class ThreadPool {
   std::atomic<bool> stopping_{false};
 };
 
+// pool->ForRanges(n, fn), or fn(0, n, 0) in place when there is no pool.
+template <class Fn>
+void ForRanges(ThreadPool* pool, std::ptrdiff_t n, Fn&& fn) {
+  if (pool != nullptr) {
+    pool->ForRanges(n, fn);
+  } else {
+    fn(std::ptrdiff_t{0}, n, 0);
+  }
+}
+
 }  // namespace diffeoflow
