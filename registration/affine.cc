@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <chrono>
+#include <memory>
 #include <numbers>
 #include <optional>
 #include <sstream>
@@ -18,9 +19,13 @@
 #include "solvers/clock.h"
 #include "solvers/errors.h"
 #include "solvers/optimize.h"
+#include "solvers/thread_pool.h"
 
 namespace diffeoflow::registration {
 namespace {
+
+// Below this many fixed voxels a range is not worth a thread (as the deformable data term).
+constexpr Eigen::Index kVoxelsPerThread = 16384;
 
 using Index = Eigen::Index;
 constexpr int kMaxParameters = 12;
@@ -151,6 +156,10 @@ class AffineLevelObjective : public Objective {
         warped_(fixed.grid.voxels()),
         force_(fixed.grid.voxels()),
         image_gradient_(3 * fixed.grid.voxels()) {
+    const Index rows = fixed.grid.voxels() / fixed.grid.size[0];
+    row_gradient_.resize(12 * rows);
+    pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::clamp<Index>(
+        std::min<Index>(options.threads, fixed.grid.voxels() / kVoxelsPerThread), 1, 64)));
     // q = Vm · A_start · B(p) · Vf p, with Vm the world → moving voxel map and Vf the fixed
     // voxel → world map: the left and right constant factors.
     left_ = VoxelToWorld(moving.grid).inverse() * start;
@@ -158,7 +167,7 @@ class AffineLevelObjective : public Objective {
     if (options.similarity == SimilarityMeasure::kLocalNcc) {
       LocalNccOptions ncc;
       ncc.radius = options.ncc_radius;
-      ncc_.emplace(fixed.grid, ncc);
+      ncc_.emplace(fixed.grid, ncc, pool_.get());
     }
   }
 
@@ -191,11 +200,15 @@ class AffineLevelObjective : public Objective {
     const Index n = fg.voxels();
     const int nz = fg.dim == 3 ? fg.size[2] : 1;
     const double* data = moving_.data.data();
-    Index idx = 0;
-    for (int k = 0; k < nz; ++k) {
-      for (int j = 0; j < fg.size[1]; ++j) {
+    const int nx = fg.size[0], ny = fg.size[1];
+    const Index rows = static_cast<Index>(ny) * nz;
+    // Row by row (j, k) on the pool's ranges.
+    pool_->ForRanges(rows, [&](Index begin, Index end, int) {
+      for (Index r = begin; r < end; ++r) {
+        const int j = static_cast<int>(r % ny), k = static_cast<int>(r / ny);
         const Eigen::Vector3d row = Q.col(1) * j + Q.col(2) * k + Q.col(3);
-        for (int i = 0; i < fg.size[0]; ++i, ++idx) {
+        for (int i = 0; i < nx; ++i) {
+          const Index idx = r * nx + i;
           const Eigen::Vector3d q = row + Q.col(0) * i;
           bool inside = true;
           for (int d = 0; d < dim; ++d) inside = inside && q[d] >= -0.5 && q[d] <= mg.size[d] - 0.5;
@@ -205,7 +218,7 @@ class AffineLevelObjective : public Objective {
           for (int d = 0; d < 3; ++d) image_gradient_[d * n + idx] = g[d];
         }
       }
-    }
+    });
     double energy;
     if (ncc_) {
       energy = need_gradient ? ncc_->EnergyAndGradient(warped_, fixed_.data, force_)
@@ -215,22 +228,31 @@ class AffineLevelObjective : public Objective {
                              : SsdEnergy(fg, warped_, fixed_.data, 1.0);
     }
     if (!need_gradient) return energy;
-    // ∂E/∂Q(r, c) = Σ_x f(x) ∇I_r(x) · (i, j, k, 1)_c.
-    Eigen::Matrix<double, 3, 4> dQ = Eigen::Matrix<double, 3, 4>::Zero();
-    idx = 0;
-    for (int k = 0; k < nz; ++k) {
-      for (int j = 0; j < fg.size[1]; ++j) {
-        for (int i = 0; i < fg.size[0]; ++i, ++idx) {
+    // ∂E/∂Q(r, c) = Σ_x f(x) ∇I_r(x) · (i, j, k, 1)_c: a sum per row on the ranges, then the
+    // rows in order (the same bits for any thread count).
+    pool_->ForRanges(rows, [&](Index begin, Index end, int) {
+      for (Index row = begin; row < end; ++row) {
+        const int j = static_cast<int>(row % ny), k = static_cast<int>(row / ny);
+        double* sums = row_gradient_.data() + 12 * row;
+        std::fill(sums, sums + 12, 0.0);
+        for (int i = 0; i < nx; ++i) {
+          const Index idx = row * nx + i;
           const double f = force_[idx];
           if (f == 0.0) continue;
           for (int r = 0; r < dim; ++r) {
             const double a = f * image_gradient_[r * n + idx];
-            dQ(r, 0) += a * i;
-            dQ(r, 1) += a * j;
-            dQ(r, 2) += a * k;
-            dQ(r, 3) += a;
+            sums[4 * r + 0] += a * i;
+            sums[4 * r + 1] += a * j;
+            sums[4 * r + 2] += a * k;
+            sums[4 * r + 3] += a;
           }
         }
+      }
+    });
+    Eigen::Matrix<double, 3, 4> dQ = Eigen::Matrix<double, 3, 4>::Zero();
+    for (Index row = 0; row < rows; ++row) {
+      for (int r = 0; r < dim; ++r) {
+        for (int c = 0; c < 4; ++c) dQ(r, c) += row_gradient_[12 * row + 4 * r + c];
       }
     }
     gradient->setZero(active_);
@@ -252,8 +274,10 @@ class AffineLevelObjective : public Objective {
   int active_;
   double background_;
   Eigen::Matrix4d left_, right_;
-  std::optional<LocalNcc> ncc_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::optional<LocalNcc> ncc_;  // runs on pool_
   Eigen::VectorXd warped_, force_, image_gradient_;
+  Eigen::VectorXd row_gradient_;  // ∂E/∂Q summed per row of fixed voxels (12 per row)
 };
 
 }  // namespace

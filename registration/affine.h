@@ -60,6 +60,9 @@ struct AffineOptions {
   long max_voxels = 1L << 21;
   int iterations = 100;                // per level
   double function_tolerance = 1e-7;    // relative decrease per iteration that stops a level
+  // Threads of the loops over fixed voxels, one range per 16384 voxels at most (a registration
+  // sets the run's --threads); E and its gradient are the same bits for any count. >= 1.
+  int threads = 1;
 
   // InputError naming the flag of the first invalid field.
   void Validate() const;

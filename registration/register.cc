@@ -626,6 +626,7 @@ RegistrationOptions RegistrationOptions::ResolvedFor(const Grid& fixed) const {
   if (o.tolerance_window == kAuto) o.tolerance_window = volume ? 1 : 10;
   if (!o.affine.similarity) o.affine.similarity = o.similarity.value_or(SimilarityMeasure::kSsd);
   o.affine.ncc_radius = o.ncc_radius;
+  o.affine.threads = o.metric.threads;
   if (!o.similarity) o.similarity = volume ? SimilarityMeasure::kLocalNcc : SimilarityMeasure::kSsd;
   return o;
 }

@@ -142,6 +142,36 @@ TEST(AffineStage, RecoversKnownAffine3d) {
   ExpectRecovered(3, p, reg::SimilarityMeasure::kSsd);
 }
 
+// The loops over fixed voxels run on the pool's ranges (32³ voxels: two ranges): the stage's
+// result is the same bits on one and on two threads, for both similarities.
+TEST(AffineStage, SameBitsOnOneAndTwoThreads) {
+  const reg::Grid fixed_grid = CubeGrid(3, 32, 2.0);
+  reg::Grid moving_grid = CubeGrid(3, 30, 2.2);
+  moving_grid.origin_mm[0] += 1.7;
+  Eigen::VectorXd p(12);
+  p << 0.1, -0.05, 0.08, 3.0, -2.0, 4.0, std::log(1.05), std::log(0.97), std::log(1.02), 0.03,
+      0.0, -0.02;
+  const Eigen::Matrix4d truth =
+      reg::AffineFromParameters(p, reg::FieldOfViewCentre(fixed_grid), 3);
+  const reg::Image fixed = Sampled(fixed_grid, Eigen::Matrix4d::Identity());
+  const reg::Image moving = Sampled(moving_grid, truth.inverse());
+  for (reg::SimilarityMeasure similarity :
+       {reg::SimilarityMeasure::kSsd, reg::SimilarityMeasure::kLocalNcc}) {
+    reg::AffineOptions options;
+    options.similarity = similarity;
+    options.levels = 1;
+    options.iterations = 15;
+    const reg::AffineStageResult one = reg::RegisterAffine(moving, fixed, options);
+    options.threads = 2;
+    const reg::AffineStageResult two = reg::RegisterAffine(moving, fixed, options);
+    EXPECT_GT(one.iterations, 2);
+    EXPECT_LT(one.energy_final, one.energy_initial);
+    EXPECT_EQ(two.iterations, one.iterations);
+    EXPECT_EQ(two.energy_final, one.energy_final);
+    EXPECT_TRUE(two.affine == one.affine) << reg::SimilarityName(similarity);
+  }
+}
+
 TEST(AffineStage, RigidModeKeepsARotation) {
   const reg::Grid grid = CubeGrid(2, 64, 1.0);
   Eigen::VectorXd p(3);
