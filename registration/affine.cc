@@ -158,8 +158,8 @@ class AffineLevelObjective : public Objective {
         image_gradient_(3 * fixed.grid.voxels()) {
     const Index rows = fixed.grid.voxels() / fixed.grid.size[0];
     row_gradient_.resize(12 * rows);
-    pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::clamp<Index>(
-        std::min<Index>(options.threads, fixed.grid.voxels() / kVoxelsPerThread), 1, 64)));
+    pool_ = std::make_unique<ThreadPool>(
+        RangesFor(options.threads, fixed.grid.voxels(), kVoxelsPerThread));
     // q = Vm · A_start · B(p) · Vf p, with Vm the world → moving voxel map and Vf the fixed
     // voxel → world map: the left and right constant factors.
     left_ = VoxelToWorld(moving.grid).inverse() * start;

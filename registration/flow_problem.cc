@@ -335,9 +335,8 @@ DataTerm::DataTerm(const Image& moving, const Image& fixed, const FlowProblemOpt
   if (!(sigma_ > 0.0) || !std::isfinite(sigma_)) {
     throw InputError("--sigma must be a finite number > 0, got " + std::to_string(sigma_));
   }
-  const Eigen::Index worthwhile = fixed.grid.voxels() / kVoxelsPerThread;
-  pool_ = std::make_unique<ThreadPool>(static_cast<int>(
-      std::clamp<Eigen::Index>(std::min<Eigen::Index>(options.threads, worthwhile), 1, 64)));
+  pool_ = std::make_unique<ThreadPool>(
+      RangesFor(options.threads, fixed.grid.voxels(), kVoxelsPerThread));
   if (similarity_ == SimilarityMeasure::kLocalNcc) {
     if (options.ncc_radius < 1) {
       throw InputError("--ncc-radius must be >= 1, got " + std::to_string(options.ncc_radius));

@@ -19,9 +19,7 @@ constexpr Eigen::Index kCornersPerThread = 2048 * 4;
 VelocityFieldFlow::VelocityFieldFlow(const Grid& grid, int time_steps, int threads)
     : grid_(grid), dim_(grid.dim), voxels_(grid.voxels()), time_steps_(time_steps) {
   if (time_steps < 1) throw InputError("--steps: expected at least 1 time step");
-  const Eigen::Index worthwhile = voxels_ * (Eigen::Index{1} << dim_) / kCornersPerThread;
-  const int ranges = static_cast<int>(
-      std::clamp<Eigen::Index>(std::min<Eigen::Index>(threads, worthwhile), 1, 64));
+  const int ranges = RangesFor(threads, voxels_ * (Eigen::Index{1} << dim_), kCornersPerThread);
   pool_ = std::make_unique<ThreadPool>(ranges);  // one range: no worker, fn runs in place
   range_theta_.assign(ranges - 1, Vector(2 * dim_ * voxels_));
 }

@@ -128,9 +128,7 @@ EpdiffShooting::EpdiffShooting(const Grid& grid, FieldOperator smooth, int threa
       smooth_(std::move(smooth)),
       field_(grid.dim * grid.voxels()),
       adjoint_(grid.dim * grid.voxels()) {
-  const Eigen::Index worthwhile = voxels_ * (grid.dim == 3 ? 27 : 9) / kTapsPerThread;
-  threads_ = static_cast<int>(
-      std::clamp<Eigen::Index>(std::min<Eigen::Index>(threads, worthwhile), 1, 64));
+  threads_ = RangesFor(threads, voxels_ * (grid.dim == 3 ? 27 : 9), kTapsPerThread);
   range_fields_.resize(threads_ - 1);
   for (Vector& f : range_fields_) f.resize(grid.dim * voxels_);
   pool_ = std::make_unique<ThreadPool>(threads_);  // one thread: no worker, fn runs in place

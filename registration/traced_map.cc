@@ -82,8 +82,7 @@ TracedMapFlow::TracedMapFlow(const Grid& mesh, int fields, Eigen::Index tracers,
   stride_[1] = size_[0];
   stride_[2] = size_[0] * size_[1];
   if (fields < 2) throw InputError("TracedMapFlow: at least two velocity fields (K >= 1)");
-  pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::clamp<Eigen::Index>(
-      std::min<Eigen::Index>(threads, tracers / kTracersPerThread), 1, 64)));
+  pool_ = std::make_unique<ThreadPool>(RangesFor(threads, tracers, kTracersPerThread));
   field_.resize(block_);
 }
 

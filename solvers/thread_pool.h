@@ -11,6 +11,7 @@
 // One Run at a time: a pool belongs to the object that created it and is used from one thread.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -67,6 +68,14 @@ class ThreadPool {
   std::atomic<int> pending_{0};
   std::atomic<bool> stopping_{false};
 };
+
+// How many ranges a loop is worth: the `requested` threads, but no more than one range per
+// `work_per_range` units of `work`, and between 1 and 64.
+inline int RangesFor(int requested, std::ptrdiff_t work, std::ptrdiff_t work_per_range) {
+  const std::ptrdiff_t worthwhile = work / work_per_range;
+  return static_cast<int>(std::clamp<std::ptrdiff_t>(
+      std::min<std::ptrdiff_t>(requested, worthwhile), 1, 64));
+}
 
 // pool->ForRanges(n, fn), or fn(0, n, 0) in place when there is no pool.
 template <class Fn>
