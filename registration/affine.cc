@@ -139,6 +139,14 @@ Eigen::Matrix4d VoxelToWorld(const Grid& g) {
   return m;
 }
 
+// Half the largest extent of the voxel-corner box of `grid` (mm): ρ, the scale of θ, s and h.
+double FieldOfViewRadius(const Grid& grid) {
+  const WorldBox box = WorldBoundingBox(grid);
+  double radius = 1e-6;
+  for (int d = 0; d < grid.dim; ++d) radius = std::max(radius, 0.5 * (box.upper[d] - box.lower[d]));
+  return radius;
+}
+
 // The energy of one pyramid level as a function of the optimiser's variables x (active, scaled).
 class AffineLevelObjective : public Objective {
  public:
@@ -373,6 +381,30 @@ AffineDescription DescribeAffine(const Eigen::Matrix4d& affine, int dim) {
   return d;
 }
 
+double AffineStageEnergy(const Image& moving, const Image& fixed, const AffineOptions& options,
+                         const Eigen::Matrix4d& start, const Eigen::VectorXd& x,
+                         Eigen::VectorXd* gradient) {
+  options.Validate();
+  const int dim = fixed.grid.dim;
+  if (moving.grid.dim != dim) {
+    throw InputError("affine stage: a " + std::to_string(moving.grid.dim) +
+                     "-D moving image and a " + std::to_string(dim) + "-D fixed image");
+  }
+  if (options.mode == AffineMode::kNone) {
+    throw InputError("affine stage energy: mode none has no parameters to evaluate E at");
+  }
+  const int active = ActiveParameterCount(options.mode, dim);
+  if (x.size() != active) {
+    throw InputError("affine stage energy: " + std::to_string(x.size()) + " variables for " +
+                     std::to_string(active) + " active parameters (" +
+                     AffineModeName(options.mode) + ", " + std::to_string(dim) + "-D)");
+  }
+  AffineLevelObjective objective(moving, fixed, options, start, FieldOfViewCentre(fixed.grid),
+                                 FieldOfViewRadius(fixed.grid),
+                                 Eigen::VectorXd::Zero(FullParameterCount(dim)));
+  return objective.Evaluate(x, gradient);
+}
+
 AffineStageResult RegisterAffine(const Image& moving, const Image& fixed,
                                  const AffineOptions& options, const Eigen::Matrix4d* start) {
   options.Validate();
@@ -419,9 +451,7 @@ AffineStageResult RegisterAffine(const Image& moving, const Image& fixed,
   std::reverse(moving_levels.begin(), moving_levels.end());
 
   const Eigen::Vector3d centre = FieldOfViewCentre(fixed.grid);
-  const WorldBox box = WorldBoundingBox(fixed.grid);
-  double radius = 1e-6;
-  for (int d = 0; d < dim; ++d) radius = std::max(radius, 0.5 * (box.upper[d] - box.lower[d]));
+  const double radius = FieldOfViewRadius(fixed.grid);
   const int active = ActiveParameterCount(options.mode, dim);
   Vector x = Vector::Zero(active);
   for (std::size_t level = 0; level < fixed_levels.size(); ++level) {

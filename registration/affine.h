@@ -99,6 +99,15 @@ AffineStageResult RegisterAffine(const Image& moving, const Image& fixed,
                                  const AffineOptions& options,
                                  const Eigen::Matrix4d* start = nullptr);
 
+// E, the function the stage minimises on one pyramid level, at the optimiser's variables `x`
+// (the active parameters, θ, s and h multiplied by ρ; with s and h through their bounding tanh),
+// from `start`, on `moving` and `fixed` as given (no pyramid); its exact gradient with respect to
+// x into `gradient` when not null. For tests of the derivative. mode kNone has no variables: an
+// InputError, as for a size of x other than the mode's count (3 / 6 in 2-D, 6 / 12 in 3-D).
+double AffineStageEnergy(const Image& moving, const Image& fixed, const AffineOptions& options,
+                         const Eigen::Matrix4d& start, const Eigen::VectorXd& x,
+                         Eigen::VectorXd* gradient = nullptr);
+
 // The linear part's polar decomposition L = R·S (R a rotation, S symmetric positive definite):
 // the rotation angle of R in degrees and the eigenvalues of S (the scales, ascending) — what
 // metrics.json reports. `dim` 2 or 3: in 2-D only the upper-left 2 × 2 block.
