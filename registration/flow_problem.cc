@@ -162,46 +162,41 @@ MeshToImageMap::Axis AxisTable(Eigen::Index mesh_length, Eigen::Index image_leng
 // One pass along an axis of a field laid out x-fastest and seen as outer × length × stride:
 //   forward    out[o, i, q] = w_lo[i] in[o, lo[i], q] + w_hi[i] in[o, hi[i], q]   (i: image)
 //   transpose  out[o, p, q] = Σ_i ([lo[i] = p] w_lo[i] + [hi[i] = p] w_hi[i]) in[o, i, q]
-// The outer × stride lines are split over the pool's ranges; each output value is written by the
-// range that holds its line, summing over i in increasing order.
+// The outer × stride lines are split over the pool's ranges (ForLines); each output value is
+// written by the range that holds its line, summing over i in increasing order.
 void AxisPass(const double* in, double* out, Eigen::Index outer, Eigen::Index stride,
               Eigen::Index mesh_length, const MeshToImageMap::Axis& axis, bool transpose,
               ThreadPool* pool) {
   const Eigen::Index image_length = static_cast<Eigen::Index>(axis.lo.size());
   const Eigen::Index in_length = transpose ? image_length : mesh_length;
   const Eigen::Index out_length = transpose ? mesh_length : image_length;
-  auto lines = [&](Eigen::Index begin, Eigen::Index end, int) {
-    for (Eigen::Index o = begin / stride; o * stride < end; ++o) {
-      const Eigen::Index q0 = std::max(begin, o * stride) - o * stride;
-      const Eigen::Index q1 = std::min(end, (o + 1) * stride) - o * stride;
-      const double* src = in + o * in_length * stride;
-      double* dst = out + o * out_length * stride;
-      if (!transpose) {
-        for (Eigen::Index i = 0; i < image_length; ++i) {
-          const double* a = src + axis.lo[i] * stride;
-          const double* b = src + axis.hi[i] * stride;
-          double* d = dst + i * stride;
-          const double wl = axis.w_lo[i], wh = axis.w_hi[i];
-          for (Eigen::Index q = q0; q < q1; ++q) d[q] = wl * a[q] + wh * b[q];
-        }
-      } else {
-        for (Eigen::Index p = 0; p < mesh_length; ++p) {
-          std::fill(dst + p * stride + q0, dst + p * stride + q1, 0.0);
-        }
-        for (Eigen::Index i = 0; i < image_length; ++i) {
-          const double* s = src + i * stride;
-          double* a = dst + axis.lo[i] * stride;
-          double* b = dst + axis.hi[i] * stride;
-          const double wl = axis.w_lo[i], wh = axis.w_hi[i];
-          for (Eigen::Index q = q0; q < q1; ++q) {
-            a[q] += wl * s[q];
-            b[q] += wh * s[q];
-          }
+  ForLines(pool, outer, stride, [&](Eigen::Index o, Eigen::Index q0, Eigen::Index q1) {
+    const double* src = in + o * in_length * stride;
+    double* dst = out + o * out_length * stride;
+    if (!transpose) {
+      for (Eigen::Index i = 0; i < image_length; ++i) {
+        const double* a = src + axis.lo[i] * stride;
+        const double* b = src + axis.hi[i] * stride;
+        double* d = dst + i * stride;
+        const double wl = axis.w_lo[i], wh = axis.w_hi[i];
+        for (Eigen::Index q = q0; q < q1; ++q) d[q] = wl * a[q] + wh * b[q];
+      }
+    } else {
+      for (Eigen::Index p = 0; p < mesh_length; ++p) {
+        std::fill(dst + p * stride + q0, dst + p * stride + q1, 0.0);
+      }
+      for (Eigen::Index i = 0; i < image_length; ++i) {
+        const double* s = src + i * stride;
+        double* a = dst + axis.lo[i] * stride;
+        double* b = dst + axis.hi[i] * stride;
+        const double wl = axis.w_lo[i], wh = axis.w_hi[i];
+        for (Eigen::Index q = q0; q < q1; ++q) {
+          a[q] += wl * s[q];
+          b[q] += wh * s[q];
         }
       }
     }
-  };
-  ForRanges(pool, outer * stride, lines);
+  });
 }
 
 }  // namespace

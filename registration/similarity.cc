@@ -115,33 +115,29 @@ struct LocalNcc::Impl {
       const Index stride = axis == 1 ? static_cast<Index>(nx) : static_cast<Index>(nx) * grid.size[1];
       const Index block = stride * len;
       // The blocks × stride lines along the axis, split over the ranges.
-      diffeoflow::ForRanges(pool, n / len, [&](Index begin, Index end, int) {
-        for (Index o = begin / stride; o * stride < end; ++o) {
-          const Index q0 = std::max(begin, o * stride) - o * stride;
-          const Index q1 = std::min(end, (o + 1) * stride) - o * stride;
-          const double* in = f + o * block;
-          double* out = tmp + o * block;
-          // t = 0: the sum of rows 0..min(r, len−1).
-          for (Index q = q0; q < q1; ++q) out[q] = in[q];
-          for (int t = 1; t <= std::min(r, len - 1); ++t) {
-            const double* add = in + t * stride;
-            for (Index q = q0; q < q1; ++q) out[q] += add[q];
-          }
-          for (int t = 1; t < len; ++t) {
-            double* cur = out + t * stride;
-            const double* prev = out + (t - 1) * stride;
-            const bool has_add = t + r <= len - 1, has_sub = t - r - 1 >= 0;
-            const double* add = in + (has_add ? t + r : 0) * stride;
-            const double* sub = in + (has_sub ? t - r - 1 : 0) * stride;
-            if (has_add && has_sub) {
-              for (Index q = q0; q < q1; ++q) cur[q] = prev[q] + add[q] - sub[q];
-            } else if (has_add) {
-              for (Index q = q0; q < q1; ++q) cur[q] = prev[q] + add[q];
-            } else if (has_sub) {
-              for (Index q = q0; q < q1; ++q) cur[q] = prev[q] - sub[q];
-            } else {
-              for (Index q = q0; q < q1; ++q) cur[q] = prev[q];
-            }
+      diffeoflow::ForLines(pool, n / block, stride, [&](Index o, Index q0, Index q1) {
+        const double* in = f + o * block;
+        double* out = tmp + o * block;
+        // t = 0: the sum of rows 0..min(r, len−1).
+        for (Index q = q0; q < q1; ++q) out[q] = in[q];
+        for (int t = 1; t <= std::min(r, len - 1); ++t) {
+          const double* add = in + t * stride;
+          for (Index q = q0; q < q1; ++q) out[q] += add[q];
+        }
+        for (int t = 1; t < len; ++t) {
+          double* cur = out + t * stride;
+          const double* prev = out + (t - 1) * stride;
+          const bool has_add = t + r <= len - 1, has_sub = t - r - 1 >= 0;
+          const double* add = in + (has_add ? t + r : 0) * stride;
+          const double* sub = in + (has_sub ? t - r - 1 : 0) * stride;
+          if (has_add && has_sub) {
+            for (Index q = q0; q < q1; ++q) cur[q] = prev[q] + add[q] - sub[q];
+          } else if (has_add) {
+            for (Index q = q0; q < q1; ++q) cur[q] = prev[q] + add[q];
+          } else if (has_sub) {
+            for (Index q = q0; q < q1; ++q) cur[q] = prev[q] - sub[q];
+          } else {
+            for (Index q = q0; q < q1; ++q) cur[q] = prev[q];
           }
         }
       });

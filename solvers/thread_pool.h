@@ -87,4 +87,18 @@ void ForRanges(ThreadPool* pool, std::ptrdiff_t n, Fn&& fn) {
   }
 }
 
+// The lines of a field seen as outer × length × stride (x fastest): for each block o < outer, the
+// `stride` lines along the middle axis start at o · length · stride + q, q < stride. The
+// outer × stride lines are split over the pool's ranges (ForRanges over outer · stride), and
+// fn(o, q0, q1) is called for each block o with the contiguous piece [q0, q1) of its lines that a
+// range holds, so that a line is never split and the split depends on the counts only.
+template <class Fn>
+void ForLines(ThreadPool* pool, std::ptrdiff_t outer, std::ptrdiff_t stride, Fn&& fn) {
+  ForRanges(pool, outer * stride, [&](std::ptrdiff_t begin, std::ptrdiff_t end, int) {
+    for (std::ptrdiff_t o = begin / stride; o * stride < end; ++o) {
+      fn(o, std::max(begin, o * stride) - o * stride, std::min(end, (o + 1) * stride) - o * stride);
+    }
+  });
+}
+
 }  // namespace diffeoflow

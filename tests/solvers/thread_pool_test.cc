@@ -5,9 +5,11 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace diffeoflow {
@@ -32,6 +34,42 @@ TEST(ThreadPool, RangesCoverEveryIndexOnceWithTheDocumentedSplit) {
       });
       for (std::ptrdiff_t i = 0; i < n; ++i) {
         EXPECT_EQ(visits[static_cast<std::size_t>(i)], 1) << threads << " " << n << " " << i;
+      }
+    }
+  }
+}
+
+// ForLines visits every line (o, q) of outer × stride exactly once, in pieces [q0, q1) that lie
+// within one block, with the pool of any size and with no pool (in place, one piece a block).
+TEST(ThreadPool, ForLinesVisitsEveryLineOnceWithinItsBlock) {
+  for (const int threads : {0, 1, 2, 3, 5}) {
+    std::unique_ptr<ThreadPool> pool;
+    if (threads > 0) pool = std::make_unique<ThreadPool>(threads);
+    for (const auto& [outer, stride] : {std::pair<std::ptrdiff_t, std::ptrdiff_t>{1, 1},
+                                        {1, 7},
+                                        {7, 1},
+                                        {3, 10},
+                                        {10, 3},
+                                        {4, 96}}) {
+      std::vector<std::atomic<int>> visits(static_cast<std::size_t>(outer * stride));
+      std::atomic<int> pieces{0};
+      ForLines(pool.get(), outer, stride,
+               [&](std::ptrdiff_t o, std::ptrdiff_t q0, std::ptrdiff_t q1) {
+        EXPECT_GE(o, 0);
+        EXPECT_LT(o, outer);
+        EXPECT_GE(q0, 0);
+        EXPECT_LT(q0, q1);
+        EXPECT_LE(q1, stride);
+        for (std::ptrdiff_t q = q0; q < q1; ++q) ++visits[static_cast<std::size_t>(o * stride + q)];
+        ++pieces;
+      });
+      for (std::size_t i = 0; i < visits.size(); ++i) {
+        EXPECT_EQ(visits[i].load(), 1) << threads << " threads, " << outer << " × " << stride;
+      }
+      // A range's lines are contiguous: it splits at most one block with the next range.
+      EXPECT_LE(pieces.load(), outer + std::max(1, threads) - 1);
+      if (threads <= 1) {
+        EXPECT_EQ(pieces.load(), outer);
       }
     }
   }
