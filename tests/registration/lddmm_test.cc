@@ -9,6 +9,7 @@
 #include "registration/metric.h"
 #include "registration/shooting.h"
 #include "solvers/gradient_check.h"
+#include "tests/registration/bspline_stencil.h"
 #include "tests/registration/vjp_check.h"
 
 namespace diffeoflow::registration {
