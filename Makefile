@@ -36,7 +36,7 @@ test: build
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS) --timeout 900
 
 # -g1 (line tables: file:line in every sanitizer stack trace, no variable or type information)
-# instead of RelWithDebInfo's -g: each heavy file compiles in 0.65-0.72x the time, the build tree
+# instead of RelWithDebInfo's -g: each heavy file compiles in 0.65-0.74x the time, the build tree
 # is 0.9 GB instead of 2.8 GB.
 sanitize: deps
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDIFFEOFLOW_SANITIZE=ON \

@@ -94,6 +94,7 @@ void ForRanges(ThreadPool* pool, std::ptrdiff_t n, Fn&& fn) {
 // range holds, so that a line is never split and the split depends on the counts only.
 template <class Fn>
 void ForLines(ThreadPool* pool, std::ptrdiff_t outer, std::ptrdiff_t stride, Fn&& fn) {
+  if (outer <= 0 || stride <= 0) return;
   ForRanges(pool, outer * stride, [&](std::ptrdiff_t begin, std::ptrdiff_t end, int) {
     for (std::ptrdiff_t o = begin / stride; o * stride < end; ++o) {
       fn(o, std::max(begin, o * stride) - o * stride, std::min(end, (o + 1) * stride) - o * stride);

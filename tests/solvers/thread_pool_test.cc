@@ -72,6 +72,9 @@ TEST(ThreadPool, ForLinesVisitsEveryLineOnceWithinItsBlock) {
         EXPECT_EQ(pieces.load(), outer);
       }
     }
+    // No lines: fn is never called.
+    ForLines(pool.get(), 0, 5, [](std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t) { FAIL(); });
+    ForLines(pool.get(), 5, 0, [](std::ptrdiff_t, std::ptrdiff_t, std::ptrdiff_t) { FAIL(); });
   }
 }
 
