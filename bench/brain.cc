@@ -27,8 +27,9 @@
 // recovered affine's error against A and against the least-squares affine fit of the whole known
 // map over the brain (the part the warp does not explain), and the affine stage's time.
 // With out=DIR the pair is written there (fixed.nii.gz, moving.nii.gz, fixed_labels.nii.gz,
-// moving_labels.nii.gz) for the command-line route (docs/registration.md); register=0 stops
-// after writing it.
+// moving_labels.nii.gz, and for a same-grid pair without known_affine true_map_labels.nii.gz:
+// the moving labels carried by ψ⁻¹, the ceiling's labels) for the command-line route
+// (docs/registration.md); register=0 stops after writing it.
 // moving_grid=las records the moving image and its labels on another grid of the same world, as
 // a scanner would: voxels `coarser` times larger (default 1.25), 6 more voxels an axis, the centre
 // moved by (6, −4, 5) mm, the first axis flipped (LAS). The sources (the 1 mm brain and atlas) are
@@ -335,6 +336,7 @@ int main(int argc, char** argv) {
                                                                     truth(2, 3)}}};
     }
     const Image labels_on_fixed_grid = moving_labels;
+    std::optional<Image> true_map_labels;  // the moving labels through ψ⁻¹, for out=DIR
     if (moving_grid == "same" && !known_affine) {
       // What the true map ψ⁻¹ gives (the ceiling of this protocol: the moving labels went through
       // one nearest-neighbour resampling already), by both label interpolations.
@@ -361,8 +363,9 @@ int main(int argc, char** argv) {
         }
       }
       out["true_inverse_max_residual_voxels"] = residual;
-      out["dice_true_map"] =
-          MeanDice(fixed_labels, WarpImage(moving_labels, inverse, Interpolation::kNearest));
+      true_map_labels = WarpImage(moving_labels, inverse, Interpolation::kNearest);
+      true_map_labels->source_type = atlas.source_type;
+      out["dice_true_map"] = MeanDice(fixed_labels, *true_map_labels);
       out["dice_true_map_label_interpolation"] =
           MeanDice(fixed_labels, WarpImage(moving_labels, inverse, Interpolation::kLabel));
     }
@@ -403,6 +406,10 @@ int main(int argc, char** argv) {
       WriteImage((dir / "moving.nii.gz").string(), moving, ElementType::kFloat32);
       WriteImage((dir / "fixed_labels.nii.gz").string(), fixed_labels, atlas.source_type);
       WriteImage((dir / "moving_labels.nii.gz").string(), moving_labels, atlas.source_type);
+      if (true_map_labels) {
+        WriteImage((dir / "true_map_labels.nii.gz").string(), *true_map_labels,
+                   atlas.source_type);
+      }
       out["written"] = dir.string();
     }
     if (number("register", 1) != 0) {
