@@ -364,7 +364,6 @@ int main(int argc, char** argv) {
       }
       out["true_inverse_max_residual_voxels"] = residual;
       true_map_labels = WarpImage(moving_labels, inverse, Interpolation::kNearest);
-      true_map_labels->source_type = atlas.source_type;
       out["dice_true_map"] = MeanDice(fixed_labels, *true_map_labels);
       out["dice_true_map_label_interpolation"] =
           MeanDice(fixed_labels, WarpImage(moving_labels, inverse, Interpolation::kLabel));

@@ -147,6 +147,14 @@ double FieldOfViewRadius(const Grid& grid) {
   return radius;
 }
 
+// InputError unless the two images have the same dimension.
+void RequireSameDimension(const Image& moving, const Image& fixed) {
+  if (moving.grid.dim != fixed.grid.dim) {
+    throw InputError("affine stage: a " + std::to_string(moving.grid.dim) +
+                     "-D moving image and a " + std::to_string(fixed.grid.dim) + "-D fixed image");
+  }
+}
+
 // The energy of one pyramid level as a function of the optimiser's variables x (active, scaled).
 class AffineLevelObjective : public Objective {
  public:
@@ -386,10 +394,7 @@ double AffineStageEnergy(const Image& moving, const Image& fixed, const AffineOp
                          Eigen::VectorXd* gradient) {
   options.Validate();
   const int dim = fixed.grid.dim;
-  if (moving.grid.dim != dim) {
-    throw InputError("affine stage: a " + std::to_string(moving.grid.dim) +
-                     "-D moving image and a " + std::to_string(dim) + "-D fixed image");
-  }
+  RequireSameDimension(moving, fixed);
   if (options.mode == AffineMode::kNone) {
     throw InputError("affine stage energy: mode none has no parameters to evaluate E at");
   }
@@ -410,10 +415,7 @@ AffineStageResult RegisterAffine(const Image& moving, const Image& fixed,
   options.Validate();
   const auto clock_start = std::chrono::steady_clock::now();
   const int dim = fixed.grid.dim;
-  if (moving.grid.dim != dim) {
-    throw InputError("affine stage: a " + std::to_string(moving.grid.dim) +
-                     "-D moving image and a " + std::to_string(dim) + "-D fixed image");
-  }
+  RequireSameDimension(moving, fixed);
   AffineStageResult result;
   if (start != nullptr) {
     result.start = *start;
